@@ -1,0 +1,189 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"sync/atomic"
+
+	"github.com/mattn/go-sqlite3"
+)
+
+// DriverName is the database/sql driver name of the counting sqlite3 driver.
+// Every *sql.DB opened with it, by this package or by anyone else in the
+// process, is counted in Accounting.
+const DriverName = "sqlite3-counted"
+
+func init() {
+	sql.Register(DriverName, &Driver{})
+}
+
+// Counts is a snapshot of the process-wide driver accounting.
+type Counts struct {
+	HandlesOpened      uint64 // connectors created, one per *sql.DB
+	HandlesClosed      uint64 // connectors closed by (*sql.DB).Close
+	ConnectionsOpened  uint64 // driver connections opened
+	ConnectionsClosed  uint64 // driver connections closed
+	StatementsPrepared uint64 // driver statements prepared explicitly
+	StatementsClosed   uint64 // driver statements closed
+}
+
+// HandlesOpen returns the handles open at the time of the snapshot.
+func (c Counts) HandlesOpen() uint64 { return c.HandlesOpened - c.HandlesClosed }
+
+// StatementsOpen returns the prepared statements open at the time of the snapshot.
+func (c Counts) StatementsOpen() uint64 { return c.StatementsPrepared - c.StatementsClosed }
+
+// ConnectionsOpen returns the connections open at the time of the snapshot.
+func (c Counts) ConnectionsOpen() uint64 { return c.ConnectionsOpened - c.ConnectionsClosed }
+
+// accounting is process-wide on purpose: the PERF-408 leak lived in handles
+// that nobody registered anywhere, so only the driver sees all of them.
+var accounting struct {
+	handlesOpened, handlesClosed atomic.Uint64
+	connsOpened, connsClosed     atomic.Uint64
+	stmtsPrepared, stmtsClosed   atomic.Uint64
+}
+
+// Accounting returns the process-wide counts of handles and connections
+// opened and closed through DriverName.
+func Accounting() Counts {
+	// Closed before opened, so that open = opened - closed never underflows.
+	hc := accounting.handlesClosed.Load()
+	cc := accounting.connsClosed.Load()
+	sc := accounting.stmtsClosed.Load()
+	return Counts{
+		HandlesOpened:      accounting.handlesOpened.Load(),
+		HandlesClosed:      hc,
+		ConnectionsOpened:  accounting.connsOpened.Load(),
+		ConnectionsClosed:  cc,
+		StatementsPrepared: accounting.stmtsPrepared.Load(),
+		StatementsClosed:   sc,
+	}
+}
+
+// Driver is the sqlite3 driver wrapped to count handles and connections.
+type Driver struct {
+	base sqlite3.SQLiteDriver
+}
+
+var (
+	_ driver.Driver        = (*Driver)(nil)
+	_ driver.DriverContext = (*Driver)(nil)
+)
+
+// Open opens a connection without a connector. database/sql never calls it
+// for this driver, because the driver implements DriverContext.
+func (d *Driver) Open(dsn string) (driver.Conn, error) {
+	c, err := d.base.Open(dsn)
+	if err != nil {
+		return nil, err
+	}
+	return wrapConn(c.(*sqlite3.SQLiteConn)), nil
+}
+
+// OpenConnector is called once per sql.Open, which makes it the place to
+// count handles: sql.DB.Close closes the connector in turn.
+func (d *Driver) OpenConnector(dsn string) (driver.Connector, error) {
+	accounting.handlesOpened.Add(1)
+	return &connector{driver: d, dsn: dsn}, nil
+}
+
+// connector counts the connections it makes and its own close.
+type connector struct {
+	driver *Driver
+	dsn    string
+	closed atomic.Bool
+}
+
+var _ driver.Connector = (*connector)(nil)
+
+func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.driver.base.Open(c.dsn)
+	if err != nil {
+		return nil, err
+	}
+	return wrapConn(conn.(*sqlite3.SQLiteConn)), nil
+}
+
+func (c *connector) Driver() driver.Driver { return c.driver }
+
+// Close is called by (*sql.DB).Close.
+func (c *connector) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		accounting.handlesClosed.Add(1)
+	}
+	return nil
+}
+
+// conn embeds the sqlite3 connection so that every optional interface it
+// implements (ConnBeginTx, ConnPrepareContext, ExecerContext, QueryerContext,
+// Pinger, ...) is forwarded: hiding one would make database/sql fall back to
+// paths where a context no longer interrupts SQLite.
+type conn struct {
+	*sqlite3.SQLiteConn
+	closed atomic.Bool
+}
+
+var (
+	_ driver.Conn               = (*conn)(nil)
+	_ driver.ConnBeginTx        = (*conn)(nil)
+	_ driver.ConnPrepareContext = (*conn)(nil)
+	_ driver.ExecerContext      = (*conn)(nil)
+	_ driver.QueryerContext     = (*conn)(nil)
+	_ driver.Pinger             = (*conn)(nil)
+)
+
+func wrapConn(c *sqlite3.SQLiteConn) *conn {
+	accounting.connsOpened.Add(1)
+	return &conn{SQLiteConn: c}
+}
+
+// Close closes the connection and counts it once.
+func (c *conn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		accounting.connsClosed.Add(1)
+	}
+	return c.SQLiteConn.Close()
+}
+
+// PrepareContext counts the statement, so that a *sql.Stmt that is never
+// closed shows up as a growing count.
+func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	s, err := c.SQLiteConn.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return wrapStmt(s.(*sqlite3.SQLiteStmt)), nil
+}
+
+// Prepare is PrepareContext without a context.
+func (c *conn) Prepare(query string) (driver.Stmt, error) {
+	return c.PrepareContext(context.Background(), query)
+}
+
+// stmt embeds the sqlite3 statement to forward StmtExecContext and
+// StmtQueryContext, and counts its close.
+type stmt struct {
+	*sqlite3.SQLiteStmt
+	closed atomic.Bool
+}
+
+var (
+	_ driver.Stmt             = (*stmt)(nil)
+	_ driver.StmtExecContext  = (*stmt)(nil)
+	_ driver.StmtQueryContext = (*stmt)(nil)
+)
+
+func wrapStmt(s *sqlite3.SQLiteStmt) *stmt {
+	accounting.stmtsPrepared.Add(1)
+	return &stmt{SQLiteStmt: s}
+}
+
+// Close closes the statement and counts it once.
+func (s *stmt) Close() error {
+	if s.closed.CompareAndSwap(false, true) {
+		accounting.stmtsClosed.Add(1)
+	}
+	return s.SQLiteStmt.Close()
+}

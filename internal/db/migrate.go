@@ -1,0 +1,72 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations are applied in order; PRAGMA user_version records how many
+// have run. Append only: never edit one that has shipped.
+var migrations = []string{
+	// 1: run history and the liveness row.
+	`CREATE TABLE job_runs (
+		id            INTEGER PRIMARY KEY,
+		job           TEXT    NOT NULL,
+		scheduled_at  TEXT    NOT NULL,
+		started_at    TEXT    NOT NULL,
+		ended_at      TEXT    NOT NULL,
+		result        TEXT    NOT NULL CHECK (result IN ('success','failure','skipped','panic','timeout','cancelled')),
+		error         TEXT    NOT NULL DEFAULT '',
+		rows_affected INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX job_runs_job_started ON job_runs (job, started_at);
+	CREATE INDEX job_runs_ended ON job_runs (ended_at);
+	CREATE TABLE heartbeat (
+		id         INTEGER PRIMARY KEY CHECK (id = 1),
+		pid        INTEGER NOT NULL,
+		hostname   TEXT    NOT NULL,
+		version    TEXT    NOT NULL,
+		started_at TEXT    NOT NULL,
+		beat_at    TEXT    NOT NULL
+	);`,
+}
+
+// SchemaVersion is the user_version of a fully migrated database.
+var SchemaVersion = len(migrations)
+
+// Migrate applies the migrations that the database has not seen, each in its
+// own transaction, so a crash leaves the database at a whole version.
+func Migrate(ctx context.Context, db *sql.DB) error {
+	for {
+		done, err := migrateOne(ctx, db)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+func migrateOne(ctx context.Context, db *sql.DB) (done bool, err error) {
+	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: a second migrator waits
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	var v int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return false, err
+	}
+	switch {
+	case v == len(migrations):
+		return true, nil
+	case v > len(migrations):
+		return false, fmt.Errorf("schema version %d is newer than this worker's %d", v, len(migrations))
+	}
+	if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+		return false, fmt.Errorf("migration %d: %w", v+1, err)
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+		return false, fmt.Errorf("migration %d: %w", v+1, err)
+	}
+	return false, tx.Commit()
+}

@@ -1,0 +1,104 @@
+//go:build leak
+
+// Package leak injects resource leaks into a worker built with the "leak"
+// build tag, so that the soak harness and the alert rules can prove that
+// they catch them. The mode comes from the WORKER_LEAK environment variable.
+package leak
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"sync"
+)
+
+// Enabled reports whether the binary was built with the leak tag.
+const Enabled = true
+
+// EnvVar names the environment variable that picks the leak mode.
+const EnvVar = "WORKER_LEAK"
+
+// Modes lists the leak modes.
+var Modes = []string{"handle", "rows", "fd", "goroutine", "stmt"}
+
+// driverName is internal/db's counting driver; named here to avoid an
+// import cycle.
+const driverName = "sqlite3-counted"
+
+var (
+	mode = os.Getenv(EnvVar)
+
+	// Everything leaked stays reachable, as in PERF-408's global array, so
+	// that no finalizer can quietly close it.
+	mu     sync.Mutex
+	kept   []any
+	forever = make(chan struct{})
+)
+
+// Mode returns the leak mode chosen by WORKER_LEAK.
+func Mode() string { return mode }
+
+// Check validates WORKER_LEAK.
+func Check() error {
+	if mode == "" {
+		return nil
+	}
+	for _, m := range Modes {
+		if m == mode {
+			return nil
+		}
+	}
+	return fmt.Errorf("invalid %s %q: must be one of %v", EnvVar, mode, Modes)
+}
+
+func keep(v any) {
+	mu.Lock()
+	kept = append(kept, v)
+	mu.Unlock()
+}
+
+// Init is Handle.Init's hook. In handle mode it does what PERF-408's initDb
+// did: opens a new handle on every call and keeps it forever. It reports
+// whether it opened one.
+func Init(_ context.Context, db *sql.DB, dsn string) (*sql.DB, bool, error) {
+	if mode != "handle" {
+		return db, false, nil
+	}
+	leaked, err := sql.Open(driverName, dsn)
+	if err != nil {
+		return nil, false, err
+	}
+	keep(leaked)
+	return leaked, true, nil
+}
+
+// AfterInit leaks one unit of the chosen resource per job run.
+func AfterInit(_ context.Context, db *sql.DB) error {
+	// context.Background: a run's context is cancelled at its end, and
+	// database/sql would then close the rows for us.
+	ctx := context.Background()
+	switch mode {
+	case "rows":
+		rows, err := db.QueryContext(ctx, "SELECT 1")
+		if err != nil {
+			return err
+		}
+		keep(rows)
+	case "stmt":
+		stmt, err := db.PrepareContext(ctx, "SELECT ?")
+		if err != nil {
+			return err
+		}
+		keep(stmt)
+	case "fd":
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			return err
+		}
+		keep(f)
+	case "goroutine":
+		go func() { <-forever }()
+	}
+	return nil
+}
