@@ -1,0 +1,108 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/sqlworker/worker/internal/config"
+	webpkg "github.com/sqlworker/worker/internal/web"
+)
+
+// DefaultListenAddress is loopback only: the metrics name jobs and sizes,
+// and exposing them to a network should be a decision, one flag away.
+const DefaultListenAddress = "127.0.0.1:9847"
+
+// usageError marks bad flags or config: exit status 2.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}
+
+// flags are the parsed command line.
+type flags struct {
+	web           *web.FlagConfig
+	telemetryPath string
+	configFile    string
+	dbPath        string
+	configCheck   bool
+	log           promslog.Config
+}
+
+// parseFlags parses args in the Prometheus exporters' convention.
+func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
+	f := &flags{}
+	app := kingpin.New("worker", "Runs scheduled jobs against one SQLite database through one shared handle.")
+	app.UsageWriter(stdout)
+	app.ErrorWriter(stderr)
+	app.Version(version.Print("worker"))
+	app.HelpFlag.Short('h')
+	f.web = kingpinflag.AddFlags(app, DefaultListenAddress)
+	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.telemetryPath)
+	app.Flag("config.file", "Path to the YAML configuration file; without it the embedded defaults run.").StringVar(&f.configFile)
+	app.Flag("db.path", "Path to the SQLite database; overrides database.path in the config file.").StringVar(&f.dbPath)
+	app.Flag("config.check", "Validate the configuration, print the jobs that would run, and exit.").BoolVar(&f.configCheck)
+	promslogflag.AddFlags(app, &f.log)
+	if _, err := app.Parse(args); err != nil {
+		return nil, &usageError{err}
+	}
+	return f, nil
+}
+
+// load validates the flags and loads the configuration. Each error names
+// the flag or field it is about.
+func (f *flags) load() (*config.Config, error) {
+	switch p := f.telemetryPath; {
+	case !strings.HasPrefix(p, "/") || p == "/":
+		return nil, usagef("--web.telemetry-path: must start with / and name a path, got %q", p)
+	case p == webpkg.HealthzPath || p == webpkg.ReadyzPath:
+		return nil, usagef("--web.telemetry-path: %q is taken by a health endpoint", p)
+	}
+	for _, a := range *f.web.WebListenAddresses {
+		if a == "" {
+			return nil, usagef("--web.listen-address: must not be empty")
+		}
+	}
+	if p := *f.web.WebConfigFile; p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return nil, usagef("--web.config.file: %v", err)
+		}
+		if err := web.Validate(p); err != nil {
+			return nil, usagef("--web.config.file %s: %s", p, oneLine(err.Error()))
+		}
+	}
+	cfg := config.Default()
+	if f.configFile != "" {
+		var err error
+		if cfg, err = config.Load(f.configFile); err != nil {
+			if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
+				return nil, usagef("--config.file: %v", err)
+			}
+			return nil, &usageError{err}
+		}
+	}
+	if f.dbPath != "" {
+		if strings.ContainsAny(f.dbPath, "?#\x00") || strings.HasSuffix(f.dbPath, "/") {
+			return nil, usagef("--db.path: want a file path without '?' or '#', got %q", f.dbPath)
+		}
+		cfg.DBPath = f.dbPath
+	}
+	return cfg, nil
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

@@ -1,0 +1,301 @@
+// Package config loads and validates the worker's YAML configuration. Every
+// error names the field it is about, as `jobs[2].schedule: ...`, on one line.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/robfig/cron/v3"
+
+	"github.com/sqlworker/worker/internal/schedule"
+)
+
+// Defaults of the configuration.
+const (
+	DefaultDBPath           = "worker.db"
+	DefaultMaxOpenConns     = 4
+	DefaultBusyTimeout      = 5 * time.Second
+	DefaultShutdownGrace    = 30 * time.Second
+	DefaultHistoryRetention = 7 * 24 * time.Hour
+	DefaultJobTimeout       = time.Minute
+	// MaxJobs bounds the number of user jobs: each one is a goroutine per run
+	// and a set of metric series.
+	MaxJobs = 1000
+)
+
+// The built-in jobs.
+const (
+	Heartbeat     = "heartbeat"
+	WALCheckpoint = "wal_checkpoint"
+	Optimize      = "optimize"
+	QuickCheck    = "quick_check"
+	HistoryPrune  = "history_prune"
+)
+
+// BuiltinNames lists the built-in jobs in a stable order.
+var BuiltinNames = []string{Heartbeat, WALCheckpoint, Optimize, QuickCheck, HistoryPrune}
+
+// builtinDefaults are the production schedules of the built-in jobs.
+var builtinDefaults = map[string]Job{
+	Heartbeat:     {Schedule: "@every 10s", Timeout: 5 * time.Second},
+	WALCheckpoint: {Schedule: "@every 5m", Timeout: time.Minute},
+	Optimize:      {Schedule: "@hourly", Timeout: 5 * time.Minute},
+	QuickCheck:    {Schedule: "@every 15m", Timeout: 5 * time.Minute},
+	HistoryPrune:  {Schedule: "@hourly", Timeout: time.Minute},
+}
+
+// Config is a validated configuration.
+type Config struct {
+	DBPath           string
+	MaxOpenConns     int
+	BusyTimeout      time.Duration
+	Location         *time.Location
+	ShutdownGrace    time.Duration
+	HistoryRetention time.Duration
+	Jobs             []Job // built-in jobs first, then user jobs, enabled or not
+}
+
+// Job is one scheduled job.
+type Job struct {
+	Name     string
+	Builtin  bool
+	Schedule string
+	Parsed   cron.Schedule
+	Timeout  time.Duration
+	Enabled  bool
+	SQL      string // user jobs only
+}
+
+// EnabledJobs returns the jobs that will be scheduled.
+func (c *Config) EnabledJobs() []Job {
+	var out []Job
+	for _, j := range c.Jobs {
+		if j.Enabled {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// file is the YAML document. Durations are strings here so that a bad one
+// is reported with its field's name.
+type file struct {
+	Database struct {
+		Path         string `yaml:"path"`
+		MaxOpenConns *int   `yaml:"max_open_conns"`
+		BusyTimeout  string `yaml:"busy_timeout"`
+	} `yaml:"database"`
+	Scheduler struct {
+		Timezone      string `yaml:"timezone"`
+		ShutdownGrace string `yaml:"shutdown_grace"`
+	} `yaml:"scheduler"`
+	History struct {
+		Retention string `yaml:"retention"`
+	} `yaml:"history"`
+	Builtin struct {
+		Heartbeat     *fileJob `yaml:"heartbeat"`
+		WALCheckpoint *fileJob `yaml:"wal_checkpoint"`
+		Optimize      *fileJob `yaml:"optimize"`
+		QuickCheck    *fileJob `yaml:"quick_check"`
+		HistoryPrune  *fileJob `yaml:"history_prune"`
+	} `yaml:"builtin"`
+	Jobs []fileJob `yaml:"jobs"`
+}
+
+type fileJob struct {
+	Name     string `yaml:"name"`
+	Schedule string `yaml:"schedule"`
+	Timeout  string `yaml:"timeout"`
+	Enabled  *bool  `yaml:"enabled"`
+	SQL      string `yaml:"sql"`
+}
+
+// Default returns the embedded default configuration: the database at
+// DefaultDBPath and every built-in job on its production schedule.
+func Default() *Config {
+	c, err := Parse(nil)
+	if err != nil {
+		panic(err) // the defaults are constants; a test keeps them valid
+	}
+	return c
+}
+
+// Load reads and validates the file at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read config file: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse validates a YAML document; unknown keys are errors. An empty
+// document yields the defaults.
+func Parse(b []byte) (*Config, error) {
+	var f file
+	dec := yaml.NewDecoder(bytes.NewReader(b), yaml.DisallowUnknownField())
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return nil, errors.New(oneLine(yaml.FormatError(err, false, false)))
+	}
+	// A second document would be silently ignored; refuse it instead.
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("config must be a single YAML document")
+	}
+	return f.validate()
+}
+
+// oneLine keeps the first line of a multi-line parser message, which is
+// where goccy/go-yaml puts the position and the reason.
+func oneLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(s)
+}
+
+var jobNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+
+func (f *file) validate() (*Config, error) {
+	c := &Config{
+		DBPath:       DefaultDBPath,
+		MaxOpenConns: DefaultMaxOpenConns,
+		Location:     time.Local,
+	}
+	var err error
+	if f.Database.Path != "" {
+		c.DBPath = f.Database.Path
+	}
+	if strings.ContainsAny(c.DBPath, "?#\x00") {
+		return nil, fmt.Errorf("database.path: must not contain '?', '#' or NUL: %q", c.DBPath)
+	}
+	if strings.HasSuffix(c.DBPath, "/") {
+		return nil, fmt.Errorf("database.path: is a directory, want a file path: %q", c.DBPath)
+	}
+	if f.Database.MaxOpenConns != nil {
+		if n := *f.Database.MaxOpenConns; n < 1 || n > 1024 {
+			return nil, fmt.Errorf("database.max_open_conns: must be between 1 and 1024, got %d", n)
+		}
+		c.MaxOpenConns = *f.Database.MaxOpenConns
+	}
+	if c.BusyTimeout, err = duration("database.busy_timeout", f.Database.BusyTimeout, DefaultBusyTimeout, true); err != nil {
+		return nil, err
+	}
+	if tz := f.Scheduler.Timezone; tz != "" {
+		if c.Location, err = time.LoadLocation(tz); err != nil || strings.ContainsAny(tz, " \t") {
+			return nil, fmt.Errorf("scheduler.timezone: unknown time zone %q", tz)
+		}
+	}
+	if c.ShutdownGrace, err = duration("scheduler.shutdown_grace", f.Scheduler.ShutdownGrace, DefaultShutdownGrace, true); err != nil {
+		return nil, err
+	}
+	if c.HistoryRetention, err = duration("history.retention", f.History.Retention, DefaultHistoryRetention, false); err != nil {
+		return nil, err
+	}
+
+	builtin := map[string]*fileJob{
+		Heartbeat:     f.Builtin.Heartbeat,
+		WALCheckpoint: f.Builtin.WALCheckpoint,
+		Optimize:      f.Builtin.Optimize,
+		QuickCheck:    f.Builtin.QuickCheck,
+		HistoryPrune:  f.Builtin.HistoryPrune,
+	}
+	for _, name := range BuiltinNames {
+		j, err := c.job("builtin."+name, name, builtin[name], builtinDefaults[name])
+		if err != nil {
+			return nil, err
+		}
+		j.Builtin = true
+		c.Jobs = append(c.Jobs, j)
+	}
+
+	if len(f.Jobs) > MaxJobs {
+		return nil, fmt.Errorf("jobs: at most %d jobs, got %d", MaxJobs, len(f.Jobs))
+	}
+	seen := make(map[string]string)
+	for _, name := range BuiltinNames {
+		seen[name] = "builtin." + name
+	}
+	for i := range f.Jobs {
+		fj := &f.Jobs[i]
+		field := fmt.Sprintf("jobs[%d]", i)
+		switch {
+		case fj.Name == "":
+			return nil, fmt.Errorf("%s.name: must not be empty", field)
+		case !jobNameRE.MatchString(fj.Name):
+			return nil, fmt.Errorf("%s.name: %q must be lower case letters, digits and _, starting with a letter, at most 63 characters", field, fj.Name)
+		case seen[fj.Name] != "":
+			return nil, fmt.Errorf("%s.name: duplicate job name %q (also %s)", field, fj.Name, seen[fj.Name])
+		}
+		seen[fj.Name] = field
+		if strings.TrimSpace(fj.SQL) == "" {
+			return nil, fmt.Errorf("%s.sql: must not be empty", field)
+		}
+		if fj.Schedule == "" {
+			return nil, fmt.Errorf("%s.schedule: must not be empty", field)
+		}
+		j, err := c.job(field, fj.Name, fj, Job{Timeout: DefaultJobTimeout})
+		if err != nil {
+			return nil, err
+		}
+		j.SQL = fj.SQL
+		c.Jobs = append(c.Jobs, j)
+	}
+	return c, nil
+}
+
+// job merges a job's settings from the file over its defaults.
+func (c *Config) job(field, name string, fj *fileJob, def Job) (Job, error) {
+	j := def
+	j.Name = name
+	j.Enabled = true
+	if fj != nil {
+		if fj.Name != "" && fj.Name != name {
+			return Job{}, fmt.Errorf("%s.name: built-in jobs cannot be renamed", field)
+		}
+		if fj.SQL != "" && def.Schedule != "" {
+			return Job{}, fmt.Errorf("%s.sql: built-in jobs take no SQL; add a job under jobs instead", field)
+		}
+		if fj.Schedule != "" {
+			j.Schedule = fj.Schedule
+		}
+		if fj.Enabled != nil {
+			j.Enabled = *fj.Enabled
+		}
+		var err error
+		if j.Timeout, err = duration(field+".timeout", fj.Timeout, def.Timeout, true); err != nil {
+			return Job{}, err
+		}
+	}
+	s, err := schedule.Parse(j.Schedule)
+	if err != nil {
+		return Job{}, fmt.Errorf("%s.schedule: invalid schedule %q: %v", field, j.Schedule, err)
+	}
+	j.Parsed = s
+	return j, nil
+}
+
+// duration parses a field's duration; "" means the default.
+func duration(field, s string, def time.Duration, positive bool) (time.Duration, error) {
+	if s == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s: invalid duration %q: want a number with a unit, such as 30s or 5m", field, s)
+	}
+	if d < 0 || (positive && d == 0) {
+		return 0, fmt.Errorf("%s: must be positive, got %s", field, s)
+	}
+	return d, nil
+}

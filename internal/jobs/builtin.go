@@ -1,0 +1,176 @@
+package jobs
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Builtins holds what the built-in jobs need and the gauge quick_check sets.
+type Builtins struct {
+	Version          string        // recorded by heartbeat
+	HistoryRetention time.Duration // history_prune deletes runs that ended before now minus this
+
+	started       time.Time
+	quickCheckOK  prometheus.Gauge
+	quickCheckRan atomic.Bool
+}
+
+// NewBuiltins returns the built-in jobs' bodies. Register the Builtins as a
+// collector to export worker_db_quick_check_ok.
+func NewBuiltins(namespace, version string, retention time.Duration) *Builtins {
+	if namespace == "" {
+		namespace = DefaultNamespace
+	}
+	return &Builtins{
+		Version:          version,
+		HistoryRetention: retention,
+		started:          time.Now(),
+		quickCheckOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "db", Name: "quick_check_ok",
+			Help: "1 when the last PRAGMA quick_check said ok, 0 when it found a problem.",
+		}),
+	}
+}
+
+var _ prometheus.Collector = (*Builtins)(nil)
+
+// Describe implements prometheus.Collector.
+func (b *Builtins) Describe(ch chan<- *prometheus.Desc) { b.quickCheckOK.Describe(ch) }
+
+// Collect implements prometheus.Collector. worker_db_quick_check_ok is
+// exported only once quick_check has run, so that "never checked" cannot
+// read as either "ok" or "corrupt".
+func (b *Builtins) Collect(ch chan<- prometheus.Metric) {
+	if b.quickCheckRan.Load() {
+		b.quickCheckOK.Collect(ch)
+	}
+}
+
+// Func returns the body of the named built-in job.
+func (b *Builtins) Func(name string) (Func, error) {
+	switch name {
+	case "heartbeat":
+		return b.heartbeat, nil
+	case "wal_checkpoint":
+		return walCheckpoint, nil
+	case "optimize":
+		return optimize, nil
+	case "quick_check":
+		return b.quickCheck, nil
+	case "history_prune":
+		return b.historyPrune, nil
+	}
+	return nil, fmt.Errorf("%w: %q is not a built-in job", ErrUnknownJob, name)
+}
+
+// heartbeat upserts the worker's liveness row.
+func (b *Builtins) heartbeat(ctx context.Context, db *sql.DB) (int64, error) {
+	host, _ := os.Hostname()
+	now := FormatTime(time.Now())
+	res, err := db.ExecContext(ctx, `INSERT INTO heartbeat (id, pid, hostname, version, started_at, beat_at)
+		VALUES (1, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, hostname = excluded.hostname,
+			version = excluded.version, started_at = excluded.started_at, beat_at = excluded.beat_at`,
+		os.Getpid(), host, b.Version, FormatTime(b.started), now)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// ErrCheckpointBusy is returned when readers kept a checkpoint from finishing.
+var ErrCheckpointBusy = errors.New("wal checkpoint could not complete: database busy")
+
+// walCheckpoint truncates the WAL, so that it cannot grow without bound.
+func walCheckpoint(ctx context.Context, db *sql.DB) (int64, error) {
+	var busy, logFrames, checkpointed int64
+	if err := db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
+		return 0, err
+	}
+	if busy != 0 {
+		return checkpointed, ErrCheckpointBusy
+	}
+	return checkpointed, nil
+}
+
+// optimize lets SQLite refresh the statistics its query planner uses.
+func optimize(ctx context.Context, db *sql.DB) (int64, error) {
+	_, err := db.ExecContext(ctx, "PRAGMA optimize")
+	return 0, err
+}
+
+// ErrQuickCheck is returned when PRAGMA quick_check finds a problem.
+var ErrQuickCheck = errors.New("quick_check found problems")
+
+// quickCheck runs PRAGMA quick_check and exports its verdict.
+func (b *Builtins) quickCheck(ctx context.Context, db *sql.DB) (int64, error) {
+	rows, err := db.QueryContext(ctx, "PRAGMA quick_check")
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return 0, err
+		}
+		if line != "ok" {
+			problems = append(problems, line)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if len(problems) > 0 {
+		b.quickCheckOK.Set(0)
+		b.quickCheckRan.Store(true)
+		return int64(len(problems)), fmt.Errorf("%w: %s", ErrQuickCheck, strings.Join(problems[:min(3, len(problems))], "; "))
+	}
+	b.quickCheckOK.Set(1)
+	b.quickCheckRan.Store(true)
+	return 0, nil
+}
+
+// historyPrune deletes runs that ended before the retention.
+func (b *Builtins) historyPrune(ctx context.Context, db *sql.DB) (int64, error) {
+	cutoff := FormatTime(time.Now().Add(-b.HistoryRetention))
+	res, err := db.ExecContext(ctx, "DELETE FROM job_runs WHERE ended_at < ?", cutoff)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// SQLFunc returns the body of a user job: its SQL, one or more statements,
+// run in one transaction. It reports the rows changed by all statements.
+func SQLFunc(query string) Func {
+	return func(ctx context.Context, db *sql.DB) (int64, error) {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return 0, err
+		}
+		defer tx.Rollback()
+		// Exec reports only the last statement's changes; total_changes()
+		// counts all of them on this connection.
+		var before, after int64
+		if err := tx.QueryRowContext(ctx, "SELECT total_changes()").Scan(&before); err != nil {
+			return 0, err
+		}
+		if _, err := tx.ExecContext(ctx, query); err != nil {
+			return 0, err
+		}
+		if err := tx.QueryRowContext(ctx, "SELECT total_changes()").Scan(&after); err != nil {
+			return 0, err
+		}
+		return after - before, tx.Commit()
+	}
+}

@@ -1,0 +1,63 @@
+package jobs
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the worker_job_* series. Every job × result is created at
+// start-up so that rate() over a result that never happened is 0, not empty.
+type metrics struct {
+	runs        *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	startDelay  *prometheus.HistogramVec
+	running     *prometheus.GaugeVec
+	lastSuccess *prometheus.GaugeVec
+	nextRun     *prometheus.GaugeVec
+}
+
+func newMetrics(namespace string) *metrics {
+	const sub = "job"
+	return &metrics{
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: sub, Name: "runs_total",
+			Help: "Finished job runs by result (success, failure, skipped, panic, timeout, cancelled).",
+		}, []string{"job", "result"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: sub, Name: "duration_seconds",
+			Help:    "Wall time of job runs that were not skipped.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}, []string{"job"}),
+		startDelay: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: sub, Name: "start_delay_seconds",
+			Help:    "Scheduling lateness: the start of a run minus its scheduled time.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+		}, []string{"job"}),
+		running: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: sub, Name: "running",
+			Help: "1 while a run of the job is in progress.",
+		}, []string{"job"}),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: sub, Name: "last_success_timestamp_seconds",
+			Help: "Unix time of the job's last successful run; 0 until the first.",
+		}, []string{"job"}),
+		nextRun: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: sub, Name: "next_run_timestamp_seconds",
+			Help: "Unix time of the job's next scheduled run.",
+		}, []string{"job"}),
+	}
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.runs, m.duration, m.startDelay, m.running, m.lastSuccess, m.nextRun}
+}
+
+func (m *metrics) init(job string) {
+	for _, r := range Results {
+		m.runs.WithLabelValues(job, string(r))
+	}
+	m.duration.WithLabelValues(job)
+	m.startDelay.WithLabelValues(job)
+	m.running.WithLabelValues(job)
+	m.lastSuccess.WithLabelValues(job)
+	m.nextRun.WithLabelValues(job)
+}
