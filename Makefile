@@ -1,0 +1,61 @@
+# The worker's build. `make run` and `make test` are all a fresh machine needs.
+GO        ?= go
+BIN       ?= bin
+PKG       := github.com/sqlworker/worker
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
+VPKG      := github.com/prometheus/common/version
+LDFLAGS   := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) -X $(VPKG).Branch=$(BRANCH) \
+             -X $(VPKG).BuildUser=$(shell id -un 2>/dev/null)@$(shell hostname 2>/dev/null) \
+             -X $(VPKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
+TEST_TIMEOUT ?= 20m
+GOLANGCI_LINT_VERSION ?= v2.15.0
+FUZZTIME  ?= 30s
+export CGO_ENABLED := 1
+
+.PHONY: all build run test test-short lint bench fuzz clean
+
+all: build
+
+build: $(BIN)/worker
+
+$(BIN)/worker: FORCE
+	$(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/worker
+
+FORCE:
+
+## run: start the worker on its embedded defaults (./worker.db, metrics on 127.0.0.1:9847)
+run: build
+	./$(BIN)/worker $(ARGS)
+
+## test: the whole suite with the race detector, including the end-to-end tests of the built binary
+test: $(if $(wildcard deploy/deploy.mk),deploy-tools)
+	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+
+## test-short: unit tests only
+test-short:
+	$(GO) test -short -race ./...
+
+## lint: go vet, gofmt and the pinned golangci-lint
+lint:
+	$(GO) vet ./...
+	$(GO) vet -tags leak ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run ./...
+
+## bench: the benchmarks recorded in docs/performance.md
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/db ./internal/fdstat
+
+## fuzz: each fuzz target for FUZZTIME
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/schedule
+
+clean:
+	rm -rf $(BIN) soak-report
+
+-include deploy/deploy.mk
+-include soak/soak.mk
+
