@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+)
+
+// childEnv picks the behaviour of this test binary when it runs as the
+// soaked command: clean, die, stubborn or unclean.
+const (
+	childEnv  = "SOAK_TEST_CHILD"
+	childAddr = "SOAK_TEST_ADDR"
+)
+
+// childMain serves worker-like metrics on $SOAK_TEST_ADDR until SIGTERM.
+func childMain() int {
+	mode := os.Getenv(childEnv)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM)
+	if mode == "stubborn" {
+		signal.Ignore(syscall.SIGTERM)
+	}
+	var n atomic.Int64
+	died := make(chan struct{})
+	render := worker(1, true)
+	srv := &http.Server{Addr: os.Getenv(childAddr), Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		i := n.Add(1)
+		if mode == "die" && i == 30 {
+			close(died)
+		}
+		fmt.Fprint(w, render(int(i)))
+	})}
+	go func() { _ = srv.ListenAndServe() }()
+	select {
+	case <-sig:
+	case <-died:
+		return 3
+	}
+	_ = srv.Shutdown(context.Background())
+	if mode == "unclean" {
+		return 1
+	}
+	return 0
+}
+
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// soakChild soaks this test binary started in mode.
+func soakChild(t *testing.T, mode string, extra ...string) (error, string, string) {
+	t.Helper()
+	addr := freeAddr(t)
+	t.Setenv(childEnv, mode)
+	t.Setenv(childAddr, addr)
+	args := append(append(quick, "--metrics-url", "http://"+addr+"/metrics", "--stop-timeout", "2s"), extra...)
+	args = append(args, "--", os.Args[0], "-test.run=^$")
+	err, stdout, stderr, _ := soak(t, args...)
+	return err, stdout, stderr
+}
+
+// Ensure the command mode starts, soaks and stops a clean target.
+func TestRun_Command(t *testing.T) {
+	t.Run("Clean", func(t *testing.T) {
+		err, stdout, stderr := soakChild(t, "clean")
+		if err != nil {
+			t.Fatalf("got %v, want nil\n%s", err, stderr)
+		}
+		if !strings.HasPrefix(lastLine(stdout), "soak: STEADY") {
+			t.Fatalf("last line %q, want STEADY", lastLine(stdout))
+		}
+	})
+	t.Run("DiesDuringSoak", func(t *testing.T) {
+		err, _, _ := soakChild(t, "die")
+		if err == nil || errors.Is(err, ErrAlarm) || !strings.Contains(err.Error(), "died") {
+			t.Fatalf("got %v, want a could-not-soak error saying the target died", err)
+		}
+	})
+	t.Run("UncleanExit", func(t *testing.T) {
+		err, stdout, _ := soakChild(t, "unclean")
+		if !errors.Is(err, ErrAlarm) || !strings.Contains(lastLine(stdout), "broken clean_exit") {
+			t.Fatalf("got %v (%q), want ErrAlarm naming clean_exit", err, lastLine(stdout))
+		}
+	})
+	t.Run("IgnoresSIGTERM", func(t *testing.T) {
+		err, stdout, _ := soakChild(t, "stubborn")
+		if !errors.Is(err, ErrAlarm) || !strings.Contains(lastLine(stdout), "killed") {
+			t.Fatalf("got %v (%q), want ErrAlarm saying it was killed", err, lastLine(stdout))
+		}
+	})
+	t.Run("NeverReady", func(t *testing.T) {
+		err, _, _, _ := soak(t, "--duration", "2s", "--warmup", "1s", "--ready-timeout", "300ms", "--metrics-url", "http://"+freeAddr(t)+"/metrics", "--", "sleep", "5")
+		if err == nil || errors.Is(err, ErrAlarm) || !strings.Contains(err.Error(), "never answered") {
+			t.Fatalf("got %v, want a could-not-soak error saying it never answered", err)
+		}
+	})
+}

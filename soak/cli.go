@@ -1,0 +1,197 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/sqlworker/worker/soak/internal/runner"
+	"github.com/sqlworker/worker/soak/internal/series"
+	"github.com/sqlworker/worker/soak/internal/target"
+)
+
+// Defaults of the flags not owned by a package.
+const (
+	DefaultMetricsURL = "http://127.0.0.1:9847/metrics"
+	DefaultReportDir  = "soak-report"
+)
+
+// Errors of the command line.
+var (
+	// ErrUsage wraps every error in the command line.
+	ErrUsage = errors.New("bad usage")
+	// errHelp is returned after --help printed the usage.
+	errHelp = errors.New("help requested")
+)
+
+// options are the parsed command line.
+type options struct {
+	duration, interval, warmup time.Duration
+	readyTimeout, stopTimeout  time.Duration
+	reportDir                  string
+	alertmanagerURL            string
+	failFast                   bool
+	target                     string
+	metricsURL                 string
+	runID                      string
+	watch                      []string
+	command                    []string
+}
+
+// parseArgs parses and validates the command line. Errors are wrapped in
+// ErrUsage and name the flag at fault.
+func parseArgs(args []string, stdout io.Writer) (*options, error) {
+	o := &options{}
+	app := kingpin.New("soak", "Soak a process and report whether its connections, file descriptors, goroutines or memory leak.\n\n"+
+		"  soak [flags] -- COMMAND ARGS...   start COMMAND, wait for --metrics-url, soak it, stop it with SIGTERM\n"+
+		"  soak [flags] --target URL         soak a process that someone else runs\n\n"+
+		"Exit status: 0 steady, 1 leak or broken invariant, 2 could not soak.")
+	help := false
+	app.Terminate(func(int) { help = true })
+	app.UsageWriter(stdout)
+	app.ErrorWriter(io.Discard)
+	app.HelpFlag.Short('h')
+
+	app.Flag("duration", "How long to soak, warm-up included.").
+		Default(runner.DefaultDuration.String()).SetValue(durationFlag(&o.duration, "duration"))
+	app.Flag("interval", "Time between scrapes.").
+		Default(runner.DefaultInterval.String()).SetValue(durationFlag(&o.interval, "interval"))
+	app.Flag("warmup", "Samples in the first part of the soak are shown, not judged.").
+		Default(runner.DefaultWarmup.String()).SetValue(durationFlag(&o.warmup, "warmup"))
+	app.Flag("report-dir", "Directory for report.json, samples.csv, report.html (and target.log); empty for none.").
+		Default(DefaultReportDir).StringVar(&o.reportDir)
+	app.Flag("alertmanager.url", "Alertmanager base URL; a leak or broken invariant is posted to its /api/v2/alerts.").
+		StringVar(&o.alertmanagerURL)
+	app.Flag("fail-fast", "Stop as soon as a leak is certain or an invariant breaks.").
+		BoolVar(&o.failFast)
+	app.Flag("target", "Metrics URL of a process that someone else runs.").
+		PlaceHolder("URL").StringVar(&o.target)
+	app.Flag("metrics-url", "Metrics URL of the COMMAND started after --.").
+		Default(DefaultMetricsURL).StringVar(&o.metricsURL)
+	app.Flag("ready-timeout", "How long COMMAND may take until its metrics URL answers.").
+		Default(target.DefaultReadyTimeout.String()).SetValue(durationFlag(&o.readyTimeout, "ready-timeout"))
+	app.Flag("stop-timeout", "How long COMMAND may take to exit after SIGTERM before it is killed.").
+		Default(target.DefaultStopTimeout.String()).SetValue(durationFlag(&o.stopTimeout, "stop-timeout"))
+	app.Flag("run-id", "Identifies this run in the report and in alerts; generated when empty.").
+		Envar("SOAK_RUN_ID").StringVar(&o.runID)
+	app.Flag("watch", "Metric to watch, repeatable; replaces the default list ("+watchNames()+").").
+		PlaceHolder("NAME").StringsVar(&o.watch)
+	app.Arg("command", "Command to start and soak, after --.").StringsVar(&o.command)
+
+	if _, err := app.Parse(args); err != nil {
+		if help {
+			return nil, errHelp
+		}
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if help {
+		return nil, errHelp
+	}
+	if err := o.validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	return o, nil
+}
+
+func watchNames() string {
+	names := make([]string, len(series.DefaultWatch))
+	for i, s := range series.DefaultWatch {
+		names[i] = s.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// validate checks flag values and combinations; each error names its flag.
+func (o *options) validate() error {
+	switch {
+	case o.duration <= 0:
+		return fmt.Errorf("--duration must be positive, got %s", o.duration)
+	case o.interval <= 0:
+		return fmt.Errorf("--interval must be positive, got %s", o.interval)
+	case o.warmup < 0:
+		return fmt.Errorf("--warmup must not be negative, got %s", o.warmup)
+	case o.warmup >= o.duration:
+		return fmt.Errorf("--warmup (%s) must be shorter than --duration (%s)", o.warmup, o.duration)
+	case o.interval > o.duration:
+		return fmt.Errorf("--interval (%s) must not exceed --duration (%s)", o.interval, o.duration)
+	case o.readyTimeout <= 0:
+		return fmt.Errorf("--ready-timeout must be positive, got %s", o.readyTimeout)
+	case o.stopTimeout <= 0:
+		return fmt.Errorf("--stop-timeout must be positive, got %s", o.stopTimeout)
+	case o.target != "" && len(o.command) > 0:
+		return fmt.Errorf("--target and a COMMAND after -- exclude each other")
+	case o.target == "" && len(o.command) == 0:
+		return fmt.Errorf("--target URL or -- COMMAND ARGS... is required")
+	}
+	if o.target != "" {
+		if err := httpURL(o.target); err != nil {
+			return fmt.Errorf("--target: %w", err)
+		}
+	} else if err := httpURL(o.metricsURL); err != nil {
+		return fmt.Errorf("--metrics-url: %w", err)
+	}
+	if o.alertmanagerURL != "" {
+		if err := httpURL(o.alertmanagerURL); err != nil {
+			return fmt.Errorf("--alertmanager.url: %w", err)
+		}
+	}
+	for _, w := range o.watch {
+		if w == "" || strings.ContainsAny(w, "{} \t") {
+			return fmt.Errorf("--watch: %q is not a metric name", w)
+		}
+	}
+	return nil
+}
+
+// httpURL checks that s is an absolute http or https URL.
+func httpURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http(s) URL", s)
+	}
+	return nil
+}
+
+// specs returns the watch list of o.
+func (o *options) specs() []series.Spec {
+	if len(o.watch) == 0 {
+		return series.DefaultWatch
+	}
+	out := make([]series.Spec, 0, len(o.watch))
+	for _, w := range o.watch {
+		out = append(out, series.SpecFor(w))
+	}
+	return out
+}
+
+// durationValue is a kingpin.Value for a duration whose parse errors name
+// the flag, which kingpin's own duration flag does not.
+type durationValue struct {
+	d    *time.Duration
+	name string
+}
+
+func durationFlag(d *time.Duration, name string) *durationValue {
+	return &durationValue{d: d, name: name}
+}
+
+// Set implements kingpin.Value.
+func (v *durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("--%s: invalid duration %q", v.name, s)
+	}
+	*v.d = d
+	return nil
+}
+
+// String implements kingpin.Value.
+func (v *durationValue) String() string { return v.d.String() }

@@ -1,0 +1,300 @@
+package report
+
+import (
+	"fmt"
+	"html"
+	"html/template"
+	"math"
+	"strings"
+
+	"github.com/sqlworker/worker/soak/internal/detect"
+	"github.com/sqlworker/worker/soak/internal/runner"
+)
+
+// Chart geometry, in SVG user units; the SVG scales to its card.
+const (
+	chartW      = 560
+	chartH      = 200
+	marginLeft  = 58
+	marginRight = 14
+	marginTop   = 14
+	marginBot   = 26
+	plotW       = chartW - marginLeft - marginRight
+	plotH       = chartH - marginTop - marginBot
+)
+
+// Chart colours; they match the page's CSS.
+const (
+	colLine    = "#2f6fde"
+	colLeak    = "#d92d3a"
+	colTrend   = "#1d2330"
+	colHWM     = "#e08a00"
+	colGrid    = "#e6e9ef"
+	colWarm    = "#eef0f4"
+	colAxisTxt = "#6b7385"
+)
+
+// chart returns the inline SVG of one series: warm-up shaded, the samples,
+// the Theil–Sen trend over the judged part, the high-water marks of the
+// first and last thirds that the verdict compares, and a limit line when an
+// invariant bounds the series.
+func chart(s Series, warmup, end float64, limit *float64) template.HTML {
+	ts := make([]float64, len(s.Samples))
+	vs := make([]float64, len(s.Samples))
+	for i, p := range s.Samples {
+		ts[i], vs[i] = p[0], p[1]
+	}
+	if len(ts) == 0 {
+		return template.HTML(`<p class="empty">no samples</p>`)
+	}
+	v := s.Verdict
+	leak := v.Leak
+	judged := ts[len(ts)-1] >= warmup
+
+	// Y range: the data, the trend's ends and the limit, padded.
+	lo, hi := minMax(vs)
+	trendFrom := math.Max(warmup, ts[0])
+	trendTo := ts[len(ts)-1]
+	drawTrend := judged && v.N >= 2 && trendTo > trendFrom
+	if drawTrend {
+		for _, t := range []float64{trendFrom, trendTo} {
+			y := v.Intercept + v.Slope*t
+			lo, hi = math.Min(lo, y), math.Max(hi, y)
+		}
+	}
+	if limit != nil && *limit <= hi*3+1 {
+		lo, hi = math.Min(lo, *limit), math.Max(hi, *limit)
+	}
+	if s.Kind == detect.Count {
+		lo = 0 // counts start at zero, so growth shows in proportion
+	}
+	if hi-lo < 1e-9 {
+		pad := math.Max(math.Abs(hi)*0.05, 1)
+		lo, hi = lo-pad, hi+pad
+		if s.Kind == detect.Count && lo < 0 {
+			lo = 0
+		}
+	}
+	ticks := niceTicks(lo, hi, 4)
+	lo, hi = math.Min(lo, ticks[0]), math.Max(hi, ticks[len(ticks)-1])
+	xmax := math.Max(end, ts[len(ts)-1])
+	if xmax <= 0 {
+		xmax = 1
+	}
+	x := func(t float64) float64 { return marginLeft + t/xmax*plotW }
+	y := func(val float64) float64 { return marginTop + (hi-val)/(hi-lo)*plotH }
+
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg viewBox="0 0 %d %d" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="%s">`,
+		chartW, chartH, html.EscapeString(s.Key))
+
+	// Warm-up band.
+	if warmup > 0 {
+		w := x(math.Min(warmup, xmax)) - marginLeft
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`, marginLeft, marginTop, w, plotH, colWarm)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="band">warm-up</text>`, marginLeft+4.0, marginTop+11)
+	}
+
+	// Horizontal grid and y labels.
+	for _, tv := range ticks {
+		yy := y(tv)
+		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s"/>`, marginLeft, chartW-marginRight, yy, yy, colGrid)
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" class="ylab">%s</text>`, marginLeft-6, yy+3.5, html.EscapeString(formatValue(tv, s.Kind)))
+	}
+	// X labels.
+	for _, tv := range niceTicks(0, xmax, 5) {
+		if tv > xmax+1e-9 {
+			continue
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="xlab">%s</text>`, x(tv), chartH-8, clock(tv))
+	}
+
+	// Limit of an invariant.
+	if limit != nil && *limit >= lo && *limit <= hi {
+		yy := y(*limit)
+		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.2" stroke-dasharray="2 3"/>`,
+			marginLeft, chartW-marginRight, yy, yy, colLeak)
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" class="limit">limit %s</text>`, chartW-marginRight-4, yy-4, html.EscapeString(formatValue(*limit, s.Kind)))
+	}
+
+	// High-water marks of the first and last thirds of the judged samples.
+	if v.N >= 3 && judged {
+		jt := afterT(ts, warmup)
+		if len(jt) >= 3 {
+			third := len(jt) / 3
+			segs := []struct {
+				from, to, val float64
+				label         string
+			}{
+				{jt[0], jt[third-1], v.EarlyHigh, "early high"},
+				{jt[len(jt)-third], jt[len(jt)-1], v.LateHigh, "late high"},
+			}
+			for i, sg := range segs {
+				yy := y(sg.val)
+				fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.5" stroke-dasharray="5 3"/>`,
+					x(sg.from), x(sg.to), yy, yy, colHWM)
+				anchor := "start"
+				tx := x(sg.from)
+				if i == 1 {
+					anchor, tx = "end", x(sg.to)
+				}
+				fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" class="hwm" text-anchor="%s">%s</text>`, tx, yy-4, anchor, sg.label)
+			}
+		}
+	}
+
+	// The samples: an area and a line, reduced to min/max per pixel column
+	// so that a long soak keeps its spikes without a huge path.
+	px, py := reduce(ts, vs, x, y)
+	col := colLine
+	if leak {
+		col = colLeak
+	}
+	var line strings.Builder
+	for i := range px {
+		if i == 0 {
+			fmt.Fprintf(&line, "M%.1f %.1f", px[i], py[i])
+		} else {
+			fmt.Fprintf(&line, "L%.1f %.1f", px[i], py[i])
+		}
+	}
+	base := y(lo)
+	fmt.Fprintf(&b, `<path d="%sL%.1f %.1fL%.1f %.1fZ" fill="%s" fill-opacity="0.10"/>`, line.String(), px[len(px)-1], base, px[0], base, col)
+	fmt.Fprintf(&b, `<path d="%s" fill="none" stroke="%s" stroke-width="1.6" stroke-linejoin="round"/>`, line.String(), col)
+
+	// The Theil–Sen trend over the judged part.
+	if drawTrend {
+		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.6" stroke-dasharray="7 4" stroke-opacity="0.75"/>`,
+			x(trendFrom), x(trendTo), y(v.Intercept+v.Slope*trendFrom), y(v.Intercept+v.Slope*trendTo), colTrend)
+	}
+
+	// Axes.
+	fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#b9bfcc"/>`, marginLeft, chartW-marginRight, marginTop+plotH, marginTop+plotH)
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String()) //nolint:gosec // built from numbers and escaped text
+}
+
+func afterT(ts []float64, t float64) []float64 {
+	for i, v := range ts {
+		if v >= t {
+			return ts[i:]
+		}
+	}
+	return nil
+}
+
+func minMax(vs []float64) (lo, hi float64) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for _, v := range vs {
+		lo, hi = math.Min(lo, v), math.Max(hi, v)
+	}
+	return lo, hi
+}
+
+// reduce maps points to pixels, keeping at most the first, min, max and last
+// point of each pixel column.
+func reduce(ts, vs []float64, x, y func(float64) float64) (px, py []float64) {
+	if len(ts) <= 2*plotW {
+		for i := range ts {
+			px = append(px, x(ts[i]))
+			py = append(py, y(vs[i]))
+		}
+		return px, py
+	}
+	col := math.Floor(x(ts[0]))
+	start := 0
+	flush := func(end int) {
+		seg := vs[start:end]
+		imin, imax := start, start
+		for i, v := range seg {
+			if v < vs[imin] {
+				imin = start + i
+			}
+			if v > vs[imax] {
+				imax = start + i
+			}
+		}
+		idx := []int{start, imin, imax, end - 1}
+		if imax < imin {
+			idx[1], idx[2] = imax, imin
+		}
+		last := -1
+		for _, i := range idx {
+			if i != last {
+				px = append(px, x(ts[i]))
+				py = append(py, y(vs[i]))
+				last = i
+			}
+		}
+	}
+	for i := range ts {
+		if c := math.Floor(x(ts[i])); c != col {
+			flush(i)
+			start, col = i, c
+		}
+	}
+	flush(len(ts))
+	return px, py
+}
+
+// niceTicks returns about n round tick values covering [lo, hi].
+func niceTicks(lo, hi float64, n int) []float64 {
+	if hi <= lo {
+		return []float64{lo}
+	}
+	raw := (hi - lo) / float64(n)
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	step := mag
+	for _, m := range []float64{1, 2, 2.5, 5, 10} {
+		if m*mag >= raw {
+			step = m * mag
+			break
+		}
+	}
+	var out []float64
+	for v := math.Floor(lo/step) * step; v <= hi+step*1e-9; v += step {
+		out = append(out, math.Round(v/step)*step)
+		if len(out) > 20 {
+			break
+		}
+	}
+	if out[len(out)-1] < hi-1e-9 {
+		out = append(out, out[len(out)-1]+step)
+	}
+	return out
+}
+
+// formatValue formats a tick or value for its kind.
+func formatValue(v float64, k detect.Kind) string {
+	if k == detect.Memory {
+		return runner.HumanBytes(v)
+	}
+	if v == math.Trunc(v) && math.Abs(v) < 1e12 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.3g", v)
+}
+
+// formatRate formats a slope per hour for its kind.
+func formatRate(perHour float64, k detect.Kind) string {
+	if k == detect.Memory {
+		sign := "+"
+		if perHour < 0 {
+			sign = "−"
+		}
+		return sign + runner.HumanBytes(math.Abs(perHour)) + "/h"
+	}
+	if perHour == 0 {
+		return "0/h"
+	}
+	return fmt.Sprintf("%+.3g/h", perHour)
+}
+
+// clock formats seconds as m:ss, or h:mm:ss past an hour.
+func clock(sec float64) string {
+	s := int(math.Round(sec))
+	if s >= 3600 {
+		return fmt.Sprintf("%d:%02d:%02d", s/3600, s/60%60, s%60)
+	}
+	return fmt.Sprintf("%d:%02d", s/60, s%60)
+}

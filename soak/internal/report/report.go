@@ -1,0 +1,227 @@
+// Package report writes what a soak found into a directory: report.json
+// (every sample, every verdict and its statistics), samples.csv (one row per
+// scrape, one column per series) and report.html (one self-contained page
+// with a chart per series).
+package report
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/sqlworker/worker/soak/internal/detect"
+	"github.com/sqlworker/worker/soak/internal/invariant"
+	"github.com/sqlworker/worker/soak/internal/runner"
+	"github.com/sqlworker/worker/soak/internal/series"
+)
+
+// File names written into the report directory.
+const (
+	JSONFile = "report.json"
+	CSVFile  = "samples.csv"
+	HTMLFile = "report.html"
+)
+
+// Meta describes the run beyond what the soak itself recorded.
+type Meta struct {
+	RunID   string   // identifies the run in alerts and artifacts
+	Target  string   // the metrics URL
+	Command []string // the command soaked, when the harness started it
+}
+
+// Report is the content of report.json.
+type Report struct {
+	RunID         string             `json:"run_id"`
+	Target        string             `json:"target"`
+	Command       []string           `json:"command,omitempty"`
+	Started       time.Time          `json:"started"`
+	Elapsed       float64            `json:"elapsed_seconds"`
+	Duration      float64            `json:"duration_seconds"`
+	Interval      float64            `json:"interval_seconds"`
+	Warmup        float64            `json:"warmup_seconds"`
+	FailFast      bool               `json:"fail_fast"`
+	StoppedEarly  bool               `json:"stopped_early"`
+	Status        string             `json:"status"` // steady, leak or error
+	Verdict       string             `json:"verdict"`
+	Error         string             `json:"error,omitempty"`
+	Scrapes       int                `json:"scrapes"`
+	FailedScrapes int                `json:"failed_scrapes"`
+	Missing       []string           `json:"missing"`
+	Leaking       []string           `json:"leaking"`
+	Named         []string           `json:"named"` // leaking series and series of broken rules
+	Invariants    []invariant.Result `json:"invariants"`
+	Series        []Series           `json:"series"`
+}
+
+// Series is one watched series in report.json.
+type Series struct {
+	series.Series
+	Kind         detect.Kind    `json:"kind"`
+	Tolerance    float64        `json:"tolerance"`
+	Floor        float64        `json:"floor,omitempty"`
+	Why          string         `json:"tolerance_why"`
+	SlopePerHour float64        `json:"slope_per_hour"`
+	Verdict      detect.Verdict `json:"verdict"`
+	Samples      [][2]float64   `json:"samples"` // [seconds since start, value]
+}
+
+// New builds the Report of res.
+func New(res *runner.Result, meta Meta) *Report {
+	r := &Report{
+		RunID:         meta.RunID,
+		Target:        meta.Target,
+		Command:       meta.Command,
+		Started:       res.Start.UTC(),
+		Elapsed:       res.Elapsed.Seconds(),
+		Duration:      res.Config.Duration.Seconds(),
+		Interval:      res.Config.Interval.Seconds(),
+		Warmup:        res.Config.Warmup.Seconds(),
+		FailFast:      res.Config.FailFast,
+		StoppedEarly:  res.StoppedEarly,
+		Status:        res.Status(),
+		Verdict:       res.Sentence(),
+		Scrapes:       res.Scrapes,
+		FailedScrapes: res.Failures,
+		Missing:       nonNil(res.Recording.Missing()),
+		Named:         nonNil(res.SeriesNames()),
+		Invariants:    res.Invariants,
+		Leaking:       []string{},
+	}
+	if res.Err != nil {
+		r.Error = res.Err.Error()
+	}
+	for _, l := range res.Leaks() {
+		r.Leaking = append(r.Leaking, l.Series)
+	}
+	for _, s := range res.Recording.Series() {
+		v := res.Verdicts[s.Key]
+		rs := Series{
+			Series:       *s,
+			Kind:         s.Spec.Kind,
+			Tolerance:    s.Spec.Tolerance,
+			Floor:        s.Spec.Floor,
+			Why:          s.Spec.Why,
+			SlopePerHour: v.SlopePerHour(),
+			Verdict:      v,
+			Samples:      make([][2]float64, len(s.T)),
+		}
+		for i := range s.T {
+			rs.Samples[i] = [2]float64{round3(s.T[i]), s.V[i]}
+		}
+		r.Series = append(r.Series, rs)
+	}
+	return r
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
+
+// Write writes report.json, samples.csv and report.html into dir, creating
+// it if needed.
+func (r *Report) Write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("cannot create report dir: %w", err)
+	}
+	for _, f := range []struct {
+		name  string
+		write func(io.Writer) error
+	}{
+		{JSONFile, r.WriteJSON},
+		{CSVFile, r.WriteCSV},
+		{HTMLFile, r.WriteHTML},
+	} {
+		if err := writeFile(filepath.Join(dir, f.name), f.write); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeFile writes through a temporary file and renames it, so that a
+// report dir never holds half a report.
+func writeFile(path string, write func(io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := write(tmp); err != nil {
+		tmp.Close()
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	return nil
+}
+
+// WriteJSON writes report.json.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", " ")
+	return enc.Encode(r)
+}
+
+// WriteCSV writes samples.csv: a row per scrape time, a column per series,
+// empty where a series had no sample.
+func (r *Report) WriteCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	header := []string{"t_seconds", "phase"}
+	times := map[float64]bool{}
+	var order []float64
+	cols := make([]map[float64]float64, len(r.Series))
+	for i, s := range r.Series {
+		header = append(header, s.Key)
+		cols[i] = make(map[float64]float64, len(s.Samples))
+		for _, p := range s.Samples {
+			cols[i][p[0]] = p[1]
+			if !times[p[0]] {
+				times[p[0]] = true
+				order = append(order, p[0])
+			}
+		}
+	}
+	if err := cw.Write(header); err != nil {
+		return err
+	}
+	slices.Sort(order)
+	row := make([]string, len(header))
+	for _, t := range order {
+		row[0] = strconv.FormatFloat(t, 'f', 3, 64)
+		row[1] = "soak"
+		if t < r.Warmup {
+			row[1] = "warmup"
+		}
+		for i := range r.Series {
+			row[2+i] = ""
+			if v, ok := cols[i][t]; ok {
+				row[2+i] = strconv.FormatFloat(v, 'g', -1, 64)
+			}
+		}
+		if err := cw.Write(row); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}

@@ -1,0 +1,100 @@
+// Package scrape fetches one Prometheus text exposition over HTTP and
+// returns its samples.
+package scrape
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// DefaultTimeout bounds one scrape.
+const DefaultTimeout = 5 * time.Second
+
+// maxBody bounds the exposition read, so a broken target cannot make the
+// harness itself grow.
+const maxBody = 32 << 20
+
+// acceptHeader asks for the classic text format, the one TextParser reads.
+const acceptHeader = `text/plain;version=0.0.4;q=1,*/*;q=0.1`
+
+// ErrStatus is returned, wrapped, when the target answers with a status
+// other than 200.
+var ErrStatus = errors.New("unexpected HTTP status")
+
+// Scraper fetches and parses one metrics URL.
+type Scraper struct {
+	URL     string
+	Client  *http.Client
+	Timeout time.Duration // per scrape; DefaultTimeout when zero
+}
+
+// New returns a Scraper for url with its own HTTP client.
+func New(url string) *Scraper {
+	return &Scraper{
+		URL:     url,
+		Client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: false}},
+		Timeout: DefaultTimeout,
+	}
+}
+
+// Close releases the Scraper's idle connections.
+func (s *Scraper) Close() {
+	s.Client.CloseIdleConnections()
+}
+
+// Scrape fetches the URL once and returns every sample in it. Histogram and
+// summary families are expanded into their _bucket, _sum and _count samples.
+func (s *Scraper) Scrape(ctx context.Context) (model.Vector, error) {
+	timeout := s.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("cannot scrape %s: %w", s.URL, err)
+	}
+	req.Header.Set("Accept", acceptHeader)
+	resp, err := s.Client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot scrape %s: %w", s.URL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
+		return nil, fmt.Errorf("cannot scrape %s: %w %s", s.URL, ErrStatus, resp.Status)
+	}
+	vec, err := Parse(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return nil, fmt.Errorf("cannot scrape %s: %w", s.URL, err)
+	}
+	return vec, nil
+}
+
+// Parse reads a text exposition and returns its samples.
+func Parse(r io.Reader) (model.Vector, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(r)
+	if err != nil {
+		return nil, fmt.Errorf("cannot parse exposition: %w", err)
+	}
+	opts := &expfmt.DecodeOptions{Timestamp: model.Now()}
+	var all model.Vector
+	for _, f := range fams {
+		vec, err := expfmt.ExtractSamples(opts, f)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read family %s: %w", f.GetName(), err)
+		}
+		all = append(all, vec...)
+	}
+	return all, nil
+}

@@ -1,0 +1,359 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/sqlworker/worker/soak/internal/report"
+)
+
+func TestMain(m *testing.M) {
+	// The command-mode tests start this test binary as the target.
+	if os.Getenv(childEnv) != "" {
+		os.Exit(childMain())
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// target serves exposition text that changes with every scrape: render
+// gets the number of scrapes so far.
+type fakeTarget struct {
+	mu     sync.Mutex
+	n      int
+	render func(n int) string
+}
+
+func (t *fakeTarget) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	t.mu.Lock()
+	n := t.n
+	t.n++
+	t.mu.Unlock()
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	fmt.Fprint(w, t.render(n))
+}
+
+// serve starts an httptest server for render.
+func serve(t *testing.T, render func(n int) string) string {
+	t.Helper()
+	srv := httptest.NewServer(&fakeTarget{render: render})
+	t.Cleanup(srv.Close)
+	return srv.URL + "/metrics"
+}
+
+// genericGo renders a plain Go service: process_* and go_* only. fds grow
+// by one per scrape when leak is set.
+func genericGo(leak bool) func(n int) string {
+	return func(n int) string {
+		fds := 10 + n%3
+		if leak {
+			fds = 10 + n
+		}
+		return fmt.Sprintf(`# HELP process_open_fds Number of open file descriptors.
+# TYPE process_open_fds gauge
+process_open_fds %d
+# TYPE go_goroutines gauge
+go_goroutines %d
+# TYPE process_resident_memory_bytes gauge
+process_resident_memory_bytes %d
+# TYPE go_memstats_heap_inuse_bytes gauge
+go_memstats_heap_inuse_bytes %d
+# TYPE http_requests_total counter
+http_requests_total{code="200"} %d
+`, fds, 8+n%4, 20<<20+(n%9)<<16, 4<<20+(n%13)<<15, n)
+	}
+}
+
+// worker renders the worker's metrics; handles is worker_db_handles_open
+// and runs says whether jobs run.
+func worker(handles int, runs bool) func(n int) string {
+	return func(n int) string {
+		jobs := 0
+		if runs {
+			jobs = n
+		}
+		return genericGo(false)(n) + fmt.Sprintf(`# TYPE worker_open_fds gauge
+worker_open_fds{type="file"} 1
+worker_open_fds{type="socket"} %d
+worker_open_fds{type="sqlite"} 3
+# TYPE go_sql_max_open_connections gauge
+go_sql_max_open_connections{db_name="main"} 4
+# TYPE go_sql_open_connections gauge
+go_sql_open_connections{db_name="main"} %d
+# TYPE go_sql_in_use_connections gauge
+go_sql_in_use_connections{db_name="main"} %d
+# TYPE go_sql_wait_count_total counter
+go_sql_wait_count_total{db_name="main"} 0
+# TYPE worker_db_handles_open gauge
+worker_db_handles_open %d
+# TYPE worker_db_connections_open gauge
+worker_db_connections_open %d
+# TYPE worker_db_init_calls_total counter
+worker_db_init_calls_total{result="opened"} 1
+worker_db_init_calls_total{result="reused"} %d
+# TYPE worker_job_runs_total counter
+worker_job_runs_total{job="heartbeat",result="success"} %d
+worker_job_runs_total{job="heartbeat",result="failure"} 0
+`, 2+n%2, 1+n%2, n%2, handles, 1+n%2, n, jobs)
+	}
+}
+
+// quick are flags for a soak of about 2 s: 40 judged samples.
+var quick = []string{"--duration", "2s", "--interval", "40ms", "--warmup", "400ms"}
+
+// soak runs the command line and returns its error, stdout, stderr and
+// report dir.
+func soak(t *testing.T, args ...string) (error, string, string, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "report")
+	if keep := os.Getenv("SOAK_TEST_KEEP"); keep != "" {
+		dir = filepath.Join(keep, t.Name())
+	}
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), append([]string{"--report-dir", dir}, args...), &stdout, &stderr)
+	return err, stdout.String(), stderr.String(), dir
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+func readReport(t *testing.T, dir string) report.Report {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, report.JSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r report.Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("report.json: %v", err)
+	}
+	return r
+}
+
+// Ensure a steady generic Go service passes, with the worker's own series
+// listed as missing, and a full report.
+func TestRun_SteadyTarget(t *testing.T) {
+	err, stdout, stderr, dir := soak(t, append(quick, "--target", serve(t, genericGo(false)))...)
+	if err != nil {
+		t.Fatalf("got %v, want nil\n%s", err, stderr)
+	}
+	if got, want := lastLine(stdout), "soak: STEADY"; !strings.HasPrefix(got, want) {
+		t.Fatalf("last line %q, want prefix %q", got, want)
+	}
+	if !strings.Contains(stderr, "soak: warm-up") || !strings.Contains(stderr, "left · fds") {
+		t.Fatalf("no progress line in stderr:\n%s", stderr)
+	}
+	r := readReport(t, dir)
+	if got, want := r.Status, "steady"; got != want {
+		t.Fatalf("status %q, want %q", got, want)
+	}
+	if got, want := len(r.Series), 4; got != want {
+		t.Fatalf("%d series, want %d", got, want)
+	}
+	if got, want := strings.Join(r.Missing, ","), "worker_open_fds,go_sql_open_connections,go_sql_in_use_connections,worker_db_connections_open,worker_db_handles_open"; got != want {
+		t.Fatalf("missing %q, want %q", got, want)
+	}
+	for _, inv := range r.Invariants {
+		if inv.Applies {
+			t.Fatalf("invariant %s applies to a generic target, want not", inv.Rule)
+		}
+	}
+
+	f, err := os.Open(filepath.Join(dir, report.CSVFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatalf("samples.csv: %v", err)
+	}
+	if got, want := rows[0][2], "process_open_fds"; got != want {
+		t.Fatalf("csv column 2 %q, want %q", got, want)
+	}
+	if got, want := len(rows)-1, r.Scrapes; got != want {
+		t.Fatalf("csv has %d rows, want %d", got, want)
+	}
+
+	page, err := os.ReadFile(filepath.Join(dir, report.HTMLFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	html := string(page)
+	if got, want := strings.Count(html, "<svg "), 4; got != want {
+		t.Fatalf("%d charts, want %d", got, want)
+	}
+	for _, bad := range []string{"<script", "src=", "<link", "@import", "url("} {
+		if strings.Contains(html, bad) {
+			t.Fatalf("report.html contains %q, want a self-contained page", bad)
+		}
+	}
+}
+
+// Ensure a growing series is named with its slope, and exit maps to 1.
+func TestRun_LeakingTarget(t *testing.T) {
+	err, stdout, stderr, dir := soak(t, append(quick, "--target", serve(t, genericGo(true)))...)
+	if !errors.Is(err, ErrAlarm) {
+		t.Fatalf("got %v, want ErrAlarm\n%s", err, stderr)
+	}
+	last := lastLine(stdout)
+	if !strings.HasPrefix(last, "soak: LEAK") || !strings.Contains(last, "process_open_fds rising +") || !strings.Contains(last, "/h") {
+		t.Fatalf("last line %q, want LEAK naming process_open_fds and its slope per hour", last)
+	}
+	r := readReport(t, dir)
+	if got, want := strings.Join(r.Leaking, ","), "process_open_fds"; got != want {
+		t.Fatalf("leaking %q, want %q", got, want)
+	}
+	if !strings.Contains(readFile(t, filepath.Join(dir, report.HTMLFile)), `class="card leak"`) {
+		t.Fatal("report.html does not mark the leaking series")
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// Ensure --fail-fast stops a long soak once the leak is certain.
+func TestRun_FailFast(t *testing.T) {
+	err, _, stderr, dir := soak(t, "--duration", "1h", "--interval", "20ms", "--warmup", "200ms", "--fail-fast",
+		"--target", serve(t, genericGo(true)))
+	if !errors.Is(err, ErrAlarm) {
+		t.Fatalf("got %v, want ErrAlarm\n%s", err, stderr)
+	}
+	r := readReport(t, dir)
+	if !r.StoppedEarly {
+		t.Fatal("stopped_early=false, want true")
+	}
+	if got, want := r.Leaking, []string{"process_open_fds"}; len(got) != 1 || got[0] != want[0] {
+		t.Fatalf("leaking %v, want %v", got, want)
+	}
+}
+
+// Ensure the worker's invariants are judged when its metrics are there.
+func TestRun_Invariants(t *testing.T) {
+	t.Run("Held", func(t *testing.T) {
+		err, stdout, stderr, dir := soak(t, append(quick, "--target", serve(t, worker(1, true)))...)
+		if err != nil {
+			t.Fatalf("got %v, want nil\n%s\n%s", err, stdout, stderr)
+		}
+		r := readReport(t, dir)
+		if got, want := len(r.Missing), 0; got != want {
+			t.Fatalf("missing %v, want none", r.Missing)
+		}
+		for _, inv := range r.Invariants {
+			if !inv.Applies || inv.Broken {
+				t.Fatalf("invariant %s: applies=%v broken=%v, want true false", inv.Rule, inv.Applies, inv.Broken)
+			}
+		}
+	})
+	t.Run("SecondHandle", func(t *testing.T) {
+		err, stdout, _, dir := soak(t, append(quick, "--fail-fast", "--target", serve(t, worker(2, true)))...)
+		if !errors.Is(err, ErrAlarm) {
+			t.Fatalf("got %v, want ErrAlarm", err)
+		}
+		if !strings.Contains(lastLine(stdout), "broken one_handle") {
+			t.Fatalf("last line %q, want it to name one_handle", lastLine(stdout))
+		}
+		if got, want := strings.Join(readReport(t, dir).Named, ","), "worker_db_handles_open"; got != want {
+			t.Fatalf("named %q, want %q", got, want)
+		}
+	})
+	t.Run("NoJobRan", func(t *testing.T) {
+		err, stdout, _, _ := soak(t, append(quick, "--target", serve(t, worker(1, false)))...)
+		if !errors.Is(err, ErrAlarm) {
+			t.Fatalf("got %v, want ErrAlarm", err)
+		}
+		if !strings.Contains(lastLine(stdout), "broken jobs_ran") {
+			t.Fatalf("last line %q, want it to name jobs_ran", lastLine(stdout))
+		}
+	})
+}
+
+// Ensure targets that cannot be soaked give an error that is not the alarm.
+func TestRun_CouldNotSoak(t *testing.T) {
+	t.Run("NoWatchedSeries", func(t *testing.T) {
+		url := serve(t, func(int) string { return "# TYPE foo gauge\nfoo 1\n" })
+		err, _, _, _ := soak(t, append(quick, "--target", url)...)
+		if err == nil || errors.Is(err, ErrAlarm) || !strings.Contains(err.Error(), "none of the watched series") {
+			t.Fatalf("got %v, want a could-not-soak error about watched series", err)
+		}
+	})
+	t.Run("TargetDown", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		url := "http://" + l.Addr().String() + "/metrics"
+		l.Close()
+		err, _, _, _ = soak(t, append(quick, "--target", url)...)
+		if err == nil || errors.Is(err, ErrAlarm) || !strings.Contains(err.Error(), "scrapes failed") {
+			t.Fatalf("got %v, want a could-not-soak error about scrapes", err)
+		}
+	})
+	t.Run("Garbage", func(t *testing.T) {
+		url := serve(t, func(int) string { return "this is { not exposition\n" })
+		err, _, _, _ := soak(t, append(quick, "--target", url)...)
+		if err == nil || errors.Is(err, ErrAlarm) {
+			t.Fatalf("got %v, want a could-not-soak error", err)
+		}
+	})
+}
+
+// Ensure bad flags give one line naming the flag.
+func TestRun_BadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--duration", "abc", "--target", "http://127.0.0.1:1/"}, "--duration"},
+		{[]string{"--interval", "0s", "--target", "http://127.0.0.1:1/"}, "--interval"},
+		{[]string{"--warmup", "20m", "--target", "http://127.0.0.1:1/"}, "--warmup"},
+		{[]string{"--target", "127.0.0.1:1"}, "--target"},
+		{[]string{"--alertmanager.url", "nope", "--target", "http://127.0.0.1:1/"}, "--alertmanager.url"},
+		{[]string{"--bogus"}, "--bogus"},
+		{[]string{}, "--target"},
+		{[]string{"--target", "http://127.0.0.1:1/", "--", "true"}, "--target"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), tc.args, &stdout, &stderr)
+			if !errors.Is(err, ErrUsage) {
+				t.Fatalf("got %v, want ErrUsage", err)
+			}
+			if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") {
+				t.Fatalf("got %q, want one line naming %s", msg, tc.want)
+			}
+		})
+	}
+}
+
+// Ensure --help prints usage and succeeds.
+func TestRun_Help(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"--help"}, &stdout, &stderr); err != nil {
+		t.Fatalf("got %v, want nil", err)
+	}
+	if !strings.Contains(stdout.String(), "fail-fast") {
+		t.Fatalf("usage does not list --fail-fast:\n%s", stdout.String())
+	}
+}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sqlworker/worker/soak/internal/alert"
+	"github.com/sqlworker/worker/soak/internal/invariant"
+	"github.com/sqlworker/worker/soak/internal/report"
+	"github.com/sqlworker/worker/soak/internal/runner"
+	"github.com/sqlworker/worker/soak/internal/scrape"
+	"github.com/sqlworker/worker/soak/internal/target"
+)
+
+// ErrAlarm is returned when the soak found a leak or a broken invariant; it
+// maps to exit status 1.
+var ErrAlarm = errors.New("leak or broken invariant")
+
+// targetLog is the file in the report dir that gets COMMAND's output.
+const targetLog = "target.log"
+
+// run is the whole command: parse args, start the target if asked, soak,
+// stop it, write the report, alert, and print the verdict as the last line
+// on stdout. It returns nil when steady, an error wrapping ErrAlarm on a
+// leak or broken invariant, and any other error when it could not soak.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseArgs(args, stdout)
+	switch {
+	case errors.Is(err, errHelp):
+		return nil
+	case err != nil:
+		return err
+	}
+	runID := o.runID
+	if runID == "" {
+		runID = newRunID(time.Now())
+	}
+	if o.reportDir != "" {
+		if err := os.MkdirAll(o.reportDir, 0o755); err != nil {
+			return fmt.Errorf("cannot create --report-dir: %w", err)
+		}
+	}
+
+	metricsURL := o.target
+	var proc *target.Process
+	if len(o.command) > 0 {
+		metricsURL = o.metricsURL
+		out := stderr
+		if o.reportDir != "" {
+			f, err := os.Create(filepath.Join(o.reportDir, targetLog))
+			if err != nil {
+				return fmt.Errorf("cannot create target log: %w", err)
+			}
+			defer f.Close()
+			out = f
+		}
+		proc, err = target.Start(o.command[0], o.command[1:], out)
+		if err != nil {
+			return err
+		}
+		defer proc.Kill()
+		fmt.Fprintf(stderr, "soak: started %s (pid %d), waiting for %s\n", strings.Join(o.command, " "), proc.Pid(), metricsURL)
+		if err := proc.WaitReady(ctx, metricsURL, o.readyTimeout); err != nil {
+			return fmt.Errorf("could not soak: %w", err)
+		}
+	}
+
+	fmt.Fprintf(stderr, "soak: run %s: soaking %s for %s (warm-up %s, every %s)\n", runID, metricsURL, o.duration, o.warmup, o.interval)
+	sc := scrape.New(metricsURL)
+	defer sc.Close()
+	cfg := runner.Config{
+		Scraper:  sc,
+		Duration: o.duration,
+		Interval: o.interval,
+		Warmup:   o.warmup,
+		FailFast: o.failFast,
+		Watch:    o.specs(),
+		Progress: stderr,
+	}
+	if proc != nil {
+		cfg.Died = proc.Done()
+	}
+	res, soakErr := runner.Run(ctx, cfg)
+	if errors.Is(soakErr, runner.ErrTargetDied) && proc != nil {
+		soakErr = fmt.Errorf("%w: %v", runner.ErrTargetDied, proc.ExitErr())
+		res.Err = soakErr
+	}
+
+	if proc != nil && soakErr == nil {
+		fmt.Fprintf(stderr, "soak: stopping %s with SIGTERM\n", o.command[0])
+		stopErr := proc.Stop(o.stopTimeout)
+		switch {
+		case errors.Is(stopErr, target.ErrExited):
+			soakErr = fmt.Errorf("%w: %v", runner.ErrTargetDied, stopErr)
+			res.Err = soakErr
+		default:
+			inv := invariant.Result{Rule: invariant.RuleCleanExit, Text: "exits 0 after SIGTERM", Applies: true,
+				Detail: fmt.Sprintf("exited 0 after SIGTERM (within %s)", o.stopTimeout)}
+			if stopErr != nil {
+				inv.Broken, inv.At, inv.Detail = true, res.Elapsed.Seconds(), stopErr.Error()
+			}
+			res.Record(inv)
+		}
+	}
+
+	rep := report.New(res, report.Meta{RunID: runID, Target: metricsURL, Command: o.command})
+	var writeErr error
+	if o.reportDir != "" && res.Scrapes > 0 {
+		if writeErr = rep.Write(o.reportDir); writeErr != nil {
+			fmt.Fprintf(stderr, "soak: %v\n", writeErr)
+		} else {
+			fmt.Fprintf(stderr, "soak: report in %s\n", filepath.Join(o.reportDir, report.HTMLFile))
+		}
+	}
+	if missing := res.Recording.Missing(); len(missing) > 0 && res.Scrapes > 0 {
+		fmt.Fprintf(stderr, "soak: not exposed by the target, skipped: %s\n", strings.Join(missing, ", "))
+	}
+
+	status := res.Status()
+	if status == "leak" && o.alertmanagerURL != "" {
+		client := &http.Client{}
+		err := alert.Post(context.WithoutCancel(ctx), client, o.alertmanagerURL, alerts(res, runID, metricsURL))
+		client.CloseIdleConnections()
+		if err != nil {
+			fmt.Fprintf(stderr, "soak: %v\n", err)
+		} else {
+			fmt.Fprintf(stderr, "soak: alert posted to %s\n", o.alertmanagerURL)
+		}
+	}
+
+	switch status {
+	case "leak":
+		fmt.Fprintln(stdout, "soak: "+res.Sentence())
+		return fmt.Errorf("%w: %s", ErrAlarm, strings.Join(res.SeriesNames(), ", "))
+	case "error":
+		return fmt.Errorf("could not soak after %s: %w", res.Elapsed.Round(time.Second), soakErr)
+	}
+	if writeErr != nil {
+		return writeErr
+	}
+	fmt.Fprintln(stdout, "soak: "+res.Sentence())
+	return nil
+}
+
+// newRunID returns an id that sorts by time and is unique enough to tell
+// runs apart: soak-20260102T150405Z-1a2b3c.
+func newRunID(now time.Time) string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return "soak-" + now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+}
+
+// alerts returns one alert per leaking series and one per broken rule.
+func alerts(res *runner.Result, runID, targetURL string) []alert.Alert {
+	now := time.Now()
+	var out []alert.Alert
+	for _, l := range res.Leaks() {
+		slope := fmt.Sprintf("%+.4g", l.Verdict.SlopePerHour())
+		out = append(out, alert.Alert{
+			Labels: map[string]string{
+				"alertname": alert.NameLeak,
+				"severity":  "critical",
+				"series":    l.Series,
+				"run_id":    runID,
+				"target":    targetURL,
+			},
+			Annotations: map[string]string{
+				"summary":        fmt.Sprintf("Soak %s: %s keeps rising (%s/h)", runID, l.Series, slope),
+				"description":    l.Verdict.Reason,
+				"slope_per_hour": slope,
+				"verdict":        res.Sentence(),
+			},
+			StartsAt: now,
+		})
+	}
+	for _, b := range res.Broken() {
+		out = append(out, alert.Alert{
+			Labels: map[string]string{
+				"alertname": alert.NameInvariant,
+				"severity":  "critical",
+				"rule":      b.Rule,
+				"series":    b.Series,
+				"run_id":    runID,
+				"target":    targetURL,
+			},
+			Annotations: map[string]string{
+				"summary":     fmt.Sprintf("Soak %s: invariant broken: %s", runID, b.Text),
+				"description": b.Detail,
+				"verdict":     res.Sentence(),
+			},
+			StartsAt: now,
+		})
+	}
+	return out
+}
