@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/robfig/cron/v3"
 )
@@ -14,31 +15,74 @@ import (
 // ErrEmpty is returned for an empty spec.
 var ErrEmpty = errors.New("schedule is empty")
 
+// MinEvery is the shortest interval "@every" accepts. robfig/cron rounds a
+// shorter (or negative) interval up to 1s and truncates fractions of a
+// second without a word, so Parse refuses them instead.
+const MinEvery = time.Second
+
 // parser takes an optional seconds field, so both 5 and 6 fields work.
 var parser = cron.NewParser(
 	cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor,
 )
 
 // Parse parses spec. A spec without a CRON_TZ= prefix runs in the time zone
-// of the time passed to its Next.
+// of the time passed to its Next. Runs of white space, newlines included,
+// count as one space, so an error message is always one line.
 func Parse(spec string) (s cron.Schedule, err error) {
-	spec = strings.TrimSpace(spec)
+	spec = strings.Join(strings.Fields(spec), " ")
 	if spec == "" {
 		return nil, ErrEmpty
+	}
+	rest := spec
+	if prefix, zone, after, ok := cutZone(spec); ok {
+		name := strings.TrimSuffix(prefix, "=")
+		if zone == "" {
+			return nil, fmt.Errorf("%s: missing time zone name, as in %sUTC", name, prefix)
+		}
+		if _, err := time.LoadLocation(zone); err != nil {
+			return nil, fmt.Errorf("%s: unknown time zone %q", name, zone)
+		}
+		if after == "" {
+			return nil, fmt.Errorf("%s%s: no schedule after the time zone", prefix, zone)
+		}
+		rest = after
+	}
+	if d, ok := strings.CutPrefix(rest, "@every "); ok {
+		if err := checkEvery(d); err != nil {
+			return nil, err
+		}
 	}
 	// cron's parser has panicked on some malformed input in the past;
 	// a bad schedule must be an error, never a crash.
 	defer func() {
 		if r := recover(); r != nil {
-			s, err = nil, fmt.Errorf("invalid schedule %q", spec)
+			s, err = nil, errors.New("malformed schedule")
 		}
 	}()
-	s, err = parser.Parse(spec)
-	if err != nil {
-		return nil, err
+	return parser.Parse(spec)
+}
+
+// cutZone splits a "CRON_TZ=zone rest" or "TZ=zone rest" spec.
+func cutZone(spec string) (prefix, zone, rest string, ok bool) {
+	for _, prefix = range []string{"CRON_TZ=", "TZ="} {
+		if after, found := strings.CutPrefix(spec, prefix); found {
+			zone, rest, _ = strings.Cut(after, " ")
+			return prefix, zone, rest, true
+		}
 	}
-	if e, ok := s.(cron.ConstantDelaySchedule); ok && e.Delay <= 0 {
-		return nil, errors.New("@every interval must be at least 1s")
+	return "", "", "", false
+}
+
+// checkEvery validates the interval of "@every <interval>".
+func checkEvery(s string) error {
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("@every: invalid interval %q: want a number with a unit, such as 10s or 5m", s)
+	case d < MinEvery:
+		return fmt.Errorf("@every: interval must be at least %s, got %s", MinEvery, s)
+	case d%time.Second != 0:
+		return fmt.Errorf("@every: interval must be a whole number of seconds, got %s", s)
 	}
-	return s, nil
+	return nil
 }
