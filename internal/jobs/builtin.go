@@ -89,11 +89,17 @@ func (b *Builtins) heartbeat(ctx context.Context, db *sql.DB) (int64, error) {
 // ErrCheckpointBusy is returned when readers kept a checkpoint from finishing.
 var ErrCheckpointBusy = errors.New("wal checkpoint could not complete: database busy")
 
-// walCheckpoint truncates the WAL, so that it cannot grow without bound.
+// walCheckpoint copies the WAL into the database and truncates it, so that
+// the WAL cannot grow without bound. A TRUNCATE checkpoint reports 0 frames
+// once done, so a PASSIVE one goes first to count them; it does the copying,
+// and the TRUNCATE that follows only resets the file.
 func walCheckpoint(ctx context.Context, db *sql.DB) (int64, error) {
 	var busy, logFrames, checkpointed int64
-	if err := db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
+	if err := db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
 		return 0, err
+	}
+	if err := db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, new(int64), new(int64)); err != nil {
+		return checkpointed, err
 	}
 	if busy != 0 {
 		return checkpointed, ErrCheckpointBusy
