@@ -1,0 +1,395 @@
+package deploy_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-yaml"
+)
+
+// e2eWorkerConfig runs every job, built-in and user, every second, so that
+// every series (worker_db_quick_check_ok included) exists within seconds.
+const e2eWorkerConfig = `database:
+  path: %s
+  max_open_conns: 4
+  busy_timeout: 5s
+scheduler:
+  timezone: UTC
+  shutdown_grace: 2s
+history:
+  retention: 1h
+builtin:
+  heartbeat: {schedule: "@every 1s", timeout: 5s, enabled: true}
+  wal_checkpoint: {schedule: "@every 1s", timeout: 5s}
+  optimize: {schedule: "@every 1s", timeout: 5s}
+  quick_check: {schedule: "@every 1s", timeout: 5s}
+  history_prune: {schedule: "@every 1s", timeout: 5s}
+jobs:
+  - name: e2e_insert
+    schedule: "@every 1s"
+    timeout: 5s
+    enabled: true
+    sql: |
+      CREATE TABLE IF NOT EXISTS e2e (id INTEGER PRIMARY KEY, at INTEGER NOT NULL);
+      INSERT INTO e2e (at) VALUES (unixepoch());
+`
+
+// e2eScrape is how long Prometheus must have scraped the workers before the
+// queries run: at least 30 s, issue 4 says.
+const e2eScrape = 31 // samples of up at a 1 s scrape interval
+
+// handlesAlertFor is the "for" of WorkerDatabaseHandlesLeaking in the test
+// copy of the rules; every other rule is loaded as shipped.
+const handlesAlertFor = "2s"
+
+// startWorker starts a worker binary on a free loopback port with the e2e
+// config and waits until /readyz answers 200.
+func startWorker(t *testing.T, name, bin string, env []string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "worker.yml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(e2eWorkerConfig, filepath.Join(dir, "worker.db"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	p := start(t, name, env, bin, "--config.file="+cfg, "--web.listen-address="+addr, "--log.level=warn")
+	eventually(t, time.Minute, 100*time.Millisecond, name+" /readyz", func() error {
+		if p.exited() {
+			t.Fatalf("%s exited:\n%s", name, p.tail(3000))
+		}
+		code, _, err := httpGet("http://" + addr + "/readyz")
+		if err != nil {
+			return err
+		}
+		if code != 200 {
+			return fmt.Errorf("/readyz: status %d", code)
+		}
+		return nil
+	})
+	return addr
+}
+
+// testRules returns alerts.yml with the "for" of WorkerDatabaseHandlesLeaking
+// shortened to handlesAlertFor, so that it fires within a short test.
+func testRules(t *testing.T) []byte {
+	t.Helper()
+	var doc map[string]any
+	if err := yaml.Unmarshal(readFile(t, "deploy", "prometheus", "alerts.yml"), &doc); err != nil {
+		t.Fatal(err)
+	}
+	changed := 0
+	for _, g := range doc["groups"].([]any) {
+		for _, r := range g.(map[string]any)["rules"].([]any) {
+			m := r.(map[string]any)
+			if m["alert"] == "WorkerDatabaseHandlesLeaking" {
+				m["for"] = handlesAlertFor
+				changed++
+			}
+		}
+	}
+	if changed != 1 {
+		t.Fatalf("alerts.yml: found WorkerDatabaseHandlesLeaking %d times, want 1", changed)
+	}
+	b, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+type alertState struct {
+	Labels   map[string]string `json:"labels"`
+	State    string            `json:"state"`
+	ActiveAt time.Time         `json:"activeAt"`
+}
+
+func (p promAPI) alerts() ([]alertState, error) {
+	data, err := p.get("/api/v1/alerts", nil)
+	if err != nil {
+		return nil, err
+	}
+	var d struct {
+		Alerts []alertState `json:"alerts"`
+	}
+	err = json.Unmarshal(data, &d)
+	return d.Alerts, err
+}
+
+// TestE2E_PrometheusScrapesWorker starts a clean worker and a leak-injected
+// one (WORKER_LEAK=handle: every job run opens a new *sql.DB and keeps it),
+// lets a real Prometheus scrape both every second for at least 30 s with the
+// shipped rules, and then checks the dashboard, the rules and the alerts.
+func TestE2E_PrometheusScrapesWorker(t *testing.T) {
+	t.Parallel()
+	promBin := prometheus(t)
+	promtoolBin := promtool(t)
+	clean := startWorker(t, "worker", workerBinary(t, ""), nil)
+	leakBin := workerBinary(t, "leak")
+	leakStart := time.Now()
+	leak := startWorker(t, "worker-leak", leakBin, []string{"WORKER_LEAK=handle"})
+
+	t.Run("PromtoolCheckMetrics", func(t *testing.T) {
+		code, body, err := httpGet("http://" + clean + "/metrics")
+		if err != nil || code != 200 {
+			t.Fatalf("GET /metrics: %d, %v", code, err)
+		}
+		out, err := run(t, "", body, promtoolBin, "check", "metrics")
+		if err != nil || strings.TrimSpace(out) != "" {
+			t.Errorf("promtool check metrics on a real scrape: %v, want no error and no output; got:\n%s", err, out)
+		}
+	})
+
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "alerts.yml"), testRules(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	promCfg := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files: [alerts.yml]
+scrape_configs:
+  - job_name: worker
+    static_configs:
+      - targets: [%q, %q]
+`, clean, leak)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(promCfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, dir, nil, promtoolBin, "check", "config", "prometheus.yml"); err != nil {
+		t.Fatalf("promtool check config (test config): %v\n%s", err, out)
+	}
+	promAddr := freeAddr(t)
+	prom := start(t, "prometheus", nil, promBin,
+		"--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+promAddr,
+		"--storage.tsdb.retention.time=1d",
+	)
+	api := promAPI{base: "http://" + promAddr}
+	eventually(t, time.Minute, 200*time.Millisecond, "Prometheus /-/ready", func() error {
+		if prom.exited() {
+			t.Fatalf("prometheus exited:\n%s", prom.tail(3000))
+		}
+		code, _, err := httpGet(api.base + "/-/ready")
+		if err != nil {
+			return err
+		}
+		if code != 200 {
+			return fmt.Errorf("status %d", code)
+		}
+		return nil
+	})
+
+	// Scrape for at least 30 s; meanwhile watch for the handles alert.
+	var firedAfter time.Duration
+	scrapeStart := time.Now()
+	eventually(t, 3*time.Minute, 500*time.Millisecond, "30 s of scrapes and WorkerDatabaseHandlesLeaking firing", func() error {
+		if firedAfter == 0 {
+			alerts, err := api.alerts()
+			if err != nil {
+				return err
+			}
+			for _, a := range alerts {
+				if a.Labels["alertname"] == "WorkerDatabaseHandlesLeaking" && a.Labels["instance"] == leak && a.State == "firing" {
+					firedAfter = time.Since(leakStart)
+				}
+			}
+		}
+		for _, inst := range []string{clean, leak} {
+			v, err := api.query(fmt.Sprintf(`count_over_time(up{job="worker", instance=%q}[5m]) and min_over_time(up{job="worker", instance=%[1]q}[5m]) == 1`, inst))
+			if err != nil {
+				return err
+			}
+			if len(v) == 0 {
+				return fmt.Errorf("%s: not scraped yet, or a scrape failed", inst)
+			}
+			n, _ := strconv.ParseFloat(v[0].Value[1].(string), 64)
+			if n < e2eScrape {
+				return fmt.Errorf("%s: %v successful scrapes, want %d", inst, n, e2eScrape)
+			}
+		}
+		if firedAfter == 0 {
+			return fmt.Errorf("WorkerDatabaseHandlesLeaking not firing for %s", leak)
+		}
+		return nil
+	})
+	t.Logf("scraped for %v; WorkerDatabaseHandlesLeaking (for: %s in the test copy) fired %v after the leak worker started",
+		time.Since(scrapeStart).Round(time.Second), handlesAlertFor, firedAfter.Round(100*time.Millisecond))
+
+	t.Run("LeakWorkerShowsLeak", func(t *testing.T) {
+		v, err := api.query(fmt.Sprintf(`worker_db_handles_open{instance=%q}`, leak))
+		if err != nil || len(v) != 1 {
+			t.Fatalf("worker_db_handles_open of the leak worker: %v, %v", v, err)
+		}
+		if n, _ := strconv.ParseFloat(v[0].Value[1].(string), 64); n <= 1 {
+			t.Errorf("worker_db_handles_open of the leak worker = %v, want > 1", n)
+		}
+		v, err = api.query(fmt.Sprintf(`worker_db_handles_open{instance=%q}`, clean))
+		if err != nil || len(v) != 1 {
+			t.Fatalf("worker_db_handles_open of the clean worker: %v, %v", v, err)
+		}
+		if got, want := v[0].Value[1], "1"; got != want {
+			t.Errorf("worker_db_handles_open of the clean worker = %v, want %v", got, want)
+		}
+	})
+
+	t.Run("CleanWorkerFiresNoAlert", func(t *testing.T) {
+		alerts, err := api.alerts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range alerts {
+			inst, ok := a.Labels["instance"]
+			if ok && inst != clean {
+				continue
+			}
+			if a.State == "firing" {
+				t.Errorf("alert %s is firing for the clean worker: %v", a.Labels["alertname"], a.Labels)
+			} else {
+				t.Logf("alert %s is %s for the clean worker (its \"for\" has not passed)", a.Labels["alertname"], a.State)
+			}
+		}
+		// The instantaneous alerts must not even be pending.
+		for _, r := range loadAlerts(t).alerts() {
+			switch r.Alert {
+			case "WorkerDatabaseHandlesLeaking", "WorkerDatabaseQuickCheckFailed", "WorkerJobFailing",
+				"WorkerDatabasePoolSaturated", "WorkerDown", "WorkerAbsent", "WorkerFileDescriptorsNearLimit":
+				v, err := api.query(fmt.Sprintf(`(%s) and on (instance) up{instance=%q}`, r.Expr, clean))
+				if r.Alert == "WorkerAbsent" {
+					v, err = api.query(r.Expr)
+				}
+				if err != nil {
+					t.Errorf("%s: %v", r.Alert, err)
+				} else if len(v) != 0 {
+					t.Errorf("%s: expression true for the clean worker: %v", r.Alert, v)
+				}
+			}
+		}
+	})
+
+	t.Run("RuleExpressions", func(t *testing.T) {
+		f := loadAlerts(t)
+		n := 0
+		for _, g := range f.Groups {
+			for _, r := range g.Rules {
+				n++
+				name := r.Alert + r.Record
+				if _, err := api.query(r.Expr); err != nil {
+					t.Errorf("rule %s: %v\nexpr: %s", name, err, r.Expr)
+				}
+				if r.Record != "" {
+					if _, err := api.query(r.Record); err != nil {
+						t.Errorf("recording rule %s: %v", name, err)
+					}
+				}
+			}
+		}
+		v, err := api.query(fmt.Sprintf(`instance:worker_fd_utilization:ratio{instance=%q}`, clean))
+		if err != nil || len(v) != 1 {
+			t.Errorf("instance:worker_fd_utilization:ratio for the clean worker: %v, %v; want one sample", v, err)
+		}
+		// Prometheus itself evaluated every rule without error.
+		data, err := api.get("/api/v1/rules", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rules struct {
+			Groups []struct {
+				Rules []struct {
+					Name      string `json:"name"`
+					Health    string `json:"health"`
+					LastError string `json:"lastError"`
+				} `json:"rules"`
+			} `json:"groups"`
+		}
+		if err := json.Unmarshal(data, &rules); err != nil {
+			t.Fatal(err)
+		}
+		loaded := 0
+		for _, g := range rules.Groups {
+			for _, r := range g.Rules {
+				loaded++
+				if r.Health != "ok" {
+					t.Errorf("rule %s: health %q: %s", r.Name, r.Health, r.LastError)
+				}
+			}
+		}
+		if loaded != n {
+			t.Errorf("Prometheus loaded %d rules, want %d", loaded, n)
+		}
+		t.Logf("%d rule expressions parsed and evaluated", n)
+	})
+
+	t.Run("DashboardQueries", func(t *testing.T) {
+		queries := dashboardQueries(t)
+		sub := strings.NewReplacer(
+			"$job", "worker",
+			"$instance", clean,
+			"$__rate_interval", "1m",
+			"$__interval", "15s",
+			"$__range", "5m",
+		)
+		noData := 0
+		for _, q := range queries {
+			expr := sub.Replace(q.expr)
+			if strings.Contains(expr, "$") {
+				t.Errorf("%s: a variable is left after substitution: %s", q.where, expr)
+				continue
+			}
+			v, err := api.query(expr)
+			switch {
+			case err != nil:
+				t.Errorf("%s: %v\nquery: %s", q.where, err, expr)
+			case len(v) == 0 && q.needData:
+				noData++
+				t.Errorf("%s: no data against a healthy worker\nquery: %s", q.where, expr)
+			}
+		}
+		t.Logf("%d dashboard queries run, %d without data", len(queries), noData)
+	})
+}
+
+type dashQuery struct {
+	where    string
+	expr     string
+	needData bool
+}
+
+// dashboardQueries returns every query of the dashboard: the panel targets,
+// which must return data, and the annotation and variable queries, which
+// must parse. Grafana's label_values(selector, label) becomes its selector.
+func dashboardQueries(t *testing.T) []dashQuery {
+	t.Helper()
+	d := loadDashboard(t)
+	var out []dashQuery
+	for _, p := range d.allPanels() {
+		for _, tg := range p.Targets {
+			out = append(out, dashQuery{where: fmt.Sprintf("panel %q target %s", p.Title, tg.RefID), expr: tg.Expr, needData: true})
+		}
+	}
+	for _, a := range d.Annotations.List {
+		if a.Expr != "" {
+			out = append(out, dashQuery{where: "annotation " + a.Name, expr: a.Expr})
+		}
+	}
+	for _, v := range d.Templating.List {
+		if v.Type != "query" {
+			continue
+		}
+		sel, ok := strings.CutPrefix(v.Definition, "label_values(")
+		if !ok {
+			t.Errorf("variable %s: definition %q: want label_values(...)", v.Name, v.Definition)
+			continue
+		}
+		sel = sel[:strings.LastIndex(sel, ",")]
+		out = append(out, dashQuery{where: "variable " + v.Name, expr: sel, needData: true})
+	}
+	return out
+}

@@ -1,0 +1,413 @@
+package deploy_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"go.uber.org/goleak"
+)
+
+// buildDir holds the worker binaries built once for the whole test binary.
+var buildDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "deploy-test-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	buildDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// repoRoot is the repository root: this package lives in deploy/.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("cannot locate the test source")
+	}
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// repoPath joins path elements under the repository root.
+func repoPath(t testing.TB, elem ...string) string {
+	t.Helper()
+	return filepath.Join(append([]string{repoRoot(t)}, elem...)...)
+}
+
+func readFile(t testing.TB, elem ...string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(repoPath(t, elem...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// tool finds an executable: the environment variable env if set, then
+// bin/ of the repository (deploy-tools' go install route), then PATH. A
+// missing tool fails the test: CI must never skip these.
+func tool(t testing.TB, env string, names ...string) string {
+	t.Helper()
+	if p := os.Getenv(env); p != "" {
+		return p
+	}
+	for _, n := range names {
+		if p := repoPath(t, "bin", n); isExecutable(p) {
+			return p
+		}
+	}
+	for _, n := range names {
+		if p, err := exec.LookPath(n); err == nil {
+			return p
+		}
+	}
+	t.Fatalf("%s not found in bin/ or on PATH (or $%s): run `make deploy-tools`", strings.Join(names, " or "), env)
+	return ""
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+}
+
+func promtool(t testing.TB) string   { return tool(t, "PROMTOOL", "promtool") }
+func prometheus(t testing.TB) string { return tool(t, "PROMETHEUS", "prometheus") }
+
+// run runs a command with a deadline and returns its combined output.
+func run(t testing.TB, dir string, stdin []byte, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+var builds sync.Map // tags -> *buildResult
+
+type buildResult struct {
+	once sync.Once
+	path string
+	err  error
+	out  string
+}
+
+// workerBinary builds ./cmd/worker with the given build tags, once per test
+// binary.
+func workerBinary(t testing.TB, tags string) string {
+	t.Helper()
+	v, _ := builds.LoadOrStore(tags, &buildResult{})
+	b := v.(*buildResult)
+	b.once.Do(func() {
+		name := "worker"
+		if tags != "" {
+			name += "-" + strings.ReplaceAll(tags, ",", "-")
+		}
+		b.path = filepath.Join(buildDir, name)
+		args := []string{"build", "-o", b.path}
+		if tags != "" {
+			args = append(args, "-tags", tags)
+		}
+		args = append(args, "./cmd/worker")
+		b.out, b.err = run(t, repoRoot(t), nil, "go", args...)
+	})
+	if b.err != nil {
+		t.Fatalf("go build -tags %q ./cmd/worker: %v\n%s", tags, b.err, b.out)
+	}
+	return b.path
+}
+
+// freeAddr returns a free 127.0.0.1 address.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// process is a child process whose output goes to a log file.
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+// start starts a child process and stops it in t.Cleanup: SIGTERM, then
+// SIGKILL after 10 s.
+func start(t testing.TB, name string, env []string, bin string, args ...string) *process {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("%s log (last 3000 bytes):\n%s", name, p.tail(3000))
+		}
+	})
+	return p
+}
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *process) tail(n int) string {
+	b, _ := os.ReadFile(p.log)
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// httpClient keeps no idle connections, so no goroutine outlives a test.
+var httpClient = &http.Client{
+	Timeout:   10 * time.Second,
+	Transport: &http.Transport{DisableKeepAlives: true},
+}
+
+func httpGet(u string) (int, []byte, error) {
+	resp, err := httpClient.Get(u)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// eventually polls cond every interval until it returns nil or the deadline
+// passes, and then fails with the last error.
+func eventually(t testing.TB, timeout, interval time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for {
+		if err = cond(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached within %v: %v", what, timeout, err)
+		}
+		time.Sleep(interval)
+	}
+}
+
+// promAPI is a client of Prometheus's HTTP API.
+type promAPI struct{ base string }
+
+type apiResponse struct {
+	Status    string          `json:"status"`
+	Data      json.RawMessage `json:"data"`
+	ErrorType string          `json:"errorType"`
+	Error     string          `json:"error"`
+	Warnings  []string        `json:"warnings"`
+}
+
+func (p promAPI) get(path string, q url.Values) (json.RawMessage, error) {
+	u := p.base + path
+	if q != nil {
+		u += "?" + q.Encode()
+	}
+	code, body, err := httpGet(u)
+	if err != nil {
+		return nil, err
+	}
+	var r apiResponse
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("GET %s: status %d: %v: %.200s", path, code, err, body)
+	}
+	if r.Status != "success" {
+		return nil, fmt.Errorf("GET %s: %s: %s", path, r.ErrorType, r.Error)
+	}
+	return r.Data, nil
+}
+
+type sample struct {
+	Metric map[string]string `json:"metric"`
+	Value  [2]any            `json:"value"`
+}
+
+// query runs an instant query and returns its vector (a scalar comes back
+// as a one-sample vector).
+func (p promAPI) query(expr string) ([]sample, error) {
+	data, err := p.get("/api/v1/query", url.Values{"query": {expr}})
+	if err != nil {
+		return nil, err
+	}
+	var d struct {
+		ResultType string          `json:"resultType"`
+		Result     json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal(data, &d); err != nil {
+		return nil, err
+	}
+	switch d.ResultType {
+	case "vector":
+		var v []sample
+		err := json.Unmarshal(d.Result, &v)
+		return v, err
+	case "scalar":
+		var s [2]any
+		if err := json.Unmarshal(d.Result, &s); err != nil {
+			return nil, err
+		}
+		return []sample{{Value: s}}, nil
+	default:
+		return nil, fmt.Errorf("result type %q", d.ResultType)
+	}
+}
+
+// ruleFile is the structure of a Prometheus rule file.
+type ruleFile struct {
+	Groups []ruleGroup `yaml:"groups"`
+}
+
+type ruleGroup struct {
+	Name  string `yaml:"name"`
+	Rules []rule `yaml:"rules"`
+}
+
+type rule struct {
+	Record      string            `yaml:"record"`
+	Alert       string            `yaml:"alert"`
+	Expr        string            `yaml:"expr"`
+	For         string            `yaml:"for"`
+	Labels      map[string]string `yaml:"labels"`
+	Annotations map[string]string `yaml:"annotations"`
+}
+
+func loadAlerts(t testing.TB) ruleFile {
+	t.Helper()
+	var f ruleFile
+	if err := yaml.UnmarshalWithOptions(readFile(t, "deploy", "prometheus", "alerts.yml"), &f, yaml.Strict()); err != nil {
+		t.Fatalf("alerts.yml: %v", err)
+	}
+	return f
+}
+
+func (f ruleFile) alerts() []rule {
+	var out []rule
+	for _, g := range f.Groups {
+		for _, r := range g.Rules {
+			if r.Alert != "" {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+// flagRE matches a long flag of the worker: --name or --name=value.
+var flagRE = regexp.MustCompile(`--([a-z][a-z0-9.-]*[a-z0-9])`)
+
+// workerFlags returns the long flags the worker accepts, from --help-long.
+func workerFlags(t testing.TB) map[string]bool {
+	t.Helper()
+	out, err := run(t, "", nil, workerBinary(t, ""), "--help-long")
+	if err != nil {
+		t.Fatalf("worker --help-long: %v\n%s", err, out)
+	}
+	flags := map[string]bool{}
+	for _, m := range flagRE.FindAllStringSubmatch(out, -1) {
+		flags[m[1]] = true
+	}
+	for _, m := range regexp.MustCompile(`--\[no-\]([a-z][a-z0-9.-]*)`).FindAllStringSubmatch(out, -1) {
+		flags[m[1]] = true
+	}
+	if !flags["config.file"] || !flags["web.listen-address"] {
+		t.Fatalf("worker --help-long lists no --config.file or --web.listen-address:\n%s", out)
+	}
+	return flags
+}
+
+// checkFlags fails for every --flag in args that the worker does not have.
+func checkFlags(t testing.TB, where string, args []string) {
+	t.Helper()
+	known := workerFlags(t)
+	for _, a := range args {
+		if !strings.HasPrefix(a, "--") {
+			continue
+		}
+		m := flagRE.FindStringSubmatch(a)
+		if m == nil || !known[m[1]] {
+			t.Errorf("%s: flag %q: the worker has no such flag", where, a)
+		}
+	}
+}
+
+// checkConfig runs the worker's --config.check on a config document.
+func checkConfig(t testing.TB, where string, doc []byte) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "worker.yml")
+	if err := os.WriteFile(p, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "", nil, workerBinary(t, ""), "--config.check", "--config.file="+p)
+	if err != nil {
+		t.Errorf("%s: worker --config.check: %v\n%s", where, err, out)
+	}
+}
