@@ -234,3 +234,16 @@ func runWorker(t *testing.T, args ...string) (string, error) {
 	}
 	return "", nil
 }
+
+// Ensure the example config in the repository is valid.
+func TestWorker_ExampleConfig(t *testing.T) {
+	out, err := runWorker(t, "--config.file", "../../worker.example.yml", "--config.check")
+	if err != nil {
+		t.Fatalf("exit: %v\n%s", err, out)
+	}
+	for _, want := range []string{"expire_sessions", "nightly_rollup", "CRON_TZ=Europe/Berlin 30 2 * * *"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output: missing %q in\n%s", want, out)
+		}
+	}
+}
