@@ -3,16 +3,12 @@
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"regexp"
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml"
 	"github.com/robfig/cron/v3"
 
 	"github.com/sqlworker/worker/internal/schedule"
@@ -142,26 +138,15 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse validates a YAML document; unknown keys are errors. An empty
-// document yields the defaults.
+// document yields the defaults. Every error is one line that starts with
+// the field it is about, as in `jobs[2].schedule: ...`, or with `config:`
+// and the line and column when the YAML itself is malformed.
 func Parse(b []byte) (*Config, error) {
 	var f file
-	dec := yaml.NewDecoder(bytes.NewReader(b), yaml.DisallowUnknownField())
-	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return nil, errors.New(oneLine(yaml.FormatError(err, false, false)))
-	}
-	// A second document would be silently ignored; refuse it instead.
-	var extra any
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, errors.New("config must be a single YAML document")
+	if err := decode(b, &f); err != nil {
+		return nil, err
 	}
 	return f.validate()
-}
-
-// oneLine keeps the first line of a multi-line parser message, which is
-// where goccy/go-yaml puts the position and the reason.
-func oneLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	return strings.TrimSpace(s)
 }
 
 var jobNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
