@@ -1,0 +1,420 @@
+package fdstat
+
+import (
+	"database/sql"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	_ "github.com/mattn/go-sqlite3"
+	"github.com/prometheus/procfs"
+	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
+)
+
+func TestMain(m *testing.M) {
+	// The Go runtime opens its network poller (an epoll and an eventfd,
+	// both anon_inode) the first time a pipe or socket is used. Do it now,
+	// so that it is in every baseline rather than in a test's delta.
+	r, w, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	r.Close()
+	w.Close()
+	goleak.VerifyTestMain(m)
+}
+
+// delta returns the counts now minus base.
+func delta(t testing.TB, c *Counter, base Counts) Counts {
+	t.Helper()
+	now, err := c.Count()
+	if err != nil {
+		t.Fatalf("Count: %v", err)
+	}
+	for i := range now {
+		now[i] -= base[i]
+	}
+	return now
+}
+
+func count(t testing.TB, c *Counter) Counts {
+	t.Helper()
+	n, err := c.Count()
+	if err != nil {
+		t.Fatalf("Count: %v", err)
+	}
+	return n
+}
+
+// counts builds a Counts from type: n pairs.
+func counts(kv map[Type]int) Counts {
+	var c Counts
+	for t, n := range kv {
+		c[t] = n
+	}
+	return c
+}
+
+func (c Counts) String() string {
+	var parts []string
+	for _, t := range Types {
+		parts = append(parts, fmt.Sprintf("%s=%d", t, c[t]))
+	}
+	return strings.Join(parts, " ")
+}
+
+// openSQLite opens a WAL database at path through database/sql and writes
+// to it, so that its connection holds the database, -wal and -shm open.
+func openSQLite(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?_journal_mode=WAL&_busy_timeout=5000"
+	db, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		t.Fatalf("sql.Open: %v", err)
+	}
+	db.SetMaxOpenConns(1)
+	for _, q := range []string{
+		"CREATE TABLE IF NOT EXISTS t (x INTEGER)",
+		"INSERT INTO t VALUES (1)",
+	} {
+		if _, err := db.Exec(q); err != nil {
+			db.Close()
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var mode string
+	if err := db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		db.Close()
+		t.Fatalf("journal_mode: got %q (%v), want wal", mode, err)
+	}
+	return db
+}
+
+func TestCounter_Count(t *testing.T) {
+	dir := t.TempDir()
+	realDir := filepath.Join(dir, "real")
+	if err := os.Mkdir(realDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	linkDir := filepath.Join(dir, "link")
+	if err := os.Symlink(realDir, linkDir); err != nil {
+		t.Fatal(err)
+	}
+	dbPath := filepath.Join(realDir, "worker.db")
+	viaLink := filepath.Join(linkDir, "linked.db")
+
+	// The counter knows both databases by the paths the worker is given.
+	c := NewCounter(dbPath, viaLink)
+
+	t.Run("SQLiteWAL", func(t *testing.T) {
+		base := count(t, c)
+		db := openSQLite(t, dbPath)
+		// One connection: the database and its -wal, plus the -shm.
+		if got, want := delta(t, c, base), counts(map[Type]int{SQLite: 3}); got != want {
+			t.Errorf("open: got %v, want %v", got, want)
+		}
+		db2 := openSQLite(t, dbPath)
+		// A second handle: its own database and -wal; the -shm is shared.
+		if got, want := delta(t, c, base), counts(map[Type]int{SQLite: 5}); got != want {
+			t.Errorf("second handle: got %v, want %v", got, want)
+		}
+		if err := db2.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := delta(t, c, base); got != (Counts{}) {
+			t.Errorf("closed: got %v, want all 0", got)
+		}
+	})
+	t.Run("SQLiteViaSymlinkedDirectory", func(t *testing.T) {
+		base := count(t, c)
+		db := openSQLite(t, viaLink)
+		// /proc shows the resolved path, .../real/linked.db.
+		if got, want := delta(t, c, base), counts(map[Type]int{SQLite: 3}); got != want {
+			t.Errorf("open: got %v, want %v", got, want)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := delta(t, c, base); got != (Counts{}) {
+			t.Errorf("closed: got %v, want all 0", got)
+		}
+	})
+	t.Run("SQLiteJournalByName", func(t *testing.T) {
+		base := count(t, c)
+		f, err := os.Create(dbPath + "-journal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := os.Create(filepath.Join(dir, "worker.db")) // same name, another directory
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := delta(t, c, base), counts(map[Type]int{SQLite: 1, File: 1}); got != want {
+			t.Errorf("got %v, want %v", got, want)
+		}
+		f.Close()
+		other.Close()
+	})
+	t.Run("Pipe", func(t *testing.T) {
+		base := count(t, c)
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := delta(t, c, base), counts(map[Type]int{Pipe: 2}); got != want {
+			t.Errorf("got %v, want %v", got, want)
+		}
+		r.Close()
+		w.Close()
+		if got := delta(t, c, base); got != (Counts{}) {
+			t.Errorf("closed: got %v, want all 0", got)
+		}
+	})
+	t.Run("Socket", func(t *testing.T) {
+		base := count(t, c)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := delta(t, c, base), counts(map[Type]int{Socket: 1}); got != want {
+			t.Errorf("listener: got %v, want %v", got, want)
+		}
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		server, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := delta(t, c, base), counts(map[Type]int{Socket: 3}); got != want {
+			t.Errorf("listener and two ends: got %v, want %v", got, want)
+		}
+		server.Close()
+		conn.Close()
+		ln.Close()
+		if got := delta(t, c, base); got != (Counts{}) {
+			t.Errorf("closed: got %v, want all 0", got)
+		}
+	})
+	t.Run("AnonInode", func(t *testing.T) {
+		base := count(t, c)
+		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := delta(t, c, base), counts(map[Type]int{AnonInode: 2}); got != want {
+			t.Errorf("got %v, want %v", got, want)
+		}
+		unix.Close(efd)
+		unix.Close(epfd)
+	})
+	t.Run("PlainFile", func(t *testing.T) {
+		base := count(t, c)
+		f, err := os.Create(filepath.Join(dir, "plain.txt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := os.Open(dir) // a directory counts as file
+		if err != nil {
+			t.Fatal(err)
+		}
+		null, err := os.Open(os.DevNull) // so does a device
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := delta(t, c, base), counts(map[Type]int{File: 3}); got != want {
+			t.Errorf("got %v, want %v", got, want)
+		}
+		f.Close()
+		d.Close()
+		null.Close()
+		if got := delta(t, c, base); got != (Counts{}) {
+			t.Errorf("closed: got %v, want all 0", got)
+		}
+	})
+	t.Run("Other", func(t *testing.T) {
+		// A namespace descriptor reads as net:[4026531840].
+		fd, err := unix.Open("/proc/self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Skipf("cannot open a namespace descriptor here: %v", err)
+		}
+		defer unix.Close(fd)
+		base := count(t, c)
+		unix.Close(fd)
+		if got, want := delta(t, c, base), counts(map[Type]int{Other: -1}); got != want {
+			t.Errorf("closing it: got %v, want %v", got, want)
+		}
+	})
+}
+
+// TestCounter_Classify counts a directory of symlinks standing for /proc's,
+// so that every kind of target is checked, deterministically.
+func TestCounter_Classify(t *testing.T) {
+	dir := t.TempDir()
+	targets := map[string]Type{
+		"/data/app.db":                SQLite,
+		"/data/app.db-wal":            SQLite,
+		"/data/app.db-shm":            SQLite,
+		"/data/app.db-journal":        SQLite,
+		"/data/app.db-journal.bak":    File,
+		"/data/app.db2":               File,
+		"/data/other.db":              File,
+		"/data/app.db (deleted)":      File,
+		"/dev/null":                   File,
+		"socket:[123456]":             Socket,
+		"pipe:[7890]":                 Pipe,
+		"anon_inode:[eventpoll]":      AnonInode,
+		"anon_inode:[eventfd]":        AnonInode,
+		"anon_inode:inotify":          AnonInode,
+		"net:[4026531840]":            Other,
+		"mnt:[4026531841]":            Other,
+		"relative/path":               Other,
+		strings.Repeat("x", 200) + "": Other,
+	}
+	var want Counts
+	fd := 100000 // far above any real descriptor, so never Count's own
+	for target, typ := range targets {
+		if err := os.Symlink(target, filepath.Join(dir, fmt.Sprint(fd))); err != nil {
+			t.Fatal(err)
+		}
+		want[typ]++
+		fd++
+	}
+	got, err := NewCounterFor(dir, "/data/app.db").Count()
+	if err != nil {
+		t.Fatalf("Count: %v", err)
+	}
+	if got != want {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	if got.Total() != len(targets) {
+		t.Errorf("Total: got %d, want %d", got.Total(), len(targets))
+	}
+}
+
+func TestCounter_CountMissingDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "gone")
+	_, err := NewCounterFor(dir).Count()
+	want := "cannot open " + dir + ": no such file or directory"
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
+	}
+}
+
+func TestCounter_TotalMatchesProcfs(t *testing.T) {
+	proc, err := procfs.NewProc(os.Getpid())
+	if err != nil {
+		t.Skipf("no procfs: %v", err)
+	}
+	dir := t.TempDir()
+	c := NewCounter(filepath.Join(dir, "worker.db"))
+
+	// Some of every kind, so that the total is more than the baseline.
+	db := openSQLite(t, filepath.Join(dir, "worker.db"))
+	defer db.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+
+	for i := range 20 {
+		// Alternate the order; nothing opens or closes in between.
+		var got Counts
+		var want int
+		if i%2 == 0 {
+			got = count(t, c)
+			want, err = proc.FileDescriptorsLen()
+		} else {
+			want, err = proc.FileDescriptorsLen()
+			got = count(t, c)
+		}
+		if err != nil {
+			t.Fatalf("FileDescriptorsLen: %v", err)
+		}
+		if got.Total() != want {
+			t.Fatalf("round %d: got total %d (%v), want %d from procfs", i, got.Total(), got, want)
+		}
+		if got[SQLite] != 3 || got[Pipe] < 2 || got[Socket] < 1 {
+			t.Fatalf("round %d: got %v, want sqlite=3, pipe>=2, socket>=1", i, got)
+		}
+	}
+}
+
+// openDevNull opens descriptors until the process has n, raising the soft
+// RLIMIT_NOFILE if needed; both are undone when b ends.
+func openDevNull(b *testing.B, c *Counter, n int) {
+	b.Helper()
+	have := count(b, c).Total()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		b.Fatal(err)
+	}
+	if need := uint64(n + 64); lim.Cur < need {
+		if lim.Max < need {
+			b.Skipf("RLIMIT_NOFILE hard limit %d is below %d", lim.Max, need)
+		}
+		raised := lim
+		raised.Cur = need
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised); err != nil {
+			b.Skipf("cannot raise RLIMIT_NOFILE to %d: %v", need, err)
+		}
+		orig := lim
+		b.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &orig) })
+	}
+	fds := make([]int, 0, n)
+	b.Cleanup(func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	})
+	for have+len(fds) < n {
+		fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			b.Fatalf("open %s with %d descriptors: %v", os.DevNull, have+len(fds), err)
+		}
+		fds = append(fds, fd)
+	}
+	if got := count(b, c).Total(); got != n {
+		b.Fatalf("got %d descriptors, want %d", got, n)
+	}
+}
+
+func BenchmarkCounter_Count(b *testing.B) {
+	for _, n := range []int{100, 10000} {
+		b.Run(fmt.Sprintf("fds=%d", n), func(b *testing.B) {
+			c := NewCounter(filepath.Join(b.TempDir(), "worker.db"))
+			openDevNull(b, c, n)
+			b.ReportAllocs()
+			iters := 0
+			for b.Loop() {
+				if _, err := c.Count(); err != nil {
+					b.Fatal(err)
+				}
+				iters++
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(iters)/float64(n), "ns/fd")
+		})
+	}
+}
