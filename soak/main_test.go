@@ -101,6 +101,8 @@ go_sql_wait_count_total{db_name="main"} 0
 worker_db_handles_open %d
 # TYPE worker_db_connections_open gauge
 worker_db_connections_open %d
+# TYPE worker_db_statements_open gauge
+worker_db_statements_open 0
 # TYPE worker_db_init_calls_total counter
 worker_db_init_calls_total{result="opened"} 1
 worker_db_init_calls_total{result="reused"} %d
@@ -165,7 +167,7 @@ func TestRun_SteadyTarget(t *testing.T) {
 	if got, want := len(r.Series), 4; got != want {
 		t.Fatalf("%d series, want %d", got, want)
 	}
-	if got, want := strings.Join(r.Missing, ","), "worker_open_fds,go_sql_open_connections,go_sql_in_use_connections,worker_db_connections_open,worker_db_handles_open"; got != want {
+	if got, want := strings.Join(r.Missing, ","), "worker_open_fds,go_sql_open_connections,go_sql_in_use_connections,worker_db_connections_open,worker_db_handles_open,worker_db_statements_open"; got != want {
 		t.Fatalf("missing %q, want %q", got, want)
 	}
 	for _, inv := range r.Invariants {

@@ -106,7 +106,7 @@ func chart(s Series, warmup, end float64, limit *float64) template.HTML {
 		if tv > xmax+1e-9 {
 			continue
 		}
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="xlab">%s</text>`, x(tv), chartH-8, clock(tv))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="xlab">%s</text>`, x(tv), chartH-8, clock(tv, xmax))
 	}
 
 	// Limit of an invariant.
@@ -277,6 +277,9 @@ func formatValue(v float64, k detect.Kind) string {
 
 // formatRate formats a slope per hour for its kind.
 func formatRate(perHour float64, k detect.Kind) string {
+	if perHour == 0 {
+		return "0/h"
+	}
 	if k == detect.Memory {
 		sign := "+"
 		if perHour < 0 {
@@ -284,14 +287,18 @@ func formatRate(perHour float64, k detect.Kind) string {
 		}
 		return sign + runner.HumanBytes(math.Abs(perHour)) + "/h"
 	}
-	if perHour == 0 {
-		return "0/h"
+	if math.Abs(perHour) >= 1e4 {
+		return fmt.Sprintf("%+.0f/h", perHour)
 	}
 	return fmt.Sprintf("%+.3g/h", perHour)
 }
 
-// clock formats seconds as m:ss, or h:mm:ss past an hour.
-func clock(sec float64) string {
+// clock formats seconds as m:ss, or h:mm:ss past an hour; on axes shorter
+// than 20 s, as seconds with a decimal.
+func clock(sec, span float64) string {
+	if span < 20 {
+		return fmt.Sprintf("%.1fs", sec)
+	}
 	s := int(math.Round(sec))
 	if s >= 3600 {
 		return fmt.Sprintf("%d:%02d:%02d", s/3600, s/60%60, s%60)

@@ -15,18 +15,20 @@ import (
 // view is what the page template renders.
 type view struct {
 	*Report
-	Headline   string
-	StatusText string
-	StartedAt  string
-	RanFor     string
-	Planned    string
-	Rows       []row
-	Rules      []rule
-	Cards      []card
-	LeakCount  int
-	RuleBroken int
-	RuleHeld   int
-	RuleNA     int
+	Headline     string
+	StatusText   string
+	StartedAt    string
+	RanFor       string
+	Planned      string
+	WarmupText   string
+	IntervalText string
+	Rows         []row
+	Rules        []rule
+	Cards        []card
+	LeakCount    int
+	RuleBroken   int
+	RuleHeld     int
+	RuleNA       int
 }
 
 type row struct {
@@ -62,6 +64,8 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	v.StartedAt = r.Started.Format("2006-01-02 15:04:05 UTC")
 	v.RanFor = dur(r.Elapsed)
 	v.Planned = dur(r.Duration)
+	v.WarmupText = durMS(r.Warmup)
+	v.IntervalText = durMS(r.Interval)
 
 	limits := map[string]float64{}
 	for _, inv := range r.Invariants {
@@ -157,6 +161,11 @@ func pval(p float64, n int) string {
 	}
 }
 
+// durMS formats a short duration to the millisecond.
+func durMS(sec float64) string {
+	return (time.Duration(sec * float64(time.Second))).Round(time.Millisecond).String()
+}
+
 func dur(sec float64) string {
 	return (time.Duration(sec * float64(time.Second))).Round(time.Second).String()
 }
@@ -235,8 +244,8 @@ footer p{margin:4px 0}
  <div><dt>Target</dt><dd class="mono">{{.Target}}</dd></div>
  <div><dt>Started</dt><dd>{{.StartedAt}}</dd></div>
  <div><dt>Ran</dt><dd>{{.RanFor}} of {{.Planned}}</dd></div>
- <div><dt>Warm-up</dt><dd>{{printf "%.0fs" .Warmup}} (shown, not judged)</dd></div>
- <div><dt>Interval</dt><dd>{{printf "%gs" .Interval}}</dd></div>
+ <div><dt>Warm-up</dt><dd>{{.WarmupText}} (shown, not judged)</dd></div>
+ <div><dt>Interval</dt><dd>{{.IntervalText}}</dd></div>
  <div><dt>Scrapes</dt><dd>{{.Scrapes}}{{if .FailedScrapes}} ({{.FailedScrapes}} failed){{end}}</dd></div>
  <div><dt>Fail-fast</dt><dd>{{if .FailFast}}on{{if .StoppedEarly}}, stopped early{{end}}{{else}}off{{end}}</dd></div>
  {{if .Command}}<div style="grid-column:1/-1"><dt>Command</dt><dd class="mono">{{range .Command}}{{.}} {{end}}</dd></div>{{end}}

@@ -158,10 +158,10 @@ func (r *Result) Sentence() string {
 
 // signed formats a slope with its sign and three significant digits.
 func signed(f float64) string {
-	if math.Abs(f) >= 1e5 {
-		return fmt.Sprintf("%+.3g", f)
+	if math.Abs(f) >= 100 {
+		return fmt.Sprintf("%+.0f", f)
 	}
-	return fmt.Sprintf("%+.4g", f)
+	return fmt.Sprintf("%+.3g", f)
 }
 
 func round(d time.Duration) time.Duration { return d.Round(time.Second) }

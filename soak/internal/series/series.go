@@ -40,6 +40,9 @@ const (
 	// its limit of four. A leak bounded by the pool is caught by the
 	// pool-pinned invariant instead.
 	DefaultConnTolerance = 3
+	// DefaultStmtTolerance covers statements that a job holds prepared
+	// while it runs, a few per connection.
+	DefaultStmtTolerance = 8
 	// DefaultGoroutineTolerance covers a job goroutine per concurrently
 	// running job, HTTP connection goroutines and database/sql's opener.
 	DefaultGoroutineTolerance = 10
@@ -72,6 +75,8 @@ var DefaultWatch = []Spec{
 		Why: "pool growing from 1 to max_open_conns=4"},
 	{Name: "worker_db_handles_open", Kind: detect.Count, Tolerance: 0,
 		Why: "one handle, always; any rise is a leak"},
+	{Name: "worker_db_statements_open", Kind: detect.Count, Tolerance: DefaultStmtTolerance,
+		Why: "statements held by running jobs, a few per connection"},
 	{Name: "go_goroutines", Kind: detect.Count, Tolerance: DefaultGoroutineTolerance,
 		Why: "jobs running at once, HTTP connections, pool opener"},
 	{Name: "process_resident_memory_bytes", Kind: detect.Memory, Tolerance: DefaultRSSTolerance, Floor: DefaultRSSFloor,
