@@ -1,0 +1,108 @@
+package report_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"go.uber.org/goleak"
+
+	"github.com/sqlworker/worker/soak/internal/report"
+	"github.com/sqlworker/worker/soak/internal/runner"
+	"github.com/sqlworker/worker/soak/internal/scrape"
+	"github.com/sqlworker/worker/soak/internal/series"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type fake struct{ n int }
+
+// Scrape returns a leaking FD count, a steady heap and one handle too many.
+func (f *fake) Scrape(context.Context) (model.Vector, error) {
+	f.n++
+	return scrape.Parse(strings.NewReader(fmt.Sprintf(`process_open_fds %d
+go_memstats_heap_inuse_bytes %d
+worker_db_handles_open 2
+`, 10+f.n, 4<<20+(f.n%5)<<16)))
+}
+
+func result(t *testing.T) *runner.Result {
+	t.Helper()
+	res, err := runner.Run(context.Background(), runner.Config{
+		Scraper: &fake{}, Duration: 600 * time.Millisecond, Interval: 10 * time.Millisecond,
+		Warmup: 100 * time.Millisecond, Watch: series.DefaultWatch,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// Ensure the three files are written, agree with each other and mark the
+// leak and the broken invariant.
+func TestReport_Write(t *testing.T) {
+	rep := report.New(result(t), report.Meta{RunID: "run-1", Target: "http://127.0.0.1:1/metrics"})
+	dir := filepath.Join(t.TempDir(), "out")
+	if err := rep.Write(dir); err != nil {
+		t.Fatalf("got %v, want nil", err)
+	}
+
+	var got report.Report
+	b, err := os.ReadFile(filepath.Join(dir, report.JSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != "leak" || got.RunID != "run-1" {
+		t.Fatalf("status %q run %q, want leak run-1", got.Status, got.RunID)
+	}
+	if want := "process_open_fds,worker_db_handles_open"; strings.Join(got.Named, ",") != want {
+		t.Fatalf("named %v, want %s", got.Named, want)
+	}
+	if got, want := len(got.Series[0].Samples), got.Scrapes; got != want {
+		t.Fatalf("%d samples, want %d", got, want)
+	}
+
+	csv, err := os.ReadFile(filepath.Join(dir, report.CSVFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.SplitN(string(csv), "\n", 2)[0], "t_seconds,phase,process_open_fds,worker_db_handles_open,go_memstats_heap_inuse_bytes"; got != want {
+		t.Fatalf("csv header %q, want %q", got, want)
+	}
+
+	page, err := os.ReadFile(filepath.Join(dir, report.HTMLFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	html := string(page)
+	for _, want := range []string{`class="hero leak"`, `class="card leak" id="s-process-open-fds"`, `class="rule bad"`, "limit 1", "warm-up"} {
+		if !strings.Contains(html, want) {
+			t.Fatalf("report.html lacks %q", want)
+		}
+	}
+	if got, want := strings.Count(html, "<svg "), 3; got != want {
+		t.Fatalf("%d charts, want %d", got, want)
+	}
+}
+
+// Ensure text from the target is escaped in the page.
+func TestReport_WriteHTMLEscapes(t *testing.T) {
+	rep := report.New(result(t), report.Meta{RunID: `<script>alert(1)</script>`, Target: "http://x/<b>"})
+	var buf bytes.Buffer
+	if err := rep.WriteHTML(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), "<script>alert") || strings.Contains(buf.String(), "x/<b>") {
+		t.Fatal("report.html contains unescaped markup from its input")
+	}
+}

@@ -1,0 +1,174 @@
+package runner_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"go.uber.org/goleak"
+
+	"github.com/sqlworker/worker/soak/internal/runner"
+	"github.com/sqlworker/worker/soak/internal/scrape"
+	"github.com/sqlworker/worker/soak/internal/series"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fake is a Scraper that renders exposition text from the scrape count.
+type fake struct {
+	mu     sync.Mutex
+	n      int
+	render func(n int) (string, error)
+}
+
+func (f *fake) Scrape(context.Context) (model.Vector, error) {
+	f.mu.Lock()
+	n := f.n
+	f.n++
+	f.mu.Unlock()
+	text, err := f.render(n)
+	if err != nil {
+		return nil, err
+	}
+	return scrape.Parse(strings.NewReader(text))
+}
+
+func fds(leak bool) func(int) (string, error) {
+	return func(n int) (string, error) {
+		v := 10 + n%2
+		if leak {
+			v = 10 + n
+		}
+		return fmt.Sprintf("process_open_fds %d\ngo_goroutines 7\n", v), nil
+	}
+}
+
+func config(s runner.Scraper) runner.Config {
+	return runner.Config{
+		Scraper:  s,
+		Duration: 800 * time.Millisecond,
+		Interval: 10 * time.Millisecond,
+		Warmup:   100 * time.Millisecond,
+		Watch:    series.DefaultWatch,
+	}
+}
+
+// Ensure a steady target is steady and a leaking one is named.
+func TestRun_Verdict(t *testing.T) {
+	res, err := runner.Run(context.Background(), config(&fake{render: fds(false)}))
+	if err != nil {
+		t.Fatalf("got %v, want nil", err)
+	}
+	if got, want := res.Status(), "steady"; got != want {
+		t.Fatalf("Status()=%q, want %q (%s)", got, want, res.Sentence())
+	}
+	if got, want := len(res.Verdicts), 2; got != want {
+		t.Fatalf("%d verdicts, want %d", got, want)
+	}
+
+	res, err = runner.Run(context.Background(), config(&fake{render: fds(true)}))
+	if err != nil {
+		t.Fatalf("got %v, want nil", err)
+	}
+	leaks := res.Leaks()
+	if len(leaks) != 1 || leaks[0].Series != "process_open_fds" {
+		t.Fatalf("Leaks()=%v, want process_open_fds", leaks)
+	}
+	if s := res.Sentence(); !strings.HasPrefix(s, "LEAK") || !strings.Contains(s, "process_open_fds rising +") {
+		t.Fatalf("Sentence()=%q, want LEAK naming process_open_fds", s)
+	}
+}
+
+// Ensure fail-fast ends a long soak once the leak is certain.
+func TestRun_FailFast(t *testing.T) {
+	cfg := config(&fake{render: fds(true)})
+	cfg.Duration = time.Hour
+	cfg.FailFast = true
+	res, err := runner.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("got %v, want nil", err)
+	}
+	if !res.StoppedEarly || len(res.Leaks()) != 1 {
+		t.Fatalf("StoppedEarly=%v leaks=%v, want true and one leak", res.StoppedEarly, res.Leaks())
+	}
+}
+
+// Ensure the soak gives up with the right error.
+func TestRun_Errors(t *testing.T) {
+	t.Run("ScrapesFail", func(t *testing.T) {
+		_, err := runner.Run(context.Background(), config(&fake{render: func(int) (string, error) {
+			return "", errors.New("connection refused")
+		}}))
+		if !errors.Is(err, runner.ErrScrapesFailed) {
+			t.Fatalf("got %v, want ErrScrapesFailed", err)
+		}
+	})
+	t.Run("NoWatchedSeries", func(t *testing.T) {
+		_, err := runner.Run(context.Background(), config(&fake{render: func(int) (string, error) {
+			return "foo 1\n", nil
+		}}))
+		if !errors.Is(err, runner.ErrNoWatchedSeries) {
+			t.Fatalf("got %v, want ErrNoWatchedSeries", err)
+		}
+	})
+	t.Run("Died", func(t *testing.T) {
+		died := make(chan struct{})
+		cfg := config(&fake{render: func(n int) (string, error) {
+			if n == 5 {
+				close(died)
+			}
+			return "go_goroutines 3\n", nil
+		}})
+		cfg.Died = died
+		res, err := runner.Run(context.Background(), cfg)
+		if !errors.Is(err, runner.ErrTargetDied) || res.Status() != "error" {
+			t.Fatalf("got %v (status %s), want ErrTargetDied", err, res.Status())
+		}
+	})
+	t.Run("Interrupted", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cfg := config(&fake{render: func(n int) (string, error) {
+			if n == 3 {
+				cancel()
+			}
+			return "go_goroutines 3\n", nil
+		}})
+		cfg.Duration = time.Hour
+		if _, err := runner.Run(ctx, cfg); !errors.Is(err, runner.ErrInterrupted) {
+			t.Fatalf("got %v, want ErrInterrupted", err)
+		}
+	})
+}
+
+// Ensure progress lines say where the soak is and what it sees.
+func TestRun_Progress(t *testing.T) {
+	var buf bytes.Buffer
+	cfg := config(&fake{render: fds(false)})
+	cfg.Progress = &buf
+	cfg.ProgressEvery = 100 * time.Millisecond
+	if _, err := runner.Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("got %d progress lines, want several", len(lines))
+	}
+	if !strings.Contains(lines[0], "elapsed") || !strings.Contains(lines[0], "left") || !strings.Contains(lines[0], "fds 1") {
+		t.Fatalf("progress line %q, want elapsed, left and fds", lines[0])
+	}
+}
+
+// Ensure HumanBytes picks binary units.
+func TestHumanBytes(t *testing.T) {
+	for in, want := range map[float64]string{512: "512 B", 2048: "2.0 KiB", 27 << 20: "27.0 MiB"} {
+		if got := runner.HumanBytes(in); got != want {
+			t.Fatalf("HumanBytes(%g)=%q, want %q", in, got, want)
+		}
+	}
+}
