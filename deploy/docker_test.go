@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -371,11 +370,7 @@ func TestDocker_StaticBuild(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "worker-static")
 	// Without -trimpath, which would rebuild the standard library as well;
 	// it does not change how the binary links.
-	cmd := exec.Command("go", "build", "-tags", tags[1], "-ldflags", ldflags, "-o", bin, "./cmd/worker")
-	cmd.Dir = repoRoot(t)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-	b, err := cmd.CombinedOutput()
-	out := string(b)
+	out, err := goBuild(t, repoRoot(t), []string{"CGO_ENABLED=1"}, "build", "-tags", tags[1], "-ldflags", ldflags, "-o", bin, "./cmd/worker")
 	if err != nil {
 		t.Fatalf("go build -tags %s -ldflags %q: %v\n%s", tags[1], ldflags, err, out)
 	}

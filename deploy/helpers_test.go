@@ -140,12 +140,33 @@ func workerBinary(t testing.TB, tags string) string {
 			args = append(args, "-tags", tags)
 		}
 		args = append(args, "./cmd/worker")
-		b.out, b.err = run(t, repoRoot(t), nil, "go", args...)
+		b.out, b.err = goBuild(t, repoRoot(t), nil, args...)
 	})
 	if b.err != nil {
 		t.Fatalf("go build -tags %q ./cmd/worker: %v\n%s", tags, b.err, b.out)
 	}
 	return b.path
+}
+
+// goBuild runs `go args...` in dir. It retries once when the compiler
+// could not read a dependency's export data from the build cache ("could
+// not import bytes (open : no such file or directory)"), a transient error
+// seen here while other go commands shared the cache.
+func goBuild(t testing.TB, dir string, env []string, args ...string) (string, error) {
+	t.Helper()
+	var out []byte
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), env...)
+		out, err = cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "could not import") {
+			break
+		}
+		t.Logf("go %s: transient build cache error, retrying:\n%s", strings.Join(args, " "), out)
+	}
+	return string(out), err
 }
 
 // freeAddr returns a free 127.0.0.1 address.
