@@ -20,15 +20,18 @@ DEPLOY_TOOLS_BIN        ?= $(CURDIR)/bin
 # version of Debian bookworm's package, so both routes run the same PromQL.
 PROMETHEUS_GO_VERSION   ?= v0.42.0
 ALERTMANAGER_GO_VERSION ?= v0.25.0
+# auto: Debian's packages as root where apt-get exists, else the Go builds;
+# go: the Go builds into $(DEPLOY_TOOLS_BIN) even if the tools are on PATH.
+DEPLOY_TOOLS_METHOD     ?= auto
 
 .PHONY: deploy-tools
 deploy-tools:
 	@set -e; \
-	have() { command -v "$$1" >/dev/null 2>&1 || [ -x "$(DEPLOY_TOOLS_BIN)/$$1" ]; }; \
+	have() { [ -x "$(DEPLOY_TOOLS_BIN)/$$1" ] || { [ "$(DEPLOY_TOOLS_METHOD)" != go ] && command -v "$$1" >/dev/null 2>&1; }; }; \
 	if have promtool && have prometheus && { have prometheus-alertmanager || have alertmanager; }; then \
 	  exit 0; \
 	fi; \
-	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	if [ "$(DEPLOY_TOOLS_METHOD)" != go ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "deploy-tools: installing Debian's prometheus and prometheus-alertmanager"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq; \
