@@ -4,12 +4,15 @@
 package fdstat
 
 import (
-	"errors"
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -54,6 +57,8 @@ var sqliteSuffixes = []string{"", "-wal", "-shm", "-journal"}
 // Counter counts the descriptors of one process. It is safe for concurrent use.
 type Counter struct {
 	dir    string          // /proc/<pid>/fd
+	dirz   []byte          // dir, NUL-terminated for openat
+	self   bool            // dir is this process's: leave out Count's own descriptor
 	sqlite map[string]bool // absolute paths classed as SQLite
 }
 
@@ -65,7 +70,11 @@ func NewCounter(dbPaths ...string) *Counter {
 
 // NewCounterFor is NewCounter for any fd directory, such as /proc/1234/fd.
 func NewCounterFor(dir string, dbPaths ...string) *Counter {
-	c := &Counter{dir: dir, sqlite: make(map[string]bool)}
+	c := &Counter{dir: dir, dirz: append([]byte(dir), 0), sqlite: make(map[string]bool)}
+	switch filepath.Clean(dir) {
+	case "/proc/self/fd", "/proc/thread-self/fd", "/proc/" + strconv.Itoa(os.Getpid()) + "/fd":
+		c.self = true
+	}
 	for _, p := range dbPaths {
 		for _, abs := range resolve(p) {
 			for _, s := range sqliteSuffixes {
@@ -91,39 +100,117 @@ func resolve(p string) []string {
 	return out
 }
 
+// buffers are reused across calls of Count, which then allocates nothing.
+type buffers struct {
+	dents [16 << 10]byte     // getdents64 records
+	link  [unix.PathMax]byte // a readlink target
+}
+
+var pool = sync.Pool{New: func() any { return new(buffers) }}
+
+// Offsets in a linux_dirent64 record: d_ino u64, d_off s64, d_reclen u16,
+// d_type u8, then the NUL-terminated d_name.
+const (
+	direntReclen = 16
+	direntName   = 19
+)
+
 // Count reads the fd directory once and classifies every descriptor. The
 // descriptor Count itself uses to read the directory is left out, so that
 // the total matches process_open_fds.
+//
+// It allocates nothing and makes one readlinkat per descriptor: the
+// directory is read with getdents64 into a reused buffer and each name,
+// already NUL-terminated there, is passed to readlinkat in place.
 func (c *Counter) Count() (Counts, error) {
 	var counts Counts
-	dfd, err := unix.Open(c.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	dfd, err := openDir(c.dirz)
 	if err != nil {
 		return counts, fmt.Errorf("cannot open %s: %w", c.dir, err)
 	}
-	f := os.NewFile(uintptr(dfd), c.dir)
-	defer f.Close()
-	self := strconv.Itoa(dfd)
-
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return counts, fmt.Errorf("cannot read %s: %w", c.dir, err)
+	defer unix.Close(dfd)
+	var selfBuf [20]byte
+	var self []byte // the name of dfd, in this process's directory only
+	if c.self {
+		self = strconv.AppendInt(selfBuf[:0], int64(dfd), 10)
 	}
-	var buf [unix.PathMax]byte
-	for _, name := range names {
-		if name == self {
+	b := pool.Get().(*buffers)
+	defer pool.Put(b)
+	for {
+		n, err := unix.Getdents(dfd, b.dents[:])
+		if err == unix.EINTR {
 			continue
 		}
-		n, err := unix.Readlinkat(dfd, name, buf[:])
 		if err != nil {
-			if errors.Is(err, unix.ENOENT) {
-				continue // closed since the directory was read
+			return Counts{}, fmt.Errorf("cannot read %s: %w", c.dir, err)
+		}
+		if n <= 0 {
+			return counts, nil
+		}
+		for off := 0; off < n; {
+			rec := b.dents[off:n]
+			reclen := int(binary.NativeEndian.Uint16(rec[direntReclen:]))
+			if reclen < direntName+1 || reclen > len(rec) {
+				return Counts{}, fmt.Errorf("cannot read %s: malformed directory entry", c.dir)
 			}
-			counts[Other]++
+			off += reclen
+			name := rec[direntName:reclen] // the name, its NUL, padding
+			end := bytes.IndexByte(name, 0)
+			if end <= 0 || isDot(name[:end]) || (self != nil && bytes.Equal(name[:end], self)) {
+				continue
+			}
+			target, errno := readlinkat(dfd, &name[0], b.link[:])
+			switch {
+			case errno == unix.ENOENT:
+				// closed since the directory was read
+			case errno != 0:
+				counts[Other]++
+			default:
+				counts[c.classify(target)]++
+			}
+		}
+	}
+}
+
+var atFDCWD = unix.AT_FDCWD // a variable: the constant -100 does not convert to uintptr
+
+// openDir is unix.Open of a directory whose NUL-terminated name is given,
+// which spares the conversion (and allocation) of a Go string.
+func openDir(name []byte) (int, error) {
+	if bytes.IndexByte(name, 0) != len(name)-1 {
+		return -1, unix.EINVAL // a NUL inside the name
+	}
+	for {
+		fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(atFDCWD), uintptr(unsafe.Pointer(&name[0])),
+			uintptr(unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC), 0, 0, 0)
+		if errno == unix.EINTR {
 			continue
 		}
-		counts[c.classify(buf[:n])]++
+		if errno != 0 {
+			return -1, errno
+		}
+		return int(fd), nil
 	}
-	return counts, nil
+}
+
+// readlinkat is unix.Readlinkat for a name that is already NUL-terminated,
+// which spares its conversion of the name to a C string.
+func readlinkat(dfd int, name *byte, buf []byte) ([]byte, unix.Errno) {
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_READLINKAT, uintptr(dfd), uintptr(unsafe.Pointer(name)),
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return nil, errno
+		}
+		return buf[:n], 0
+	}
+}
+
+func isDot(name []byte) bool {
+	return len(name) <= 2 && name[0] == '.' && (len(name) == 1 || name[1] == '.')
 }
 
 func (c *Counter) classify(target []byte) Type {
