@@ -31,8 +31,8 @@ var (
 
 	// Everything leaked stays reachable, as in PERF-408's global array, so
 	// that no finalizer can quietly close it.
-	mu     sync.Mutex
-	kept   []any
+	mu      sync.Mutex
+	kept    []any
 	forever = make(chan struct{})
 )
 
