@@ -41,6 +41,7 @@ type options struct {
 	runID                      string
 	watch                      []string
 	command                    []string
+	render                     bool
 }
 
 // parseArgs parses and validates the command line. Errors are wrapped in
@@ -81,6 +82,8 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 		Envar("SOAK_RUN_ID").StringVar(&o.runID)
 	app.Flag("watch", "Metric to watch, repeatable; replaces the default list ("+watchNames()+").").
 		PlaceHolder("NAME").StringsVar(&o.watch)
+	app.Flag("render", "Only draw report.html again from the report.json in --report-dir.").
+		Hidden().BoolVar(&o.render)
 	app.Arg("command", "Command to start and soak, after --.").StringsVar(&o.command)
 
 	if _, err := app.Parse(args); err != nil {
@@ -91,6 +94,12 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 	}
 	if help {
 		return nil, errHelp
+	}
+	if o.render {
+		if o.reportDir == "" {
+			return nil, fmt.Errorf("%w: --render needs --report-dir", ErrUsage)
+		}
+		return o, nil
 	}
 	if err := o.validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUsage, err)

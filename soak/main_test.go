@@ -197,7 +197,7 @@ func TestRun_SteadyTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	html := string(page)
-	if got, want := strings.Count(html, "<svg "), 4; got != want {
+	if got, want := strings.Count(html, "<article class=\"card"), 4; got != want {
 		t.Fatalf("%d charts, want %d", got, want)
 	}
 	for _, bad := range []string{"<script", "src=", "<link", "@import", "url("} {

@@ -40,6 +40,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case err != nil:
 		return err
 	}
+	if o.render {
+		rep, err := report.Load(o.reportDir)
+		if err != nil {
+			return err
+		}
+		return rep.Write(o.reportDir)
+	}
 	runID := o.runID
 	if runID == "" {
 		runID = newRunID(time.Now())

@@ -117,9 +117,15 @@ func TestSelftest(t *testing.T) {
 					t.Errorf("named %v, want it to include %s; last line: %s", r.Named, w, last)
 				}
 			}
-			caught := time.Duration((r.Elapsed - r.Warmup) * float64(time.Second)).Round(time.Second)
-			t.Logf("%s: exit %d after %s (%s after warm-up): %s", name, code, time.Duration(r.Elapsed*float64(time.Second)).Round(time.Second), caught, last)
-			fmt.Fprintf(os.Stderr, "selftest %-9s exit %d, named %v, caught %s after warm-up\n", name, code, r.Named, caught)
+			when := "during warm-up"
+			if after := r.Elapsed - r.Warmup; after >= 0 {
+				when = time.Duration(after*float64(time.Second)).Round(time.Second).String() + " after warm-up"
+			}
+			if mode == "" {
+				when = "not caught: steady"
+			}
+			t.Logf("%s: exit %d after %s (%s): %s", name, code, time.Duration(r.Elapsed*float64(time.Second)).Round(time.Second), when, last)
+			fmt.Fprintf(os.Stderr, "selftest %-9s exit %d, named %v, %s\n", name, code, r.Named, when)
 		})
 	}
 }

@@ -43,7 +43,7 @@ soak-selftest: $(BIN)/worker $(BIN)/worker-leak $(BIN)/soak
 	SOAK_BIN=$(abspath $(BIN)/soak) SOAK_WORKER=$(abspath $(BIN)/worker) \
 	SOAK_WORKER_LEAK=$(abspath $(BIN)/worker-leak) SOAK_CONFIG=$(abspath $(SOAK_CONFIG)) \
 	SOAK_REPORT_DIR=$(abspath $(SOAK_REPORT_DIR))/selftest \
-	$(GO) test -tags soakselftest -run '^TestSelftest$$' -count=1 -v -timeout $(SOAK_SELFTEST_TIMEOUT) ./soak
+	$(GO) test -tags soakselftest -run '^TestSelftest$$' -count=1 -v -parallel 6 -timeout $(SOAK_SELFTEST_TIMEOUT) ./soak
 
 ## soak-test: the harness's own unit tests (needs prometheus-alertmanager for the alert test)
 soak-test: $(if $(wildcard deploy/deploy.mk),deploy-tools)

@@ -11,16 +11,21 @@ import (
 	"github.com/sqlworker/worker/soak/internal/runner"
 )
 
-// Chart geometry, in SVG user units; the SVG scales to its card.
-const (
-	chartW      = 560
-	chartH      = 200
-	marginLeft  = 58
-	marginRight = 14
-	marginTop   = 14
-	marginBot   = 26
-	plotW       = chartW - marginLeft - marginRight
-	plotH       = chartH - marginTop - marginBot
+// geom is a chart's size in SVG user units; the SVG scales to its card, so
+// each layout gets its own geometry to keep text at a readable size.
+type geom struct {
+	W, H                     int
+	left, right, top, bottom int
+}
+
+func (g geom) plotW() float64 { return float64(g.W - g.left - g.right) }
+func (g geom) plotH() float64 { return float64(g.H - g.top - g.bottom) }
+
+// Geometries of the page's layouts.
+var (
+	wideGeom  = geom{W: 1160, H: 260, left: 62, right: 16, top: 16, bottom: 26}
+	smallGeom = geom{W: 372, H: 170, left: 60, right: 12, top: 12, bottom: 24}
+	sparkGeom = geom{W: 120, H: 26, left: 1, right: 1, top: 2, bottom: 2}
 )
 
 // Chart colours; they match the page's CSS.
@@ -38,7 +43,7 @@ const (
 // the Theil–Sen trend over the judged part, the high-water marks of the
 // first and last thirds that the verdict compares, and a limit line when an
 // invariant bounds the series.
-func chart(s Series, warmup, end float64, limit *float64) template.HTML {
+func chart(g geom, s Series, warmup, end float64, limit *float64) template.HTML {
 	ts := make([]float64, len(s.Samples))
 	vs := make([]float64, len(s.Samples))
 	for i, p := range s.Samples {
@@ -49,6 +54,10 @@ func chart(s Series, warmup, end float64, limit *float64) template.HTML {
 	}
 	v := s.Verdict
 	leak := v.Leak
+	bare := g.H < 40 // a sparkline: no text, no grid, no limit
+	if bare {
+		limit = nil
+	}
 	judged := ts[len(ts)-1] >= warmup
 
 	// Y range: the data, the trend's ends and the limit, padded.
@@ -75,50 +84,68 @@ func chart(s Series, warmup, end float64, limit *float64) template.HTML {
 			lo = 0
 		}
 	}
-	ticks := niceTicks(lo, hi, 4)
+	hi += (hi - lo) * 0.06 // headroom, so a flat line does not sit on the frame
+	minStep := 0.0
+	if s.Kind == detect.Count {
+		minStep = 1 // no quarter file descriptors
+	}
+	ticks := niceTicks(lo, hi, 4, minStep)
 	lo, hi = math.Min(lo, ticks[0]), math.Max(hi, ticks[len(ticks)-1])
+
 	xmax := math.Max(end, ts[len(ts)-1])
 	if xmax <= 0 {
 		xmax = 1
 	}
-	x := func(t float64) float64 { return marginLeft + t/xmax*plotW }
-	y := func(val float64) float64 { return marginTop + (hi-val)/(hi-lo)*plotH }
+	x := func(t float64) float64 { return float64(g.left) + t/xmax*g.plotW() }
+	y := func(val float64) float64 { return float64(g.top) + (hi-val)/(hi-lo)*g.plotH() }
 
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg viewBox="0 0 %d %d" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="%s">`,
-		chartW, chartH, html.EscapeString(s.Key))
+		g.W, g.H, html.EscapeString(s.Key))
 
 	// Warm-up band.
 	if warmup > 0 {
-		w := x(math.Min(warmup, xmax)) - marginLeft
-		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`, marginLeft, marginTop, w, plotH, colWarm)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="band">warm-up</text>`, marginLeft+4.0, marginTop+11)
+		w := x(math.Min(warmup, xmax)) - float64(g.left)
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`, g.left, g.top, w, int(g.plotH()), colWarm)
+		if !bare {
+			fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="band">warm-up</text>`, float64(g.left)+4, g.top+11)
+		}
+	}
+	if bare {
+		drawTrend = false
 	}
 
 	// Horizontal grid and y labels.
 	for _, tv := range ticks {
+		if bare {
+			break
+		}
 		yy := y(tv)
-		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s"/>`, marginLeft, chartW-marginRight, yy, yy, colGrid)
-		fmt.Fprintf(&b, `<text x="%d" y="%.1f" class="ylab">%s</text>`, marginLeft-6, yy+3.5, html.EscapeString(formatValue(tv, s.Kind)))
+		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s"/>`, g.left, g.W-g.right, yy, yy, colGrid)
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" class="ylab">%s</text>`, g.left-6, yy+3.5, html.EscapeString(formatValue(tv, s.Kind)))
 	}
 	// X labels.
-	for _, tv := range niceTicks(0, xmax, 5) {
-		if tv > xmax+1e-9 {
+	for _, tv := range niceTicks(0, xmax, 5, 0) {
+		if tv > xmax+1e-9 || bare {
 			continue
 		}
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="xlab">%s</text>`, x(tv), chartH-8, clock(tv, xmax))
+		anchor := "middle"
+		if x(tv) > float64(g.W-g.right)-16 {
+			anchor = "end" // keep the last label inside the frame
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="xlab" text-anchor="%s">%s</text>`, x(tv), g.H-8, anchor, clock(tv, xmax))
 	}
 
 	// Limit of an invariant.
 	if limit != nil && *limit >= lo && *limit <= hi {
 		yy := y(*limit)
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.2" stroke-dasharray="2 3"/>`,
-			marginLeft, chartW-marginRight, yy, yy, colLeak)
-		fmt.Fprintf(&b, `<text x="%d" y="%.1f" class="limit">limit %s</text>`, chartW-marginRight-4, yy-4, html.EscapeString(formatValue(*limit, s.Kind)))
+			g.left, g.W-g.right, yy, yy, colLeak)
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" class="limit">limit %s</text>`, g.W-g.right-4, yy-4, html.EscapeString(formatValue(*limit, s.Kind)))
 	}
 
 	// High-water marks of the first and last thirds of the judged samples.
-	if v.N >= 3 && judged {
+	if v.N >= 3 && judged && !bare && (leak || v.Growth > 0) {
 		jt := afterT(ts, warmup)
 		if len(jt) >= 3 {
 			third := len(jt) / 3
@@ -145,7 +172,7 @@ func chart(s Series, warmup, end float64, limit *float64) template.HTML {
 
 	// The samples: an area and a line, reduced to min/max per pixel column
 	// so that a long soak keeps its spikes without a huge path.
-	px, py := reduce(ts, vs, x, y)
+	px, py := reduce(g, ts, vs, x, y)
 	col := colLine
 	if leak {
 		col = colLeak
@@ -160,7 +187,11 @@ func chart(s Series, warmup, end float64, limit *float64) template.HTML {
 	}
 	base := y(lo)
 	fmt.Fprintf(&b, `<path d="%sL%.1f %.1fL%.1f %.1fZ" fill="%s" fill-opacity="0.10"/>`, line.String(), px[len(px)-1], base, px[0], base, col)
-	fmt.Fprintf(&b, `<path d="%s" fill="none" stroke="%s" stroke-width="1.6" stroke-linejoin="round"/>`, line.String(), col)
+	width := 1.6
+	if bare {
+		width = 1.2
+	}
+	fmt.Fprintf(&b, `<path d="%s" fill="none" stroke="%s" stroke-width="%.1f" stroke-linejoin="round"/>`, line.String(), col, width)
 
 	// The Theil–Sen trend over the judged part.
 	if drawTrend {
@@ -169,7 +200,11 @@ func chart(s Series, warmup, end float64, limit *float64) template.HTML {
 	}
 
 	// Axes.
-	fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#b9bfcc"/>`, marginLeft, chartW-marginRight, marginTop+plotH, marginTop+plotH)
+	if bare {
+		b.WriteString(`</svg>`)
+		return template.HTML(b.String()) //nolint:gosec // built from numbers and escaped text
+	}
+	fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#b9bfcc"/>`, g.left, g.W-g.right, g.top+int(g.plotH()), g.top+int(g.plotH()))
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) //nolint:gosec // built from numbers and escaped text
 }
@@ -193,8 +228,8 @@ func minMax(vs []float64) (lo, hi float64) {
 
 // reduce maps points to pixels, keeping at most the first, min, max and last
 // point of each pixel column.
-func reduce(ts, vs []float64, x, y func(float64) float64) (px, py []float64) {
-	if len(ts) <= 2*plotW {
+func reduce(g geom, ts, vs []float64, x, y func(float64) float64) (px, py []float64) {
+	if float64(len(ts)) <= 2*g.plotW() {
 		for i := range ts {
 			px = append(px, x(ts[i]))
 			py = append(py, y(vs[i]))
@@ -237,15 +272,19 @@ func reduce(ts, vs []float64, x, y func(float64) float64) (px, py []float64) {
 	return px, py
 }
 
-// niceTicks returns about n round tick values covering [lo, hi].
-func niceTicks(lo, hi float64, n int) []float64 {
+// niceTicks returns about n round tick values covering [lo, hi], spaced
+// by at least minStep.
+func niceTicks(lo, hi float64, n int, minStep float64) []float64 {
 	if hi <= lo {
 		return []float64{lo}
 	}
-	raw := (hi - lo) / float64(n)
+	raw := math.Max((hi-lo)/float64(n), minStep)
 	mag := math.Pow(10, math.Floor(math.Log10(raw)))
 	step := mag
 	for _, m := range []float64{1, 2, 2.5, 5, 10} {
+		if minStep >= 1 && m*mag != math.Trunc(m*mag) {
+			continue // whole steps for counts
+		}
 		if m*mag >= raw {
 			step = m * mag
 			break

@@ -24,7 +24,8 @@ type view struct {
 	IntervalText string
 	Rows         []row
 	Rules        []rule
-	Cards        []card
+	Cards        []card // leaking series, drawn wide
+	Small        []card // the others, three to a row
 	LeakCount    int
 	RuleBroken   int
 	RuleHeld     int
@@ -33,6 +34,7 @@ type view struct {
 
 type row struct {
 	ID, Key, Verdict, Class, Now, Slope, P, Highs, Tolerance, Reason, Why string
+	Spark                                                                 template.HTML
 }
 
 type rule struct {
@@ -87,6 +89,8 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		v.Rules = append(v.Rules, rl)
 	}
 
+	end := math.Max(r.Elapsed, r.Duration*boolf(!r.StoppedEarly && r.Status != "error"))
+	var rest []row
 	for _, s := range r.Series {
 		vd := s.Verdict
 		id := "s-" + strings.Trim(nonID.ReplaceAllString(s.Key, "-"), "-")
@@ -123,10 +127,19 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		if l, ok := limits[s.Key]; ok {
 			lim = &l
 		}
-		c.SVG = chart(s, r.Warmup, math.Max(r.Elapsed, r.Duration*boolf(!r.StoppedEarly && r.Status != "error")), lim)
-		v.Rows = append(v.Rows, rw)
-		v.Cards = append(v.Cards, c)
+		rw.Spark = chart(sparkGeom, s, r.Warmup, end, nil)
+		if vd.Leak {
+			c.SVG = chart(wideGeom, s, r.Warmup, end, lim)
+			v.Rows = append(v.Rows, rw)
+			v.Cards = append(v.Cards, c)
+		} else {
+			c.SVG = chart(smallGeom, s, r.Warmup, end, lim)
+			rest = append(rest, rw)
+			v.Small = append(v.Small, c)
+		}
 	}
+	// Leaking series first: they are what the reader came for.
+	v.Rows = append(v.Rows, rest...)
 	return page.Execute(w, v)
 }
 
@@ -204,7 +217,7 @@ tr:last-child td{border-bottom:0}
 tr.leak td{background:#fff6f7} tr.leak td:first-child{box-shadow:inset 4px 0 var(--bad)}
 td a{color:inherit;text-decoration:none;border-bottom:1px dotted var(--muted)}
 .pill.ok{background:var(--ok-bg);color:var(--ok)} .pill.leak,.pill.bad{background:var(--bad-bg);color:var(--bad)} .pill.na{background:var(--na-bg);color:var(--na)}
-.reason{color:var(--muted);font-size:12.5px}
+.reason{color:var(--muted);font-size:12px;margin-top:2px}
 .rules{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:10px}
 .rule{background:var(--card);border-radius:10px;padding:10px 14px;display:flex;gap:12px;align-items:flex-start;box-shadow:0 1px 2px rgba(20,30,50,.06);border:1px solid transparent}
 .rule .mark{flex:none;width:26px;height:26px;border-radius:50%;display:grid;place-items:center;font-weight:800}
@@ -213,7 +226,10 @@ td a{color:inherit;text-decoration:none;border-bottom:1px dotted var(--muted)}
 .legend{display:flex;flex-wrap:wrap;gap:18px;color:var(--muted);font-size:12.5px;margin:-2px 0 12px}
 .legend i{display:inline-block;width:22px;height:0;border-top:2px solid;vertical-align:middle;margin-right:6px}
 .legend i.box{height:12px;border:0;background:#eef0f4;width:18px}
-.cards{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:16px}
+.cards{display:grid;gap:16px;margin-bottom:16px}
+.cards.wide{grid-template-columns:minmax(0,1fr)} .cards.small{grid-template-columns:repeat(3,minmax(0,1fr))}
+.cards.small .card h3{font-size:12.5px} .cards.small .stats{font-size:11.5px}
+td.spark{width:128px;padding-top:6px;padding-bottom:4px} td.spark svg{width:120px}
 .card{background:var(--card);border-radius:12px;padding:14px 16px 8px;box-shadow:0 1px 2px rgba(20,30,50,.06),0 4px 14px rgba(20,30,50,.04);border:1px solid transparent}
 .card.leak{border:2px solid var(--bad);box-shadow:0 0 0 4px var(--bad-bg)}
 .card header{display:flex;justify-content:space-between;gap:10px;align-items:baseline}
@@ -223,7 +239,7 @@ td a{color:inherit;text-decoration:none;border-bottom:1px dotted var(--muted)}
 .card.leak .why{color:var(--bad)}
 svg{display:block;width:100%;height:auto}
 svg text{font:10.5px system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;fill:#6b7385}
-svg .ylab{text-anchor:end} svg .xlab{text-anchor:middle} svg .band{fill:#8a91a1;font-style:italic}
+svg .ylab{text-anchor:end} svg .band{fill:#8a91a1;font-style:italic}
 svg .limit{text-anchor:end;fill:#d92d3a;font-weight:600} svg .hwm{fill:#b86f00;font-size:10px}
 .missing{color:var(--muted)}
 footer{margin-top:34px;color:var(--muted);font-size:12.5px;border-top:1px solid var(--line);padding-top:14px}
@@ -254,9 +270,9 @@ footer p{margin:4px 0}
 
 <h2>Series</h2>
 <table>
-<thead><tr><th>Series</th><th>Verdict</th><th class="num">Now</th><th class="num">Trend</th><th class="num">MK p</th><th class="num">High-water early → late</th><th class="num">Tolerance</th><th>Why</th></tr></thead>
+<thead><tr><th>Series</th><th>Verdict</th><th>Shape</th><th class="num">Now</th><th class="num">Trend</th><th class="num">MK p</th><th class="num">High-water early → late</th><th class="num">Tolerance</th></tr></thead>
 <tbody>
-{{range .Rows}}<tr class="{{.Class}}"><td class="mono"><a href="#{{.ID}}">{{.Key}}</a></td><td><span class="pill {{.Class}}">{{.Verdict}}</span></td><td class="num">{{.Now}}</td><td class="num">{{.Slope}}</td><td class="num">{{.P}}</td><td class="num">{{.Highs}}</td><td class="num">{{.Tolerance}}</td><td class="reason">{{.Reason}}</td></tr>
+{{range .Rows}}<tr class="{{.Class}}"><td><a class="mono" href="#{{.ID}}">{{.Key}}</a><div class="reason">{{.Reason}}</div></td><td><span class="pill {{.Class}}">{{.Verdict}}</span></td><td class="spark">{{.Spark}}</td><td class="num">{{.Now}}</td><td class="num">{{.Slope}}</td><td class="num">{{.P}}</td><td class="num">{{.Highs}}</td><td class="num">{{.Tolerance}}</td></tr>
 {{end}}</tbody>
 </table>
 {{if .Missing}}<p class="missing">Not exposed by the target, skipped: {{range $i, $m := .Missing}}{{if $i}}, {{end}}<code>{{$m}}</code>{{end}}.</p>{{end}}
@@ -275,14 +291,22 @@ footer p{margin:4px 0}
  <span><i style="border-color:#e08a00;border-top-style:dashed"></i>high-water mark, first and last third</span>
  <span><i style="border-color:#d92d3a;border-top-style:dotted"></i>invariant limit</span>
 </div>
-<div class="cards">
+{{if .Cards}}<div class="cards wide">
 {{range .Cards}}<article class="card {{.Class}}" id="{{.ID}}">
  <header><h3 class="mono">{{.Key}}</h3><span class="pill {{.Class}}">{{.Badge}}</span></header>
  <p class="stats">{{.Stats}}</p>
  {{.SVG}}
  <p class="why">{{.Reason}}</p>
 </article>
-{{end}}</div>
+{{end}}</div>{{end}}
+{{if .Small}}<div class="cards small">
+{{range .Small}}<article class="card {{.Class}}" id="{{.ID}}">
+ <header><h3 class="mono">{{.Key}}</h3><span class="pill {{.Class}}">{{.Badge}}</span></header>
+ <p class="stats">{{.Stats}}</p>
+ {{.SVG}}
+ <p class="why">{{.Reason}}</p>
+</article>
+{{end}}</div>{{end}}
 
 <footer>
  <p><b>How the verdict is reached.</b> Samples taken during warm-up are shown, not judged. A series leaks when, after warm-up, the Mann–Kendall test finds an upward trend (tie-corrected, p &lt; 0.001), its Theil–Sen slope is positive, the high-water mark of the last third stands above the first third's by more than the tolerance (absolute for counts, relative for memory), and the last third still stands above the middle third. Noise, a sawtooth, one spike or a step that stopped pass. Invariants are judged on every sample, warm-up included.</p>

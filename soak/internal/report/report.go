@@ -129,6 +129,19 @@ func nonNil(s []string) []string {
 
 func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
 
+// Load reads the report.json in dir, so that its page can be drawn again.
+func Load(dir string) (*Report, error) {
+	b, err := os.ReadFile(filepath.Join(dir, JSONFile))
+	if err != nil {
+		return nil, fmt.Errorf("cannot load report: %w", err)
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("cannot load report: %w", err)
+	}
+	return &r, nil
+}
+
 // Write writes report.json, samples.csv and report.html into dir, creating
 // it if needed.
 func (r *Report) Write(dir string) error {

@@ -90,7 +90,7 @@ func TestReport_Write(t *testing.T) {
 			t.Fatalf("report.html lacks %q", want)
 		}
 	}
-	if got, want := strings.Count(html, "<svg "), 3; got != want {
+	if got, want := strings.Count(html, "<article class=\"card"), 3; got != want {
 		t.Fatalf("%d charts, want %d", got, want)
 	}
 }
