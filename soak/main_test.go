@@ -359,3 +359,54 @@ func TestRun_Help(t *testing.T) {
 		t.Fatalf("usage does not list --fail-fast:\n%s", stdout.String())
 	}
 }
+
+// postedAlert is the part of an Alertmanager API v2 alert the test reads.
+type postedAlert struct {
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+	StartsAt    string            `json:"startsAt"`
+}
+
+// Ensure a leak is posted to --alertmanager.url with its series, slope and
+// run id (the real Alertmanager is tested in internal/alert).
+func TestRun_Alertmanager(t *testing.T) {
+	var (
+		mu     sync.Mutex
+		posted []postedAlert
+	)
+	am := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/api/v2/alerts" {
+			http.Error(w, "unexpected "+r.Method+" "+r.URL.Path, http.StatusNotFound)
+			return
+		}
+		var body []postedAlert
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		posted = append(posted, body...)
+		mu.Unlock()
+	}))
+	defer am.Close()
+
+	err, _, stderr, _ := soak(t, append(quick, "--run-id", "run-42", "--alertmanager.url", am.URL,
+		"--target", serve(t, genericGo(true)))...)
+	if !errors.Is(err, ErrAlarm) {
+		t.Fatalf("got %v, want ErrAlarm\n%s", err, stderr)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got, want := len(posted), 1; got != want {
+		t.Fatalf("%d alerts posted, want %d\n%s", got, want, stderr)
+	}
+	a := posted[0]
+	for k, want := range map[string]string{"alertname": "SoakLeakDetected", "series": "process_open_fds", "run_id": "run-42"} {
+		if got := a.Labels[k]; got != want {
+			t.Fatalf("label %s=%q, want %q", k, got, want)
+		}
+	}
+	if got := a.Annotations["slope_per_hour"]; !strings.HasPrefix(got, "+") || a.StartsAt == "" {
+		t.Fatalf("annotation slope_per_hour=%q, want a positive slope", got)
+	}
+}

@@ -102,21 +102,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		res.Err = soakErr
 	}
 
-	if proc != nil && soakErr == nil {
+	switch {
+	case proc == nil || errors.Is(soakErr, runner.ErrTargetDied):
+	case soakErr != nil:
+		// Interrupted or could not soak: still stop the target gently.
+		_ = proc.Stop(o.stopTimeout)
+	default:
 		fmt.Fprintf(stderr, "soak: stopping %s with SIGTERM\n", o.command[0])
 		stopErr := proc.Stop(o.stopTimeout)
-		switch {
-		case errors.Is(stopErr, target.ErrExited):
+		if errors.Is(stopErr, target.ErrExited) {
 			soakErr = fmt.Errorf("%w: %v", runner.ErrTargetDied, stopErr)
 			res.Err = soakErr
-		default:
-			inv := invariant.Result{Rule: invariant.RuleCleanExit, Text: "exits 0 after SIGTERM", Applies: true,
-				Detail: fmt.Sprintf("exited 0 after SIGTERM (within %s)", o.stopTimeout)}
-			if stopErr != nil {
-				inv.Broken, inv.At, inv.Detail = true, res.Elapsed.Seconds(), stopErr.Error()
-			}
-			res.Record(inv)
+			break
 		}
+		inv := invariant.Result{Rule: invariant.RuleCleanExit, Text: "exits 0 after SIGTERM", Applies: true,
+			Detail: fmt.Sprintf("exited 0 after SIGTERM (within %s)", o.stopTimeout)}
+		if stopErr != nil {
+			inv.Broken, inv.At, inv.Detail = true, res.Elapsed.Seconds(), stopErr.Error()
+		}
+		res.Record(inv)
 	}
 
 	rep := report.New(res, report.Meta{RunID: runID, Target: metricsURL, Command: o.command})
