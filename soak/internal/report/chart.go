@@ -43,7 +43,7 @@ const (
 // the Theil–Sen trend over the judged part, the high-water marks of the
 // first and last thirds that the verdict compares, and a limit line when an
 // invariant bounds the series.
-func chart(g geom, s Series, warmup, end float64, limit *float64) template.HTML {
+func chart(g geom, s Series, warmup, end float64, limit *float64, alarm bool) template.HTML {
 	ts := make([]float64, len(s.Samples))
 	vs := make([]float64, len(s.Samples))
 	for i, p := range s.Samples {
@@ -53,7 +53,7 @@ func chart(g geom, s Series, warmup, end float64, limit *float64) template.HTML 
 		return template.HTML(`<p class="empty">no samples</p>`)
 	}
 	v := s.Verdict
-	leak := v.Leak
+	leak := v.Leak || alarm
 	bare := g.H < 40 // a sparkline: no text, no grid, no limit
 	if bare {
 		limit = nil
@@ -145,7 +145,7 @@ func chart(g geom, s Series, warmup, end float64, limit *float64) template.HTML 
 	}
 
 	// High-water marks of the first and last thirds of the judged samples.
-	if v.N >= 3 && judged && !bare && (leak || v.Growth > 0) {
+	if v.N >= 3 && judged && !bare && (v.Leak || v.Growth > 0) {
 		jt := afterT(ts, warmup)
 		if len(jt) >= 3 {
 			third := len(jt) / 3

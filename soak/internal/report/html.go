@@ -54,6 +54,9 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	switch r.Status {
 	case "leak":
 		v.StatusText = "LEAK"
+		if !hasLeak(r) {
+			v.StatusText = "BROKEN"
+		}
 	case "error":
 		v.StatusText = "COULD NOT SOAK"
 	default:
@@ -70,6 +73,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	v.IntervalText = durMS(r.Interval)
 
 	limits := map[string]float64{}
+	broken := map[string][]string{} // series key → details of its broken rules
 	for _, inv := range r.Invariants {
 		if inv.Applies && inv.Series != "" && inv.Limit > 0 {
 			limits[inv.Series] = inv.Limit
@@ -82,6 +86,9 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		case inv.Broken:
 			rl.Class, rl.Mark = "bad", "✕"
 			v.RuleBroken++
+			if inv.Series != "" {
+				broken[inv.Series] = append(broken[inv.Series], inv.Detail)
+			}
 		default:
 			rl.Class, rl.Mark = "ok", "✓"
 			v.RuleHeld++
@@ -96,11 +103,17 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		id := "s-" + strings.Trim(nonID.ReplaceAllString(s.Key, "-"), "-")
 		rw := row{ID: id, Key: s.Key, Reason: vd.Reason, Why: s.Why}
 		c := card{ID: id, Key: s.Key, Reason: vd.Reason}
+		alarm := vd.Leak || len(broken[s.Key]) > 0
 		switch {
 		case vd.Leak:
 			rw.Verdict, rw.Class = "leak", "leak"
 			c.Class, c.Badge = "leak", "LEAK"
 			v.LeakCount++
+		case alarm:
+			rw.Verdict, rw.Class = "broken", "leak"
+			c.Class, c.Badge = "leak", "INVARIANT BROKEN"
+			rw.Reason = strings.Join(broken[s.Key], "; ")
+			c.Reason = rw.Reason
 		case vd.N < minJudged(r):
 			rw.Verdict, rw.Class = "not judged", "na"
 			c.Class, c.Badge = "na", "NOT JUDGED"
@@ -127,13 +140,13 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		if l, ok := limits[s.Key]; ok {
 			lim = &l
 		}
-		rw.Spark = chart(sparkGeom, s, r.Warmup, end, nil)
-		if vd.Leak {
-			c.SVG = chart(wideGeom, s, r.Warmup, end, lim)
+		rw.Spark = chart(sparkGeom, s, r.Warmup, end, nil, alarm)
+		if alarm {
+			c.SVG = chart(wideGeom, s, r.Warmup, end, lim, alarm)
 			v.Rows = append(v.Rows, rw)
 			v.Cards = append(v.Cards, c)
 		} else {
-			c.SVG = chart(smallGeom, s, r.Warmup, end, lim)
+			c.SVG = chart(smallGeom, s, r.Warmup, end, lim, alarm)
 			rest = append(rest, rw)
 			v.Small = append(v.Small, c)
 		}
@@ -142,6 +155,8 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	v.Rows = append(v.Rows, rest...)
 	return page.Execute(w, v)
 }
+
+func hasLeak(r *Report) bool { return len(r.Leaking) > 0 }
 
 // minJudged is the fewest samples the detector judges; fewer are shown as
 // not judged.
@@ -212,10 +227,12 @@ h2{font-size:15px;text-transform:uppercase;letter-spacing:.07em;color:var(--mute
 table{width:100%;border-collapse:collapse;background:var(--card);border-radius:12px;overflow:hidden;box-shadow:0 1px 2px rgba(20,30,50,.06)}
 th,td{text-align:left;padding:8px 12px;border-bottom:1px solid var(--line);vertical-align:top}
 th{font-size:11.5px;color:var(--muted);text-transform:uppercase;letter-spacing:.05em;background:#fafbfc}
+th.num{text-align:right}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr:last-child td{border-bottom:0}
 tr.leak td{background:#fff6f7} tr.leak td:first-child{box-shadow:inset 4px 0 var(--bad)}
-td a{color:inherit;text-decoration:none;border-bottom:1px dotted var(--muted)}
+td a{color:inherit;text-decoration:none;border-bottom:1px dotted var(--muted);overflow-wrap:anywhere}
+table{table-layout:auto} td:first-child{max-width:330px}
 .pill.ok{background:var(--ok-bg);color:var(--ok)} .pill.leak,.pill.bad{background:var(--bad-bg);color:var(--bad)} .pill.na{background:var(--na-bg);color:var(--na)}
 .reason{color:var(--muted);font-size:12px;margin-top:2px}
 .rules{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:10px}

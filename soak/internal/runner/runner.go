@@ -27,6 +27,10 @@ const (
 	DefaultWarmup            = 30 * time.Second
 	DefaultProgressEvery     = 5 * time.Second
 	DefaultMaxScrapeFailures = 5
+	// emptyScrapes is how many successful scrapes without any watched
+	// series end the soak: a target may register its collectors a moment
+	// after it starts answering.
+	emptyScrapes = 5
 )
 
 // Errors that mean the soak could not be done; the report still shows what
@@ -142,7 +146,11 @@ func (r *Result) Sentence() string {
 	}
 	switch r.Status() {
 	case "leak":
-		return fmt.Sprintf("LEAK after %s: %s.", round(r.Elapsed), strings.Join(parts, "; "))
+		word := "LEAK"
+		if len(r.Leaks()) == 0 {
+			word = "INVARIANT BROKEN"
+		}
+		return fmt.Sprintf("%s after %s: %s.", word, round(r.Elapsed), strings.Join(parts, "; "))
 	case "error":
 		return fmt.Sprintf("COULD NOT SOAK after %s: %v.", round(r.Elapsed), r.Err)
 	}
@@ -207,7 +215,7 @@ func (r *Result) loop(ctx context.Context) error {
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
 	lastProgress := time.Time{}
-	failStreak := 0
+	failStreak, okScrapes := 0, 0
 	var lastErr error
 
 	for {
@@ -229,9 +237,10 @@ func (r *Result) loop(ctx context.Context) error {
 			}
 		default:
 			failStreak = 0
+			okScrapes++
 			r.Recording.Add(t, vec)
 			r.checker.Observe(t, vec)
-			if len(r.Recording.Series()) == 0 {
+			if len(r.Recording.Series()) == 0 && okScrapes >= emptyScrapes {
 				return fmt.Errorf("%w (%s)", ErrNoWatchedSeries, strings.Join(names(cfg.Watch), ", "))
 			}
 			if cfg.FailFast && r.certain(t) {
@@ -248,6 +257,9 @@ func (r *Result) loop(ctx context.Context) error {
 		case <-ctx.Done():
 			return ErrInterrupted
 		case <-deadline.C:
+			if len(r.Recording.Series()) == 0 {
+				return fmt.Errorf("%w (%s)", ErrNoWatchedSeries, strings.Join(names(cfg.Watch), ", "))
+			}
 			return nil
 		case <-cfg.Died:
 			return ErrTargetDied
