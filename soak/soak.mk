@@ -18,7 +18,9 @@ SOAK_FLAGS          ?=
 # SOAK_SELFTEST_TIMEOUT bounds the whole self-test (six soaks run in parallel).
 SOAK_SELFTEST_TIMEOUT ?= 10m
 
-.PHONY: soak soak-short soak-selftest soak-test
+.PHONY: soak soak-short soak-selftest soak-test FORCE
+
+FORCE:
 
 $(BIN)/soak: FORCE
 	$(GO) build -o $@ ./soak

@@ -108,7 +108,7 @@ func TestAnalyze_Shapes(t *testing.T) {
 			}
 			t.Logf("%s (slope %.3g/h)", v.Reason, v.SlopePerHour())
 			if v.Reason == "" {
-				t.Fatal("got empty Reason, want one")
+				t.Fatal("got an empty Reason, want one")
 			}
 		})
 	}
@@ -123,40 +123,45 @@ func TestAnalyze_SlopePerHour(t *testing.T) {
 	}
 }
 
-// Ensure fail-fast parameters catch a leak of a few units per second within
-// 30 samples after warm-up, and stay quiet on noise for a whole soak.
-func TestAnalyze_FailFast(t *testing.T) {
+// failFast are the parameters the harness uses under --fail-fast.
+func failFast() detect.Params {
 	p := countParams
 	p.Alpha = detect.DefaultFailFastAlpha
 	p.MaxPoints = detect.DefaultFailFastMaxPoints
 	p.SkipSlopeUnlessLeak = true
+	return p
+}
 
-	var ts, xs []float64
-	for i := range 60 {
-		ts = append(ts, float64(i))
-		xs = append(xs, 20+3*float64(i))
-		if v := detect.Analyze(ts, xs, p); v.Leak {
-			if got, want := len(xs), 30; got > want {
-				t.Fatalf("caught after %d samples, want at most %d", got, want)
+// Ensure fail-fast parameters, evaluated after every sample as the harness
+// does, catch a leak of a few units per second within 30 samples after
+// warm-up, and stay quiet on noise for a whole soak.
+func TestAnalyze_FailFast(t *testing.T) {
+	t.Run("Leak", func(t *testing.T) {
+		var ts, xs []float64
+		for i := range 30 {
+			ts = append(ts, float64(i))
+			xs = append(xs, 20+3*float64(i))
+			if v := detect.Analyze(ts, xs, failFast()); v.Leak {
+				if v.Slope <= 0 {
+					t.Fatalf("Slope=%g, want > 0", v.Slope)
+				}
+				t.Logf("caught after %d samples: %s", len(xs), v.Reason)
+				return
 			}
-			if v.Slope <= 0 {
-				t.Fatalf("Slope=%g, want > 0", v.Slope)
+		}
+		t.Fatal("leak of 3/s not caught in 30 samples, want caught")
+	})
+	t.Run("Noise", func(t *testing.T) {
+		n := noise(9, 3)
+		var ts, xs []float64
+		for i := range 600 {
+			ts = append(ts, float64(i))
+			xs = append(xs, 20+n())
+			if v := detect.Analyze(ts, xs, failFast()); v.Leak {
+				t.Fatalf("noise judged a leak after %d samples (%s), want steady", i+1, v.Reason)
 			}
-			goto quiet
 		}
-	}
-	t.Fatal("leak of 3/s not caught in 60 samples")
-
-quiet:
-	n := noise(9, 3)
-	ts, xs = ts[:0], xs[:0]
-	for i := range 600 {
-		ts = append(ts, float64(i))
-		xs = append(xs, 20+n())
-		if v := detect.Analyze(ts, xs, p); v.Leak {
-			t.Fatalf("noise judged a leak after %d samples: %s", i+1, v.Reason)
-		}
-	}
+	})
 }
 
 // Ensure too short a series is not judged.
@@ -256,10 +261,7 @@ func BenchmarkAnalyze_Final(b *testing.B) {
 // repeated for every watched series at every sample.
 func BenchmarkAnalyze_FailFast(b *testing.B) {
 	ts, xs := benchSeries(1770)
-	p := countParams
-	p.Alpha = detect.DefaultFailFastAlpha
-	p.MaxPoints = detect.DefaultFailFastMaxPoints
-	p.SkipSlopeUnlessLeak = true
+	p := failFast()
 	for b.Loop() {
 		detect.Analyze(ts, xs, p)
 	}
