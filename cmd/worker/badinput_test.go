@@ -111,4 +111,3 @@ func hasFlag(args []string, flag string) bool {
 	}
 	return false
 }
-

@@ -253,4 +253,3 @@ jobs:
       INSERT INTO events VALUES (1), (2);
       DELETE FROM events;
 `
-

@@ -101,25 +101,33 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		Path:         cfg.DBPath,
 		MaxOpenConns: cfg.MaxOpenConns,
 		BusyTimeout:  cfg.BusyTimeout,
+		MaxPageCount: int64(cfg.MaxPageCount),
 		Logger:       logger,
 	})
 	defer handle.Close(context.Background())
-	sqlDB, err := handle.Init(ctx)
-	if err != nil {
+	if _, err := handle.Init(ctx); err != nil {
 		return err
 	}
 
 	reg := prometheus.NewRegistry()
 	builtins := jobs.NewBuiltins(namespace, version.Version, cfg.HistoryRetention)
+	builtins.Verify = handle.Verify
 	reg.MustRegister(
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{ReportErrors: true}),
 		collectors.NewGoCollector(),
 		versioncollector.NewCollector(namespace),
-		collectors.NewDBStatsCollector(sqlDB, "main"),
+		// Reads the handle open at scrape time: Verify can replace it.
+		db.NewDBStatsCollector(handle, "main"),
 		db.NewCollector(namespace, handle),
 		fdstat.NewCollector(namespace, fdstat.NewCounter(cfg.DBPath)),
 		builtins,
 	)
+
+	// Readiness: the lifecycle, the database file check on every request,
+	// and the faults that runs report.
+	readiness := webpkg.NewReadiness("starting")
+	readiness.AddCheck("database", handle.Health)
+	faults := &runFaults{readiness: readiness, logger: logger}
 
 	jobList, err := buildJobs(cfg, builtins)
 	if err != nil {
@@ -131,12 +139,12 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		ShutdownGrace: cfg.ShutdownGrace,
 		Registerer:    reg,
 		Logger:        logger,
+		OnFinish:      faults.observe,
 	}, jobList)
 	if err != nil {
 		return err
 	}
 
-	readiness := webpkg.NewReadiness("starting")
 	handler, err := webpkg.NewHandler(webpkg.Config{
 		TelemetryPath: f.telemetryPath,
 		Registry:      reg,
@@ -219,6 +227,39 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	}
 	logger.Info("Stopped")
 	return runErr
+}
+
+// runFaults turns finished runs into readiness faults: the heartbeat's
+// result, and whether the run history can be written. Both clear on the
+// next success, so the worker becomes ready again by itself.
+type runFaults struct {
+	readiness *webpkg.Readiness
+	logger    *slog.Logger
+}
+
+func (f *runFaults) observe(r *jobs.Run, historyErr error) {
+	if historyErr != nil {
+		historyErr = fmt.Errorf("cannot record job runs: %w", historyErr)
+	}
+	f.set("history", historyErr)
+	if r.Job == config.Heartbeat && r.Result != jobs.Skipped {
+		var err error
+		if r.Result != jobs.Success {
+			err = fmt.Errorf("%s: %w", r.Result, r.Err)
+		}
+		f.set("heartbeat", err)
+	}
+}
+
+func (f *runFaults) set(name string, err error) {
+	if !f.readiness.SetFault(name, err) {
+		return
+	}
+	if err != nil {
+		f.logger.Warn("Not ready", "fault", name, "err", err)
+	} else {
+		f.logger.Info("Fault cleared", "fault", name)
+	}
 }
 
 // buildJobs turns the enabled jobs of the config into scheduler jobs.

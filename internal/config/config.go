@@ -22,6 +22,8 @@ const (
 	DefaultShutdownGrace    = 30 * time.Second
 	DefaultHistoryRetention = 7 * 24 * time.Hour
 	DefaultJobTimeout       = time.Minute
+	// MaxPageCount is SQLite's own largest max_page_count.
+	MaxPageCount = 4294967294
 	// MaxJobs bounds the number of user jobs: each one is a goroutine per run
 	// and a set of metric series.
 	MaxJobs = 1000
@@ -53,6 +55,7 @@ type Config struct {
 	DBPath           string
 	MaxOpenConns     int
 	BusyTimeout      time.Duration
+	MaxPageCount     int // PRAGMA max_page_count on every connection; 0: SQLite's limit
 	Location         *time.Location
 	ShutdownGrace    time.Duration
 	HistoryRetention time.Duration
@@ -88,6 +91,7 @@ type file struct {
 		Path         string `yaml:"path"`
 		MaxOpenConns *int   `yaml:"max_open_conns"`
 		BusyTimeout  string `yaml:"busy_timeout"`
+		MaxPageCount *int   `yaml:"max_page_count"`
 	} `yaml:"database"`
 	Scheduler struct {
 		Timezone      string `yaml:"timezone"`
@@ -172,6 +176,12 @@ func (f *file) validate() (*Config, error) {
 			return nil, fmt.Errorf("database.max_open_conns: must be between 1 and 1024, got %d", n)
 		}
 		c.MaxOpenConns = *f.Database.MaxOpenConns
+	}
+	if f.Database.MaxPageCount != nil {
+		if n := *f.Database.MaxPageCount; n < 0 || n > MaxPageCount {
+			return nil, fmt.Errorf("database.max_page_count: must be between 0 (no limit) and %d, got %d", MaxPageCount, n)
+		}
+		c.MaxPageCount = *f.Database.MaxPageCount
 	}
 	if c.BusyTimeout, err = duration("database.busy_timeout", f.Database.BusyTimeout, DefaultBusyTimeout, true); err != nil {
 		return nil, err

@@ -124,6 +124,7 @@ database:
   path: /var/lib/worker/app.db
   max_open_conns: 8
   busy_timeout: 2s
+  max_page_count: 262144
 scheduler:
   timezone: America/New_York
   shutdown_grace: 10s
@@ -142,6 +143,9 @@ history:
 		}
 		if c.BusyTimeout != 2*time.Second {
 			t.Errorf("BusyTimeout: got %s, want 2s", c.BusyTimeout)
+		}
+		if got, want := c.MaxPageCount, 262144; got != want {
+			t.Errorf("MaxPageCount: got %d, want %d", got, want)
 		}
 		if c.Location.String() != ny.String() {
 			t.Errorf("Location: got %v, want %v", c.Location, ny)
@@ -293,7 +297,7 @@ func TestParse_Errors(t *testing.T) {
 		{"UnknownTopLevelKey", "databse:\n  path: x.db\n", "databse",
 			"databse: unknown field, want one of database, scheduler, history, builtin, jobs"},
 		{"UnknownNestedKey", "database:\n  path: x.db\n  journal_mode: wal\n", "database.journal_mode",
-			"database.journal_mode: unknown field, want one of path, max_open_conns, busy_timeout"},
+			"database.journal_mode: unknown field, want one of path, max_open_conns, busy_timeout, max_page_count"},
 		{"UnknownJobKey", job("command: /bin/true"), "jobs[0].command",
 			"jobs[0].command: unknown field, want one of name, schedule, timeout, enabled, sql"},
 		{"UnknownBuiltin", "builtin:\n  vacuum: {schedule: '@daily'}\n", "builtin.vacuum",
@@ -301,9 +305,9 @@ func TestParse_Errors(t *testing.T) {
 		{"UnknownBuiltinKey", "builtin:\n  heartbeat: {interval: 10s}\n", "builtin.heartbeat.interval",
 			"builtin.heartbeat.interval: unknown field, want one of name, schedule, timeout, enabled, sql"},
 		{"FirstOfTwoUnknownKeys", "database:\n  zzz: 1\n  aaa: 2\n", "database.zzz",
-			"database.zzz: unknown field, want one of path, max_open_conns, busy_timeout"},
+			"database.zzz: unknown field, want one of path, max_open_conns, busy_timeout, max_page_count"},
 		{"UnknownKeyWithNewline", "database:\n  \"a\\nb\": 1\n", `database."a\nb"`,
-			`database."a\nb": unknown field, want one of path, max_open_conns, busy_timeout`},
+			`database."a\nb": unknown field, want one of path, max_open_conns, busy_timeout, max_page_count`},
 
 		// Job names.
 		{"DuplicateJobName", job("name: nightly") + "  - {name: nightly, schedule: '@hourly', sql: SELECT 2}\n", "jobs[1].name",
@@ -348,6 +352,12 @@ func TestParse_Errors(t *testing.T) {
 			"history.retention: must be positive, got -1h"},
 
 		// Numbers and other values.
+		{"MaxPageCountNegative", "database:\n  max_page_count: -1\n", "database.max_page_count",
+			"database.max_page_count: must be between 0 (no limit) and 4294967294, got -1"},
+		{"MaxPageCountTooBig", "database:\n  max_page_count: 4294967295\n", "database.max_page_count",
+			"database.max_page_count: must be between 0 (no limit) and 4294967294, got 4294967295"},
+		{"MaxPageCountString", "database:\n  max_page_count: 1GB\n", "database.max_page_count",
+			`database.max_page_count: want an integer, got "1GB"`},
 		{"MaxOpenConnsZero", "database:\n  max_open_conns: 0\n", "database.max_open_conns",
 			"database.max_open_conns: must be between 1 and 1024, got 0"},
 		{"MaxOpenConns5000", "database:\n  max_open_conns: 5000\n", "database.max_open_conns",
@@ -448,7 +458,7 @@ func TestParse_Errors(t *testing.T) {
 // times: the first mistake in the file is reported, always the same one.
 func TestParse_ErrorsAreStable(t *testing.T) {
 	doc := "database:\n  zz: 1\n  yy: 2\n  xx: 3\n  path: x\n  path: y\n"
-	want := "database.zz: unknown field, want one of path, max_open_conns, busy_timeout"
+	want := "database.zz: unknown field, want one of path, max_open_conns, busy_timeout, max_page_count"
 	for range 50 {
 		if _, err := Parse([]byte(doc)); err == nil || err.Error() != want {
 			t.Fatalf("got %v, want %s", err, want)

@@ -97,3 +97,71 @@ func (c *Collector) collectSize(ch chan<- prometheus.Metric, d *prometheus.Desc,
 	}
 	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(size))
 }
+
+// DBStatsCollector exports the pool statistics of a Handle as go_sql_*, with
+// the names, help and db_name label of client_golang's
+// collectors.NewDBStatsCollector. That one is bound to one *sql.DB; this one
+// reads the handle open at scrape time, because Verify can replace it.
+type DBStatsCollector struct {
+	h *Handle
+
+	maxOpenConnections *prometheus.Desc
+	openConnections    *prometheus.Desc
+	inUseConnections   *prometheus.Desc
+	idleConnections    *prometheus.Desc
+	waitCount          *prometheus.Desc
+	waitDuration       *prometheus.Desc
+	maxIdleClosed      *prometheus.Desc
+	maxIdleTimeClosed  *prometheus.Desc
+	maxLifetimeClosed  *prometheus.Desc
+}
+
+var _ prometheus.Collector = (*DBStatsCollector)(nil)
+
+// NewDBStatsCollector returns a DBStatsCollector for h, labelled
+// db_name=dbName.
+func NewDBStatsCollector(h *Handle, dbName string) *DBStatsCollector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("go_sql_"+name, help, nil, prometheus.Labels{"db_name": dbName})
+	}
+	return &DBStatsCollector{
+		h:                  h,
+		maxOpenConnections: d("max_open_connections", "Maximum number of open connections to the database."),
+		openConnections:    d("open_connections", "The number of established connections both in use and idle."),
+		inUseConnections:   d("in_use_connections", "The number of connections currently in use."),
+		idleConnections:    d("idle_connections", "The number of idle connections."),
+		waitCount:          d("wait_count_total", "The total number of connections waited for."),
+		waitDuration:       d("wait_duration_seconds_total", "The total time blocked waiting for a new connection."),
+		maxIdleClosed:      d("max_idle_closed_total", "The total number of connections closed due to SetMaxIdleConns."),
+		maxIdleTimeClosed:  d("max_idle_time_closed_total", "The total number of connections closed due to SetConnMaxIdleTime."),
+		maxLifetimeClosed:  d("max_lifetime_closed_total", "The total number of connections closed due to SetConnMaxLifetime."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *DBStatsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.maxOpenConnections, c.openConnections, c.inUseConnections, c.idleConnections,
+		c.waitCount, c.waitDuration, c.maxIdleClosed, c.maxLifetimeClosed, c.maxIdleTimeClosed,
+	} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *DBStatsCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.h.Stats()
+	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
+	gauge(c.maxOpenConnections, float64(s.MaxOpenConnections))
+	gauge(c.openConnections, float64(s.OpenConnections))
+	gauge(c.inUseConnections, float64(s.InUse))
+	gauge(c.idleConnections, float64(s.Idle))
+	counter(c.waitCount, float64(s.WaitCount))
+	counter(c.waitDuration, s.WaitDuration.Seconds())
+	counter(c.maxIdleClosed, float64(s.MaxIdleClosed))
+	counter(c.maxLifetimeClosed, float64(s.MaxLifetimeClosed))
+	counter(c.maxIdleTimeClosed, float64(s.MaxIdleTimeClosed))
+}

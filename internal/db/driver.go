@@ -4,6 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/mattn/go-sqlite3"
@@ -79,21 +83,54 @@ func (d *Driver) Open(dsn string) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return wrapConn(c.(*sqlite3.SQLiteConn)), nil
+	return wrapConn(c.(*sqlite3.SQLiteConn), nil), nil
 }
 
 // OpenConnector is called once per sql.Open, which makes it the place to
 // count handles: sql.DB.Close closes the connector in turn.
 func (d *Driver) OpenConnector(dsn string) (driver.Connector, error) {
+	dsn, maxPages, err := cutMaxPageCount(dsn)
+	if err != nil {
+		return nil, err
+	}
 	accounting.handlesOpened.Add(1)
-	return &connector{driver: d, dsn: dsn}, nil
+	return &connector{driver: d, dsn: dsn, maxPageCount: maxPages}, nil
+}
+
+// maxPageCountParam is this driver's own DSN parameter: go-sqlite3 has none
+// for PRAGMA max_page_count, which holds per connection, so the connector
+// sets it on every connection it makes.
+const maxPageCountParam = "_max_page_count"
+
+// cutMaxPageCount removes maxPageCountParam from dsn and returns its value.
+func cutMaxPageCount(dsn string) (string, int64, error) {
+	base, query, ok := strings.Cut(dsn, "?")
+	if !ok || !strings.Contains(query, maxPageCountParam) {
+		return dsn, 0, nil
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return "", 0, fmt.Errorf("cannot parse dsn: %w", err)
+	}
+	v := q.Get(maxPageCountParam)
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return "", 0, fmt.Errorf("dsn: %s: want a page count, got %q", maxPageCountParam, v)
+	}
+	q.Del(maxPageCountParam)
+	if len(q) == 0 {
+		return base, n, nil
+	}
+	return base + "?" + q.Encode(), n, nil
 }
 
 // connector counts the connections it makes and its own close.
 type connector struct {
-	driver *Driver
-	dsn    string
-	closed atomic.Bool
+	driver       *Driver
+	dsn          string
+	maxPageCount int64 // PRAGMA max_page_count for every connection; 0: SQLite's
+	closed       atomic.Bool
+	open         atomic.Int64 // connections made and not yet closed
 }
 
 var _ driver.Connector = (*connector)(nil)
@@ -103,7 +140,14 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return wrapConn(conn.(*sqlite3.SQLiteConn)), nil
+	sc := conn.(*sqlite3.SQLiteConn)
+	if c.maxPageCount > 0 {
+		if _, err := sc.ExecContext(ctx, "PRAGMA max_page_count = "+strconv.FormatInt(c.maxPageCount, 10), nil); err != nil {
+			sc.Close()
+			return nil, fmt.Errorf("cannot set max_page_count: %w", err)
+		}
+	}
+	return wrapConn(sc, c), nil
 }
 
 func (c *connector) Driver() driver.Driver { return c.driver }
@@ -122,7 +166,8 @@ func (c *connector) Close() error {
 // paths where a context no longer interrupts SQLite.
 type conn struct {
 	*sqlite3.SQLiteConn
-	closed atomic.Bool
+	connector *connector // nil when opened through Driver.Open
+	closed    atomic.Bool
 }
 
 var (
@@ -134,17 +179,24 @@ var (
 	_ driver.Pinger             = (*conn)(nil)
 )
 
-func wrapConn(c *sqlite3.SQLiteConn) *conn {
+func wrapConn(c *sqlite3.SQLiteConn, from *connector) *conn {
 	accounting.connsOpened.Add(1)
-	return &conn{SQLiteConn: c}
+	if from != nil {
+		from.open.Add(1)
+	}
+	return &conn{SQLiteConn: c, connector: from}
 }
 
 // Close closes the connection and counts it once.
 func (c *conn) Close() error {
+	err := c.SQLiteConn.Close()
 	if c.closed.CompareAndSwap(false, true) {
 		accounting.connsClosed.Add(1)
+		if c.connector != nil {
+			c.connector.open.Add(-1)
+		}
 	}
-	return c.SQLiteConn.Close()
+	return err
 }
 
 // PrepareContext counts the statement, so that a *sql.Stmt that is never

@@ -32,8 +32,10 @@ const (
 
 // Errors returned by Handle.
 var (
-	ErrClosed = errors.New("database handle is closed")
-	ErrLocked = errors.New("database is in use by another worker")
+	ErrClosed      = errors.New("database handle is closed")
+	ErrLocked      = errors.New("database is in use by another worker")
+	ErrNotOpen     = errors.New("database is not open")
+	ErrFileChanged = errors.New("database file was removed or replaced while open")
 )
 
 // Config holds the settings of a Handle.
@@ -41,6 +43,10 @@ type Config struct {
 	Path         string        // path of the database file; created if missing
 	MaxOpenConns int           // pool bound; connections can never exceed it
 	BusyTimeout  time.Duration // how long a statement waits for a lock
+	// MaxPageCount caps the database's size in pages (PRAGMA max_page_count,
+	// set on every connection); a write that needs more fails with
+	// "database or disk is full". 0 keeps SQLite's own limit.
+	MaxPageCount int64
 	Logger       *slog.Logger
 }
 
@@ -52,9 +58,16 @@ type Handle struct {
 
 	db atomic.Pointer[sql.DB] // set once open; the lock-free fast path
 
-	mu     sync.Mutex // serialises the slow path and Close
-	closed bool
-	lock   *os.File // flock held while open
+	mu      sync.Mutex // serialises the slow path, Verify and Close
+	closed  bool
+	lock    *os.File   // flock held while open
+	conn    *connector // the open handle's connector, which counts its connections
+	files   dbFiles    // identities of the files the handle opened
+	stale   *staleWAL  // left behind by a handle dropped because its file was replaced
+	lastErr error      // why the last open failed, or why the handle was dropped
+
+	statsMu sync.Mutex  // guards retired; never held across I/O
+	retired sql.DBStats // counters of the handles Verify dropped
 
 	opened, reused, failed atomic.Uint64 // Init calls by result
 }
@@ -115,8 +128,10 @@ func (h *Handle) initSlow(ctx context.Context) (*sql.DB, error) {
 	db, err := h.open(ctx)
 	if err != nil {
 		h.failed.Add(1)
+		h.lastErr = err
 		return nil, err
 	}
+	h.lastErr = nil
 	h.db.Store(db)
 	h.opened.Add(1)
 	h.logger.Info("Database opened", "path", h.cfg.Path, "max_open_conns", h.cfg.MaxOpenConns)
@@ -131,6 +146,9 @@ func (h *Handle) DSN() string {
 	q.Set("_foreign_keys", "on")
 	q.Set("_synchronous", "NORMAL")
 	q.Set("_txlock", "immediate")
+	if h.cfg.MaxPageCount > 0 {
+		q.Set(maxPageCountParam, strconv.FormatInt(h.cfg.MaxPageCount, 10))
+	}
 	return "file:" + (&url.URL{Path: h.cfg.Path}).EscapedPath() + "?" + q.Encode()
 }
 
@@ -147,10 +165,15 @@ func (h *Handle) open(ctx context.Context) (_ *sql.DB, err error) {
 		}
 	}()
 
-	db, err := sql.Open(DriverName, h.DSN())
+	if err := h.clearStale(); err != nil {
+		return nil, err
+	}
+	c, err := (&Driver{}).OpenConnector(h.DSN())
 	if err != nil {
 		return nil, fmt.Errorf("cannot open database %s: %w", h.cfg.Path, err)
 	}
+	h.conn = c.(*connector)
+	db := sql.OpenDB(c)
 	db.SetMaxOpenConns(h.cfg.MaxOpenConns)
 	db.SetMaxIdleConns(h.cfg.MaxOpenConns)
 	if err := db.PingContext(ctx); err != nil {
@@ -161,6 +184,13 @@ func (h *Handle) open(ctx context.Context) (_ *sql.DB, err error) {
 		db.Close()
 		return nil, fmt.Errorf("cannot migrate database %s: %w", h.cfg.Path, err)
 	}
+	// The pool holds the files open now, so these are the ones SQLite uses.
+	if h.files.db, err = statID(h.cfg.Path); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("cannot open database %s: %w", h.cfg.Path, err)
+	}
+	h.files.wal, _ = statID(h.cfg.Path + "-wal")
+	h.files.shm, _ = statID(h.cfg.Path + "-shm")
 	return db, nil
 }
 
@@ -223,6 +253,7 @@ func (h *Handle) Close(ctx context.Context) error {
 		h.releaseLock()
 		return nil
 	}
+	defer h.retire(db) // runs after the close below
 	var errs []error
 	// TRUNCATE leaves an empty -wal behind; closing the last connection then
 	// removes it, so a stopped worker leaves one self-contained file.
@@ -254,4 +285,156 @@ func (h *Handle) leakInit(ctx context.Context, db *sql.DB) (*sql.DB, error) {
 		h.reused.Add(1)
 	}
 	return db, err
+}
+
+// fileID identifies a file across renames: the device and inode numbers.
+type fileID struct{ dev, ino uint64 }
+
+func statID(path string) (fileID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return fileID{}, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	return fileID{dev: st.Dev, ino: st.Ino}, nil
+}
+
+// Health reports whether the handle is open on the file that is at the
+// configured path now. SQLite goes on reading and writing a database file
+// that was unlinked or replaced under it, and every statement succeeds while
+// the data goes nowhere anyone can see; Health notices by comparing device
+// and inode numbers. It does no more than one stat and never changes the
+// handle: Verify does that.
+func (h *Handle) Health() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.healthLocked()
+}
+
+func (h *Handle) healthLocked() error {
+	if h.closed {
+		return ErrClosed
+	}
+	if h.db.Load() == nil {
+		if h.lastErr != nil {
+			return fmt.Errorf("%w: %w", ErrNotOpen, h.lastErr)
+		}
+		return ErrNotOpen
+	}
+	id, err := statID(h.cfg.Path)
+	switch {
+	case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR):
+		return fmt.Errorf("%w: %s: %w", ErrFileChanged, h.cfg.Path, errors.Unwrap(err))
+	case err != nil:
+		// Cannot tell (EACCES on the directory, say): not proof of a change.
+		return nil
+	case id != h.files.db:
+		return fmt.Errorf("%w: %s is another file now", ErrFileChanged, h.cfg.Path)
+	}
+	return nil
+}
+
+// Verify checks, like Health, that the handle's file is still the one at the
+// configured path. When it is not, Verify drops the handle: it closes the
+// *sql.DB, without a checkpoint, since the file it would write is gone or not
+// the database any more, and releases the lock, so that the next Init opens
+// the file now at the path, creating a fresh database once the directory
+// exists again. Runs holding the old *sql.DB then fail with "sql: database
+// is closed" instead of writing where nobody reads. Verify returns the error
+// that made it drop the handle, or Health's error when the handle is not
+// open; nil when all is well.
+func (h *Handle) Verify() error {
+	h.mu.Lock()
+	err := h.healthLocked()
+	if !errors.Is(err, ErrFileChanged) {
+		h.mu.Unlock()
+		return err
+	}
+	db := h.db.Swap(nil)
+	h.logger.Error("Database file changed under the open handle; dropping the handle, the next run reopens it", "path", h.cfg.Path, "err", err)
+	if _, serr := os.Stat(h.cfg.Path); serr == nil {
+		// Replaced, not removed. SQLite does not checkpoint or delete the
+		// -wal of a database file that moved, and that -wal, still at the
+		// path, would be replayed over the new file by the next connection
+		// to open it; so the next open waits until no connection to the old
+		// file is left and removes the old -wal and -shm first. No
+		// checkpoint here: the pool might run it on a new connection, which
+		// would open the new file with the old -wal.
+		h.stale = &staleWAL{conn: h.conn, files: h.files}
+	}
+	h.releaseLock()
+	h.conn, h.files = nil, dbFiles{}
+	h.lastErr = err
+	h.mu.Unlock()
+	if cerr := db.Close(); cerr != nil {
+		h.logger.Warn("Dropped handle did not close cleanly", "err", cerr)
+	}
+	h.retire(db)
+	return err
+}
+
+// dbFiles are the identities of a database's files.
+type dbFiles struct{ db, wal, shm fileID }
+
+// staleWAL is what a handle dropped because its file was replaced leaves at
+// the path: its -wal and -shm, and connections that runs may still hold.
+type staleWAL struct {
+	conn  *connector
+	files dbFiles
+}
+
+// clearStale removes the -wal and -shm that belong to a replaced database,
+// once none of its connections is open: two databases must never share them.
+// Files at those paths that are not the old ones are left alone.
+func (h *Handle) clearStale() error {
+	if h.stale == nil {
+		return nil
+	}
+	if n := h.stale.conn.open.Load(); n > 0 {
+		return fmt.Errorf("cannot open database %s: %d connections to the database file it replaced are still in use", h.cfg.Path, n)
+	}
+	for _, f := range []struct {
+		path string
+		id   fileID
+	}{{h.cfg.Path + "-wal", h.stale.files.wal}, {h.cfg.Path + "-shm", h.stale.files.shm}} {
+		if id, err := statID(f.path); err == nil && id == f.id && id != (fileID{}) {
+			if err := os.Remove(f.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("cannot remove %s of the replaced database: %w", f.path, err)
+			}
+		}
+	}
+	h.stale = nil
+	return nil
+}
+
+// retire keeps the counters of a closed *sql.DB, so that Stats stays monotonic
+// across a reopen.
+func (h *Handle) retire(db *sql.DB) {
+	s := db.Stats()
+	h.statsMu.Lock()
+	defer h.statsMu.Unlock()
+	h.retired.WaitCount += s.WaitCount
+	h.retired.WaitDuration += s.WaitDuration
+	h.retired.MaxIdleClosed += s.MaxIdleClosed
+	h.retired.MaxIdleTimeClosed += s.MaxIdleTimeClosed
+	h.retired.MaxLifetimeClosed += s.MaxLifetimeClosed
+}
+
+// Stats returns the pool statistics of the handle open now, with the
+// counters of the handles it replaced added, so that they never go down.
+// When no handle is open, the gauges are 0.
+func (h *Handle) Stats() sql.DBStats {
+	var s sql.DBStats
+	if db := h.db.Load(); db != nil {
+		s = db.Stats()
+	}
+	s.MaxOpenConnections = h.cfg.MaxOpenConns
+	h.statsMu.Lock()
+	r := h.retired
+	h.statsMu.Unlock()
+	s.WaitCount += r.WaitCount
+	s.WaitDuration += r.WaitDuration
+	s.MaxIdleClosed += r.MaxIdleClosed
+	s.MaxIdleTimeClosed += r.MaxIdleTimeClosed
+	s.MaxLifetimeClosed += r.MaxLifetimeClosed
+	return s
 }

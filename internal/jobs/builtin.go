@@ -17,6 +17,11 @@ import (
 type Builtins struct {
 	Version          string        // recorded by heartbeat
 	HistoryRetention time.Duration // history_prune deletes runs that ended before now minus this
+	// Verify, when set, is called by heartbeat before it writes: it checks
+	// that the database file is still the one open (db.Handle.Verify), so a
+	// removed or replaced file fails the heartbeat instead of taking its
+	// writes into an unlinked file.
+	Verify func() error
 
 	started       time.Time
 	quickCheckOK  prometheus.Gauge
@@ -73,6 +78,11 @@ func (b *Builtins) Func(name string) (Func, error) {
 
 // heartbeat upserts the worker's liveness row.
 func (b *Builtins) heartbeat(ctx context.Context, db *sql.DB) (int64, error) {
+	if b.Verify != nil {
+		if err := b.Verify(); err != nil {
+			return 0, err
+		}
+	}
 	host, _ := os.Hostname()
 	now := FormatTime(time.Now())
 	res, err := db.ExecContext(ctx, `INSERT INTO heartbeat (id, pid, hostname, version, started_at, beat_at)

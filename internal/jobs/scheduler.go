@@ -42,6 +42,10 @@ type Config struct {
 	Namespace     string         // metric namespace
 	Registerer    prometheus.Registerer
 	Logger        *slog.Logger
+	// OnFinish, when set, is called after every finished run has been
+	// counted, logged and written to the history, with the error of that
+	// write. The worker feeds its readiness from it. It must not block.
+	OnFinish func(r *Run, historyErr error)
 }
 
 // Scheduler runs jobs on their schedules. Stop is safe to call on a Scheduler
@@ -394,8 +398,12 @@ func (s *Scheduler) finish(r *Run) {
 		m.lastSuccess.WithLabelValues(r.Job).Set(unixSeconds(r.EndedAt))
 	}
 	s.log(r)
-	if err := s.writeHistory(r); err != nil {
+	err := s.writeHistory(r)
+	if err != nil {
 		s.logger.Error("Cannot record job run", "job", r.Job, "result", r.Result, "err", err)
+	}
+	if s.cfg.OnFinish != nil {
+		s.cfg.OnFinish(r, err)
 	}
 }
 

@@ -20,7 +20,11 @@ const Enabled = true
 const EnvVar = "WORKER_LEAK"
 
 // Modes lists the leak modes.
-var Modes = []string{"handle", "rows", "fd", "goroutine", "stmt"}
+// "hang" is not a leak of its own: every run blocks for ever, ignoring its
+// context, so that a test can prove the worker still exits within the
+// shutdown grace period plus the force timeout, recording the run as
+// cancelled.
+var Modes = []string{"handle", "rows", "fd", "goroutine", "stmt", "hang"}
 
 // driverName is internal/db's counting driver; named here to avoid an
 // import cycle.
@@ -99,6 +103,8 @@ func AfterInit(_ context.Context, db *sql.DB) error {
 		keep(f)
 	case "goroutine":
 		go func() { <-forever }()
+	case "hang":
+		<-forever // a job that ignores its context
 	}
 	return nil
 }

@@ -5,6 +5,9 @@ package web
 import (
 	"fmt"
 	"net/http"
+	"sort"
+	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,9 +25,47 @@ const (
 // /proc and stats the database files.
 const DefaultMaxRequestsInFlight = 10
 
-// Readiness is what /readyz reports. The zero value is not ready.
+// Readiness is what /readyz reports: the worker's lifecycle (starting,
+// ready, shutting down), faults that its parts report as they see them, and
+// checks evaluated on every request. It is ready when the lifecycle is and
+// no fault or check says otherwise. The zero value is not ready.
 type Readiness struct {
-	reason atomic.Pointer[string] // nil when ready
+	reason atomic.Pointer[string] // lifecycle; nil when ready
+
+	mu     sync.Mutex
+	faults map[string]string // by name; set by SetFault
+	checks []check
+}
+
+type check struct {
+	name string
+	fn   func() error
+}
+
+// SetFault records that a part of the worker is faulty for the reason err,
+// or that it is not any more when err is nil. It reports whether the fault
+// appeared or cleared (not whether its reason changed).
+func (r *Readiness) SetFault(name string, err error) (changed bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, had := r.faults[name]
+	if err == nil {
+		delete(r.faults, name)
+		return had
+	}
+	if r.faults == nil {
+		r.faults = make(map[string]string)
+	}
+	r.faults[name] = strings.Join(strings.Fields(err.Error()), " ")
+	return !had
+}
+
+// AddCheck adds a check that /readyz runs on every request; a non-nil error
+// makes the worker not ready. It must be cheap and must not block.
+func (r *Readiness) AddCheck(name string, fn func() error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checks = append(r.checks, check{name, fn})
 }
 
 // NewReadiness returns a Readiness that is not ready for the given reason.
@@ -40,12 +81,27 @@ func (r *Readiness) Ready() { r.reason.Store(nil) }
 // NotReady marks the worker not ready, with a reason shown by /readyz.
 func (r *Readiness) NotReady(reason string) { r.reason.Store(&reason) }
 
-// Reason returns why the worker is not ready, or "" when it is.
+// Reason returns why the worker is not ready, one line per cause, or ""
+// when it is.
 func (r *Readiness) Reason() string {
 	if p := r.reason.Load(); p != nil {
 		return *p
 	}
-	return ""
+	r.mu.Lock()
+	checks := r.checks
+	faults := make([]string, 0, len(r.faults))
+	for name, reason := range r.faults {
+		faults = append(faults, name+": "+reason)
+	}
+	r.mu.Unlock()
+	sort.Strings(faults)
+	var lines []string
+	for _, c := range checks {
+		if err := c.fn(); err != nil {
+			lines = append(lines, c.name+": "+strings.Join(strings.Fields(err.Error()), " "))
+		}
+	}
+	return strings.Join(append(lines, faults...), "\n")
 }
 
 // Config holds what the handler serves.
@@ -85,7 +141,7 @@ func NewHandler(c Config) (http.Handler, error) {
 		Links: []web.LandingLinks{
 			{Address: c.TelemetryPath, Text: "Metrics"},
 			{Address: HealthzPath, Text: "Liveness", Description: "200 while the process serves"},
-			{Address: ReadyzPath, Text: "Readiness", Description: "200 once the database is open and jobs are scheduled"},
+			{Address: ReadyzPath, Text: "Readiness", Description: "200 once the database is open and jobs are scheduled, 503 with the reason while a fault makes the worker useless"},
 		},
 	})
 	if err != nil {
