@@ -64,21 +64,21 @@ func freeAddr(t *testing.T) string {
 }
 
 // soakChild soaks this test binary started in mode.
-func soakChild(t *testing.T, mode string, extra ...string) (error, string, string) {
+func soakChild(t *testing.T, mode string, extra ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	addr := freeAddr(t)
 	t.Setenv(childEnv, mode)
 	t.Setenv(childAddr, addr)
 	args := append(append(quick, "--metrics-url", "http://"+addr+"/metrics", "--stop-timeout", "2s"), extra...)
 	args = append(args, "--", os.Args[0], "-test.run=^$")
-	err, stdout, stderr, _ := soak(t, args...)
-	return err, stdout, stderr
+	stdout, stderr, _, err = soak(t, args...)
+	return stdout, stderr, err
 }
 
 // Ensure the command mode starts, soaks and stops a clean target.
 func TestRun_Command(t *testing.T) {
 	t.Run("Clean", func(t *testing.T) {
-		err, stdout, stderr := soakChild(t, "clean")
+		stdout, stderr, err := soakChild(t, "clean")
 		if err != nil {
 			t.Fatalf("got %v, want nil\n%s", err, stderr)
 		}
@@ -87,25 +87,25 @@ func TestRun_Command(t *testing.T) {
 		}
 	})
 	t.Run("DiesDuringSoak", func(t *testing.T) {
-		err, _, _ := soakChild(t, "die")
+		_, _, err := soakChild(t, "die")
 		if err == nil || errors.Is(err, ErrAlarm) || !strings.Contains(err.Error(), "died") {
 			t.Fatalf("got %v, want a could-not-soak error saying the target died", err)
 		}
 	})
 	t.Run("UncleanExit", func(t *testing.T) {
-		err, stdout, _ := soakChild(t, "unclean")
+		stdout, _, err := soakChild(t, "unclean")
 		if !errors.Is(err, ErrAlarm) || !strings.Contains(lastLine(stdout), "broken clean_exit") {
 			t.Fatalf("got %v (%q), want ErrAlarm naming clean_exit", err, lastLine(stdout))
 		}
 	})
 	t.Run("IgnoresSIGTERM", func(t *testing.T) {
-		err, stdout, _ := soakChild(t, "stubborn")
+		stdout, _, err := soakChild(t, "stubborn")
 		if !errors.Is(err, ErrAlarm) || !strings.Contains(lastLine(stdout), "killed") {
 			t.Fatalf("got %v (%q), want ErrAlarm saying it was killed", err, lastLine(stdout))
 		}
 	})
 	t.Run("NeverReady", func(t *testing.T) {
-		err, _, _, _ := soak(t, "--duration", "2s", "--warmup", "1s", "--ready-timeout", "300ms", "--metrics-url", "http://"+freeAddr(t)+"/metrics", "--", "sleep", "5")
+		_, _, _, err := soak(t, "--duration", "2s", "--warmup", "1s", "--ready-timeout", "300ms", "--metrics-url", "http://"+freeAddr(t)+"/metrics", "--", "sleep", "5")
 		if err == nil || errors.Is(err, ErrAlarm) || !strings.Contains(err.Error(), "never answered") {
 			t.Fatalf("got %v, want a could-not-soak error saying it never answered", err)
 		}

@@ -118,15 +118,15 @@ var quick = []string{"--duration", "2s", "--interval", "40ms", "--warmup", "400m
 
 // soak runs the command line and returns its error, stdout, stderr and
 // report dir.
-func soak(t *testing.T, args ...string) (error, string, string, string) {
+func soak(t *testing.T, args ...string) (stdout, stderr, dir string, err error) {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "report")
+	dir = filepath.Join(t.TempDir(), "report")
 	if keep := os.Getenv("SOAK_TEST_KEEP"); keep != "" {
 		dir = filepath.Join(keep, t.Name())
 	}
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), append([]string{"--report-dir", dir}, args...), &stdout, &stderr)
-	return err, stdout.String(), stderr.String(), dir
+	var out, errOut bytes.Buffer
+	err = run(context.Background(), append([]string{"--report-dir", dir}, args...), &out, &errOut)
+	return out.String(), errOut.String(), dir, err
 }
 
 func lastLine(s string) string {
@@ -150,7 +150,7 @@ func readReport(t *testing.T, dir string) report.Report {
 // Ensure a steady generic Go service passes, with the worker's own series
 // listed as missing, and a full report.
 func TestRun_SteadyTarget(t *testing.T) {
-	err, stdout, stderr, dir := soak(t, append(quick, "--target", serve(t, genericGo(false)))...)
+	stdout, stderr, dir, err := soak(t, append(quick, "--target", serve(t, genericGo(false)))...)
 	if err != nil {
 		t.Fatalf("got %v, want nil\n%s", err, stderr)
 	}
@@ -209,7 +209,7 @@ func TestRun_SteadyTarget(t *testing.T) {
 
 // Ensure a growing series is named with its slope, and exit maps to 1.
 func TestRun_LeakingTarget(t *testing.T) {
-	err, stdout, stderr, dir := soak(t, append(quick, "--target", serve(t, genericGo(true)))...)
+	stdout, stderr, dir, err := soak(t, append(quick, "--target", serve(t, genericGo(true)))...)
 	if !errors.Is(err, ErrAlarm) {
 		t.Fatalf("got %v, want ErrAlarm\n%s", err, stderr)
 	}
@@ -237,7 +237,7 @@ func readFile(t *testing.T, path string) string {
 
 // Ensure --fail-fast stops a long soak once the leak is certain.
 func TestRun_FailFast(t *testing.T) {
-	err, _, stderr, dir := soak(t, "--duration", "1h", "--interval", "20ms", "--warmup", "200ms", "--fail-fast",
+	_, stderr, dir, err := soak(t, "--duration", "1h", "--interval", "20ms", "--warmup", "200ms", "--fail-fast",
 		"--target", serve(t, genericGo(true)))
 	if !errors.Is(err, ErrAlarm) {
 		t.Fatalf("got %v, want ErrAlarm\n%s", err, stderr)
@@ -254,7 +254,7 @@ func TestRun_FailFast(t *testing.T) {
 // Ensure the worker's invariants are judged when its metrics are there.
 func TestRun_Invariants(t *testing.T) {
 	t.Run("Held", func(t *testing.T) {
-		err, stdout, stderr, dir := soak(t, append(quick, "--target", serve(t, worker(1, true)))...)
+		stdout, stderr, dir, err := soak(t, append(quick, "--target", serve(t, worker(1, true)))...)
 		if err != nil {
 			t.Fatalf("got %v, want nil\n%s\n%s", err, stdout, stderr)
 		}
@@ -269,7 +269,7 @@ func TestRun_Invariants(t *testing.T) {
 		}
 	})
 	t.Run("SecondHandle", func(t *testing.T) {
-		err, stdout, _, dir := soak(t, append(quick, "--fail-fast", "--target", serve(t, worker(2, true)))...)
+		stdout, _, dir, err := soak(t, append(quick, "--fail-fast", "--target", serve(t, worker(2, true)))...)
 		if !errors.Is(err, ErrAlarm) {
 			t.Fatalf("got %v, want ErrAlarm", err)
 		}
@@ -281,7 +281,7 @@ func TestRun_Invariants(t *testing.T) {
 		}
 	})
 	t.Run("NoJobRan", func(t *testing.T) {
-		err, stdout, _, _ := soak(t, append(quick, "--target", serve(t, worker(1, false)))...)
+		stdout, _, _, err := soak(t, append(quick, "--target", serve(t, worker(1, false)))...)
 		if !errors.Is(err, ErrAlarm) {
 			t.Fatalf("got %v, want ErrAlarm", err)
 		}
@@ -295,7 +295,7 @@ func TestRun_Invariants(t *testing.T) {
 func TestRun_CouldNotSoak(t *testing.T) {
 	t.Run("NoWatchedSeries", func(t *testing.T) {
 		url := serve(t, func(int) string { return "# TYPE foo gauge\nfoo 1\n" })
-		err, _, _, _ := soak(t, append(quick, "--target", url)...)
+		_, _, _, err := soak(t, append(quick, "--target", url)...)
 		if err == nil || errors.Is(err, ErrAlarm) || !strings.Contains(err.Error(), "none of the watched series") {
 			t.Fatalf("got %v, want a could-not-soak error about watched series", err)
 		}
@@ -307,14 +307,14 @@ func TestRun_CouldNotSoak(t *testing.T) {
 		}
 		url := "http://" + l.Addr().String() + "/metrics"
 		l.Close()
-		err, _, _, _ = soak(t, append(quick, "--target", url)...)
+		_, _, _, err = soak(t, append(quick, "--target", url)...)
 		if err == nil || errors.Is(err, ErrAlarm) || !strings.Contains(err.Error(), "scrapes failed") {
 			t.Fatalf("got %v, want a could-not-soak error about scrapes", err)
 		}
 	})
 	t.Run("Garbage", func(t *testing.T) {
 		url := serve(t, func(int) string { return "this is { not exposition\n" })
-		err, _, _, _ := soak(t, append(quick, "--target", url)...)
+		_, _, _, err := soak(t, append(quick, "--target", url)...)
 		if err == nil || errors.Is(err, ErrAlarm) {
 			t.Fatalf("got %v, want a could-not-soak error", err)
 		}
@@ -390,7 +390,7 @@ func TestRun_Alertmanager(t *testing.T) {
 	}))
 	defer am.Close()
 
-	err, _, stderr, _ := soak(t, append(quick, "--run-id", "run-42", "--alertmanager.url", am.URL,
+	_, stderr, _, err := soak(t, append(quick, "--run-id", "run-42", "--alertmanager.url", am.URL,
 		"--target", serve(t, genericGo(true)))...)
 	if !errors.Is(err, ErrAlarm) {
 		t.Fatalf("got %v, want ErrAlarm\n%s", err, stderr)
