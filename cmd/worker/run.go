@@ -230,8 +230,10 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 }
 
 // runFaults turns finished runs into readiness faults: the heartbeat's
-// result, and whether the run history can be written. Both clear on the
-// next success, so the worker becomes ready again by itself.
+// result, whether the run history can be written, and any job's failure
+// with a storage error (database full, read-only, I/O error: see
+// db.IsStorageError), which is not that job's fault. Each clears on the
+// next success of what set it, so the worker becomes ready again by itself.
 type runFaults struct {
 	readiness *webpkg.Readiness
 	logger    *slog.Logger
@@ -242,12 +244,18 @@ func (f *runFaults) observe(r *jobs.Run, historyErr error) {
 		historyErr = fmt.Errorf("cannot record job runs: %w", historyErr)
 	}
 	f.set("history", historyErr)
-	if r.Job == config.Heartbeat && r.Result != jobs.Skipped {
+	switch {
+	case r.Result == jobs.Skipped:
+	case r.Job == config.Heartbeat:
 		var err error
 		if r.Result != jobs.Success {
 			err = fmt.Errorf("%s: %w", r.Result, r.Err)
 		}
 		f.set("heartbeat", err)
+	case r.Result == jobs.Success:
+		f.set("job "+r.Job, nil)
+	case db.IsStorageError(r.Err):
+		f.set("job "+r.Job, fmt.Errorf("%s: %w", r.Result, r.Err))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -238,4 +239,22 @@ func (s *stmt) Close() error {
 		accounting.stmtsClosed.Add(1)
 	}
 	return s.SQLiteStmt.Close()
+}
+
+// IsStorageError reports whether err is SQLite saying that the database
+// itself cannot be written or read: full, read-only, an I/O error, a file it
+// cannot open, or corruption. Such an error is not the fault of the SQL that
+// got it, and every other write would get it too. A busy or locked database
+// is not a storage error: it passes when the lock holder lets go.
+func IsStorageError(err error) bool {
+	var se sqlite3.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code {
+	case sqlite3.ErrFull, sqlite3.ErrReadonly, sqlite3.ErrIoErr, sqlite3.ErrCantOpen,
+		sqlite3.ErrNotADB, sqlite3.ErrCorrupt:
+		return true
+	}
+	return false
 }

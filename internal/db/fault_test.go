@@ -199,6 +199,14 @@ func TestHandle_MaxPageCount(t *testing.T) {
 	if !errors.As(full, &se) || se.Code != sqlite3.ErrFull {
 		t.Fatalf("insert past max_page_count: got %v, want SQLITE_FULL", full)
 	}
+	if !db.IsStorageError(full) {
+		t.Errorf("IsStorageError(%v): got false, want true", full)
+	}
+	for _, err := range []error{sqlite3.Error{Code: sqlite3.ErrBusy}, sqlite3.Error{Code: sqlite3.ErrConstraint}, errors.New("x"), nil} {
+		if db.IsStorageError(err) {
+			t.Errorf("IsStorageError(%v): got true, want false", err)
+		}
+	}
 	if _, err := d.Exec("DELETE FROM fill"); err != nil {
 		t.Fatalf("delete in a full database: %v", err)
 	}
