@@ -125,7 +125,7 @@ func chart(g geom, s Series, warmup, end float64, limit *float64, alarm bool) te
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" class="ylab">%s</text>`, g.left-6, yy+3.5, html.EscapeString(formatValue(tv, s.Kind)))
 	}
 	// X labels.
-	for _, tv := range niceTicks(0, xmax, 5, 0) {
+	for _, tv := range timeTicks(xmax, 5) {
 		if tv > xmax+1e-9 || bare {
 			continue
 		}
@@ -299,6 +299,27 @@ func niceTicks(lo, hi float64, n int, minStep float64) []float64 {
 	}
 	if out[len(out)-1] < hi-1e-9 {
 		out = append(out, out[len(out)-1]+step)
+	}
+	return out
+}
+
+// timeSteps are the tick spacings of a time axis, in seconds: ones that a
+// clock reads well.
+var timeSteps = []float64{0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600}
+
+// timeTicks returns about n ticks from 0 to span seconds at a clock-friendly
+// spacing.
+func timeTicks(span float64, n int) []float64 {
+	step := timeSteps[len(timeSteps)-1]
+	for _, st := range timeSteps {
+		if span/st <= float64(n)*1.25 {
+			step = st
+			break
+		}
+	}
+	var out []float64
+	for i := 0; float64(i)*step <= span+1e-9 && i <= 4*n; i++ {
+		out = append(out, float64(i)*step)
 	}
 	return out
 }
