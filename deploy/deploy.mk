@@ -47,7 +47,7 @@ deploy-tools:
 	  $(DEPLOY_GO) mod edit \
 	    -replace=k8s.io/klog=github.com/simonpasquier/klog-gokit@v0.3.0 \
 	    -replace=k8s.io/klog/v2=github.com/simonpasquier/klog-gokit/v3@v3.0.0; \
-	  $(DEPLOY_GO) get github.com/prometheus/prometheus@$(PROMETHEUS_GO_VERSION); \
+	  $(DEPLOY_GO) get github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_GO_VERSION) github.com/prometheus/prometheus/cmd/prometheus@$(PROMETHEUS_GO_VERSION); \
 	  for c in promtool prometheus; do \
 	    CGO_ENABLED=0 $(DEPLOY_GO) build -o "$(DEPLOY_TOOLS_BIN)/$$c" github.com/prometheus/prometheus/cmd/$$c; \
 	  done; \
