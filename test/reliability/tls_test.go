@@ -1,0 +1,164 @@
+package reliability_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// mustCert writes a self-signed certificate for 127.0.0.1 and its key to dir
+// and returns their paths and a pool that trusts the certificate.
+func mustCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "worker test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// Ensure --web.config.file serves TLS with basic auth: a real TLS client
+// gets 401 without credentials or with a wrong password, 200 with the right
+// one; plain HTTP to the TLS port gets nothing served; a client that does
+// not trust the certificate fails the handshake; and only the four paths
+// exist.
+func TestWeb_TLSBasicAuth(t *testing.T) {
+	t.Parallel()
+	const user, password = "prometheus", "correct horse battery staple"
+	dir := t.TempDir()
+	certFile, keyFile, pool := mustCert(t, dir)
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webConfig := filepath.Join(dir, "web.yml")
+	err = os.WriteFile(webConfig, []byte("tls_server_config:\n  cert_file: "+certFile+"\n  key_file: "+keyFile+
+		"\nbasic_auth_users:\n  "+user+": "+string(hash)+"\n"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+	}}
+	t.Cleanup(client.CloseIdleConnections)
+	w := StartWorker(t, Options{Args: []string{"--web.config.file", webConfig}, Client: client, Scheme: "https"})
+
+	get := func(c *http.Client, url, user, password string) (int, string, error) {
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if user != "" {
+			req.SetBasicAuth(user, password)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), nil
+	}
+	metrics := w.URL("/metrics")
+	for _, tc := range []struct {
+		name, user, password string
+		want                 int
+	}{
+		{"NoCredentials", "", "", http.StatusUnauthorized},
+		{"WrongPassword", user, "Tr0ub4dor&3", http.StatusUnauthorized},
+		{"UnknownUser", "root", password, http.StatusUnauthorized},
+		{"RightPassword", user, password, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body, err := get(client, metrics, tc.user, tc.password)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.want {
+				t.Fatalf("GET /metrics: got %d, want %d", code, tc.want)
+			}
+			if served := strings.Contains(body, "worker_build_info"); served != (tc.want == http.StatusOK) {
+				t.Fatalf("metrics in the body: got %t, want %t", served, tc.want == http.StatusOK)
+			}
+		})
+	}
+	t.Run("PlainHTTP", func(t *testing.T) {
+		plain := &http.Client{Timeout: 10 * time.Second}
+		code, body, err := get(plain, "http://"+w.Addr+"/metrics", user, password)
+		if err == nil && (code != http.StatusBadRequest || strings.Contains(body, "worker_")) {
+			t.Fatalf("plain HTTP to the TLS port: got %d %q, want the request refused (400 or a closed connection), nothing served", code, body)
+		}
+		t.Logf("plain HTTP to the TLS port: %d %q %v", code, strings.TrimSpace(body), err)
+	})
+	t.Run("UntrustedCertificate", func(t *testing.T) {
+		untrusting := &http.Client{Timeout: 10 * time.Second}
+		_, _, err := get(untrusting, metrics, user, password)
+		var unknown x509.UnknownAuthorityError
+		if !errors.As(err, &unknown) {
+			t.Fatalf("TLS client without the CA: got %v, want x509.UnknownAuthorityError", err)
+		}
+	})
+	t.Run("Paths", func(t *testing.T) {
+		for path, want := range map[string]int{"/": 200, "/healthz": 200, "/readyz": 200, "/metrics": 200,
+			"/debug/pprof/": 404, "/debug/vars": 404, "/nope": 404, "/metrics/../etc/passwd": 404} {
+			code, _, err := get(client, w.URL(path), user, password)
+			if err != nil || code != want {
+				t.Errorf("GET %s with credentials: got %d (%v), want %d", path, code, err, want)
+			}
+			if code, _, _ := get(client, w.URL(path), "", ""); code != http.StatusUnauthorized {
+				t.Errorf("GET %s without credentials: got %d, want 401", path, code)
+			}
+		}
+	})
+	if code, _ := w.Stop(t, 60*time.Second); code != 0 {
+		t.Errorf("exit code: got %d, want 0", code)
+	}
+}
