@@ -179,6 +179,7 @@ func Analyze(ts, xs []float64, p Params) Verdict {
 		v.Slope, v.Intercept = TheilSen(tt, tx)
 	}
 
+	num := func(f float64) string { return format(f, p.Kind) }
 	switch {
 	case !trend:
 		v.Reason = fmt.Sprintf("no significant upward trend (p=%.2g)", mk.P)
@@ -196,9 +197,21 @@ func Analyze(ts, xs []float64, p Params) Verdict {
 	return v
 }
 
-// num formats a value compactly: integers as integers, others with three
-// significant digits.
-func num(f float64) string {
+// format formats a value compactly for its kind: memory in binary units,
+// whole counts as integers, others with three significant digits.
+func format(f float64, k Kind) string {
+	if k == Memory {
+		units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+		i := 0
+		for math.Abs(f) >= 1024 && i < len(units)-1 {
+			f /= 1024
+			i++
+		}
+		if i == 0 {
+			return fmt.Sprintf("%.0f B", f)
+		}
+		return fmt.Sprintf("%.1f %s", f, units[i])
+	}
 	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
 		return fmt.Sprintf("%.0f", f)
 	}

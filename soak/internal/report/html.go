@@ -16,6 +16,7 @@ import (
 type view struct {
 	*Report
 	Headline     string
+	Chips        []chip // the alarms, one per leaking series or broken rule
 	StatusText   string
 	StartedAt    string
 	RanFor       string
@@ -30,6 +31,10 @@ type view struct {
 	RuleBroken   int
 	RuleHeld     int
 	RuleNA       int
+}
+
+type chip struct {
+	Name, Detail string
 }
 
 type row struct {
@@ -65,6 +70,29 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	v.Headline = r.Verdict
 	if i := strings.Index(v.Headline, ": "); i >= 0 && i < 40 {
 		v.Headline = v.Headline[i+2:]
+	}
+	for _, s := range r.Series {
+		if s.Verdict.Leak {
+			v.Chips = append(v.Chips, chip{Name: s.Key, Detail: formatRate(s.SlopePerHour, s.Kind)})
+		}
+	}
+	for _, inv := range r.Invariants {
+		if inv.Broken {
+			v.Chips = append(v.Chips, chip{Name: inv.Rule, Detail: inv.Detail})
+		}
+	}
+	if len(v.Chips) > 2 || len(v.Headline) > 160 {
+		// Too many alarms for one sentence: say how many, list them below.
+		var parts []string
+		if n := len(r.Leaking); n > 0 {
+			parts = append(parts, plural(n, "series keeps rising", "series keep rising"))
+		}
+		if n := len(v.Chips) - len(r.Leaking); n > 0 {
+			parts = append(parts, plural(n, "invariant broken", "invariants broken"))
+		}
+		v.Headline = strings.Join(parts, "; ") + "."
+	} else {
+		v.Chips = nil
 	}
 	v.StartedAt = r.Started.Format("2006-01-02 15:04:05 UTC")
 	v.RanFor = dur(r.Elapsed)
@@ -156,6 +184,13 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	return page.Execute(w, v)
 }
 
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
 func hasLeak(r *Report) bool { return len(r.Leaking) > 0 }
 
 // minJudged is the fewest samples the detector judges; fewer are shown as
@@ -219,6 +254,9 @@ box-shadow:0 1px 2px rgba(20,30,50,.06),0 4px 18px rgba(20,30,50,.05);border-lef
 .steady .pill.big{background:var(--ok-bg);color:var(--ok)} .leak .pill.big{background:var(--bad-bg);color:var(--bad)} .error .pill.big{background:var(--warn-bg);color:var(--warn)}
 .hero h1{font-size:20px;line-height:1.35;margin:0 0 6px;font-weight:600}
 .hero .sub{color:var(--muted);margin:0}
+.chips{list-style:none;margin:4px 0 10px;padding:0;display:flex;flex-wrap:wrap;gap:6px}
+.chips li{background:var(--bad-bg);color:#8f1d27;border-radius:8px;padding:3px 9px;font-size:12.5px}
+.chips code{font-weight:600} .chips span{opacity:.85}
 .facts{display:grid;grid-template-columns:repeat(4,1fr);gap:1px;background:var(--line);border-radius:12px;overflow:hidden;margin:18px 0 26px;border:1px solid var(--line)}
 .facts div{background:var(--card);padding:10px 14px}
 .facts dt{color:var(--muted);font-size:11.5px;text-transform:uppercase;letter-spacing:.05em}
@@ -268,6 +306,7 @@ footer p{margin:4px 0}
  <div class="pill big">{{.StatusText}}</div>
  <div>
   <h1>{{.Headline}}</h1>
+  {{if .Chips}}<ul class="chips">{{range .Chips}}<li><code>{{.Name}}</code> <span>{{.Detail}}</span></li>{{end}}</ul>{{end}}
   <p class="sub">{{if .LeakCount}}{{.LeakCount}} leaking series · {{end}}{{if .RuleBroken}}{{.RuleBroken}} broken invariant(s) · {{end}}{{len .Series}} series watched · {{.RuleHeld}} invariant(s) held{{if .RuleNA}}, {{.RuleNA}} not applicable{{end}}{{if .StoppedEarly}} · stopped early by --fail-fast{{end}}</p>
  </div>
 </section>

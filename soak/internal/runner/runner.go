@@ -139,7 +139,11 @@ func (r *Result) Sentence() string {
 	judged := r.Elapsed - r.Config.Warmup
 	var parts []string
 	for _, l := range r.Leaks() {
-		parts = append(parts, fmt.Sprintf("%s rising %s/h", l.Series, signed(l.Verdict.SlopePerHour())))
+		rate := signed(l.Verdict.SlopePerHour())
+		if s := r.Recording.Get(l.Series); s != nil && s.Spec.Kind == detect.Memory {
+			rate = "+" + HumanBytes(l.Verdict.SlopePerHour())
+		}
+		parts = append(parts, fmt.Sprintf("%s rising %s/h", l.Series, rate))
 	}
 	for _, b := range r.Broken() {
 		parts = append(parts, fmt.Sprintf("broken %s (%s)", b.Rule, b.Detail))
