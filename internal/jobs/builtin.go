@@ -117,10 +117,23 @@ func walCheckpoint(ctx context.Context, db *sql.DB) (int64, error) {
 	return checkpointed, nil
 }
 
-// optimize lets SQLite refresh the statistics its query planner uses.
+// optimize lets SQLite refresh the statistics its query planner uses. The
+// 0x10000 bit checks every table, not only those this connection queried:
+// the worker's connections rarely run the application's queries.
+// PRAGMA optimize may run ANALYZE, which reads and then writes; outside a
+// transaction that read-to-write upgrade fails with SQLITE_BUSY at once when
+// another connection wrote in between, without waiting for busy_timeout.
+// BEGIN IMMEDIATE (the DSN's _txlock) takes the write lock first, waiting.
 func optimize(ctx context.Context, db *sql.DB) (int64, error) {
-	_, err := db.ExecContext(ctx, "PRAGMA optimize")
-	return 0, err
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "PRAGMA optimize=0x10002"); err != nil {
+		return 0, err
+	}
+	return 0, tx.Commit()
 }
 
 // ErrQuickCheck is returned when PRAGMA quick_check finds a problem.
