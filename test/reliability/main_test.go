@@ -68,6 +68,8 @@ type Options struct {
 	Args   []string // more flags
 	Env    []string // more environment
 	Prefix []string // a command that execs the worker, such as prlimit
+	// LogLevel is --log.level; default debug, so every run is in the log.
+	LogLevel string
 	Client *http.Client
 	Scheme string // http or https
 }
@@ -120,7 +122,10 @@ func StartWorker(tb testing.TB, o Options) *Worker {
 		o.Scheme = "http"
 	}
 	w := &Worker{DBPath: o.DBPath, Client: o.Client, Scheme: o.Scheme, stderr: &syncBuffer{}, done: make(chan struct{})}
-	argv := []string{"--db.path", w.DBPath, "--web.listen-address", "127.0.0.1:0", "--log.level", "debug"}
+	if o.LogLevel == "" {
+		o.LogLevel = "debug"
+	}
+	argv := []string{"--db.path", w.DBPath, "--web.listen-address", "127.0.0.1:0", "--log.level", o.LogLevel}
 	if o.Config != "" {
 		path := filepath.Join(tb.TempDir(), "worker.yml")
 		if err := os.WriteFile(path, []byte(o.Config), 0o644); err != nil {
