@@ -70,8 +70,8 @@ type Options struct {
 	Prefix []string // a command that execs the worker, such as prlimit
 	// LogLevel is --log.level; default debug, so every run is in the log.
 	LogLevel string
-	Client *http.Client
-	Scheme string // http or https
+	Client   *http.Client
+	Scheme   string // http or https
 }
 
 // Worker is a running worker binary.
