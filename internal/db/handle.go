@@ -64,7 +64,9 @@ type Handle struct {
 	conn    *connector // the open handle's connector, which counts its connections
 	files   dbFiles    // identities of the files the handle opened
 	stale   *staleWAL  // left behind by a handle dropped because its file was replaced
-	lastErr error      // why the last open failed, or why the handle was dropped
+	// state is what Health reads without the lock, so that /readyz never
+	// waits for an open or a Close in progress. Written under mu.
+	state atomic.Pointer[handleState]
 
 	statsMu sync.Mutex  // guards retired; never held across I/O
 	retired sql.DBStats // counters of the handles Verify dropped
@@ -128,10 +130,10 @@ func (h *Handle) initSlow(ctx context.Context) (*sql.DB, error) {
 	db, err := h.open(ctx)
 	if err != nil {
 		h.failed.Add(1)
-		h.lastErr = err
+		h.state.Store(&handleState{err: err})
 		return nil, err
 	}
-	h.lastErr = nil
+	h.state.Store(&handleState{open: true, file: h.files.db})
 	h.db.Store(db)
 	h.opened.Add(1)
 	h.logger.Info("Database opened", "path", h.cfg.Path, "max_open_conns", h.cfg.MaxOpenConns)
@@ -248,6 +250,7 @@ func (h *Handle) Close(ctx context.Context) error {
 		return nil
 	}
 	h.closed = true
+	h.state.Store(&handleState{closed: true})
 	db := h.db.Swap(nil)
 	if db == nil {
 		h.releaseLock()
@@ -304,20 +307,17 @@ func statID(path string) (fileID, error) {
 // the data goes nowhere anyone can see; Health notices by comparing device
 // and inode numbers. It does no more than one stat and never changes the
 // handle: Verify does that.
+// It takes no lock.
 func (h *Handle) Health() error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.healthLocked()
-}
-
-func (h *Handle) healthLocked() error {
-	if h.closed {
+	st := h.state.Load()
+	switch {
+	case st == nil:
+		return ErrNotOpen
+	case st.closed:
 		return ErrClosed
-	}
-	if h.db.Load() == nil {
-		if h.lastErr != nil {
-			return fmt.Errorf("%w: %w", ErrNotOpen, h.lastErr)
-		}
+	case !st.open && st.err != nil:
+		return fmt.Errorf("%w: %w", ErrNotOpen, st.err)
+	case !st.open:
 		return ErrNotOpen
 	}
 	id, err := statID(h.cfg.Path)
@@ -327,10 +327,17 @@ func (h *Handle) healthLocked() error {
 	case err != nil:
 		// Cannot tell (EACCES on the directory, say): not proof of a change.
 		return nil
-	case id != h.files.db:
+	case id != st.file:
 		return fmt.Errorf("%w: %s is another file now", ErrFileChanged, h.cfg.Path)
 	}
 	return nil
+}
+
+// handleState is a snapshot of the handle for Health.
+type handleState struct {
+	open, closed bool
+	file         fileID // of the open database
+	err          error  // why the last open failed, or why the handle was dropped
 }
 
 // Verify checks, like Health, that the handle's file is still the one at the
@@ -344,7 +351,7 @@ func (h *Handle) healthLocked() error {
 // open; nil when all is well.
 func (h *Handle) Verify() error {
 	h.mu.Lock()
-	err := h.healthLocked()
+	err := h.Health() // under mu, so no transition races it
 	if !errors.Is(err, ErrFileChanged) {
 		h.mu.Unlock()
 		return err
@@ -363,7 +370,7 @@ func (h *Handle) Verify() error {
 	}
 	h.releaseLock()
 	h.conn, h.files = nil, dbFiles{}
-	h.lastErr = err
+	h.state.Store(&handleState{err: err})
 	h.mu.Unlock()
 	if cerr := db.Close(); cerr != nil {
 		h.logger.Warn("Dropped handle did not close cleanly", "err", cerr)
