@@ -58,12 +58,12 @@ type Handle struct {
 
 	db atomic.Pointer[sql.DB] // set once open; the lock-free fast path
 
-	mu      sync.Mutex // serialises the slow path, Verify and Close
-	closed  bool
-	lock    *os.File   // flock held while open
-	conn    *connector // the open handle's connector, which counts its connections
-	files   dbFiles    // identities of the files the handle opened
-	stale   *staleWAL  // left behind by a handle dropped because its file was replaced
+	mu     sync.Mutex // serialises the slow path, Verify and Close
+	closed bool
+	lock   *os.File   // flock held while open
+	conn   *connector // the open handle's connector, which counts its connections
+	files  dbFiles    // identities of the files the handle opened
+	stale  *staleWAL  // left behind by a handle dropped because its file was replaced
 	// state is what Health reads without the lock, so that /readyz never
 	// waits for an open or a Close in progress. Written under mu.
 	state atomic.Pointer[handleState]
