@@ -30,7 +30,7 @@ run: build
 	./$(BIN)/worker $(ARGS)
 
 ## test: the whole suite with the race detector, including the end-to-end tests of the built binary
-test: $(if $(wildcard deploy/deploy.mk),deploy-tools)
+test: deploy-tools
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
 ## test-short: unit tests only
@@ -56,6 +56,7 @@ fuzz:
 clean:
 	rm -rf $(BIN) soak-report
 
--include deploy/deploy.mk
--include soak/soak.mk
+include deploy/deploy.mk
+include soak/soak.mk
+include test/reliability.mk
 
