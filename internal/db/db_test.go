@@ -332,3 +332,22 @@ func TestDriver_Statements(t *testing.T) {
 		t.Fatalf("statements open after Close: got %d, want %d", got, want)
 	}
 }
+
+// Ensure Close returns within its timeout when leaked rows pin the pool,
+// instead of waiting for ever, so a worker with such a leak still exits.
+func TestHandle_Close_LeakedRows(t *testing.T) {
+	h := db.New(db.Config{Path: filepath.Join(t.TempDir(), "worker.db"), MaxOpenConns: 1, CloseTimeout: 200 * time.Millisecond})
+	d, err := h.Init(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := d.QueryContext(context.Background(), "SELECT 1") // never closed before Close
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = h.Close(context.Background())
+	if !errors.Is(err, db.ErrCloseTimeout) {
+		t.Fatalf("Close: got %v, want %v", err, db.ErrCloseTimeout)
+	}
+	rows.Close() // lets database/sql finish closing, for goleak
+}

@@ -28,6 +28,8 @@ const (
 	DefaultPath         = "worker.db"
 	DefaultMaxOpenConns = 4
 	DefaultBusyTimeout  = 5 * time.Second
+	// DefaultCloseTimeout bounds Close's wait for connections still in use.
+	DefaultCloseTimeout = 10 * time.Second
 )
 
 // Errors returned by Handle.
@@ -36,6 +38,9 @@ var (
 	ErrLocked      = errors.New("database is in use by another worker")
 	ErrNotOpen     = errors.New("database is not open")
 	ErrFileChanged = errors.New("database file was removed or replaced while open")
+	// ErrCloseTimeout is returned by Close when connections stayed in use,
+	// as leaked rows or transactions keep them.
+	ErrCloseTimeout = errors.New("database close timed out: connections still in use")
 )
 
 // Config holds the settings of a Handle.
@@ -43,6 +48,7 @@ type Config struct {
 	Path         string        // path of the database file; created if missing
 	MaxOpenConns int           // pool bound; connections can never exceed it
 	BusyTimeout  time.Duration // how long a statement waits for a lock
+	CloseTimeout time.Duration // how long Close waits for connections in use
 	// MaxPageCount caps the database's size in pages (PRAGMA max_page_count,
 	// set on every connection); a write that needs more fails with
 	// "database or disk is full". 0 keeps SQLite's own limit.
@@ -84,6 +90,9 @@ func New(cfg Config) *Handle {
 	}
 	if cfg.BusyTimeout <= 0 {
 		cfg.BusyTimeout = DefaultBusyTimeout
+	}
+	if cfg.CloseTimeout <= 0 {
+		cfg.CloseTimeout = DefaultCloseTimeout
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -257,14 +266,26 @@ func (h *Handle) Close(ctx context.Context) error {
 		return nil
 	}
 	defer h.retire(db) // runs after the close below
+	// One deadline for the checkpoint and the close: a connection pinned by
+	// leaked rows would otherwise make both wait for ever, and the worker
+	// would never exit.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.CloseTimeout)
+	defer cancel()
 	var errs []error
 	// TRUNCATE leaves an empty -wal behind; closing the last connection then
 	// removes it, so a stopped worker leaves one self-contained file.
-	if _, err := db.ExecContext(context.WithoutCancel(ctx), "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+	if _, err := db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 		errs = append(errs, fmt.Errorf("cannot checkpoint wal: %w", err))
 	}
-	if err := db.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("cannot close database: %w", err))
+	closed := make(chan error, 1)
+	go func() { closed <- db.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cannot close database: %w", err))
+		}
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("%w after %s", ErrCloseTimeout, h.cfg.CloseTimeout))
 	}
 	h.releaseLock()
 	h.logger.Info("Database closed", "path", h.cfg.Path)

@@ -313,20 +313,25 @@ func (s *Scheduler) abandon() {
 		runs = append(runs, a)
 	}
 	s.mu.Unlock()
+	// Recorded side by side: each history write may wait for a connection,
+	// and a pool pinned by the stuck runs would make them wait in turn.
+	var wg sync.WaitGroup
 	for _, a := range runs {
 		if !a.recorded.CompareAndSwap(false, true) {
 			continue
 		}
 		// A fresh record: the run's goroutine may still be writing its own.
-		s.finish(&Run{
+		r := &Run{
 			Job:         a.run.Job,
 			ScheduledAt: a.run.ScheduledAt,
 			StartedAt:   a.run.StartedAt,
 			EndedAt:     time.Now(),
 			Result:      Cancelled,
 			Err:         ErrAbandoned,
-		})
+		}
+		wg.Go(func() { s.finish(r) })
 	}
+	wg.Wait()
 }
 
 func unixSeconds(t time.Time) float64 {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/jobs"
 )
 
@@ -57,4 +58,40 @@ jobs:
 	}
 	t.Logf("exited %s after SIGTERM (grace %s + force timeout %s; bound %s); the stuck run recorded as %s: %s",
 		took.Round(time.Millisecond), grace, jobs.DefaultForceTimeout, bound, result, errText)
+}
+
+// Ensure leaked rows that pin every pool connection cannot hold the worker
+// for ever at shutdown: the checkpoint and the close share one deadline, and
+// the worker exits 1 saying why. (Found by the soak self-test: before, the
+// worker in WORKER_LEAK=rows mode never exited after SIGTERM.)
+func TestShutdown_LeakedRowsPinPool(t *testing.T) {
+	t.Parallel()
+	const config = `
+scheduler:
+  shutdown_grace: 1s
+builtin:
+  heartbeat: {enabled: false}
+  wal_checkpoint: {enabled: false}
+  optimize: {enabled: false}
+  quick_check: {enabled: false}
+  history_prune: {enabled: false}
+jobs:
+  - name: reader
+    schedule: "* * * * * *"
+    timeout: 2s
+    sql: SELECT 1
+`
+	w := StartWorker(t, Options{Bin: leakBin, Config: config, Env: []string{"WORKER_LEAK=rows"}})
+	w.WaitFor(t, "pool pinned", 30*time.Second, func() bool {
+		return sum(w.Scrape(t)["go_sql_in_use_connections"], nil) == 4
+	})
+	bound := time.Second + jobs.DefaultForceTimeout + db.DefaultCloseTimeout + 10*time.Second
+	code, took := w.Stop(t, bound)
+	if code != 1 {
+		t.Errorf("exit code: got %d, want 1 (the database did not close cleanly)", code)
+	}
+	if want := db.ErrCloseTimeout.Error(); !strings.Contains(w.Logs(), want) {
+		t.Errorf("log: missing %q", want)
+	}
+	t.Logf("exited %d in %s after SIGTERM with every pool connection pinned by leaked rows (bound %s)", code, took.Round(time.Millisecond), bound)
 }
