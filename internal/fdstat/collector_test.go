@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/procfs"
@@ -76,7 +77,7 @@ worker_open_fds{type="sqlite"} 0
 		// (the process collector reads /proc/self/stat, our Count holds
 		// /proc/self/fd), which makes the two differ by one or two.
 		procReg := prometheus.NewPedanticRegistry()
-		procReg.MustRegister(prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		procReg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		reg := prometheus.NewPedanticRegistry()
 		reg.MustRegister(NewCollector("worker", NewCounter()))
 		var mfs []*dto.MetricFamily
