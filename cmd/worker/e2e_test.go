@@ -31,7 +31,7 @@ var contract = []string{
 func TestWorker_EndToEnd(t *testing.T) {
 	w := MustStartWorker(t, everySecond)
 	first := w.Scrape(t)
-	w.waitFor(t, "running jobs", func() bool {
+	w.WaitFor(t, "running jobs", waitLimit, func() bool {
 		return sum(w.Scrape(t)["worker_job_runs_total"], map[string]string{"result": "success"}) >=
 			sum(first["worker_job_runs_total"], map[string]string{"result": "success"})+12
 	})
@@ -104,11 +104,11 @@ func TestWorker_EndToEnd(t *testing.T) {
 	}
 
 	for path, want := range map[string]int{"/": 200, "/healthz": 200, "/readyz": 200, "/metrics": 200, "/debug/pprof/": 404, "/nope": 404} {
-		if got := w.status(path); got != want {
+		if got := w.Status(path); got != want {
 			t.Errorf("GET %s: got %d, want %d", path, got, want)
 		}
 	}
-	if code := w.Stop(t); code != 0 {
+	if code, _ := w.Stop(t, waitLimit); code != 0 {
 		t.Fatalf("exit code: got %d, want 0", code)
 	}
 }
@@ -149,28 +149,28 @@ jobs:
         SELECT count(*) FROM c;
 `
 	w := MustStartWorker(t, config)
-	w.waitFor(t, "running slow", func() bool {
+	w.WaitFor(t, "running slow", waitLimit, func() bool {
 		return sum(w.Scrape(t)["worker_job_running"], map[string]string{"job": "slow"}) == 1
 	})
 	if err := w.Cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
 	// While draining, the worker is not ready but still serves metrics.
-	w.waitFor(t, "draining", func() bool {
+	w.WaitFor(t, "draining", waitLimit, func() bool {
 		select {
-		case <-w.done:
+		case <-w.Done():
 			return true
 		default:
 		}
-		return w.status("/readyz") == http.StatusServiceUnavailable
+		return w.Status("/readyz") == http.StatusServiceUnavailable
 	})
 	select {
-	case <-w.done:
+	case <-w.Done():
 	case <-time.After(60 * time.Second):
 		t.Fatal("worker did not exit within 60 s")
 	}
 	if code := w.Cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("exit code: got %d, want 0\n%s", code, w.stderr.String())
+		t.Fatalf("exit code: got %d, want 0\n%s", code, w.Logs())
 	}
 	if fi, err := os.Stat(w.DBPath + "-wal"); err == nil && fi.Size() != 0 {
 		t.Errorf("-wal after exit: got %d bytes, want empty or gone", fi.Size())

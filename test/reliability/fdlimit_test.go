@@ -110,7 +110,7 @@ func TestFDLimit_Exhausted(t *testing.T) {
 		freshResult += freshErr.Error()
 	}
 	if w.Exited() {
-		t.Fatalf("worker exited: %v", w.err)
+		t.Fatalf("worker exited: %v", w.Err())
 	}
 	code, took2 := w.Stop(t, 60*time.Second)
 	for _, bad := range []string{"panic:", "fatal error:", "goroutine "} {

@@ -138,7 +138,7 @@ func TestLoad(t *testing.T) {
 	for time.Since(start) < duration {
 		<-tick.C
 		if w.Exited() {
-			t.Fatalf("worker exited: %v", w.err)
+			t.Fatalf("worker exited: %v", w.Err())
 		}
 		mfs := w.Scrape(t)
 		maxOpen = max(maxOpen, sum(mfs["go_sql_open_connections"], nil))

@@ -1,0 +1,353 @@
+// Package workertest starts the built worker binary for end-to-end tests:
+// it builds it, starts it on a free loopback port, waits until it is ready,
+// scrapes it and stops it. Only tests import it.
+package workertest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// Build builds ./cmd/worker of the module at root into dst, with the given
+// build tags ("" for none).
+func Build(root, dst, tags string) error {
+	cmd := exec.Command("go", "build", "-tags", tags, "-o", dst, "./cmd/worker")
+	cmd.Dir = root
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("cannot build worker (tags %q): %w\n%s", tags, err, out.String())
+	}
+	return nil
+}
+
+// ModuleRoot returns the directory of go.mod above the working directory.
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Options say how to start a worker.
+type Options struct {
+	Bin    string   // the worker binary, from Build
+	Config string   // YAML written to worker.yml and passed with --config.file
+	DBPath string   // default worker.db in a new temporary directory
+	Args   []string // more flags
+	Env    []string // more environment
+	Prefix []string // a command that execs the worker, such as prlimit
+	// LogLevel is --log.level; default debug, so every run is in the log.
+	LogLevel string
+	Client   *http.Client
+	Scheme   string // http or https
+}
+
+// Worker is a running worker binary.
+type Worker struct {
+	Cmd    *exec.Cmd
+	Addr   string // host:port it listens on
+	DBPath string
+	Client *http.Client
+	Scheme string
+	stderr *syncBuffer
+	done   chan struct{}
+	err    error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var listeningRE = regexp.MustCompile(`msg="Listening on" address=(\S+)`)
+
+// Start starts the binary and waits until it listens and says it is
+// ready. It is killed at cleanup if still running.
+func Start(tb testing.TB, o Options) *Worker {
+	tb.Helper()
+	if o.Bin == "" {
+		tb.Fatal("workertest: Options.Bin is empty")
+	}
+	if o.DBPath == "" {
+		o.DBPath = filepath.Join(tb.TempDir(), "worker.db")
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if o.Scheme == "" {
+		o.Scheme = "http"
+	}
+	w := &Worker{DBPath: o.DBPath, Client: o.Client, Scheme: o.Scheme, stderr: &syncBuffer{}, done: make(chan struct{})}
+	if o.LogLevel == "" {
+		o.LogLevel = "debug"
+	}
+	argv := []string{"--db.path", w.DBPath, "--web.listen-address", "127.0.0.1:0", "--log.level", o.LogLevel}
+	if o.Config != "" {
+		path := filepath.Join(tb.TempDir(), "worker.yml")
+		if err := os.WriteFile(path, []byte(o.Config), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+		argv = append(argv, "--config.file", path)
+	}
+	argv = append(append(append(o.Prefix, o.Bin), argv...), o.Args...)
+	w.Cmd = exec.Command(argv[0], argv[1:]...)
+	w.Cmd.Env = append(os.Environ(), o.Env...)
+	pr, pw := io.Pipe()
+	w.Cmd.Stderr = io.MultiWriter(w.stderr, pw)
+	if err := w.Cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	go func() {
+		w.err = w.Cmd.Wait()
+		pw.Close()
+		close(w.done)
+	}()
+	tb.Cleanup(func() {
+		w.Cmd.Process.Kill()
+		<-w.done
+		if tb.Failed() {
+			tb.Logf("worker stderr (last 8 KiB):\n%s", tail(w.stderr.String(), 8<<10))
+		}
+	})
+	addr, ready := make(chan string, 1), make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		sentAddr, sentReady := false, false
+		for sc.Scan() {
+			line := sc.Text()
+			if m := listeningRE.FindStringSubmatch(line); m != nil && !sentAddr {
+				addr <- m[1]
+				sentAddr = true
+			}
+			if strings.Contains(line, `msg="Worker ready"`) && !sentReady {
+				close(ready)
+				sentReady = true
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	timeout := time.After(30 * time.Second)
+	for _, wait := range []func() bool{
+		func() bool {
+			select {
+			case w.Addr = <-addr:
+				return true
+			default:
+				return false
+			}
+		},
+		func() bool {
+			select {
+			case <-ready:
+				return true
+			default:
+				return false
+			}
+		},
+	} {
+		for !wait() {
+			select {
+			case <-w.done:
+				tb.Fatalf("worker exited while starting: %v\n%s", w.err, w.stderr.String())
+			case <-timeout:
+				tb.Fatalf("worker not ready within 30 s\n%s", w.stderr.String())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	return w
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
+
+// URL returns the worker's URL for path.
+func (w *Worker) URL(path string) string { return w.Scheme + "://" + w.Addr + path }
+
+// Done is closed when the process has exited.
+func (w *Worker) Done() <-chan struct{} { return w.done }
+
+// Err returns the process's exit error, once Done is closed.
+func (w *Worker) Err() error {
+	<-w.done
+	return w.err
+}
+
+// Status returns the status of GET path, or 0 when the request failed.
+func (w *Worker) Status(path string) int {
+	code, _, err := w.Get(path)
+	if err != nil {
+		return 0
+	}
+	return code
+}
+
+// Exited reports whether the process has exited.
+func (w *Worker) Exited() bool {
+	select {
+	case <-w.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Logs returns what the worker wrote to stderr so far.
+func (w *Worker) Logs() string { return w.stderr.String() }
+
+// Get returns the status and body of GET path.
+func (w *Worker) Get(path string) (int, string, error) {
+	resp, err := w.Client.Get(w.URL(path))
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// WaitFor polls cond every 50 ms until it holds, for at most limit, and
+// fails if the worker exits meanwhile. It returns how long it took.
+func (w *Worker) WaitFor(tb testing.TB, what string, limit time.Duration, cond func() bool) time.Duration {
+	tb.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			tb.Fatalf("not %s within %s\n%s", what, limit, tail(w.Logs(), 8<<10))
+		}
+		select {
+		case <-w.done:
+			tb.Fatalf("worker exited while waiting for %s: %v\n%s", what, w.err, tail(w.Logs(), 8<<10))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return time.Since(start)
+}
+
+// Scrape returns the worker's metric families.
+func (w *Worker) Scrape(tb testing.TB) map[string]*dto.MetricFamily {
+	tb.Helper()
+	mfs, err := w.TryScrape()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return mfs
+}
+
+// TryScrape is Scrape returning its error.
+func (w *Worker) TryScrape() (map[string]*dto.MetricFamily, error) {
+	resp, err := w.Client.Get(w.URL("/metrics"))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	return parser.TextToMetricFamilies(resp.Body)
+}
+
+// Stop sends SIGTERM and waits up to limit for the exit; it returns the exit
+// code and how long the exit took.
+func (w *Worker) Stop(tb testing.TB, limit time.Duration) (int, time.Duration) {
+	tb.Helper()
+	start := time.Now()
+	if err := w.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		tb.Fatal(err)
+	}
+	select {
+	case <-w.done:
+	case <-time.After(limit):
+		tb.Fatalf("worker did not exit within %s of SIGTERM\n%s", limit, tail(w.Logs(), 8<<10))
+	}
+	return w.Cmd.ProcessState.ExitCode(), time.Since(start)
+}
+
+// Kill sends SIGKILL and waits for the exit.
+func (w *Worker) Kill(tb testing.TB) {
+	tb.Helper()
+	if err := w.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		tb.Fatal(err)
+	}
+	<-w.done
+}
+
+// Sum adds the values of a family's series whose labels include match.
+func Sum(mf *dto.MetricFamily, match map[string]string) float64 {
+	var total float64
+	for _, m := range mf.GetMetric() {
+		if !Matches(m, match) {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			total += m.Counter.GetValue()
+		case m.Gauge != nil:
+			total += m.Gauge.GetValue()
+		case m.Histogram != nil:
+			total += float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return total
+}
+
+// Matches reports whether m has every label of match.
+func Matches(m *dto.Metric, match map[string]string) bool {
+	for k, v := range match {
+		found := false
+		for _, l := range m.GetLabel() {
+			if l.GetName() == k && l.GetValue() == v {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
