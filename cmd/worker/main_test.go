@@ -3,14 +3,10 @@ package main_test
 import (
 	"context"
 	"database/sql"
-	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
-	"go.uber.org/goleak"
 
 	"github.com/sqlworker/worker/internal/workertest"
 )
@@ -19,25 +15,7 @@ import (
 var workerBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "worker-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	workerBin = filepath.Join(dir, "worker")
-	if err := workertest.Build("../..", workerBin, ""); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	workertest.RunMain(m, workertest.Binary{Path: &workerBin})
 }
 
 // MustStartWorker starts the binary with config (YAML, may be empty) on a

@@ -13,6 +13,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/sqlworker/worker/internal/workertest"
+
 	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/fdstat"
 )
@@ -21,20 +23,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// MustOpenHandle returns an opened Handle on a new database in tb.TempDir().
-func MustOpenHandle(tb testing.TB) *db.Handle {
-	tb.Helper()
-	h := db.New(db.Config{Path: filepath.Join(tb.TempDir(), "worker.db")})
-	if _, err := h.Init(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := h.Close(context.Background()); err != nil {
-			tb.Error(err)
-		}
-	})
-	return h
-}
+var MustOpenHandle = workertest.MustOpenHandle
 
 func openFDs(tb testing.TB, dbPaths ...string) fdstat.Counts {
 	tb.Helper()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
+
+	"github.com/sqlworker/worker/internal/workertest"
 
 	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/jobs"
@@ -22,16 +23,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// MustOpenHandle returns an opened Handle on a new database in tb.TempDir().
-func MustOpenHandle(tb testing.TB) *db.Handle {
-	tb.Helper()
-	h := db.New(db.Config{Path: filepath.Join(tb.TempDir(), "worker.db")})
-	if _, err := h.Init(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { h.Close(context.Background()) })
-	return h
-}
+var MustOpenHandle = workertest.MustOpenHandle
 
 // setup returns a Scheduler over the given jobs, on a new database, with a
 // registry holding its metrics. The scheduler is stopped at cleanup.

@@ -7,16 +7,12 @@ package reliability_test
 import (
 	"context"
 	"database/sql"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
 	dto "github.com/prometheus/client_model/go"
-	"go.uber.org/goleak"
 
 	"github.com/sqlworker/worker/internal/workertest"
 )
@@ -25,34 +21,10 @@ import (
 var workerBin, leakBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "worker-reliability-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	workerBin = filepath.Join(dir, "worker")
-	leakBin = filepath.Join(dir, "worker-leak")
-	root, err := workertest.ModuleRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	for _, b := range []struct{ out, tags string }{{workerBin, ""}, {leakBin, "leak"}} {
-		if err := workertest.Build(root, b.out, b.tags); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	workertest.RunMain(m,
+		workertest.Binary{Path: &workerBin},
+		workertest.Binary{Path: &leakBin, Tags: "leak"},
+	)
 }
 
 // The shared harness, under this package's short names.
