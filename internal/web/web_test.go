@@ -9,9 +9,14 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
 
 	"github.com/sqlworker/worker/internal/web"
 )
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 // Ensure readiness combines the lifecycle, checks and faults, lists every
 // cause, and becomes ready again when they clear.
