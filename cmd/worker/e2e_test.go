@@ -23,7 +23,7 @@ var contract = []string{
 	"worker_db_statements_open", "worker_open_fds",
 	"worker_db_size_bytes", "worker_db_wal_size_bytes", "worker_db_quick_check_ok",
 	"worker_job_runs_total", "worker_job_duration_seconds", "worker_job_start_delay_seconds", "worker_job_running",
-	"worker_job_last_success_timestamp_seconds", "worker_job_next_run_timestamp_seconds",
+	"worker_job_last_success_timestamp_seconds", "worker_job_next_run_timestamp_seconds", "worker_job_interval_seconds",
 }
 
 // Ensure the built worker serves every contract metric, runs its jobs, keeps

@@ -353,6 +353,14 @@ func TestScheduler_Start(t *testing.T) {
 	if got := runs(t, reg, "tick", jobs.Success); got < 1 {
 		t.Fatalf("runs_total{success}: got %v, want ≥ 1", got)
 	}
+	const interval = `
+# HELP worker_job_interval_seconds Seconds between the job's next two scheduled runs: how long its schedule expects between successes.
+# TYPE worker_job_interval_seconds gauge
+worker_job_interval_seconds{job="tick"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(interval), "worker_job_interval_seconds"); err != nil {
+		t.Fatal(err)
+	}
 	if got := testutil.CollectAndCount(reg, "worker_job_start_delay_seconds"); got != 1 {
 		t.Fatalf("start delay series: got %d, want 1", got)
 	}
@@ -372,7 +380,7 @@ func TestScheduler_Metrics(t *testing.T) {
 	if got, want := testutil.CollectAndCount(reg, "worker_job_runs_total"), 2*len(jobs.Results); got != want {
 		t.Fatalf("worker_job_runs_total series: got %d, want %d", got, want)
 	}
-	for _, name := range []string{"worker_job_running", "worker_job_last_success_timestamp_seconds", "worker_job_next_run_timestamp_seconds", "worker_job_duration_seconds"} {
+	for _, name := range []string{"worker_job_running", "worker_job_last_success_timestamp_seconds", "worker_job_next_run_timestamp_seconds", "worker_job_interval_seconds", "worker_job_duration_seconds"} {
 		if got, want := testutil.CollectAndCount(reg, name), 2; got != want {
 			t.Errorf("%s series: got %d, want %d", name, got, want)
 		}

@@ -1,6 +1,8 @@
 package jobs
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -13,6 +15,7 @@ type metrics struct {
 	running     *prometheus.GaugeVec
 	lastSuccess *prometheus.GaugeVec
 	nextRun     *prometheus.GaugeVec
+	interval    *prometheus.GaugeVec
 }
 
 func newMetrics(namespace string) *metrics {
@@ -44,11 +47,15 @@ func newMetrics(namespace string) *metrics {
 			Namespace: namespace, Subsystem: sub, Name: "next_run_timestamp_seconds",
 			Help: "Unix time of the job's next scheduled run.",
 		}, []string{"job"}),
+		interval: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: sub, Name: "interval_seconds",
+			Help: "Seconds between the job's next two scheduled runs: how long its schedule expects between successes.",
+		}, []string{"job"}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.runs, m.duration, m.startDelay, m.running, m.lastSuccess, m.nextRun}
+	return []prometheus.Collector{m.runs, m.duration, m.startDelay, m.running, m.lastSuccess, m.nextRun, m.interval}
 }
 
 func (m *metrics) init(job string) {
@@ -60,4 +67,11 @@ func (m *metrics) init(job string) {
 	m.running.WithLabelValues(job)
 	m.lastSuccess.WithLabelValues(job)
 	m.nextRun.WithLabelValues(job)
+	m.interval.WithLabelValues(job)
+}
+
+// setNext exports a job's next run and the interval after it.
+func (m *metrics) setNext(j Job, next time.Time) {
+	m.nextRun.WithLabelValues(j.Name).Set(unixSeconds(next))
+	m.interval.WithLabelValues(j.Name).Set(j.Schedule.Next(next).Sub(next).Seconds())
 }

@@ -157,7 +157,7 @@ func (s *Scheduler) Start() error {
 	for _, e := range s.entries {
 		e.mu.Lock()
 		e.next = e.job.Schedule.Next(now)
-		s.metrics.nextRun.WithLabelValues(e.job.Name).Set(unixSeconds(e.next))
+		s.metrics.setNext(e.job, e.next)
 		e.mu.Unlock()
 	}
 	s.cron.Start()
@@ -252,7 +252,7 @@ func (s *Scheduler) runScheduled(e *entry) {
 	e.mu.Lock()
 	scheduled := e.next
 	e.next = e.job.Schedule.Next(now.In(s.cfg.Location))
-	s.metrics.nextRun.WithLabelValues(e.job.Name).Set(unixSeconds(e.next))
+	s.metrics.setNext(e.job, e.next)
 	e.mu.Unlock()
 	_ = s.run(e, &Run{Job: e.job.Name, ScheduledAt: scheduled})
 }
