@@ -40,9 +40,6 @@ type Main struct {
 	Stdout, Stderr io.Writer
 	Signals        []os.Signal // first: graceful stop; second: forced exit
 	Exit           func(code int)
-
-	// ready is closed once the worker serves and schedules; for tests.
-	ready chan struct{}
 }
 
 // NewMain returns a Main wired to the process.
@@ -52,7 +49,6 @@ func NewMain() *Main {
 		Stderr:  os.Stderr,
 		Signals: []os.Signal{syscall.SIGINT, syscall.SIGTERM},
 		Exit:    os.Exit,
-		ready:   make(chan struct{}),
 	}
 }
 
@@ -78,6 +74,14 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	logger.Info("Starting worker", "version", version.Info(), "build_context", version.BuildContext())
 	if leak.Enabled {
 		logger.Warn("Leak-injection build: this binary leaks on purpose", "mode", leak.Mode())
+	}
+
+	// Signals are caught from here on: one that arrives while the database
+	// opens is handled as soon as the worker is up, as a graceful stop.
+	sigs := make(chan os.Signal, 2)
+	if len(m.Signals) > 0 {
+		signal.Notify(sigs, m.Signals...)
+		defer signal.Stop(sigs)
 	}
 
 	// Listen before anything else, so that a port in use fails fast.
@@ -175,15 +179,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	}
 	readiness.Ready()
 	logger.Info("Worker ready", "db", cfg.DBPath, "jobs", len(jobList))
-	if m.ready != nil {
-		close(m.ready)
-	}
 
-	sigs := make(chan os.Signal, 2)
-	if len(m.Signals) > 0 {
-		signal.Notify(sigs, m.Signals...)
-		defer signal.Stop(sigs)
-	}
 	var runErr error
 	select {
 	case <-ctx.Done():
