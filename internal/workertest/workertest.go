@@ -142,7 +142,7 @@ func Start(tb testing.TB, o Options) *Worker {
 		close(w.done)
 	}()
 	tb.Cleanup(func() {
-		w.Cmd.Process.Kill()
+		_ = w.Cmd.Process.Kill()
 		<-w.done
 		if tb.Failed() {
 			tb.Logf("worker stderr (last 8 KiB):\n%s", tail(w.stderr.String(), 8<<10))
@@ -164,7 +164,7 @@ func Start(tb testing.TB, o Options) *Worker {
 				sentReady = true
 			}
 		}
-		io.Copy(io.Discard, pr)
+		_, _ = io.Copy(io.Discard, pr)
 	}()
 	timeout := time.After(30 * time.Second)
 	for _, wait := range []func() bool{
