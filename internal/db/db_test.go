@@ -340,3 +340,38 @@ func TestHandle_Close_LeakedRows(t *testing.T) {
 	}
 	rows.Close() // lets database/sql finish closing, for goleak
 }
+
+// Ensure a connection that SQLite answered "readonly" is dropped, not reused:
+// it was opened while the file was not writable and would stay read-only.
+func TestDriver_DropsReadOnlyConnections(t *testing.T) {
+	h := MustOpenHandle(t)
+	d, _ := h.Init(context.Background())
+	if _, err := d.Exec("CREATE TABLE t (x)"); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := sql.Open(db.DriverName, "file:"+h.Path()+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	ro.SetMaxOpenConns(1)
+	before := db.Accounting()
+	_, err = ro.Exec("INSERT INTO t VALUES (1)")
+	if err == nil || !strings.Contains(err.Error(), "readonly") {
+		t.Fatalf("write on a read-only connection: got %v, want a readonly error", err)
+	}
+	after := db.Accounting()
+	if got, want := after.ConnectionsClosed-before.ConnectionsClosed, uint64(1); got != want {
+		t.Fatalf("connections closed: got %d, want %d (the read-only one dropped)", got, want)
+	}
+	if got := ro.Stats().OpenConnections; got != 0 {
+		t.Fatalf("pool: got %d open connections, want 0", got)
+	}
+	// A read on a read-only connection is fine and keeps it.
+	if err := ro.QueryRow("SELECT count(*) FROM t").Scan(new(int)); err != nil {
+		t.Fatal(err)
+	}
+	if got := ro.Stats().OpenConnections; got != 1 {
+		t.Fatalf("pool after a read: got %d open connections, want 1", got)
+	}
+}

@@ -169,6 +169,7 @@ type conn struct {
 	*sqlite3.SQLiteConn
 	connector *connector // nil when opened through Driver.Open
 	closed    atomic.Bool
+	readonly  atomic.Bool // SQLite answered SQLITE_READONLY: never reuse
 }
 
 var (
@@ -178,6 +179,7 @@ var (
 	_ driver.ExecerContext      = (*conn)(nil)
 	_ driver.QueryerContext     = (*conn)(nil)
 	_ driver.Pinger             = (*conn)(nil)
+	_ driver.Validator          = (*conn)(nil)
 )
 
 func wrapConn(c *sqlite3.SQLiteConn, from *connector) *conn {
@@ -199,6 +201,33 @@ func (c *conn) Close() error {
 	}
 	return err
 }
+
+// ExecContext runs the statement and notes a read-only answer.
+func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	res, err := c.SQLiteConn.ExecContext(ctx, query, args)
+	c.note(err)
+	return res, err
+}
+
+// QueryContext runs the query and notes a read-only answer.
+func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	rows, err := c.SQLiteConn.QueryContext(ctx, query, args)
+	c.note(err)
+	return rows, err
+}
+
+func (c *conn) note(err error) {
+	var se sqlite3.Error
+	if err != nil && errors.As(err, &se) && se.Code == sqlite3.ErrReadonly {
+		c.readonly.Store(true)
+	}
+}
+
+// IsValid implements driver.Validator. SQLite opens a connection read-only,
+// silently, when the file is not writable at that moment, and it stays
+// read-only for its life: database/sql must drop it rather than reuse it, so
+// that writes work again as soon as the file is writable.
+func (c *conn) IsValid() bool { return !c.readonly.Load() }
 
 // PrepareContext counts the statement, so that a *sql.Stmt that is never
 // closed shows up as a growing count.
