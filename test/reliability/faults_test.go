@@ -252,3 +252,53 @@ func TestFault_DirectoryRemoved(t *testing.T) {
 		t.Fatalf("successful runs recorded in the new database: got %d (%v), want ≥ 1", n, err)
 	}
 }
+
+// Ensure a database file replaced under the running worker (an operator
+// restoring a backup with a rename) is picked up: the worker drops the old
+// handle, opens the new file, migrates it, writes to it, and never replays
+// the old file's -wal over it.
+func TestFault_FileReplaced(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	w := StartWorker(t, Options{Config: faultConfig("", 0), DBPath: filepath.Join(dir, "worker.db")})
+	w.WaitFor(t, "writing", 30*time.Second, func() bool { return runs(w.Scrape(t), "write", "success") >= 2 })
+
+	// The replacement: a database of its own, with a row the old file lacks.
+	replacement := filepath.Join(dir, "restored.db")
+	r, err := sql.Open("sqlite3", "file:"+replacement)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Exec("CREATE TABLE restored (note TEXT); INSERT INTO restored VALUES ('from the backup')"); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if err := os.Rename(replacement, w.DBPath); err != nil {
+		t.Fatal(err)
+	}
+	replaced := time.Now()
+
+	opened := func() float64 {
+		return sum(w.Scrape(t)["worker_db_init_calls_total"], map[string]string{"result": "opened"})
+	}
+	took := w.WaitFor(t, "reopening the new file", 30*time.Second, func() bool { return opened() >= 2 })
+	w.WaitFor(t, "ready", 30*time.Second, func() bool { return w.Status("/readyz") == http.StatusOK })
+	d := openDB(t, w.DBPath, "mode=ro")
+	w.WaitFor(t, "writing to the new file", 30*time.Second, func() bool {
+		var n int
+		err := d.QueryRow("SELECT count(*) FROM job_runs WHERE job = 'write' AND result = 'success'").Scan(&n)
+		return err == nil && n >= 1
+	})
+	var note string
+	if err := d.QueryRow("SELECT note FROM restored").Scan(&note); err != nil || note != "from the backup" {
+		t.Fatalf("the restored row: got %q (%v), want %q", note, err, "from the backup")
+	}
+	if got := integrityCheck(t, d); got != "ok" {
+		t.Fatalf("integrity_check of the new file: got %q, want ok", got)
+	}
+	if code, _ := w.Stop(t, 60*time.Second); code != 0 {
+		t.Errorf("exit code: got %d, want 0", code)
+	}
+	t.Logf("replaced file reopened %s after the rename (%s since); its own row kept, jobs write to it",
+		took.Round(time.Millisecond), time.Since(replaced).Round(time.Millisecond))
+}
