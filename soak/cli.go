@@ -4,12 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 
+	"github.com/sqlworker/worker/soak/internal/detect"
 	"github.com/sqlworker/worker/soak/internal/runner"
 	"github.com/sqlworker/worker/soak/internal/series"
 	"github.com/sqlworker/worker/soak/internal/target"
@@ -40,6 +45,7 @@ type options struct {
 	metricsURL                 string
 	runID                      string
 	watch                      []string
+	tolerance                  map[string]string // metric name → count, or percentage for memory
 	command                    []string
 	render                     bool
 }
@@ -47,7 +53,7 @@ type options struct {
 // parseArgs parses and validates the command line. Errors are wrapped in
 // ErrUsage and name the flag at fault.
 func parseArgs(args []string, stdout io.Writer) (*options, error) {
-	o := &options{}
+	o := &options{tolerance: map[string]string{}}
 	app := kingpin.New("soak", "Soak a process and report whether its connections, file descriptors, goroutines or memory leak.\n\n"+
 		"  soak [flags] -- COMMAND ARGS...   start COMMAND, wait for --metrics-url, soak it, stop it with SIGTERM\n"+
 		"  soak [flags] --target URL         soak a process that someone else runs\n\n"+
@@ -82,6 +88,8 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 		Envar("SOAK_RUN_ID").StringVar(&o.runID)
 	app.Flag("watch", "Metric to watch, repeatable; replaces the default list ("+watchNames()+").").
 		PlaceHolder("NAME").StringsVar(&o.watch)
+	app.Flag("tolerance", "NAME=VALUE, repeatable: the growth of NAME's high-water mark that is still healthy; a number for count series (20), a percentage for memory series (40%).").
+		PlaceHolder("NAME=VALUE").SetValue(toleranceFlag(o.tolerance))
 	app.Flag("render", "Only draw report.html again from the report.json in --report-dir.").
 		Hidden().BoolVar(&o.render)
 	app.Arg("command", "Command to start and soak, after --.").StringsVar(&o.command)
@@ -154,7 +162,8 @@ func (o *options) validate() error {
 			return fmt.Errorf("--watch: %q is not a metric name", w)
 		}
 	}
-	return nil
+	_, err := o.specsWithTolerances()
+	return err
 }
 
 // httpURL checks that s is an absolute http or https URL.
@@ -169,16 +178,53 @@ func httpURL(s string) error {
 	return nil
 }
 
-// specs returns the watch list of o.
+// specs returns the watch list of o, with its --tolerance overrides.
+// validate has checked them.
 func (o *options) specs() []series.Spec {
+	specs, _ := o.specsWithTolerances()
+	return specs
+}
+
+func (o *options) specsWithTolerances() ([]series.Spec, error) {
+	var out []series.Spec
 	if len(o.watch) == 0 {
-		return series.DefaultWatch
+		out = slices.Clone(series.DefaultWatch)
+	} else {
+		for _, w := range o.watch {
+			out = append(out, series.SpecFor(w))
+		}
 	}
-	out := make([]series.Spec, 0, len(o.watch))
-	for _, w := range o.watch {
-		out = append(out, series.SpecFor(w))
+	for _, name := range slices.Sorted(maps.Keys(o.tolerance)) {
+		i := slices.IndexFunc(out, func(s series.Spec) bool { return s.Name == name })
+		if i < 0 {
+			return nil, fmt.Errorf("--tolerance %s: %s is not watched", name, name)
+		}
+		tol, err := parseTolerance(out[i].Kind, o.tolerance[name])
+		if err != nil {
+			return nil, fmt.Errorf("--tolerance %s=%s: %v", name, o.tolerance[name], err)
+		}
+		out[i].Tolerance = tol
+		out[i].Why = "--tolerance " + name + "=" + o.tolerance[name]
 	}
-	return out
+	return out, nil
+}
+
+// parseTolerance reads a count ("20") for count series and a percentage
+// ("40%") for memory series, whose tolerance is relative.
+func parseTolerance(kind detect.Kind, s string) (float64, error) {
+	pct, isPct := strings.CutSuffix(s, "%")
+	v, err := strconv.ParseFloat(pct, 64)
+	switch {
+	case err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v):
+		return 0, errors.New("want a number ≥ 0, or a percentage such as 40%")
+	case kind == detect.Memory && !isPct:
+		return 0, errors.New("a memory series takes a percentage, such as 40%")
+	case kind != detect.Memory && isPct:
+		return 0, errors.New("a count series takes a number, such as 20")
+	case isPct:
+		return v / 100, nil
+	}
+	return v, nil
 }
 
 // durationValue is a kingpin.Value for a duration whose parse errors name
@@ -204,3 +250,25 @@ func (v *durationValue) Set(s string) error {
 
 // String implements kingpin.Value.
 func (v *durationValue) String() string { return v.d.String() }
+
+// toleranceValue is a repeatable kingpin.Value for NAME=VALUE pairs whose
+// errors name the flag, which kingpin's own map flag does not.
+type toleranceValue map[string]string
+
+func toleranceFlag(m map[string]string) toleranceValue { return toleranceValue(m) }
+
+// Set implements kingpin.Value.
+func (v toleranceValue) Set(s string) error {
+	name, val, ok := strings.Cut(s, "=")
+	if !ok || name == "" || val == "" {
+		return fmt.Errorf("--tolerance: want NAME=VALUE, such as go_goroutines=20, got %q", s)
+	}
+	v[name] = val
+	return nil
+}
+
+// String implements kingpin.Value.
+func (v toleranceValue) String() string { return fmt.Sprint(map[string]string(v)) }
+
+// IsCumulative makes the flag repeatable.
+func (v toleranceValue) IsCumulative() bool { return true }

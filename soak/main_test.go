@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -226,6 +227,40 @@ func TestRun_LeakingTarget(t *testing.T) {
 	}
 }
 
+// Ensure --tolerance reaches the verdict: the same growth that is a leak
+// with the default tolerance is steady under a wide one.
+func TestRun_Tolerance(t *testing.T) {
+	stdout, stderr, dir, err := soak(t, append(quick, "--target", serve(t, genericGo(true)),
+		"--tolerance", "process_open_fds=1000000", "--tolerance", "process_resident_memory_bytes=40%")...)
+	if err != nil {
+		t.Fatalf("got %v, want a steady verdict\n%s\n%s", err, stdout, stderr)
+	}
+	if last := lastLine(stdout); !strings.HasPrefix(last, "soak: STEADY") {
+		t.Fatalf("last line %q, want STEADY", last)
+	}
+	o, err := parseArgs([]string{"--target", "http://127.0.0.1:1/", "--tolerance", "go_goroutines=20", "--tolerance", "process_resident_memory_bytes=40%"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range o.specs() {
+		switch s.Name {
+		case "go_goroutines":
+			if s.Tolerance != 20 || !strings.Contains(s.Why, "--tolerance") {
+				t.Errorf("go_goroutines: got tolerance %v (%s), want 20 from --tolerance", s.Tolerance, s.Why)
+			}
+		case "process_resident_memory_bytes":
+			if s.Tolerance != 0.4 {
+				t.Errorf("process_resident_memory_bytes: got tolerance %v, want 0.4", s.Tolerance)
+			}
+		case "process_open_fds":
+			if s.Tolerance != 8 {
+				t.Errorf("process_open_fds: got tolerance %v, want the default 8", s.Tolerance)
+			}
+		}
+	}
+	_ = dir
+}
+
 func readFile(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -335,6 +370,11 @@ func TestRun_BadFlags(t *testing.T) {
 		{[]string{"--bogus"}, "--bogus"},
 		{[]string{}, "--target"},
 		{[]string{"--target", "http://127.0.0.1:1/", "--", "true"}, "--target"},
+		{[]string{"--tolerance", "go_goroutines=20%", "--target", "http://127.0.0.1:1/"}, "--tolerance go_goroutines=20%: a count series takes a number"},
+		{[]string{"--tolerance", "process_resident_memory_bytes=5", "--target", "http://127.0.0.1:1/"}, "--tolerance process_resident_memory_bytes=5: a memory series takes a percentage"},
+		{[]string{"--tolerance", "go_goroutines=-1", "--target", "http://127.0.0.1:1/"}, "--tolerance go_goroutines=-1: want a number"},
+		{[]string{"--tolerance", "nope_total=3", "--target", "http://127.0.0.1:1/"}, "--tolerance nope_total: nope_total is not watched"},
+		{[]string{"--tolerance", "go_goroutines", "--target", "http://127.0.0.1:1/"}, "--tolerance"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
