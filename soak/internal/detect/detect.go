@@ -197,20 +197,25 @@ func Analyze(ts, xs []float64, p Params) Verdict {
 	return v
 }
 
+// HumanBytes formats a byte count in binary units.
+func HumanBytes(v float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for math.Abs(v) >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%.0f B", v)
+	}
+	return fmt.Sprintf("%.1f %s", v, units[i])
+}
+
 // format formats a value compactly for its kind: memory in binary units,
 // whole counts as integers, others with three significant digits.
 func format(f float64, k Kind) string {
 	if k == Memory {
-		units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-		i := 0
-		for math.Abs(f) >= 1024 && i < len(units)-1 {
-			f /= 1024
-			i++
-		}
-		if i == 0 {
-			return fmt.Sprintf("%.0f B", f)
-		}
-		return fmt.Sprintf("%.1f %s", f, units[i])
+		return HumanBytes(f)
 	}
 	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
 		return fmt.Sprintf("%.0f", f)

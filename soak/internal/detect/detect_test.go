@@ -266,3 +266,12 @@ func BenchmarkAnalyze_FailFast(b *testing.B) {
 		detect.Analyze(ts, xs, p)
 	}
 }
+
+// Ensure HumanBytes picks binary units.
+func TestHumanBytes(t *testing.T) {
+	for in, want := range map[float64]string{512: "512 B", 2048: "2.0 KiB", 27 << 20: "27.0 MiB"} {
+		if got := detect.HumanBytes(in); got != want {
+			t.Fatalf("HumanBytes(%g)=%q, want %q", in, got, want)
+		}
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/sqlworker/worker/soak/internal/detect"
-	"github.com/sqlworker/worker/soak/internal/runner"
 )
 
 // geom is a chart's size in SVG user units; the SVG scales to its card, so
@@ -327,7 +326,7 @@ func timeTicks(span float64, n int) []float64 {
 // formatValue formats a tick or value for its kind.
 func formatValue(v float64, k detect.Kind) string {
 	if k == detect.Memory {
-		return runner.HumanBytes(v)
+		return detect.HumanBytes(v)
 	}
 	if v == math.Trunc(v) && math.Abs(v) < 1e12 {
 		return fmt.Sprintf("%.0f", v)
@@ -345,7 +344,7 @@ func formatRate(perHour float64, k detect.Kind) string {
 		if perHour < 0 {
 			sign = "−"
 		}
-		return sign + runner.HumanBytes(math.Abs(perHour)) + "/h"
+		return sign + detect.HumanBytes(math.Abs(perHour)) + "/h"
 	}
 	if math.Abs(perHour) >= 1e4 {
 		return fmt.Sprintf("%+.0f/h", perHour)

@@ -141,7 +141,7 @@ func (r *Result) Sentence() string {
 	for _, l := range r.Leaks() {
 		rate := signed(l.Verdict.SlopePerHour())
 		if s := r.Recording.Get(l.Series); s != nil && s.Spec.Kind == detect.Memory {
-			rate = "+" + HumanBytes(l.Verdict.SlopePerHour())
+			rate = "+" + detect.HumanBytes(l.Verdict.SlopePerHour())
 		}
 		parts = append(parts, fmt.Sprintf("%s rising %s/h", l.Series, rate))
 	}
@@ -366,7 +366,7 @@ func (r *Result) progress(w io.Writer) {
 			continue
 		}
 		if strings.HasSuffix(p.name, "_bytes") {
-			fmt.Fprintf(&b, " · %s %s", p.label, HumanBytes(v))
+			fmt.Fprintf(&b, " · %s %s", p.label, detect.HumanBytes(v))
 		} else {
 			fmt.Fprintf(&b, " · %s %g", p.label, v)
 		}
@@ -378,20 +378,6 @@ func (r *Result) progress(w io.Writer) {
 		fmt.Fprintf(&b, " · %d failed scrapes", r.Failures)
 	}
 	fmt.Fprintln(w, b.String())
-}
-
-// HumanBytes formats a byte count in binary units.
-func HumanBytes(v float64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	i := 0
-	for math.Abs(v) >= 1024 && i < len(units)-1 {
-		v /= 1024
-		i++
-	}
-	if i == 0 {
-		return fmt.Sprintf("%.0f B", v)
-	}
-	return fmt.Sprintf("%.1f %s", v, units[i])
 }
 
 // SeriesNames returns the metric names of the leaking series and of the

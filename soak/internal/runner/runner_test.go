@@ -163,12 +163,3 @@ func TestRun_Progress(t *testing.T) {
 		t.Fatalf("progress line %q, want elapsed, left and fds", lines[0])
 	}
 }
-
-// Ensure HumanBytes picks binary units.
-func TestHumanBytes(t *testing.T) {
-	for in, want := range map[float64]string{512: "512 B", 2048: "2.0 KiB", 27 << 20: "27.0 MiB"} {
-		if got := runner.HumanBytes(in); got != want {
-			t.Fatalf("HumanBytes(%g)=%q, want %q", in, got, want)
-		}
-	}
-}
