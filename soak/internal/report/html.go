@@ -348,21 +348,9 @@ footer p{margin:4px 0}
  <span><i style="border-color:#d92d3a;border-top-style:dotted"></i>invariant limit</span>
 </div>
 {{if .Cards}}<div class="cards wide">
-{{range .Cards}}<article class="card {{.Class}}" id="{{.ID}}">
- <header><h3 class="mono">{{.Key}}</h3><span class="pill {{.Class}}">{{.Badge}}</span></header>
- <p class="stats">{{.Stats}}</p>
- {{.SVG}}
- <p class="why">{{.Reason}}</p>
-</article>
-{{end}}</div>{{end}}
+{{range .Cards}}{{template "card" .}}{{end}}</div>{{end}}
 {{if .Small}}<div class="cards small">
-{{range .Small}}<article class="card {{.Class}}" id="{{.ID}}">
- <header><h3 class="mono">{{.Key}}</h3><span class="pill {{.Class}}">{{.Badge}}</span></header>
- <p class="stats">{{.Stats}}</p>
- {{.SVG}}
- <p class="why">{{.Reason}}</p>
-</article>
-{{end}}</div>{{end}}
+{{range .Small}}{{template "card" .}}{{end}}</div>{{end}}
 
 <footer>
  <p><b>How the verdict is reached.</b> Samples taken during warm-up are shown, not judged. A series leaks when, after warm-up, the Mann–Kendall test finds an upward trend (tie-corrected, p &lt; 0.001), its Theil–Sen slope is positive, the high-water mark of the last third stands above the first third's by more than the tolerance (absolute for counts, relative for memory), and the last third still stands above the middle third. Noise, a sawtooth, one spike or a step that stopped pass. Invariants are judged on every sample, warm-up included.</p>
@@ -370,4 +358,10 @@ footer p{margin:4px 0}
 </footer>
 </main></body>
 </html>
-`))
+{{define "card"}}<article class="card {{.Class}}" id="{{.ID}}">
+ <header><h3 class="mono">{{.Key}}</h3><span class="pill {{.Class}}">{{.Badge}}</span></header>
+ <p class="stats">{{.Stats}}</p>
+ {{.SVG}}
+ <p class="why">{{.Reason}}</p>
+</article>
+{{end}}`))
