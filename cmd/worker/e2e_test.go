@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // contract lists every metric docs/metrics.md promises.
@@ -129,13 +130,7 @@ func filter(mf *dto.MetricFamily, label, value string) []*dto.Metric {
 // period, is recorded, and the worker exits 0 leaving no WAL behind.
 func TestWorker_Shutdown(t *testing.T) {
 	// About a second of SQLite work per run, so SIGTERM lands mid-run.
-	const config = `
-builtin:
-  heartbeat: {enabled: false}
-  wal_checkpoint: {enabled: false}
-  optimize: {enabled: false}
-  quick_check: {enabled: false}
-  history_prune: {enabled: false}
+	const config = workertest.BuiltinsOff + `
 scheduler:
   shutdown_grace: 30s
 jobs:
@@ -177,7 +172,7 @@ jobs:
 	}
 	d := openDB(t, w.DBPath)
 	var result string
-	err := d.QueryRowContext(ctxTimeout(t, 5*time.Second),
+	err := d.QueryRowContext(workertest.CtxTimeout(t, 5*time.Second),
 		"SELECT result FROM job_runs WHERE job = 'slow' ORDER BY id DESC LIMIT 1").Scan(&result)
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"context"
 	"database/sql"
 	"testing"
 	"time"
@@ -30,37 +29,11 @@ const waitLimit = 30 * time.Second
 
 var sum = workertest.Sum
 
+// everySecond is a config whose jobs all run every second.
+const everySecond = workertest.EverySecond
+
 // openDB opens the worker's database read-only, for checking its tables.
 func openDB(tb testing.TB, path string) *sql.DB {
 	tb.Helper()
-	d, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { d.Close() })
-	return d
+	return workertest.OpenDB(tb, path, "mode=ro")
 }
-
-func ctxTimeout(tb testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	tb.Cleanup(cancel)
-	return ctx
-}
-
-// everySecond is a config whose jobs all run every second.
-const everySecond = `
-builtin:
-  heartbeat: {schedule: "@every 1s"}
-  wal_checkpoint: {schedule: "@every 1s"}
-  optimize: {schedule: "@every 1s"}
-  quick_check: {schedule: "@every 1s"}
-  history_prune: {schedule: "@every 1s"}
-jobs:
-  - name: rollup
-    schedule: "* * * * * *"
-    timeout: 10s
-    sql: |
-      CREATE TABLE IF NOT EXISTS events (x);
-      INSERT INTO events VALUES (1), (2);
-      DELETE FROM events;
-`

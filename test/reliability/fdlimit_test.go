@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // fdLimit is the RLIMIT_NOFILE the worker gets, soft and hard: Go raises the
@@ -24,21 +26,7 @@ func prlimit(t *testing.T) []string {
 }
 
 // fdConfig runs every built-in job and one SQL job every second.
-const fdConfig = `
-builtin:
-  heartbeat: {schedule: "@every 1s"}
-  wal_checkpoint: {schedule: "@every 1s"}
-  optimize: {schedule: "@every 1s"}
-  quick_check: {schedule: "@every 1s"}
-  history_prune: {schedule: "@every 1s"}
-jobs:
-  - name: rollup
-    schedule: "* * * * * *"
-    sql: |
-      CREATE TABLE IF NOT EXISTS events (x);
-      INSERT INTO events VALUES (1), (2);
-      DELETE FROM events;
-`
+const fdConfig = workertest.EverySecond
 
 // Ensure the worker runs within RLIMIT_NOFILE 64 and reports it.
 func TestFDLimit_Runs(t *testing.T) {

@@ -5,7 +5,6 @@
 package reliability_test
 
 import (
-	"context"
 	"database/sql"
 	"strings"
 	"testing"
@@ -49,22 +48,10 @@ func runs(mfs map[string]*dto.MetricFamily, job, result string) float64 {
 	return sum(mfs["worker_job_runs_total"], map[string]string{"job": job, "result": result})
 }
 
-// openDB opens a database for the test's own checks, closed at cleanup.
-func openDB(tb testing.TB, path string, params string) *sql.DB {
-	tb.Helper()
-	d, err := sql.Open("sqlite3", "file:"+path+"?"+params)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { d.Close() })
-	return d
-}
-
-func ctxTimeout(tb testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	tb.Cleanup(cancel)
-	return ctx
-}
+var (
+	openDB     = workertest.OpenDB
+	ctxTimeout = workertest.CtxTimeout
+)
 
 // integrityCheck runs PRAGMA integrity_check and returns its lines.
 func integrityCheck(tb testing.TB, d *sql.DB) string {

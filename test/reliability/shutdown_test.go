@@ -7,6 +7,7 @@ import (
 
 	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/jobs"
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // Ensure a job that ignores its context past the grace period does not hold
@@ -21,12 +22,7 @@ func TestShutdown_JobIgnoresContext(t *testing.T) {
 	const config = `
 scheduler:
   shutdown_grace: 1s
-builtin:
-  heartbeat: {enabled: false}
-  wal_checkpoint: {enabled: false}
-  optimize: {enabled: false}
-  quick_check: {enabled: false}
-  history_prune: {enabled: false}
+` + workertest.BuiltinsOff + `
 jobs:
   - name: stuck
     schedule: "* * * * * *"
@@ -69,12 +65,7 @@ func TestShutdown_LeakedRowsPinPool(t *testing.T) {
 	const config = `
 scheduler:
   shutdown_grace: 1s
-builtin:
-  heartbeat: {enabled: false}
-  wal_checkpoint: {enabled: false}
-  optimize: {enabled: false}
-  quick_check: {enabled: false}
-  history_prune: {enabled: false}
+` + workertest.BuiltinsOff + `
 jobs:
   - name: reader
     schedule: "* * * * * *"
