@@ -53,6 +53,8 @@ func TestWorker_BadInput(t *testing.T) {
 			want: `worker: unrecognized log level loud`},
 		{name: "BadTelemetryPath", args: []string{"--web.telemetry-path", "metrics"}, code: 2,
 			want: `worker: --web.telemetry-path: must start with / and name a path, got "metrics"`},
+		{name: "NegativeMaxRequests", args: []string{"--web.max-requests=-1"}, code: 2,
+			want: `worker: --web.max-requests: must be 0 (no limit) or positive, got -1`},
 		{name: "MissingWebConfig", args: []string{"--web.config.file", filepath.Join(dir, "web.yml")}, code: 2,
 			want: "worker: --web.config.file: stat " + filepath.Join(dir, "web.yml") + ": no such file or directory"},
 		{name: "UnwritableDBDirectory", args: []string{"--db.path", filepath.Join(file, "worker.db")}, code: 1,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -36,6 +37,7 @@ func usagef(format string, args ...any) error {
 type flags struct {
 	web           *web.FlagConfig
 	telemetryPath string
+	maxRequests   int
 	configFile    string
 	dbPath        string
 	configCheck   bool
@@ -52,6 +54,8 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 	app.HelpFlag.Short('h')
 	f.web = kingpinflag.AddFlags(app, DefaultListenAddress)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.telemetryPath)
+	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; those over it are answered 503 and counted in promhttp_metric_handler_requests_total{code=\"503\"}. Use 0 to disable.").
+		Default(strconv.Itoa(webpkg.DefaultMaxRequests)).IntVar(&f.maxRequests)
 	app.Flag("config.file", "Path to the YAML configuration file; without it the embedded defaults run.").StringVar(&f.configFile)
 	app.Flag("db.path", "Path to the SQLite database; overrides database.path in the config file.").StringVar(&f.dbPath)
 	app.Flag("config.check", "Validate the configuration, print the jobs that would run, and exit.").BoolVar(&f.configCheck)
@@ -70,6 +74,9 @@ func (f *flags) load() (*config.Config, error) {
 		return nil, usagef("--web.telemetry-path: must start with / and name a path, got %q", p)
 	case p == webpkg.HealthzPath || p == webpkg.ReadyzPath:
 		return nil, usagef("--web.telemetry-path: %q is taken by a health endpoint", p)
+	}
+	if f.maxRequests < 0 {
+		return nil, usagef("--web.max-requests: must be 0 (no limit) or positive, got %d", f.maxRequests)
 	}
 	for _, a := range *f.web.WebListenAddresses {
 		if a == "" {

@@ -154,6 +154,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		Registry:      reg,
 		Readiness:     readiness,
 		Version:       version.Info(),
+		MaxRequests:   f.maxRequests,
 	})
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -21,9 +22,11 @@ const (
 	ReadyzPath  = "/readyz"
 )
 
-// DefaultMaxRequestsInFlight bounds concurrent scrapes, each of which reads
-// /proc and stats the database files.
-const DefaultMaxRequestsInFlight = 10
+// DefaultMaxRequests is the default of Config.MaxRequests and of the
+// --web.max-requests flag: node_exporter's default. Each scrape reads /proc
+// and stats the database files; a scrape over the limit is answered 503 and
+// counted in promhttp_metric_handler_requests_total{code="503"}.
+const DefaultMaxRequests = 40
 
 // Readiness is what /readyz reports: the worker's lifecycle (starting,
 // ready, shutting down), faults that its parts report as they see them, and
@@ -33,7 +36,8 @@ type Readiness struct {
 	reason atomic.Pointer[string] // lifecycle; nil when ready
 
 	mu     sync.Mutex
-	faults map[string]string // by name; set by SetFault
+	faults map[string]string    // by name; set by SetFault
+	seen   map[string]time.Time // by name: the time of the newest observation, for SetFaultAt
 	checks []check
 }
 
@@ -48,6 +52,10 @@ type check struct {
 func (r *Readiness) SetFault(name string, err error) (changed bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.setFaultLocked(name, err)
+}
+
+func (r *Readiness) setFaultLocked(name string, err error) (changed bool) {
 	_, had := r.faults[name]
 	if err == nil {
 		delete(r.faults, name)
@@ -58,6 +66,25 @@ func (r *Readiness) SetFault(name string, err error) (changed bool) {
 	}
 	r.faults[name] = strings.Join(strings.Fields(err.Error()), " ")
 	return !had
+}
+
+// SetFaultAt is SetFault for an observation made at time at, such as a job
+// run scheduled then. Observations can arrive out of order (a run's record
+// can be written after a newer run's); one older than the newest observation
+// of name seen so far is ignored, so the fault always says what the newest
+// observation said. Ties are applied. It reports whether the fault appeared
+// or cleared.
+func (r *Readiness) SetFaultAt(name string, at time.Time, err error) (changed bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if last, ok := r.seen[name]; ok && at.Before(last) {
+		return false
+	}
+	if r.seen == nil {
+		r.seen = make(map[string]time.Time)
+	}
+	r.seen[name] = at
+	return r.setFaultLocked(name, err)
 }
 
 // AddCheck adds a check that /readyz runs on every request; a non-nil error
@@ -110,6 +137,10 @@ type Config struct {
 	Registry      *prometheus.Registry
 	Readiness     *Readiness
 	Version       string
+	// MaxRequests bounds concurrent scrapes of TelemetryPath; those over
+	// it are answered 503. 0 means no limit; negative values are treated
+	// as 0 (promhttp's MaxRequestsInFlight).
+	MaxRequests int
 }
 
 // NewHandler returns the worker's HTTP handler.
@@ -117,9 +148,12 @@ func NewHandler(c Config) (http.Handler, error) {
 	mux := http.NewServeMux()
 	metrics := promhttp.HandlerFor(c.Registry, promhttp.HandlerOpts{
 		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: DefaultMaxRequestsInFlight,
+		MaxRequestsInFlight: c.MaxRequests,
 		Registry:            c.Registry,
 	})
+	// InstrumentMetricHandler registers promhttp_metric_handler_requests_in_flight
+	// and promhttp_metric_handler_requests_total{code}; it wraps the limit,
+	// so the 503s of the limit are counted under code="503".
 	mux.Handle("GET "+c.TelemetryPath, promhttp.InstrumentMetricHandler(c.Registry, metrics))
 	mux.HandleFunc("GET "+HealthzPath, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -7,8 +7,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
 	"github.com/sqlworker/worker/internal/web"
@@ -96,5 +98,146 @@ func TestHandler(t *testing.T) {
 	resp.Body.Close()
 	if got, want := resp.StatusCode, http.StatusMethodNotAllowed; got != want {
 		t.Errorf("POST /metrics: got %d, want %d", got, want)
+	}
+}
+
+// Ensure SetFaultAt follows the newest observation: a fault from an older
+// run arriving after a newer run cleared it is ignored.
+func TestReadiness_SetFaultAt_NewestWins(t *testing.T) {
+	r := web.NewReadiness("starting")
+	r.Ready()
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	newer, older := t0.Add(10*time.Second), t0
+	if changed := r.SetFaultAt("heartbeat", newer, nil); changed {
+		t.Errorf("SetFaultAt(newer, nil) on no fault: got changed=true, want false")
+	}
+	if changed := r.SetFaultAt("heartbeat", older, errors.New("timeout: context deadline exceeded")); changed {
+		t.Errorf("SetFaultAt(older, err) after a newer success: got changed=true, want false")
+	}
+	if got := r.Reason(); got != "" {
+		t.Fatalf("Reason after an older failure arrived late: got %q, want empty", got)
+	}
+	if changed := r.SetFaultAt("heartbeat", newer.Add(time.Second), errors.New("failure: disk I/O error")); !changed {
+		t.Errorf("SetFaultAt(newest, err): got changed=false, want true")
+	}
+	if changed := r.SetFaultAt("heartbeat", newer, nil); changed {
+		t.Errorf("SetFaultAt(older, nil) after a newer failure: got changed=true, want false")
+	}
+	if got, want := r.Reason(), "heartbeat: failure: disk I/O error"; got != want {
+		t.Fatalf("Reason: got %q, want %q", got, want)
+	}
+	// Names are ordered independently.
+	r.SetFaultAt("job a", older, errors.New("failure: database or disk is full"))
+	if got, want := r.Reason(), "heartbeat: failure: disk I/O error\njob a: failure: database or disk is full"; got != want {
+		t.Fatalf("Reason with two faults: got %q, want %q", got, want)
+	}
+}
+
+// blockingCollector holds every Collect until release is closed, so that a
+// test can keep a scrape in flight.
+type blockingCollector struct {
+	entered chan struct{}
+	release chan struct{}
+	desc    *prometheus.Desc
+}
+
+func (c *blockingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *blockingCollector) Collect(ch chan<- prometheus.Metric) {
+	c.entered <- struct{}{}
+	<-c.release
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 1)
+}
+
+// Ensure the in-flight limit answers scrapes over it with 503 and that
+// promhttp_metric_handler_requests_total counts them under code="503", and
+// that MaxRequests 0 means no limit.
+func TestHandler_MaxRequests(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		maxRequests int
+		wantCode    int // of the scrape made while one is in flight
+	}{
+		{"Limit1", 1, http.StatusServiceUnavailable},
+		{"NoLimit", 0, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			c := &blockingCollector{
+				entered: make(chan struct{}, 2),
+				release: make(chan struct{}),
+				desc:    prometheus.NewDesc("test_blocking", "Held until released.", nil, nil),
+			}
+			reg.MustRegister(c)
+			r := web.NewReadiness("starting")
+			h, err := web.NewHandler(web.Config{TelemetryPath: "/metrics", Registry: reg, Readiness: r, Version: "test", MaxRequests: tc.maxRequests})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			first := make(chan int, 1)
+			go func() {
+				resp, err := http.Get(srv.URL + "/metrics")
+				if err != nil {
+					first <- 0
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				first <- resp.StatusCode
+			}()
+			<-c.entered // the first scrape is in flight and holds its slot
+			second := make(chan int, 1)
+			go func() {
+				resp, err := http.Get(srv.URL + "/metrics")
+				if err != nil {
+					second <- 0
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				second <- resp.StatusCode
+			}()
+			if tc.wantCode == http.StatusOK {
+				<-c.entered // without a limit the second scrape collects too
+				close(c.release)
+			}
+			// With the limit, the second scrape is answered without collecting.
+			if got := <-second; got != tc.wantCode {
+				t.Fatalf("second concurrent scrape: got %d, want %d", got, tc.wantCode)
+			}
+			if tc.wantCode != http.StatusOK {
+				close(c.release)
+			}
+			if code := <-first; code != http.StatusOK {
+				t.Fatalf("first scrape: got %d, want 200", code)
+			}
+			srv.Close() // waits for the handlers, which count after responding
+			mfs, err := reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			counts := map[string]float64{}
+			for _, mf := range mfs {
+				if mf.GetName() != "promhttp_metric_handler_requests_total" {
+					continue
+				}
+				for _, m := range mf.GetMetric() {
+					counts[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+			want := map[string]float64{"200": 2, "500": 0, "503": 0}
+			if tc.wantCode == http.StatusServiceUnavailable {
+				want = map[string]float64{"200": 1, "500": 0, "503": 1}
+			}
+			for code, n := range want {
+				if counts[code] != n {
+					t.Errorf("promhttp_metric_handler_requests_total{code=%q}: got %v, want %v", code, counts[code], n)
+				}
+			}
+			if got := testutil.CollectAndCount(reg, "promhttp_metric_handler_requests_in_flight"); got != 1 {
+				t.Errorf("promhttp_metric_handler_requests_in_flight series: got %d, want 1", got)
+			}
+		})
 	}
 }
