@@ -3,7 +3,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"os"
 	"regexp"
 	"strings"
@@ -27,6 +29,9 @@ const (
 	// MaxJobs bounds the number of user jobs: each one is a goroutine per run
 	// and a set of metric series.
 	MaxJobs = 1000
+	// MaxBusyTimeout is the longest busy_timeout SQLite can hold: a C int
+	// of milliseconds.
+	MaxBusyTimeout = math.MaxInt32 * time.Millisecond
 )
 
 // The built-in jobs.
@@ -186,6 +191,10 @@ func (f *file) validate() (*Config, error) {
 	if c.BusyTimeout, err = duration("database.busy_timeout", f.Database.BusyTimeout, DefaultBusyTimeout, true); err != nil {
 		return nil, err
 	}
+	if err := milliseconds("database.busy_timeout", c.BusyTimeout, MaxBusyTimeout,
+		"SQLite's busy_timeout is a 32-bit count of milliseconds"); err != nil {
+		return nil, err
+	}
 	if tz := f.Scheduler.Timezone; tz != "" {
 		if c.Location, err = time.LoadLocation(tz); err != nil || strings.ContainsAny(tz, " \t") {
 			return nil, fmt.Errorf("scheduler.timezone: unknown time zone %q", tz)
@@ -195,6 +204,9 @@ func (f *file) validate() (*Config, error) {
 		return nil, err
 	}
 	if c.HistoryRetention, err = duration("history.retention", f.History.Retention, DefaultHistoryRetention, false); err != nil {
+		return nil, err
+	}
+	if err := milliseconds("history.retention", c.HistoryRetention, 0, ""); err != nil {
 		return nil, err
 	}
 
@@ -273,11 +285,32 @@ func (c *Config) job(field, name string, fj *fileJob, def Job) (Job, error) {
 		}
 	}
 	s, err := schedule.Parse(j.Schedule)
+	if errors.Is(err, schedule.ErrNeverFires) {
+		return Job{}, fmt.Errorf("%s.schedule: %q never fires", field, j.Schedule)
+	}
 	if err != nil {
 		return Job{}, fmt.Errorf("%s.schedule: invalid schedule %q: %v", field, j.Schedule, err)
 	}
 	j.Parsed = s
 	return j, nil
+}
+
+// milliseconds refuses a duration that is not a whole number of
+// milliseconds, the unit the field is stored in: the driver passes
+// busy_timeout to SQLite as whole milliseconds (1ns would become 0, no
+// waiting at all), and job_runs keeps times to the millisecond. Rounding
+// would run something other than what the file says, so the file is refused.
+// max, when not 0, is the largest value the unit can hold; why says why.
+func milliseconds(field string, d, max time.Duration, why string) error {
+	switch {
+	case d > 0 && d < time.Millisecond:
+		return fmt.Errorf("%s: must be at least 1ms, got %s", field, d)
+	case d%time.Millisecond != 0:
+		return fmt.Errorf("%s: must be a whole number of milliseconds, got %s", field, d)
+	case max > 0 && d > max:
+		return fmt.Errorf("%s: must be at most %s (%s), got %s", field, max, why, d)
+	}
+	return nil
 }
 
 // duration parses a field's duration; "" means the default.

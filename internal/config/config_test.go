@@ -233,6 +233,27 @@ jobs:
 			t.Errorf("got %d jobs, want %d", got, len(BuiltinNames)+MaxJobs)
 		}
 	})
+	t.Run("DurationsAtTheirLimits", func(t *testing.T) {
+		c := mustParse(t, "database:\n  busy_timeout: 1ms\nhistory:\n  retention: 0s\nscheduler:\n  shutdown_grace: 1ns\n"+
+			job("timeout: 1500us"))
+		if c.BusyTimeout != time.Millisecond {
+			t.Errorf("BusyTimeout: got %s, want 1ms", c.BusyTimeout)
+		}
+		if c.HistoryRetention != 0 {
+			t.Errorf("HistoryRetention: got %s, want 0s", c.HistoryRetention)
+		}
+		// Go timers honour any positive duration: these are not refused.
+		if c.ShutdownGrace != time.Nanosecond {
+			t.Errorf("ShutdownGrace: got %s, want 1ns", c.ShutdownGrace)
+		}
+		if got := c.Jobs[len(c.Jobs)-1].Timeout; got != 1500*time.Microsecond {
+			t.Errorf("job timeout: got %s, want 1.5ms", got)
+		}
+		c = mustParse(t, "database:\n  busy_timeout: 596h31m23.647s\n")
+		if c.BusyTimeout != MaxBusyTimeout {
+			t.Errorf("BusyTimeout: got %s, want %s", c.BusyTimeout, MaxBusyTimeout)
+		}
+	})
 	t.Run("QuotedKeysAndCRLF", func(t *testing.T) {
 		c := mustParse(t, "\"database\":\r\n  'path': x.db\r\n")
 		if c.DBPath != "x.db" {
@@ -290,6 +311,10 @@ func TestParse_Errors(t *testing.T) {
 			`jobs[0].schedule: invalid schedule "CRON_TZ=Mars/Olympus 0 9 * * *": CRON_TZ: unknown time zone "Mars/Olympus"`},
 		{"MissingSchedule", "jobs:\n  - {name: nightly, sql: SELECT 1}\n", "jobs[0].schedule",
 			"jobs[0].schedule: must not be empty"},
+		{"NeverFires", job("schedule: '0 0 30 2 *'"), "jobs[0].schedule", `jobs[0].schedule: "0 0 30 2 *" never fires`},
+		{"NeverFiresSeconds", job("schedule: '0 0 0 31 4 *'"), "jobs[0].schedule", `jobs[0].schedule: "0 0 0 31 4 *" never fires`},
+		{"BuiltinNeverFires", "builtin:\n  quick_check: {schedule: 'CRON_TZ=UTC 0 0 31 11 *'}\n", "builtin.quick_check.schedule",
+			`builtin.quick_check.schedule: "CRON_TZ=UTC 0 0 31 11 *" never fires`},
 		{"BuiltinBadSchedule", "builtin:\n  optimize: {schedule: hourly}\n", "builtin.optimize.schedule",
 			`builtin.optimize.schedule: invalid schedule "hourly": expected 5 to 6 fields, found 1: [hourly]`},
 
@@ -344,6 +369,18 @@ func TestParse_Errors(t *testing.T) {
 			"builtin.heartbeat.timeout: must be positive, got -1s"},
 		{"BusyTimeoutNegative", "database:\n  busy_timeout: -1s\n", "database.busy_timeout",
 			"database.busy_timeout: must be positive, got -1s"},
+		{"BusyTimeoutNanosecond", "database:\n  busy_timeout: 1ns\n", "database.busy_timeout",
+			"database.busy_timeout: must be at least 1ms, got 1ns"},
+		{"BusyTimeoutSubMillisecond", "database:\n  busy_timeout: 999us\n", "database.busy_timeout",
+			"database.busy_timeout: must be at least 1ms, got 999µs"},
+		{"BusyTimeoutFraction", "database:\n  busy_timeout: 1.5ms\n", "database.busy_timeout",
+			"database.busy_timeout: must be a whole number of milliseconds, got 1.5ms"},
+		{"BusyTimeoutTooLong", "database:\n  busy_timeout: 600h\n", "database.busy_timeout",
+			"database.busy_timeout: must be at most 596h31m23.647s (SQLite's busy_timeout is a 32-bit count of milliseconds), got 600h0m0s"},
+		{"RetentionSubMillisecond", "history:\n  retention: 1ns\n", "history.retention",
+			"history.retention: must be at least 1ms, got 1ns"},
+		{"RetentionFraction", "history:\n  retention: 1h0.5ms\n", "history.retention",
+			"history.retention: must be a whole number of milliseconds, got 1h0m0.0005s"},
 		{"ShutdownGraceZero", "scheduler:\n  shutdown_grace: 0s\n", "scheduler.shutdown_grace",
 			"scheduler.shutdown_grace: must be positive, got 0s"},
 		{"RetentionInDays", "history:\n  retention: 7d\n", "history.retention",
@@ -555,6 +592,9 @@ func checkConfig(t *testing.T, b []byte) {
 		c.HistoryRetention < 0 || c.Location == nil || c.DBPath == "" || strings.ContainsAny(c.DBPath, "?#\x00") {
 		t.Fatalf("got invalid settings %+v", c)
 	}
+	if c.BusyTimeout%time.Millisecond != 0 || c.BusyTimeout > MaxBusyTimeout || c.HistoryRetention%time.Millisecond != 0 {
+		t.Fatalf("got busy_timeout %s, retention %s: want whole milliseconds", c.BusyTimeout, c.HistoryRetention)
+	}
 	names := make(map[string]bool)
 	for i, j := range c.Jobs {
 		if names[j.Name] {
@@ -566,6 +606,9 @@ func checkConfig(t *testing.T, b []byte) {
 		}
 		if j.Parsed == nil {
 			t.Fatalf("job %s: nil Parsed", j.Name)
+		}
+		if j.Parsed.Next(time.Now()).IsZero() {
+			t.Fatalf("job %s: schedule %q never fires", j.Name, j.Schedule)
 		}
 		if i < len(BuiltinNames) {
 			if j.Name != BuiltinNames[i] || !j.Builtin || j.SQL != "" {

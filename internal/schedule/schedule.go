@@ -15,6 +15,11 @@ import (
 // ErrEmpty is returned for an empty spec.
 var ErrEmpty = errors.New("schedule is empty")
 
+// ErrNeverFires is returned for a spec that no time matches, such as
+// "0 0 30 2 *" (30 February): robfig/cron's Next returns the zero time for
+// it, which would schedule the job for 0001-01-01 and never run it.
+var ErrNeverFires = errors.New("never fires")
+
 // MinEvery is the shortest interval "@every" accepts. robfig/cron rounds a
 // shorter (or negative) interval up to 1s and truncates fractions of a
 // second without a word, so Parse refuses them instead.
@@ -52,6 +57,20 @@ func Parse(spec string) (s cron.Schedule, err error) {
 			return nil, err
 		}
 	}
+	if s, err = parseCron(spec); err != nil {
+		return nil, err
+	}
+	// Next looks up to five years ahead; cron has no year field, so a spec
+	// that matches any date at all matches one within five years (29
+	// February included).
+	if s.Next(time.Now()).IsZero() {
+		return nil, ErrNeverFires
+	}
+	return s, nil
+}
+
+// parseCron parses spec with robfig/cron.
+func parseCron(spec string) (s cron.Schedule, err error) {
 	// cron's parser has panicked on some malformed input in the past;
 	// a bad schedule must be an error, never a crash.
 	defer func() {

@@ -135,6 +135,12 @@ func TestParse_Rejected(t *testing.T) {
 		{"ZoneOnly", "CRON_TZ=UTC", "CRON_TZ=UTC: no schedule after the time zone"},
 		{"ZoneNewline", "CRON_TZ=UTC\n", "CRON_TZ=UTC: no schedule after the time zone"},
 		{"EveryWithZoneTooShort", "CRON_TZ=UTC @every 100ms", "@every: interval must be at least 1s, got 100ms"},
+		// Specs that no time matches: robfig/cron's Next returns the zero time.
+		{"February30", "0 0 30 2 *", "never fires"},
+		{"April31", "0 0 31 4 *", "never fires"},
+		{"Day31OfShortMonths", "0 0 31 2,4,6,9,11 *", "never fires"},
+		{"February30Seconds", "0 0 0 30 2 *", "never fires"},
+		{"February30WithZone", "CRON_TZ=America/New_York 0 0 30 2 *", "never fires"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -149,6 +155,21 @@ func TestParse_Rejected(t *testing.T) {
 				t.Errorf("Parse(%q): got schedule %#v with the error, want nil", tt.spec, s)
 			}
 		})
+	}
+}
+
+// Ensure specs that fire rarely, but do fire, are accepted, and those that
+// never fire are ErrNeverFires.
+func TestParse_NeverFires(t *testing.T) {
+	for _, spec := range []string{"0 0 29 2 *", "0 0 31 1,2 *", "0 0 30 2 MON", "0 0 31 12 *"} {
+		if _, err := Parse(spec); err != nil {
+			t.Errorf("Parse(%q): got error %q, want nil", spec, err)
+		}
+	}
+	for _, spec := range []string{"0 0 30 2 *", "0 0 31 11 *", "TZ=UTC 0 0 31 9 *"} {
+		if _, err := Parse(spec); !errors.Is(err, ErrNeverFires) {
+			t.Errorf("Parse(%q): got %v, want ErrNeverFires", spec, err)
+		}
 	}
 }
 
@@ -179,9 +200,10 @@ func checkParse(t *testing.T, spec string) {
 	if d, ok := s.(cron.ConstantDelaySchedule); ok && (d.Delay < MinEvery || d.Delay%time.Second != 0) {
 		t.Errorf("Parse(%q): got delay %s, want whole seconds >= %s", spec, d.Delay, MinEvery)
 	}
-	// Next is the zero time when nothing matches within five years (30 February).
-	if next := s.Next(from); !next.IsZero() && !next.After(from) {
-		t.Errorf("Parse(%q).Next(%s): got %s, want a later time", spec, from, next)
+	// A spec that never fires is refused: Next is never the zero time.
+	now := time.Now()
+	if next := s.Next(now); !next.After(now) {
+		t.Errorf("Parse(%q).Next(%s): got %s, want a later time", spec, now, next)
 	}
 }
 
