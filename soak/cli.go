@@ -88,7 +88,7 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 		Envar("SOAK_RUN_ID").StringVar(&o.runID)
 	app.Flag("watch", "Metric to watch, repeatable; replaces the default list ("+watchNames()+").").
 		PlaceHolder("NAME").StringsVar(&o.watch)
-	app.Flag("tolerance", "NAME=VALUE, repeatable: the growth of NAME's high-water mark that is still healthy; a number for count series (20), a percentage for memory series (40%).").
+	app.Flag("tolerance", "NAME=VALUE, repeatable: a fixed growth of NAME's high-water mark that is still healthy, instead of 1.5 × the noise measured on each series; a number for count series (20), a percentage for memory series (40%).").
 		PlaceHolder("NAME=VALUE").SetValue(toleranceFlag(o.tolerance))
 	app.Flag("render", "Only draw report.html again from the report.json in --report-dir.").
 		Hidden().BoolVar(&o.render)
@@ -203,7 +203,7 @@ func (o *options) specsWithTolerances() ([]series.Spec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--tolerance %s=%s: %v", name, o.tolerance[name], err)
 		}
-		out[i].Tolerance = tol
+		out[i].Fixed, out[i].Tolerance = true, tol
 		out[i].Why = "--tolerance " + name + "=" + o.tolerance[name]
 	}
 	return out, nil

@@ -19,7 +19,10 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/sqlworker/worker/soak/internal/detect"
 	"github.com/sqlworker/worker/soak/internal/report"
+	"github.com/sqlworker/worker/soak/internal/runner"
+	"github.com/sqlworker/worker/soak/internal/series"
 )
 
 func TestMain(m *testing.M) {
@@ -162,7 +165,7 @@ func TestRun_SteadyTarget(t *testing.T) {
 		t.Fatalf("no progress line in stderr:\n%s", stderr)
 	}
 	r := readReport(t, dir)
-	if got, want := r.Status, "steady"; got != want {
+	if got, want := r.Status, runner.StatusSteady; got != want {
 		t.Fatalf("status %q, want %q", got, want)
 	}
 	if got, want := len(r.Series), 4; got != want {
@@ -245,20 +248,120 @@ func TestRun_Tolerance(t *testing.T) {
 	for _, s := range o.specs() {
 		switch s.Name {
 		case "go_goroutines":
-			if s.Tolerance != 20 || !strings.Contains(s.Why, "--tolerance") {
-				t.Errorf("go_goroutines: got tolerance %v (%s), want 20 from --tolerance", s.Tolerance, s.Why)
+			if !s.Fixed || s.Tolerance != 20 || !strings.Contains(s.Why, "--tolerance") {
+				t.Errorf("go_goroutines: got fixed %v tolerance %v (%s), want a fixed 20 from --tolerance", s.Fixed, s.Tolerance, s.Why)
 			}
 		case "process_resident_memory_bytes":
-			if s.Tolerance != 0.4 {
-				t.Errorf("process_resident_memory_bytes: got tolerance %v, want 0.4", s.Tolerance)
+			if !s.Fixed || s.Tolerance != 0.4 {
+				t.Errorf("process_resident_memory_bytes: got fixed %v tolerance %v, want a fixed 0.4", s.Fixed, s.Tolerance)
 			}
 		case "process_open_fds":
-			if s.Tolerance != 8 {
-				t.Errorf("process_open_fds: got tolerance %v, want the default 8", s.Tolerance)
+			if s.Fixed {
+				t.Errorf("process_open_fds: got fixed %v, want false: judged by its noise", s.Fixed)
 			}
 		}
 	}
-	_ = dir
+	r := readReport(t, dir)
+	for _, s := range r.Series {
+		if s.Key == "process_open_fds" && s.Verdict.AllowedFrom != "fixed" {
+			t.Errorf("process_open_fds: allowed_from %q, want fixed", s.Verdict.AllowedFrom)
+		}
+	}
+}
+
+// nonGo renders what a service instrumented with prom-client or the Python
+// client exposes of the watched series: process_open_fds and
+// process_resident_memory_bytes only. fds grow by one per scrape when leak
+// is set.
+func nonGo(leak bool) func(n int) string {
+	return func(n int) string {
+		fds := 30 + n%2
+		if leak {
+			fds = 30 + n
+		}
+		return fmt.Sprintf(`# HELP process_open_fds Number of open file descriptors.
+# TYPE process_open_fds gauge
+process_open_fds %d
+# HELP process_resident_memory_bytes Resident memory size in bytes.
+# TYPE process_resident_memory_bytes gauge
+process_resident_memory_bytes %d
+# TYPE nodejs_eventloop_lag_seconds gauge
+nodejs_eventloop_lag_seconds 0.001
+# TYPE http_requests_total counter
+http_requests_total{code="200"} %d
+`, fds, 60<<20+(n%7)<<16, n)
+	}
+}
+
+// Ensure a non-Go target exposing only the standard process metrics is
+// soaked and judged on what it exposes: no error for the missing go_* and
+// worker_* series, every invariant not applicable, a leak of its FDs named.
+func TestRun_NonGoTarget(t *testing.T) {
+	t.Run("Steady", func(t *testing.T) {
+		stdout, stderr, dir, err := soak(t, append(quick, "--target", serve(t, nonGo(false)))...)
+		if err != nil {
+			t.Fatalf("got %v, want nil\n%s", err, stderr)
+		}
+		if got, want := lastLine(stdout), "soak: STEADY: no leak in 2 series"; !strings.HasPrefix(got, want) {
+			t.Fatalf("last line %q, want prefix %q", got, want)
+		}
+		r := readReport(t, dir)
+		var keys []string
+		for _, s := range r.Series {
+			keys = append(keys, s.Key)
+			if got, want := s.Verdict.Outcome, detect.Steady; got != want {
+				t.Errorf("%s: got %v, want %v (%s)", s.Key, got, want, s.Verdict.Reason)
+			}
+		}
+		if got, want := strings.Join(keys, ","), "process_open_fds,process_resident_memory_bytes"; got != want {
+			t.Fatalf("series %q, want %q", got, want)
+		}
+		if got, want := len(r.Missing), len(series.DefaultWatch)-2; got != want {
+			t.Fatalf("%d missing (%v), want %d", got, r.Missing, want)
+		}
+		for _, inv := range r.Invariants {
+			if inv.Applies || inv.Broken {
+				t.Fatalf("invariant %s: applies=%v broken=%v, want not applicable", inv.Rule, inv.Applies, inv.Broken)
+			}
+		}
+	})
+	t.Run("Leak", func(t *testing.T) {
+		stdout, stderr, dir, err := soak(t, append(quick, "--target", serve(t, nonGo(true)))...)
+		if !errors.Is(err, ErrAlarm) {
+			t.Fatalf("got %v, want ErrAlarm\n%s", err, stderr)
+		}
+		if last := lastLine(stdout); !strings.Contains(last, "process_open_fds rising +") {
+			t.Fatalf("last line %q, want process_open_fds named", last)
+		}
+		if got, want := strings.Join(readReport(t, dir).Named, ","), "process_open_fds"; got != want {
+			t.Fatalf("named %q, want %q", got, want)
+		}
+	})
+}
+
+// Ensure the per-series table (noise, tolerance, growth, verdict) comes
+// before the verdict on stdout and is written as summary.txt.
+func TestRun_Summary(t *testing.T) {
+	stdout, _, dir, err := soak(t, append(quick, "--target", serve(t, genericGo(true)))...)
+	if !errors.Is(err, ErrAlarm) {
+		t.Fatalf("got %v, want ErrAlarm", err)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if got, want := len(lines), 1+1+4; got != want {
+		t.Fatalf("got %d lines on stdout, want %d (header, 4 series, verdict):\n%s", got, want, stdout)
+	}
+	for _, want := range []string{"noise (p-p)", "tolerance", "growth", "verdict"} {
+		if !strings.Contains(lines[0], want) {
+			t.Fatalf("header %q lacks %q", lines[0], want)
+		}
+	}
+	if !strings.HasPrefix(lines[1], "soak: process_open_fds") || !strings.Contains(lines[1], " leak ") {
+		t.Fatalf("line %q, want process_open_fds judged a leak", lines[1])
+	}
+	txt := readFile(t, filepath.Join(dir, report.TextFile))
+	if !strings.Contains(txt, "process_open_fds") || !strings.HasSuffix(strings.TrimSpace(txt), strings.TrimPrefix(lastLine(stdout), "soak: ")) {
+		t.Fatalf("summary.txt %q, want the table and the verdict", txt)
+	}
 }
 
 func readFile(t *testing.T, path string) string {

@@ -137,7 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	status := res.Status()
-	if status == "leak" && o.alertmanagerURL != "" {
+	if status == runner.StatusLeak && o.alertmanagerURL != "" {
 		client := &http.Client{}
 		err := alert.Post(context.WithoutCancel(ctx), client, o.alertmanagerURL, alerts(res, runID, metricsURL))
 		client.CloseIdleConnections()
@@ -148,11 +148,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
+	if status != runner.StatusError || len(res.Verdicts) > 0 {
+		// The per-series table, then the verdict as the last line.
+		printTable(stdout, rep)
+	}
 	switch status {
-	case "leak":
+	case runner.StatusLeak:
 		fmt.Fprintln(stdout, "soak: "+res.Sentence())
 		return fmt.Errorf("%w: %s", ErrAlarm, strings.Join(res.SeriesNames(), ", "))
-	case "error":
+	case runner.StatusError:
 		return fmt.Errorf("could not soak after %s: %w", res.Elapsed.Round(time.Second), soakErr)
 	}
 	if writeErr != nil {
@@ -160,6 +164,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "soak: "+res.Sentence())
 	return nil
+}
+
+// printTable writes the per-series table of summary.txt to w, each line
+// prefixed like the other output, without the verdict sentence.
+func printTable(w io.Writer, rep *report.Report) {
+	var b strings.Builder
+	if err := rep.WriteText(&b); err != nil {
+		return
+	}
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	for _, l := range lines[:len(lines)-1] {
+		fmt.Fprintln(w, "soak: "+l)
+	}
 }
 
 // newRunID returns an id that sorts by time and is unique enough to tell

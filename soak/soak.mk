@@ -1,15 +1,18 @@
 # Soak targets, included by the top-level Makefile.
 #
 #   make soak            soak the worker for SOAK_DURATION, report in SOAK_REPORT_DIR
-#   make soak-short      the same for SOAK_SHORT_DURATION (CI)
+#   make soak-short      the same for SOAK_SHORT_DURATION with SOAK_SHORT_WARMUP (CI)
 #   make soak-selftest   prove the alarm: every injected leak caught, the clean build passes
+#   make soak-power      the detection-power study behind docs/soak.md's sensitivity table
 #
 # Exit status of bin/soak: 0 steady, 1 leak or broken invariant, 2 could not soak.
 
 GO                  ?= go
 BIN                 ?= bin
 SOAK_DURATION       ?= 10m
+SOAK_WARMUP         ?= 30s
 SOAK_SHORT_DURATION ?= 60s
+SOAK_SHORT_WARMUP   ?= 15s
 SOAK_REPORT_DIR     ?= soak-report
 SOAK_CONFIG         ?= soak/worker-soak.yml
 SOAK_PORT           ?= 19847
@@ -17,8 +20,14 @@ SOAK_PORT           ?= 19847
 SOAK_FLAGS          ?=
 # SOAK_SELFTEST_TIMEOUT bounds the whole self-test (six soaks run in parallel).
 SOAK_SELFTEST_TIMEOUT ?= 10m
+# SOAK_WORKER is the worker binary soaked; point it at a kept build to soak
+# one binary many times while the tree changes (no rule rebuilds it then).
+SOAK_WORKER         ?= $(BIN)/worker
+# SOAK_POWER_FLAGS adds flags to bin/soakpower, e.g. -seeds 100 or -real=false.
+SOAK_POWER_FLAGS    ?=
+SOAK_POWER_DIR      ?= $(SOAK_REPORT_DIR)/power
 
-.PHONY: soak soak-short soak-selftest soak-test FORCE
+.PHONY: soak soak-short soak-selftest soak-test soak-power FORCE
 
 FORCE:
 
@@ -28,17 +37,23 @@ $(BIN)/soak: FORCE
 $(BIN)/worker-leak: FORCE
 	$(GO) build -tags leak -o $@ ./cmd/worker
 
+$(BIN)/standin: FORCE
+	$(GO) build -o $@ ./soak/cmd/standin
+
+$(BIN)/soakpower: FORCE
+	$(GO) build -o $@ ./soak/cmd/soakpower
+
 ## soak: soak the worker for SOAK_DURATION (jobs every second); report in SOAK_REPORT_DIR
-soak: $(BIN)/worker $(BIN)/soak
+soak: $(SOAK_WORKER) $(BIN)/soak
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && set -x && \
-	./$(BIN)/soak --duration $(SOAK_DURATION) --report-dir $(SOAK_REPORT_DIR) \
+	./$(BIN)/soak --duration $(SOAK_DURATION) --warmup $(SOAK_WARMUP) --report-dir $(SOAK_REPORT_DIR) \
 		--metrics-url http://127.0.0.1:$(SOAK_PORT)/metrics $(SOAK_FLAGS) -- \
-		./$(BIN)/worker --config.file $(SOAK_CONFIG) --db.path $$tmp/soak.db \
+		$(abspath $(SOAK_WORKER)) --config.file $(SOAK_CONFIG) --db.path $$tmp/soak.db \
 		--web.listen-address 127.0.0.1:$(SOAK_PORT)
 
-## soak-short: a 60 s soak, for every change in CI
+## soak-short: a 60 s soak with a 15 s warm-up, for every change in CI
 soak-short:
-	@$(MAKE) --no-print-directory soak SOAK_DURATION=$(SOAK_SHORT_DURATION)
+	@$(MAKE) --no-print-directory soak SOAK_DURATION=$(SOAK_SHORT_DURATION) SOAK_WARMUP=$(SOAK_SHORT_WARMUP)
 
 ## soak-selftest: soak the leak-injected worker once per mode (must exit 1 naming the right series) and the clean one (must exit 0)
 soak-selftest: $(BIN)/worker $(BIN)/worker-leak $(BIN)/soak
@@ -46,6 +61,10 @@ soak-selftest: $(BIN)/worker $(BIN)/worker-leak $(BIN)/soak
 	SOAK_WORKER_LEAK=$(abspath $(BIN)/worker-leak) SOAK_CONFIG=$(abspath $(SOAK_CONFIG)) \
 	SOAK_REPORT_DIR=$(abspath $(SOAK_REPORT_DIR))/selftest \
 	$(GO) test -tags soakselftest -run '^TestSelftest$$' -count=1 -v -parallel 6 -timeout $(SOAK_SELFTEST_TIMEOUT) ./soak
+
+## soak-power: the detection-power study: sweep leak rate × noise × soak length on the stand-in, and some real soaks of it
+soak-power: $(BIN)/soak $(BIN)/standin $(BIN)/soakpower
+	./$(BIN)/soakpower -soak $(abspath $(BIN)/soak) -standin $(abspath $(BIN)/standin) -dir $(SOAK_POWER_DIR) $(SOAK_POWER_FLAGS)
 
 ## soak-test: the harness's own unit tests (needs prometheus-alertmanager for the alert test)
 soak-test: $(if $(wildcard deploy/deploy.mk),deploy-tools)

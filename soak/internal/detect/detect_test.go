@@ -36,7 +36,7 @@ func noise(seed uint64, k int) func() float64 {
 	return func() float64 { return float64(r.IntN(2*k+1) - k) }
 }
 
-var countParams = detect.Params{Kind: detect.Count, Tolerance: 4}
+var countParams = detect.Params{Kind: detect.Count}
 
 // Ensure each synthetic shape gets the verdict a person would give it.
 func TestAnalyze_Shapes(t *testing.T) {
@@ -94,10 +94,10 @@ func TestAnalyze_Shapes(t *testing.T) {
 		}, countParams, false},
 		{"MemoryGCSawtooth", func(i int) float64 {
 			return 8<<20 + float64(i%37)*(64<<10) + 4096*mem()
-		}, detect.Params{Kind: detect.Memory, Tolerance: 0.2, Floor: 2 << 20}, false},
+		}, detect.Params{Kind: detect.Memory, Floor: 2 << 20}, false},
 		{"MemoryLeak", func(i int) float64 {
 			return 8<<20 + float64(i)*(16<<10) + float64(i%37)*(64<<10)
-		}, detect.Params{Kind: detect.Memory, Tolerance: 0.2, Floor: 2 << 20}, true},
+		}, detect.Params{Kind: detect.Memory, Floor: 2 << 20}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ts, xs := series(tc.f)
@@ -128,7 +128,7 @@ func failFast() detect.Params {
 	p := countParams
 	p.Alpha = detect.DefaultFailFastAlpha
 	p.MaxPoints = detect.DefaultFailFastMaxPoints
-	p.SkipSlopeUnlessLeak = true
+	p.SkipUnlessTrend = true
 	return p
 }
 

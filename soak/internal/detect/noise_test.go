@@ -24,7 +24,7 @@ func TestAnalyze_AutocorrelatedNoise(t *testing.T) {
 			ts = append(ts, float64(i))
 			xs = append(xs, 20+math.Round(x))
 		}
-		v := detect.Analyze(ts, xs, detect.Params{Kind: detect.Count, Tolerance: 8})
+		v := detect.Analyze(ts, xs, detect.Params{Kind: detect.Count})
 		if v.Leak {
 			t.Fatalf("seed %d: judged a leak (%s), want steady", seed, v.Reason)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sqlworker/worker/soak/internal/detect"
+	"github.com/sqlworker/worker/soak/internal/runner"
 )
 
 // view is what the page template renders.
@@ -38,8 +39,8 @@ type chip struct {
 }
 
 type row struct {
-	ID, Key, Verdict, Class, Now, Slope, P, Highs, Tolerance, Reason, Why string
-	Spark                                                                 template.HTML
+	ID, Key, Verdict, Class, Now, Slope, P, Highs, Noise, Tolerance, Growth, Reason, Why string
+	Spark                                                                                template.HTML
 }
 
 type rule struct {
@@ -57,12 +58,12 @@ var nonID = regexp.MustCompile(`[^A-Za-z0-9]+`)
 func (r *Report) WriteHTML(w io.Writer) error {
 	v := view{Report: r}
 	switch r.Status {
-	case "leak":
+	case runner.StatusLeak:
 		v.StatusText = "LEAK"
 		if !hasLeak(r) {
 			v.StatusText = "BROKEN"
 		}
-	case "error":
+	case runner.StatusError:
 		v.StatusText = "COULD NOT SOAK"
 	default:
 		v.StatusText = "STEADY"
@@ -124,7 +125,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		v.Rules = append(v.Rules, rl)
 	}
 
-	end := math.Max(r.Elapsed, r.Duration*boolf(!r.StoppedEarly && r.Status != "error"))
+	end := math.Max(r.Elapsed, r.Duration*boolf(!r.StoppedEarly && r.Status != runner.StatusError))
 	var rest []row
 	for _, s := range r.Series {
 		vd := s.Verdict
@@ -142,9 +143,12 @@ func (r *Report) WriteHTML(w io.Writer) error {
 			c.Class, c.Badge = "leak", "INVARIANT BROKEN"
 			rw.Reason = strings.Join(broken[s.Key], "; ")
 			c.Reason = rw.Reason
-		case vd.N < minJudged(r):
-			rw.Verdict, rw.Class = "not judged", "na"
-			c.Class, c.Badge = "na", "NOT JUDGED"
+		case vd.Outcome == detect.TooShort:
+			rw.Verdict, rw.Class = "too short", "na"
+			c.Class, c.Badge = "na", "TOO SHORT TO DECIDE"
+		case vd.Outcome == detect.TooNoisy:
+			rw.Verdict, rw.Class = "too noisy", "warn"
+			c.Class, c.Badge = "warn", "TOO NOISY TO DECIDE"
 		default:
 			rw.Verdict, rw.Class = "steady", "ok"
 			c.Class, c.Badge = "ok", "STEADY"
@@ -157,13 +161,9 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		if vd.N >= 3 {
 			rw.Highs = fmt.Sprintf("%s → %s", formatValue(vd.EarlyHigh, s.Kind), formatValue(vd.LateHigh, s.Kind))
 		}
-		if s.Kind.String() == "memory" {
-			rw.Tolerance = fmt.Sprintf("+%.0f%% (≥ %s)", s.Tolerance*100, formatValue(s.Floor, s.Kind))
-		} else {
-			rw.Tolerance = fmt.Sprintf("+%s", formatValue(s.Tolerance, s.Kind))
-		}
-		c.Stats = fmt.Sprintf("trend %s · Mann–Kendall p %s · high-water %s · tolerance %s",
-			rw.Slope, rw.P, orDash(rw.Highs), rw.Tolerance)
+		rw.Noise, rw.Tolerance, rw.Growth = Judgement(s)
+		c.Stats = fmt.Sprintf("trend %s · Mann–Kendall p %s · noise %s · tolerance %s · high-water %s (%s)",
+			rw.Slope, rw.P, rw.Noise, rw.Tolerance, orDash(rw.Highs), rw.Growth)
 		var lim *float64
 		if l, ok := limits[s.Key]; ok {
 			lim = &l
@@ -192,10 +192,6 @@ func plural(n int, one, many string) string {
 }
 
 func hasLeak(r *Report) bool { return len(r.Leaking) > 0 }
-
-// minJudged is the fewest samples the detector judges; fewer are shown as
-// not judged.
-func minJudged(*Report) int { return detect.DefaultMinSamples }
 
 func boolf(b bool) float64 {
 	if b {
@@ -271,7 +267,7 @@ tr:last-child td{border-bottom:0}
 tr.leak td{background:#fff6f7} tr.leak td:first-child{box-shadow:inset 4px 0 var(--bad)}
 td a{color:inherit;text-decoration:none;border-bottom:1px dotted var(--muted);overflow-wrap:anywhere}
 table{table-layout:auto} td:first-child{max-width:330px}
-.pill.ok{background:var(--ok-bg);color:var(--ok)} .pill.leak,.pill.bad{background:var(--bad-bg);color:var(--bad)} .pill.na{background:var(--na-bg);color:var(--na)}
+.pill.ok{background:var(--ok-bg);color:var(--ok)} .pill.leak,.pill.bad{background:var(--bad-bg);color:var(--bad)} .pill.na{background:var(--na-bg);color:var(--na)} .pill.warn{background:var(--warn-bg);color:var(--warn)}
 .reason{color:var(--muted);font-size:12px;margin-top:2px}
 .rules{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:10px}
 .rule{background:var(--card);border-radius:10px;padding:10px 14px;display:flex;gap:12px;align-items:flex-start;box-shadow:0 1px 2px rgba(20,30,50,.06);border:1px solid transparent}
@@ -326,9 +322,9 @@ footer p{margin:4px 0}
 
 <h2>Series</h2>
 <table>
-<thead><tr><th>Series</th><th>Verdict</th><th>Shape</th><th class="num">Now</th><th class="num">Trend</th><th class="num">MK p</th><th class="num">High-water early → late</th><th class="num">Tolerance</th></tr></thead>
+<thead><tr><th>Series</th><th>Verdict</th><th>Shape</th><th class="num">Now</th><th class="num">Trend</th><th class="num">MK p</th><th class="num">Noise (p-p)</th><th class="num">Tolerance</th><th class="num">High-water early → late</th><th class="num">Growth</th></tr></thead>
 <tbody>
-{{range .Rows}}<tr class="{{.Class}}"><td><a class="mono" href="#{{.ID}}">{{.Key}}</a><div class="reason">{{.Reason}}</div></td><td><span class="pill {{.Class}}">{{.Verdict}}</span></td><td class="spark">{{.Spark}}</td><td class="num">{{.Now}}</td><td class="num">{{.Slope}}</td><td class="num">{{.P}}</td><td class="num">{{.Highs}}</td><td class="num">{{.Tolerance}}</td></tr>
+{{range .Rows}}<tr class="{{.Class}}"><td><a class="mono" href="#{{.ID}}">{{.Key}}</a><div class="reason">{{.Reason}}</div></td><td><span class="pill {{.Class}}">{{.Verdict}}</span></td><td class="spark">{{.Spark}}</td><td class="num">{{.Now}}</td><td class="num">{{.Slope}}</td><td class="num">{{.P}}</td><td class="num">{{.Noise}}</td><td class="num" title="{{.Why}}">{{.Tolerance}}</td><td class="num">{{.Highs}}</td><td class="num">{{.Growth}}</td></tr>
 {{end}}</tbody>
 </table>
 {{if .Missing}}<p class="missing">Not exposed by the target, skipped: {{range $i, $m := .Missing}}{{if $i}}, {{end}}<code>{{$m}}</code>{{end}}.</p>{{end}}
@@ -353,7 +349,7 @@ footer p{margin:4px 0}
 {{range .Small}}{{template "card" .}}{{end}}</div>{{end}}
 
 <footer>
- <p><b>How the verdict is reached.</b> Samples taken during warm-up are shown, not judged. A series leaks when, after warm-up, the Mann–Kendall test finds an upward trend (tie-corrected, p &lt; 0.001), its Theil–Sen slope is positive, the high-water mark of the last third stands above the first third's by more than the tolerance (absolute for counts, relative for memory), and the last third still stands above the middle third. Noise, a sawtooth, one spike or a step that stopped pass. Invariants are judged on every sample, warm-up included.</p>
+ <p><b>How the verdict is reached.</b> Samples taken during warm-up are shown, not judged. Each series is judged against its own noise: the peak-to-peak spread of its samples after warm-up once the Theil–Sen trend is taken out. Its tolerance is 1.5 × that noise, never less than a small floor (1.5 for counts, a few MiB for memory), unless <code>--tolerance</code> fixed it. A series leaks when the Mann–Kendall test finds an upward trend (tie-corrected, p &lt; 0.001), its Theil–Sen slope is positive, the high-water mark of the last third stands above the first third's by more than the tolerance, and the last third still stands above the middle third. Noise, a sawtooth, one spike or a step that stopped pass. A series whose trend line rose beyond its tolerance while its high-water marks did not is too noisy to decide; one with fewer than 12 samples after warm-up is too short. Invariants are judged on every sample, warm-up included.</p>
  <p>Files beside this page: <code>report.json</code> (every sample and statistic), <code>samples.csv</code>. Exit status: 0 steady, 1 leak or broken invariant, 2 could not soak.</p>
 </footer>
 </main></body>

@@ -1,7 +1,9 @@
 // Package report writes what a soak found into a directory: report.json
 // (every sample, every verdict and its statistics), samples.csv (one row per
-// scrape, one column per series) and report.html (one self-contained page
-// with a chart per series).
+// scrape, one column per series), report.html (one self-contained page
+// with a chart per series) and summary.txt (the per-series table that the
+// command also prints: noise measured, tolerance that follows, growth seen,
+// verdict).
 package report
 
 import (
@@ -27,6 +29,7 @@ const (
 	JSONFile = "report.json"
 	CSVFile  = "samples.csv"
 	HTMLFile = "report.html"
+	TextFile = "summary.txt"
 )
 
 // Meta describes the run beyond what the soak itself recorded.
@@ -48,7 +51,7 @@ type Report struct {
 	Warmup        float64            `json:"warmup_seconds"`
 	FailFast      bool               `json:"fail_fast"`
 	StoppedEarly  bool               `json:"stopped_early"`
-	Status        string             `json:"status"` // steady, leak or error
+	Status        runner.Status      `json:"status"` // steady, leak or error
 	Verdict       string             `json:"verdict"`
 	Error         string             `json:"error,omitempty"`
 	Scrapes       int                `json:"scrapes"`
@@ -63,9 +66,13 @@ type Report struct {
 // Series is one watched series in report.json.
 type Series struct {
 	series.Series
-	Kind         detect.Kind    `json:"kind"`
-	Tolerance    float64        `json:"tolerance"`
+	Kind detect.Kind `json:"kind"`
+	// Floor is the least tolerance; Fixed and Tolerance are set when
+	// --tolerance replaced the one from the noise. The tolerance in effect
+	// is Verdict.Allowed.
 	Floor        float64        `json:"floor,omitempty"`
+	Fixed        bool           `json:"fixed,omitempty"`
+	Tolerance    float64        `json:"tolerance,omitempty"`
 	Why          string         `json:"tolerance_why"`
 	SlopePerHour float64        `json:"slope_per_hour"`
 	Verdict      detect.Verdict `json:"verdict"`
@@ -105,8 +112,9 @@ func New(res *runner.Result, meta Meta) *Report {
 		rs := Series{
 			Series:       *s,
 			Kind:         s.Spec.Kind,
-			Tolerance:    s.Spec.Tolerance,
 			Floor:        s.Spec.Floor,
+			Fixed:        s.Spec.Fixed,
+			Tolerance:    s.Spec.Tolerance,
 			Why:          s.Spec.Why,
 			SlopePerHour: v.SlopePerHour(),
 			Verdict:      v,
@@ -155,6 +163,7 @@ func (r *Report) Write(dir string) error {
 		{JSONFile, r.WriteJSON},
 		{CSVFile, r.WriteCSV},
 		{HTMLFile, r.WriteHTML},
+		{TextFile, r.WriteText},
 	} {
 		if err := writeFile(filepath.Join(dir, f.name), f.write); err != nil {
 			return err

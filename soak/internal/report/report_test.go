@@ -62,7 +62,7 @@ func TestReport_Write(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != "leak" || got.RunID != "run-1" {
+	if got.Status != runner.StatusLeak || got.RunID != "run-1" {
 		t.Fatalf("status %q run %q, want leak run-1", got.Status, got.RunID)
 	}
 	if want := "process_open_fds,worker_db_handles_open"; strings.Join(got.Named, ",") != want {

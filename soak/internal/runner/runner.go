@@ -79,6 +79,9 @@ type Result struct {
 	Failures   int
 	// StoppedEarly is set when fail-fast ended the soak.
 	StoppedEarly bool
+	// StoppedAt is the time, in seconds into the soak, of the sample at
+	// which fail-fast ended it; zero unless StoppedEarly.
+	StoppedAt float64
 	// Err is why the soak could not be done, or nil.
 	Err error
 
@@ -113,16 +116,67 @@ func (r *Result) Broken() []invariant.Result {
 	return out
 }
 
-// Status is "steady", "leak" (a leak or a broken invariant: the alarm) or
-// "error" (could not soak).
-func (r *Result) Status() string {
-	switch {
-	case len(r.Leaks()) > 0 || len(r.Broken()) > 0:
+// Undecided returns the series that were too short or too noisy to decide,
+// in display order.
+func (r *Result) Undecided() []Leak {
+	var out []Leak
+	for _, s := range r.Recording.Series() {
+		if v, ok := r.Verdicts[s.Key]; ok && !v.Outcome.Decided() {
+			out = append(out, Leak{Series: s.Key, Verdict: v})
+		}
+	}
+	return out
+}
+
+// Status is the outcome of a whole soak.
+type Status int
+
+// Statuses of a soak; their strings are what report.json holds.
+const (
+	// StatusSteady: no watched series leaks and every invariant held.
+	StatusSteady Status = iota
+	// StatusLeak: a series leaks or an invariant broke; the alarm.
+	StatusLeak
+	// StatusError: the soak could not be done; nothing was proven.
+	StatusError
+)
+
+// String returns "steady", "leak" or "error".
+func (s Status) String() string {
+	switch s {
+	case StatusLeak:
 		return "leak"
-	case r.Err != nil:
+	case StatusError:
 		return "error"
 	default:
 		return "steady"
+	}
+}
+
+// MarshalText makes a Status readable in report.json.
+func (s Status) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads what MarshalText wrote.
+func (s *Status) UnmarshalText(b []byte) error {
+	for _, c := range []Status{StatusSteady, StatusLeak, StatusError} {
+		if c.String() == string(b) {
+			*s = c
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown status %q", b)
+}
+
+// Status is StatusLeak on a leak or a broken invariant (the alarm),
+// StatusError when the soak could not be done, and StatusSteady otherwise.
+func (r *Result) Status() Status {
+	switch {
+	case len(r.Leaks()) > 0 || len(r.Broken()) > 0:
+		return StatusLeak
+	case r.Err != nil:
+		return StatusError
+	default:
+		return StatusSteady
 	}
 }
 
@@ -149,13 +203,13 @@ func (r *Result) Sentence() string {
 		parts = append(parts, fmt.Sprintf("broken %s (%s)", b.Rule, b.Detail))
 	}
 	switch r.Status() {
-	case "leak":
+	case StatusLeak:
 		word := "LEAK"
 		if len(r.Leaks()) == 0 {
 			word = "INVARIANT BROKEN"
 		}
 		return fmt.Sprintf("%s after %s: %s.", word, round(r.Elapsed), strings.Join(parts, "; "))
-	case "error":
+	case StatusError:
 		return fmt.Sprintf("COULD NOT SOAK after %s: %v.", round(r.Elapsed), r.Err)
 	}
 	applies := 0
@@ -164,8 +218,16 @@ func (r *Result) Sentence() string {
 			applies++
 		}
 	}
-	return fmt.Sprintf("STEADY: no leak in %d series over %s judged after %s warm-up; %d invariants held.",
-		len(r.Verdicts), round(max(judged, 0)), round(r.Config.Warmup), applies)
+	undecided := ""
+	if u := r.Undecided(); len(u) > 0 {
+		var keys []string
+		for _, l := range u {
+			keys = append(keys, l.Series+" ("+l.Verdict.Outcome.String()+")")
+		}
+		undecided = fmt.Sprintf("; %d not decided: %s", len(u), strings.Join(keys, ", "))
+	}
+	return fmt.Sprintf("STEADY: no leak in %d series over %s judged after %s warm-up; %d invariants held%s.",
+		len(r.Verdicts), round(max(judged, 0)), round(r.Config.Warmup), applies, undecided)
 }
 
 // signed formats a slope with its sign and three significant digits.
@@ -181,6 +243,45 @@ func round(d time.Duration) time.Duration { return d.Round(time.Second) }
 // Run soaks the target. It returns the Result, also when the soak could not
 // be done (then with Result.Err set and returned).
 func Run(ctx context.Context, cfg Config) (*Result, error) {
+	res := newResult(cfg)
+	res.Start = time.Now()
+	res.Err = res.loop(ctx)
+	res.Elapsed = time.Since(res.Start)
+	res.finish()
+	return res, res.Err
+}
+
+// Scrape is one successful scrape, T seconds into a soak.
+type Scrape struct {
+	T      float64
+	Vector model.Vector
+}
+
+// Replay judges scrapes taken by someone else exactly as Run judges the
+// ones it takes: the same recording, invariants, fail-fast test after every
+// sample and final verdicts, without the waiting. cfg.Scraper is not used.
+// The detection-power study (soak/cmd/soakpower) judges thousands of soaks
+// of the stand-in service through it in seconds. Elapsed is the time of the
+// last scrape judged.
+func Replay(cfg Config, scrapes []Scrape) *Result {
+	res := newResult(cfg)
+	for _, sc := range scrapes {
+		res.Scrapes++
+		res.Elapsed = time.Duration(sc.T * float64(time.Second))
+		if res.sample(sc.T, sc.Vector) {
+			break
+		}
+	}
+	if len(res.Recording.Series()) == 0 {
+		res.Err = fmt.Errorf("%w (%s)", ErrNoWatchedSeries, strings.Join(names(cfg.Watch), ", "))
+	}
+	res.finish()
+	return res
+}
+
+// newResult returns the empty Result of a soak of cfg, with its defaults
+// filled.
+func newResult(cfg Config) *Result {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
 	}
@@ -193,21 +294,33 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.PinnedFor <= 0 {
 		cfg.PinnedFor = invariant.DefaultPinnedFor
 	}
-	res := &Result{
-		Start:     time.Now(),
+	return &Result{
 		Config:    cfg,
 		Recording: series.NewRecording(cfg.Watch),
 		Verdicts:  make(map[string]detect.Verdict),
 		checker:   invariant.New(cfg.PinnedFor),
 	}
-	res.Err = res.loop(ctx)
-	if res.StoppedEarly {
-		res.checker.StoppedEarly()
+}
+
+// finish gives the final verdicts once the scraping is over.
+func (r *Result) finish() {
+	if r.StoppedEarly {
+		r.checker.StoppedEarly()
 	}
-	res.Elapsed = time.Since(res.Start)
-	res.judge()
-	res.Invariants = res.checker.Finish()
-	return res, res.Err
+	r.judge()
+	r.Invariants = r.checker.Finish()
+}
+
+// sample records one successful scrape taken t seconds in and reports
+// whether fail-fast ends the soak with it.
+func (r *Result) sample(t float64, vec model.Vector) bool {
+	r.Recording.Add(t, vec)
+	r.checker.Observe(t, vec)
+	if r.Config.FailFast && r.certain(t) {
+		r.StoppedEarly, r.StoppedAt = true, t
+		return true
+	}
+	return false
 }
 
 // loop scrapes until the duration is over, fail-fast fires or the soak
@@ -242,14 +355,11 @@ func (r *Result) loop(ctx context.Context) error {
 		default:
 			failStreak = 0
 			okScrapes++
-			r.Recording.Add(t, vec)
-			r.checker.Observe(t, vec)
+			if r.sample(t, vec) {
+				return nil
+			}
 			if len(r.Recording.Series()) == 0 && okScrapes >= emptyScrapes {
 				return fmt.Errorf("%w (%s)", ErrNoWatchedSeries, strings.Join(names(cfg.Watch), ", "))
-			}
-			if cfg.FailFast && r.certain(t) {
-				r.StoppedEarly = true
-				return nil
 			}
 		}
 		if cfg.Progress != nil && time.Since(lastProgress) >= cfg.ProgressEvery {
@@ -292,17 +402,6 @@ func names(specs []series.Spec) []string {
 	return out
 }
 
-// params returns the detector parameters of s.
-func params(s *series.Series, failFast bool) detect.Params {
-	p := detect.Params{Kind: s.Spec.Kind, Tolerance: s.Spec.Tolerance, Floor: s.Spec.Floor}
-	if failFast {
-		p.Alpha = detect.DefaultFailFastAlpha
-		p.MaxPoints = detect.DefaultFailFastMaxPoints
-		p.SkipSlopeUnlessLeak = true
-	}
-	return p
-}
-
 // certain reports whether a leak is certain or a rule broke, t seconds in.
 // Leaks found here are kept, so the final verdict cannot lose them.
 func (r *Result) certain(t float64) bool {
@@ -313,7 +412,7 @@ func (r *Result) certain(t float64) bool {
 	}
 	for _, s := range r.Recording.Series() {
 		ts, vs := s.After(warm)
-		if v := detect.Analyze(ts, vs, params(s, true)); v.Leak {
+		if v := detect.Analyze(ts, vs, s.Spec.FailFastParams()); v.Leak {
 			r.Verdicts[s.Key] = v
 			stop = true
 		}
@@ -327,8 +426,10 @@ func (r *Result) judge() {
 	warm := r.Config.Warmup.Seconds()
 	for _, s := range r.Recording.Series() {
 		ts, vs := s.After(warm)
-		v := detect.Analyze(ts, vs, params(s, false))
+		v := detect.Analyze(ts, vs, s.Spec.Params())
 		if early, ok := r.Verdicts[s.Key]; ok && early.Leak && !v.Leak {
+			// The leak fail-fast found stands; the final statistics
+			// (over every sample) draw its trend.
 			early.Slope, early.Intercept = v.Slope, v.Intercept
 			if early.Slope <= 0 {
 				early.Slope, early.Intercept = detect.TheilSen(ts, vs)

@@ -65,7 +65,7 @@ func TestRun_Verdict(t *testing.T) {
 	if err != nil {
 		t.Fatalf("got %v, want nil", err)
 	}
-	if got, want := res.Status(), "steady"; got != want {
+	if got, want := res.Status(), runner.StatusSteady; got != want {
 		t.Fatalf("Status()=%q, want %q (%s)", got, want, res.Sentence())
 	}
 	if got, want := len(res.Verdicts), 2; got != want {
@@ -127,7 +127,7 @@ func TestRun_Errors(t *testing.T) {
 		}})
 		cfg.Died = died
 		res, err := runner.Run(context.Background(), cfg)
-		if !errors.Is(err, runner.ErrTargetDied) || res.Status() != "error" {
+		if !errors.Is(err, runner.ErrTargetDied) || res.Status() != runner.StatusError {
 			t.Fatalf("got %v (status %s), want ErrTargetDied", err, res.Status())
 		}
 	})

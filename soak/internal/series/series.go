@@ -15,74 +15,65 @@ import (
 )
 
 // Spec says how one watched metric name is judged. Every series of the
-// metric (one per label set) is judged on its own.
+// metric (one per label set) is judged on its own, against the noise it
+// shows (see package detect); the Spec gives the floor under that tolerance
+// and, when --tolerance set one, a fixed tolerance instead.
 type Spec struct {
 	Name string      `json:"name"`
 	Kind detect.Kind `json:"kind"`
-	// Tolerance is the growth of the high-water mark that is still healthy:
-	// a count for Count, a fraction of the early high-water mark for Memory.
-	Tolerance float64 `json:"tolerance"`
-	// Floor is, for Memory, the least growth in bytes that can be a leak.
+	// Floor is the least tolerance, in units for Count and bytes for
+	// Memory, however quiet the series.
 	Floor float64 `json:"floor,omitempty"`
-	// Why says where the tolerance comes from; it is shown in the report.
+	// Fixed replaces the tolerance from the noise by Tolerance: a count
+	// for Count, a fraction of the early high-water mark (at least Floor)
+	// for Memory.
+	Fixed     bool    `json:"fixed,omitempty"`
+	Tolerance float64 `json:"tolerance,omitempty"`
+	// Why says where the floor or the fixed tolerance comes from; it is
+	// shown in the report.
 	Why string `json:"why"`
 }
 
-// Tolerances of the default watch list. docs/soak.md explains each; the
-// numbers come from the worker's shape (a pool of max_open_conns=4, two FDs
-// per SQLite connection in WAL mode plus one for -shm, a handful of jobs
-// running at once) and from healthy soaks of it.
+// Floors of the default watch list. docs/soak.md explains each; the
+// tolerance itself is measured on every series (1.5 × the peak-to-peak of
+// its detrended samples), these are only the least it can be.
 const (
-	// DefaultFDTolerance covers the pool growing from one connection to
-	// four (3 × 2 FDs) plus the -shm file and a keep-alive scrape socket.
-	DefaultFDTolerance = 8
-	// DefaultConnTolerance covers the pool growing from one connection to
-	// its limit of four. A leak bounded by the pool is caught by the
-	// pool-pinned invariant instead.
-	DefaultConnTolerance = 3
-	// DefaultStmtTolerance covers statements that a job holds prepared
-	// while it runs, a few per connection.
-	DefaultStmtTolerance = 8
-	// DefaultGoroutineTolerance covers a job goroutine per concurrently
-	// running job, HTTP connection goroutines and database/sql's opener.
-	DefaultGoroutineTolerance = 10
-	// DefaultRSSTolerance is the relative growth of resident memory still
-	// healthy after warm-up: allocator arenas and SQLite's page cache settle
-	// late.
-	DefaultRSSTolerance = 0.25
-	// DefaultRSSFloor keeps a small process from turning 25% of a few MiB
-	// into an alarm.
+	// DefaultCountFloor is the least tolerance of a count series: a rise of
+	// 3 steps over the judged window clears it, 2 do not.
+	DefaultCountFloor = detect.DefaultCountFloor
+	// DefaultRSSFloor is the least tolerance of resident memory: the
+	// allocator and SQLite's page cache settle after warm-up, and the clean
+	// worker's high-water mark creeps by up to a few MiB in a soak while
+	// its samples are smooth.
 	DefaultRSSFloor = 4 << 20
-	// DefaultHeapTolerance is the relative growth of the in-use heap still
-	// healthy after warm-up; the GC lets it swing by up to GOGC=100%, but
-	// its high-water mark is stable when nothing leaks.
-	DefaultHeapTolerance = 0.25
-	// DefaultHeapFloor keeps a tiny heap from turning a few KiB into 25%.
+	// DefaultHeapFloor is the least tolerance of the in-use heap, which the
+	// GC swings by a few MiB; it also keeps a tiny heap from turning a few
+	// KiB into an alarm.
 	DefaultHeapFloor = 2 << 20
 )
 
 // DefaultWatch is the watch list used unless --watch is given.
 var DefaultWatch = []Spec{
-	{Name: "process_open_fds", Kind: detect.Count, Tolerance: DefaultFDTolerance,
-		Why: "pool 1→4 connections × 2 FDs, -shm, a scrape socket"},
-	{Name: "worker_open_fds", Kind: detect.Count, Tolerance: DefaultFDTolerance,
-		Why: "as process_open_fds, per FD type"},
-	{Name: "go_sql_open_connections", Kind: detect.Count, Tolerance: DefaultConnTolerance,
-		Why: "pool growing from 1 to max_open_conns=4"},
-	{Name: "go_sql_in_use_connections", Kind: detect.Count, Tolerance: DefaultConnTolerance,
-		Why: "pool growing from 1 to max_open_conns=4"},
-	{Name: "worker_db_connections_open", Kind: detect.Count, Tolerance: DefaultConnTolerance,
-		Why: "pool growing from 1 to max_open_conns=4"},
-	{Name: "worker_db_handles_open", Kind: detect.Count, Tolerance: 0,
-		Why: "one handle, always; any rise is a leak"},
-	{Name: "worker_db_statements_open", Kind: detect.Count, Tolerance: DefaultStmtTolerance,
-		Why: "statements held by running jobs, a few per connection"},
-	{Name: "go_goroutines", Kind: detect.Count, Tolerance: DefaultGoroutineTolerance,
-		Why: "jobs running at once, HTTP connections, pool opener"},
-	{Name: "process_resident_memory_bytes", Kind: detect.Memory, Tolerance: DefaultRSSTolerance, Floor: DefaultRSSFloor,
-		Why: "allocator and SQLite page cache settle after warm-up"},
-	{Name: "go_memstats_heap_inuse_bytes", Kind: detect.Memory, Tolerance: DefaultHeapTolerance, Floor: DefaultHeapFloor,
-		Why: "GC cycles swing the heap; its high-water mark holds"},
+	{Name: "process_open_fds", Kind: detect.Count, Floor: DefaultCountFloor,
+		Why: "measured noise; floor 1.5 FDs"},
+	{Name: "worker_open_fds", Kind: detect.Count, Floor: DefaultCountFloor,
+		Why: "measured noise; floor 1.5 FDs"},
+	{Name: "go_sql_open_connections", Kind: detect.Count, Floor: DefaultCountFloor,
+		Why: "measured noise; floor 1.5 connections"},
+	{Name: "go_sql_in_use_connections", Kind: detect.Count, Floor: DefaultCountFloor,
+		Why: "measured noise; floor 1.5 connections"},
+	{Name: "worker_db_connections_open", Kind: detect.Count, Floor: DefaultCountFloor,
+		Why: "measured noise; floor 1.5 connections"},
+	{Name: "worker_db_handles_open", Kind: detect.Count, Floor: DefaultCountFloor,
+		Why: "measured noise; floor 1.5 handles (and the one_handle invariant)"},
+	{Name: "worker_db_statements_open", Kind: detect.Count, Floor: DefaultCountFloor,
+		Why: "measured noise; floor 1.5 statements"},
+	{Name: "go_goroutines", Kind: detect.Count, Floor: DefaultCountFloor,
+		Why: "measured noise; floor 1.5 goroutines"},
+	{Name: "process_resident_memory_bytes", Kind: detect.Memory, Floor: DefaultRSSFloor,
+		Why: "measured noise; floor 4 MiB: allocator and page cache settle"},
+	{Name: "go_memstats_heap_inuse_bytes", Kind: detect.Memory, Floor: DefaultHeapFloor,
+		Why: "measured noise; floor 2 MiB: GC swings"},
 }
 
 // SpecFor returns the Spec of name: the default one when name is on the
@@ -95,10 +86,27 @@ func SpecFor(name string) Spec {
 		}
 	}
 	if strings.HasSuffix(name, "_bytes") {
-		return Spec{Name: name, Kind: detect.Memory, Tolerance: DefaultRSSTolerance, Floor: DefaultHeapFloor,
-			Why: "default for memory series"}
+		return Spec{Name: name, Kind: detect.Memory, Floor: DefaultHeapFloor,
+			Why: "measured noise; floor 2 MiB (default for memory series)"}
 	}
-	return Spec{Name: name, Kind: detect.Count, Tolerance: DefaultFDTolerance, Why: "default for count series"}
+	return Spec{Name: name, Kind: detect.Count, Floor: DefaultCountFloor,
+		Why: "measured noise; floor 1.5 (default for count series)"}
+}
+
+// Params returns the detector parameters of the final verdict on a series
+// of s.
+func (s Spec) Params() detect.Params {
+	return detect.Params{Kind: s.Kind, Floor: s.Floor, Fixed: s.Fixed, Tolerance: s.Tolerance}
+}
+
+// FailFastParams returns the detector parameters of the test repeated at
+// every sample under --fail-fast: far stricter, and cheap.
+func (s Spec) FailFastParams() detect.Params {
+	p := s.Params()
+	p.Alpha = detect.DefaultFailFastAlpha
+	p.MaxPoints = detect.DefaultFailFastMaxPoints
+	p.SkipUnlessTrend = true
+	return p
 }
 
 // Series is the recorded points of one watched series.

@@ -54,7 +54,10 @@ func TestSpecFor(t *testing.T) {
 	if got := series.SpecFor("foo_total").Kind; got != detect.Count {
 		t.Fatalf("foo_total kind %v, want count", got)
 	}
-	if got, want := series.SpecFor("go_goroutines").Tolerance, float64(series.DefaultGoroutineTolerance); got != want {
-		t.Fatalf("go_goroutines tolerance %g, want %g", got, want)
+	if got, want := series.SpecFor("go_goroutines").Floor, float64(series.DefaultCountFloor); got != want {
+		t.Fatalf("go_goroutines floor %g, want %g", got, want)
+	}
+	if got := series.SpecFor("go_goroutines").Fixed; got {
+		t.Fatalf("go_goroutines Fixed=%v, want false: judged by its noise", got)
 	}
 }
