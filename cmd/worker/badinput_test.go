@@ -64,7 +64,7 @@ func TestWorker_BadInput(t *testing.T) {
 		{name: "PortInUse", args: []string{"--web.listen-address", busy.Addr().String()}, code: 1,
 			want: "worker: --web.listen-address " + busy.Addr().String() + ": bind: address already in use"},
 		{name: "DatabaseHeldByAnotherWorker", args: []string{"--db.path", held.DBPath}, code: 1,
-			want: "worker: database is in use by another worker: lock file " + held.DBPath + ".lock is held (pid " + strconv.Itoa(held.Cmd.Process.Pid) + ")"},
+			want: "worker: database is in use by another worker: " + held.DBPath + " is locked (pid " + strconv.Itoa(held.Cmd.Process.Pid) + ")"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			caseDir := t.TempDir()

@@ -23,6 +23,7 @@ type Collector struct {
 	statementsOpen    *prometheus.Desc
 	sizeBytes         *prometheus.Desc
 	walSizeBytes      *prometheus.Desc
+	corrupt           *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*Collector)(nil)
@@ -44,6 +45,7 @@ func NewCollector(namespace string, h *Handle) *Collector {
 		statementsOpen:    d("statements_open", "Prepared statements open on the driver, across all handles of the process."),
 		sizeBytes:         d("size_bytes", "Size of the database file."),
 		walSizeBytes:      d("wal_size_bytes", "Size of the database's -wal file; 0 when absent."),
+		corrupt:           d("corrupt", "1 once SQLite reported the database malformed (SQLITE_CORRUPT or SQLITE_NOTADB): jobs no longer write to it; 0 otherwise."),
 	}
 }
 
@@ -52,7 +54,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.initCalls, c.handlesOpen, c.handlesOpened, c.handlesClosed,
 		c.connectionsOpen, c.connectionsOpened, c.connectionsClosed,
-		c.statementsOpen, c.sizeBytes, c.walSizeBytes,
+		c.statementsOpen, c.sizeBytes, c.walSizeBytes, c.corrupt,
 	} {
 		ch <- d
 	}
@@ -79,6 +81,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.connectionsOpened, a.ConnectionsOpened)
 	counter(c.connectionsClosed, a.ConnectionsClosed)
 	gauge(c.statementsOpen, a.StatementsOpen())
+	var corrupt uint64
+	if c.h.Corrupt() != nil {
+		corrupt = 1
+	}
+	gauge(c.corrupt, corrupt)
 
 	c.collectSize(ch, c.sizeBytes, c.h.Path())
 	c.collectSize(ch, c.walSizeBytes, c.h.Path()+"-wal")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -92,13 +93,13 @@ func TestHandle_Init_Concurrent(t *testing.T) {
 		t.Fatalf("connections open: got %d, want at most %d", got, max)
 	}
 	// Each WAL connection holds the database and its -wal; -shm is shared.
-	// The handle adds one more FD: the single-instance lock file.
+	// The handle adds one more FD: the flock on the database file.
 	fds := openFDs(t, path)
-	if got, max := fds[fdstat.SQLite], 2*h.MaxOpenConns()+1; got > max {
-		t.Fatalf("sqlite FDs: got %d, want at most %d (2 × max open + 1)", got, max)
+	if got, max := fds[fdstat.SQLite], 2*h.MaxOpenConns()+2; got > max {
+		t.Fatalf("sqlite FDs: got %d, want at most %d (2 × max open + the -shm + the lock)", got, max)
 	}
 	if got, max := fds.Total()-fdsBefore, 2*h.MaxOpenConns()+2; got > max {
-		t.Fatalf("FDs above baseline: got %d, want at most %d (2 × max open + 1, + the lock file)", got, max)
+		t.Fatalf("FDs above baseline: got %d, want at most %d (2 × max open + the -shm + the lock)", got, max)
 	}
 
 	if err := h.Close(context.Background()); err != nil {
@@ -194,7 +195,7 @@ func TestHandle_Close(t *testing.T) {
 }
 
 // Ensure a second worker on the same database refuses to start, naming the
-// lock file, and can start once the first is gone.
+// path and the pid that holds it, and can start once the first is gone.
 func TestHandle_Lock(t *testing.T) {
 	h1 := MustOpenHandle(t)
 	h2 := db.New(db.Config{Path: h1.Path()})
@@ -203,8 +204,12 @@ func TestHandle_Lock(t *testing.T) {
 	if !errors.Is(err, db.ErrLocked) {
 		t.Fatalf("second handle: got %v, want %v", err, db.ErrLocked)
 	}
-	if !strings.Contains(err.Error(), h1.LockPath()) || strings.Contains(err.Error(), "\n") {
-		t.Fatalf("error: got %q, want one line naming %s", err, h1.LockPath())
+	want := "database is in use by another worker: " + h1.Path() + " is locked (pid " + strconv.Itoa(os.Getpid()) + ")"
+	if got := err.Error(); got != want {
+		t.Fatalf("error: got %q, want %q", got, want)
+	}
+	if _, err := os.Stat(h1.Path() + ".lock"); err == nil {
+		t.Fatalf("%s.lock: got a lock file, want none (the lock is on the database file)", h1.Path())
 	}
 	if err := h1.Close(context.Background()); err != nil {
 		t.Fatal(err)

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/mattn/go-sqlite3"
@@ -125,18 +127,42 @@ func cutMaxPageCount(dsn string) (string, int64, error) {
 	return base + "?" + q.Encode(), n, nil
 }
 
-// connector counts the connections it makes and its own close.
+// connector counts the connections it makes and its own close. The
+// Handle's connector also guards the database's -wal and -shm (guard), owns
+// the flock descriptor of the database file (lock), and reports corruption
+// (onCorrupt); a connector of a plain sql.Open has none of them.
 type connector struct {
 	driver       *Driver
 	dsn          string
 	maxPageCount int64 // PRAGMA max_page_count for every connection; 0: SQLite's
 	closed       atomic.Bool
 	open         atomic.Int64 // connections made and not yet closed
+	live         atomic.Int64 // open, less those whose Close has begun
+
+	guard     *walGuard
+	onCorrupt func(error)
+	lock      *os.File // closed by release, after the last connection
+	lockOnce  sync.Once
 }
 
 var _ driver.Connector = (*connector)(nil)
 
 func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
+	first := true
+	if g := c.guard; g != nil {
+		if err := g.fenced(); err != nil {
+			return nil, err
+		}
+		// While a connection is open, the -wal and -shm it uses must still be
+		// the ones at the paths: a new connection would otherwise start a
+		// second -wal beside the one the others write.
+		if first = c.live.Load() == 0; !first {
+			if err := g.check(); err != nil {
+				g.setFence(err)
+				return nil, err
+			}
+		}
+	}
 	conn, err := c.driver.base.Open(c.dsn)
 	if err != nil {
 		return nil, err
@@ -148,7 +174,13 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 			return nil, fmt.Errorf("cannot set max_page_count: %w", err)
 		}
 	}
-	return wrapConn(sc, c), nil
+	wc := wrapConn(sc, c)
+	if c.guard != nil && first {
+		// No connection was open: SQLite may have removed the -wal and -shm
+		// when the last one closed, and this one made new ones.
+		c.guard.record()
+	}
+	return wc, nil
 }
 
 func (c *connector) Driver() driver.Driver { return c.driver }
@@ -158,7 +190,19 @@ func (c *connector) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
 		accounting.handlesClosed.Add(1)
 	}
+	c.release()
 	return nil
+}
+
+// release closes the lock descriptor once the connector is closed and none
+// of its connections is open: closing it earlier would drop SQLite's fcntl
+// locks of the connections still open. Both Close and the last connection's
+// Close call it; whichever comes second closes the descriptor.
+func (c *connector) release() {
+	if c.lock == nil || !c.closed.Load() || c.open.Load() > 0 {
+		return
+	}
+	c.lockOnce.Do(func() { _ = c.lock.Close() })
 }
 
 // conn embeds the sqlite3 connection so that every optional interface it
@@ -186,17 +230,30 @@ func wrapConn(c *sqlite3.SQLiteConn, from *connector) *conn {
 	accounting.connsOpened.Add(1)
 	if from != nil {
 		from.open.Add(1)
+		from.live.Add(1)
 	}
 	return &conn{SQLiteConn: c, connector: from}
 }
 
-// Close closes the connection and counts it once.
+// Close closes the connection and counts it once. On a fenced connector
+// (its -wal or -shm was removed or replaced) the connection is told to keep
+// the -wal at its path (SQLITE_FCNTL_PERSIST_WAL): the last connection to
+// close would otherwise unlink whatever file is at the paths now, which is
+// not the one it used.
 func (c *conn) Close() error {
+	first := c.closed.CompareAndSwap(false, true)
+	if first && c.connector != nil {
+		c.connector.live.Add(-1)
+		if g := c.connector.guard; g != nil && g.fenced() != nil {
+			_ = c.SQLiteConn.SetFileControlInt("main", sqlite3.SQLITE_FCNTL_PERSIST_WAL, 1)
+		}
+	}
 	err := c.SQLiteConn.Close()
-	if c.closed.CompareAndSwap(false, true) {
+	if first {
 		accounting.connsClosed.Add(1)
 		if c.connector != nil {
 			c.connector.open.Add(-1)
+			c.connector.release()
 		}
 	}
 	return err
@@ -216,11 +273,28 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 	return rows, err
 }
 
+// note looks at what SQLite answered: a read-only answer makes the
+// connection invalid, a corrupt one is reported to the Handle.
 func (c *conn) note(err error) {
 	var se sqlite3.Error
-	if err != nil && errors.As(err, &se) && se.Code == sqlite3.ErrReadonly {
-		c.readonly.Store(true)
+	if err == nil || !errors.As(err, &se) {
+		return
 	}
+	switch se.Code {
+	case sqlite3.ErrReadonly:
+		c.readonly.Store(true)
+	case sqlite3.ErrCorrupt, sqlite3.ErrNotADB:
+		if c.connector != nil && c.connector.onCorrupt != nil {
+			c.connector.onCorrupt(err)
+		}
+	}
+}
+
+// IsCorrupt reports whether err is SQLite saying the database file is
+// malformed (SQLITE_CORRUPT) or not a database (SQLITE_NOTADB).
+func IsCorrupt(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && (se.Code == sqlite3.ErrCorrupt || se.Code == sqlite3.ErrNotADB)
 }
 
 // IsValid implements driver.Validator. SQLite opens a connection read-only,

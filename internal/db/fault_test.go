@@ -102,8 +102,11 @@ func TestHandle_Verify_DirectoryRemoved(t *testing.T) {
 	if opened, _, failed := h.InitCalls(); opened != 2 || failed != 1 {
 		t.Fatalf("InitCalls: got opened=%d failed=%d, want 2 1", opened, failed)
 	}
-	if _, err := os.Stat(h.LockPath()); err != nil {
-		t.Fatalf("lock file after reopening: %v", err)
+	if h2 := db.New(db.Config{Path: h.Path()}); true {
+		if _, err := h2.Init(ctx); !errors.Is(err, db.ErrLocked) {
+			t.Fatalf("second handle after reopening: got %v, want %v (the new file is locked)", err, db.ErrLocked)
+		}
+		h2.Close(ctx)
 	}
 }
 

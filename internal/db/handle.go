@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +37,12 @@ var (
 	ErrLocked      = errors.New("database is in use by another worker")
 	ErrNotOpen     = errors.New("database is not open")
 	ErrFileChanged = errors.New("database file was removed or replaced while open")
+	// ErrWALChanged is the database's -wal or -shm removed or replaced
+	// while connections had it open.
+	ErrWALChanged = errors.New("database -wal or -shm was removed or replaced while open")
+	// ErrCorrupt is SQLite reporting the database malformed or not a
+	// database: jobs stop writing to it, and Close returns it.
+	ErrCorrupt = errors.New("database is corrupt")
 	// ErrCloseTimeout is returned by Close when connections stayed in use,
 	// as leaked rows or transactions keep them.
 	ErrCloseTimeout = errors.New("database close timed out: connections still in use")
@@ -66,10 +71,17 @@ type Handle struct {
 
 	mu     sync.Mutex // serialises the slow path, Verify and Close
 	closed bool
-	lock   *os.File   // flock held while open
-	conn   *connector // the open handle's connector, which counts its connections
+	cur    *sql.DB    // the open handle, also while db is nil because it is corrupt
+	conn   *connector // the open handle's connector: counts its connections, owns the lock
 	files  dbFiles    // identities of the files the handle opened
-	stale  *staleWAL  // left behind by a handle dropped because its file was replaced
+	stale  *staleWAL  // left behind by a handle that Verify dropped
+	// walDropped: the last handle was dropped because its -wal or -shm
+	// changed; the next open runs quick_check.
+	walDropped bool
+
+	// corrupt is set, once, when SQLite reported the database malformed;
+	// it is read without the lock.
+	corrupt atomic.Pointer[error]
 	// state is what Health reads without the lock, so that /readyz never
 	// waits for an open or a Close in progress. Written under mu.
 	state atomic.Pointer[handleState]
@@ -104,9 +116,6 @@ func New(cfg Config) *Handle {
 // Path returns the path of the database file.
 func (h *Handle) Path() string { return h.cfg.Path }
 
-// LockPath returns the path of the single-instance lock file.
-func (h *Handle) LockPath() string { return h.cfg.Path + ".lock" }
-
 // MaxOpenConns returns the pool bound.
 func (h *Handle) MaxOpenConns() int { return h.cfg.MaxOpenConns }
 
@@ -132,6 +141,10 @@ func (h *Handle) initSlow(ctx context.Context) (*sql.DB, error) {
 		h.failed.Add(1)
 		return nil, ErrClosed
 	}
+	if err := h.Corrupt(); err != nil {
+		h.failed.Add(1)
+		return nil, err
+	}
 	if db := h.db.Load(); db != nil { // another caller won the race
 		h.reused.Add(1)
 		return db, nil
@@ -142,11 +155,39 @@ func (h *Handle) initSlow(ctx context.Context) (*sql.DB, error) {
 		h.state.Store(&handleState{err: err})
 		return nil, err
 	}
-	h.state.Store(&handleState{open: true, file: h.files.db})
+	h.cur = db
+	h.state.Store(&handleState{open: true, file: h.files.db, conn: h.conn})
 	h.db.Store(db)
+	if err := h.Corrupt(); err != nil { // seen while opening: unpublish
+		h.db.Store(nil)
+		h.failed.Add(1)
+		return nil, err
+	}
 	h.opened.Add(1)
 	h.logger.Info("Database opened", "path", h.cfg.Path, "max_open_conns", h.cfg.MaxOpenConns)
 	return db, nil
+}
+
+// Corrupt returns the error of SQLite's that showed the database malformed,
+// wrapped in ErrCorrupt, or nil. Once set it stays set for the life of the
+// Handle: a corrupt database needs an operator (docs/runbook.md).
+func (h *Handle) Corrupt() error {
+	if p := h.corrupt.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// markCorrupt is the connector's onCorrupt. It runs inside a driver call,
+// possibly under mu (Verify's checkpoint), so it takes no lock: it records
+// the error and unpublishes the *sql.DB, so that Init's fast path misses and
+// its slow path refuses. The *sql.DB stays in cur for Close.
+func (h *Handle) markCorrupt(cause error) {
+	err := fmt.Errorf("%w: %s: %w", ErrCorrupt, h.cfg.Path, cause)
+	if h.corrupt.CompareAndSwap(nil, &err) {
+		h.db.Store(nil)
+		h.logger.Error("Database is corrupt; no job writes to it any more, and the worker will exit 1. See the runbook: WorkerDatabaseCorrupt", "path", h.cfg.Path, "err", cause)
+	}
 }
 
 // DSN returns the data source name for the counting driver.
@@ -167,86 +208,86 @@ func (h *Handle) open(ctx context.Context) (_ *sql.DB, err error) {
 	if strings.ContainsAny(h.cfg.Path, "?#") {
 		return nil, fmt.Errorf("cannot open database %s: path must not contain '?' or '#'", h.cfg.Path)
 	}
-	if err := h.acquireLock(); err != nil {
+	if err := checkDir(h.cfg.Path); err != nil {
 		return nil, err
 	}
+	// The connections of a dropped handle may hold the same file (a -wal
+	// removed) and its flock: wait until they are gone.
+	if err := h.waitStale(); err != nil {
+		return nil, err
+	}
+	lock, id, err := lockDatabase(h.cfg.Path)
+	if err != nil {
+		return nil, err
+	}
+	owned := false // by the connector, from sql.OpenDB on
 	defer func() {
-		if err != nil {
-			h.releaseLock()
+		if !owned {
+			_ = lock.Close() // no SQLite connection of ours is open
 		}
 	}()
-
 	if err := h.clearStale(); err != nil {
 		return nil, err
 	}
+	// Read-only, before anything can change the file: a file this worker
+	// must refuse is left as it was.
+	missing, err := inspect(ctx, h.cfg.Path, lock)
+	if err != nil {
+		return nil, err
+	}
+
 	c, err := (&Driver{}).OpenConnector(h.DSN())
 	if err != nil {
 		return nil, fmt.Errorf("cannot open database %s: %w", h.cfg.Path, err)
 	}
-	h.conn = c.(*connector)
-	db := sql.OpenDB(c)
+	conn := c.(*connector)
+	conn.guard = &walGuard{path: h.cfg.Path}
+	conn.onCorrupt = h.markCorrupt
+	conn.lock = lock
+	owned = true
+	db := sql.OpenDB(conn)
+	defer func() {
+		if err != nil {
+			db.Close() // the connector closes the lock after the last connection
+		}
+	}()
 	db.SetMaxOpenConns(h.cfg.MaxOpenConns)
 	db.SetMaxIdleConns(h.cfg.MaxOpenConns)
 	if err := db.PingContext(ctx); err != nil {
-		db.Close()
 		return nil, fmt.Errorf("cannot open database %s: %w", h.cfg.Path, err)
+	}
+	if created, err := repairSchema(ctx, db, missing); err != nil {
+		return nil, fmt.Errorf("cannot repair database %s: %w", h.cfg.Path, err)
+	} else if len(created) > 0 {
+		h.logger.Warn("Database schema repaired", "path", h.cfg.Path, "created", strings.Join(created, ","))
 	}
 	if err := Migrate(ctx, db); err != nil {
-		db.Close()
 		return nil, fmt.Errorf("cannot migrate database %s: %w", h.cfg.Path, err)
 	}
-	// The pool holds the files open now, so these are the ones SQLite uses.
-	if h.files.db, err = statID(h.cfg.Path); err != nil {
-		db.Close()
+	// The pool holds the file open now: it must be the one locked.
+	if now, err := statID(h.cfg.Path); err != nil {
 		return nil, fmt.Errorf("cannot open database %s: %w", h.cfg.Path, err)
+	} else if now != id {
+		return nil, fmt.Errorf("cannot open database %s: the file was replaced while it opened", h.cfg.Path)
 	}
+	if h.walDropped {
+		// Recovered from a removed -wal or -shm: say whether it worked.
+		var check string
+		if err := db.QueryRowContext(ctx, "PRAGMA quick_check(1)").Scan(&check); err != nil {
+			return nil, fmt.Errorf("cannot check database %s: %w", h.cfg.Path, err)
+		}
+		if check != "ok" {
+			h.markCorrupt(errors.New("quick_check: " + check))
+			return nil, h.Corrupt()
+		}
+		h.walDropped = false
+		h.logger.Info("Database reopened after its -wal or -shm changed; quick_check ok", "path", h.cfg.Path)
+	}
+	h.conn = conn
+	h.files = dbFiles{db: id}
 	h.files.wal, _ = statID(h.cfg.Path + "-wal")
 	h.files.shm, _ = statID(h.cfg.Path + "-shm")
 	return db, nil
-}
-
-// acquireLock takes an exclusive flock on the lock file beside the database,
-// so that a second worker on the same database refuses to start instead of
-// running every job twice.
-func (h *Handle) acquireLock() error {
-	path := h.LockPath()
-	if dir := filepath.Dir(path); dir != "" {
-		if fi, err := os.Stat(dir); err != nil {
-			return fmt.Errorf("cannot open database %s: directory %s: %w", h.cfg.Path, dir, errors.Unwrap(err))
-		} else if !fi.IsDir() {
-			return fmt.Errorf("cannot open database %s: %s is not a directory", h.cfg.Path, dir)
-		}
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o644)
-	if err != nil {
-		return fmt.Errorf("cannot create lock file %s: %w", path, errors.Unwrap(err))
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		holder := ""
-		if b, rerr := os.ReadFile(path); rerr == nil && len(strings.TrimSpace(string(b))) > 0 {
-			holder = " (pid " + strings.TrimSpace(string(b)) + ")"
-		}
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return fmt.Errorf("%w: lock file %s is held%s", ErrLocked, path, holder)
-		}
-		return fmt.Errorf("cannot lock %s: %w", path, err)
-	}
-	// The pid helps an operator find the other worker; the lock is the flock.
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	}
-	h.lock = f
-	return nil
-}
-
-func (h *Handle) releaseLock() {
-	if h.lock == nil {
-		return
-	}
-	_ = unix.Flock(int(h.lock.Fd()), unix.LOCK_UN)
-	_ = h.lock.Close()
-	h.lock = nil
 }
 
 // Close checkpoints the WAL, closes the handle and releases the lock.
@@ -260,10 +301,12 @@ func (h *Handle) Close(ctx context.Context) error {
 	}
 	h.closed = true
 	h.state.Store(&handleState{closed: true})
-	db := h.db.Swap(nil)
+	h.db.Store(nil)
+	db := h.cur
+	h.cur, h.conn = nil, nil
+	corrupt := h.Corrupt()
 	if db == nil {
-		h.releaseLock()
-		return nil
+		return corrupt
 	}
 	defer h.retire(db) // runs after the close below
 	// One deadline for the checkpoint and the close: a connection pinned by
@@ -285,9 +328,12 @@ func (h *Handle) Close(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("cannot close database: %w", err))
 		}
 	case <-ctx.Done():
+		// The connector closes the lock once the last connection is closed.
 		errs = append(errs, fmt.Errorf("%w after %s", ErrCloseTimeout, h.cfg.CloseTimeout))
 	}
-	h.releaseLock()
+	if corrupt != nil {
+		errs = append(errs, corrupt)
+	}
 	h.logger.Info("Database closed", "path", h.cfg.Path)
 	return errors.Join(errs...)
 }
@@ -323,19 +369,22 @@ func statID(path string) (fileID, error) {
 }
 
 // Health reports whether the handle is open on the file that is at the
-// configured path now. SQLite goes on reading and writing a database file
-// that was unlinked or replaced under it, and every statement succeeds while
-// the data goes nowhere anyone can see; Health notices by comparing device
-// and inode numbers. It does no more than one stat and never changes the
-// handle: Verify does that.
+// configured path now, with the -wal and -shm its connections use, and
+// whether SQLite reported the database corrupt. SQLite goes on reading and
+// writing a database file that was unlinked or replaced under it, and every
+// statement succeeds while the data goes nowhere anyone can see; Health
+// notices by comparing device and inode numbers. It does no more than three
+// stats and never changes the handle: Verify does that.
 // It takes no lock.
 func (h *Handle) Health() error {
 	st := h.state.Load()
 	switch {
+	case st != nil && st.closed:
+		return ErrClosed
+	case h.Corrupt() != nil:
+		return h.Corrupt()
 	case st == nil:
 		return ErrNotOpen
-	case st.closed:
-		return ErrClosed
 	case !st.open && st.err != nil:
 		return fmt.Errorf("%w: %w", ErrNotOpen, st.err)
 	case !st.open:
@@ -351,74 +400,159 @@ func (h *Handle) Health() error {
 	case id != st.file:
 		return fmt.Errorf("%w: %s is another file now", ErrFileChanged, h.cfg.Path)
 	}
+	if g := st.conn.guard; st.conn.live.Load() > 0 || g.fenced() != nil {
+		return g.check()
+	}
 	return nil
 }
 
 // handleState is a snapshot of the handle for Health.
 type handleState struct {
 	open, closed bool
-	file         fileID // of the open database
-	err          error  // why the last open failed, or why the handle was dropped
+	file         fileID     // of the open database
+	conn         *connector // of the open database
+	err          error      // why the last open failed, or why the handle was dropped
 }
 
-// Verify checks, like Health, that the handle's file is still the one at the
-// configured path. When it is not, Verify drops the handle: it closes the
-// *sql.DB, without a checkpoint, since the file it would write is gone or not
-// the database any more, and releases the lock, so that the next Init opens
-// the file now at the path, creating a fresh database once the directory
-// exists again. Runs holding the old *sql.DB then fail with "sql: database
-// is closed" instead of writing where nobody reads. Verify returns the error
-// that made it drop the handle, or Health's error when the handle is not
-// open; nil when all is well.
+// Verify checks, like Health, that the handle's files are still the ones at
+// the configured path, and repairs the worker's schema. The heartbeat calls
+// it before each write.
+//
+// When the database file is gone or replaced, Verify drops the handle: it
+// closes the *sql.DB, without a checkpoint, since the file it would write is
+// gone or not the database any more, so that the next Init opens the file
+// now at the path, creating a fresh database once the directory exists
+// again. Runs holding the old *sql.DB then fail with "sql: database is
+// closed" instead of writing where nobody reads.
+//
+// When the -wal or -shm is gone or replaced, the open connections still
+// hold the real ones: the connector is fenced (no new connection, which
+// would start a second -wal), the pool is bounded to the connections open,
+// and one of them runs wal_checkpoint(TRUNCATE), which copies the removed
+// -wal's frames into the database file. Then the handle is dropped the same
+// way, and the next Init reopens once none of its connections is left, and
+// runs quick_check.
+//
+// When a table or index of the worker's schema is missing (an operator's
+// DROP TABLE), Verify creates it again, and logs it.
+//
+// Verify returns the error that made it drop the handle, or Health's error
+// when the handle is not open; nil when all is well.
 func (h *Handle) Verify() error {
 	h.mu.Lock()
 	err := h.Health() // under mu, so no transition races it
-	if !errors.Is(err, ErrFileChanged) {
+	switch {
+	case errors.Is(err, ErrFileChanged):
+		h.logger.Error("Database file changed under the open handle; dropping the handle, the next run reopens it", "path", h.cfg.Path, "err", err)
+		h.drop(err, h.files) // unlocks
+		return err
+	case errors.Is(err, ErrWALChanged):
+		h.recoverWAL(err) // unlocks
+		return err
+	case err != nil:
 		h.mu.Unlock()
 		return err
 	}
-	db := h.db.Swap(nil)
-	h.logger.Error("Database file changed under the open handle; dropping the handle, the next run reopens it", "path", h.cfg.Path, "err", err)
-	if _, serr := os.Stat(h.cfg.Path); serr == nil {
-		// Replaced, not removed. SQLite does not checkpoint or delete the
-		// -wal of a database file that moved, and that -wal, still at the
-		// path, would be replayed over the new file by the next connection
-		// to open it; so the next open waits until no connection to the old
-		// file is left and removes the old -wal and -shm first. No
-		// checkpoint here: the pool might run it on a new connection, which
-		// would open the new file with the old -wal.
-		h.stale = &staleWAL{conn: h.conn, files: h.files}
+	db := h.cur
+	h.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.BusyTimeout+5*time.Second)
+	defer cancel()
+	missing, err := checkSchema(ctx, db)
+	if err != nil {
+		return fmt.Errorf("cannot check the schema of %s: %w", h.cfg.Path, err)
 	}
-	h.releaseLock()
-	h.conn, h.files = nil, dbFiles{}
-	h.state.Store(&handleState{err: err})
+	created, err := repairSchema(ctx, db, missing)
+	if err != nil {
+		return fmt.Errorf("cannot repair the schema of %s: %w", h.cfg.Path, err)
+	}
+	if len(created) > 0 {
+		h.logger.Warn("Database schema repaired", "path", h.cfg.Path, "created", strings.Join(created, ","))
+	}
+	return nil
+}
+
+// recoverWAL saves what the connections of a handle whose -wal or -shm
+// changed still hold, then drops the handle. Called with mu held; unlocks.
+func (h *Handle) recoverWAL(cause error) {
+	c, db := h.conn, h.cur
+	c.guard.setFence(cause)
+	live := c.live.Load()
+	h.logger.Error("Database -wal or -shm changed under the open handle; checkpointing through the open connections, then reopening", "path", h.cfg.Path, "err", cause, "connections", live)
+	if live > 0 {
+		// Conn must wait for a connection in use rather than dial one.
+		db.SetMaxOpenConns(int(live))
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.CloseTimeout)
+		var busy, frames, done int64
+		conn, err := db.Conn(ctx)
+		if err == nil {
+			err = conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &frames, &done)
+			conn.Close()
+		}
+		cancel()
+		switch {
+		case err != nil:
+			h.logger.Error("Checkpoint of the removed -wal failed; its last connection to close checkpoints it", "path", h.cfg.Path, "err", err)
+		case busy != 0:
+			h.logger.Warn("Checkpoint of the removed -wal did not complete; its last connection to close checkpoints it", "path", h.cfg.Path)
+		default:
+			h.logger.Info("Removed -wal checkpointed into the database", "path", h.cfg.Path)
+		}
+	}
+	h.walDropped = true
+	// The database file is the same: nothing of it is to be removed, only
+	// its connections waited for.
+	h.drop(cause, dbFiles{})
+}
+
+// drop closes the open handle for a reopen by the next Init. The next open
+// waits until none of its connections is left, and then removes the -wal
+// and -shm at the path that are still the old ones (files): SQLite does not
+// checkpoint or delete the -wal of a database file that moved, and that
+// -wal would be replayed over the file now at the path by the next
+// connection to open it. No checkpoint here: the pool might run it on a new
+// connection. Called with mu held; unlocks.
+func (h *Handle) drop(cause error, files dbFiles) {
+	db := h.cur
+	h.db.Store(nil)
+	h.stale = &staleWAL{conn: h.conn, files: files}
+	h.cur, h.conn, h.files = nil, nil, dbFiles{}
+	h.state.Store(&handleState{err: cause})
 	h.mu.Unlock()
 	if cerr := db.Close(); cerr != nil {
 		h.logger.Warn("Dropped handle did not close cleanly", "err", cerr)
 	}
 	h.retire(db)
-	return err
 }
 
 // dbFiles are the identities of a database's files.
 type dbFiles struct{ db, wal, shm fileID }
 
-// staleWAL is what a handle dropped because its file was replaced leaves at
-// the path: its -wal and -shm, and connections that runs may still hold.
+// staleWAL is what a handle that Verify dropped leaves: connections that runs
+// may still hold, and the identities of its -wal and -shm, to be removed
+// when they are still at the path (zero: remove nothing).
 type staleWAL struct {
 	conn  *connector
 	files dbFiles
 }
 
-// clearStale removes the -wal and -shm that belong to a replaced database,
-// once none of its connections is open: two databases must never share them.
-// Files at those paths that are not the old ones are left alone.
-func (h *Handle) clearStale() error {
+// waitStale fails while a connection of the dropped handle is open: it may
+// hold the same database file, its fcntl locks and its flock.
+func (h *Handle) waitStale() error {
 	if h.stale == nil {
 		return nil
 	}
 	if n := h.stale.conn.open.Load(); n > 0 {
-		return fmt.Errorf("cannot open database %s: %d connections to the database file it replaced are still in use", h.cfg.Path, n)
+		return fmt.Errorf("cannot open database %s: %d connections of the handle it dropped are still in use", h.cfg.Path, n)
+	}
+	return nil
+}
+
+// clearStale removes the -wal and -shm that belong to a dropped database
+// file: two databases must never share them. Files at those paths that are
+// not the old ones are left alone.
+func (h *Handle) clearStale() error {
+	if h.stale == nil {
+		return nil
 	}
 	for _, f := range []struct {
 		path string

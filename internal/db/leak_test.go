@@ -178,8 +178,12 @@ worker_db_init_calls_total{result="reused"} 4
 		"worker_db_handles_opened_total", "worker_db_handles_closed_total",
 		"worker_db_connections_opened_total", "worker_db_connections_closed_total",
 		"worker_db_statements_open", "worker_db_size_bytes", "worker_db_wal_size_bytes",
+		"worker_db_corrupt",
 	} {
 		value(t, reg, name)
+	}
+	if got := value(t, reg, "worker_db_corrupt"); got != 0 {
+		t.Errorf("worker_db_corrupt: got %v, want 0", got)
 	}
 	if got := value(t, reg, "worker_db_size_bytes"); got <= 0 {
 		t.Errorf("worker_db_size_bytes: got %v, want > 0", got)
