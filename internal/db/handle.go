@@ -283,6 +283,8 @@ func (h *Handle) open(ctx context.Context) (_ *sql.DB, err error) {
 		h.walDropped = false
 		h.logger.Info("Database reopened after its -wal or -shm changed; quick_check ok", "path", h.cfg.Path)
 	}
+	// A new database has its -wal and -shm only since its first write.
+	conn.guard.record()
 	h.conn = conn
 	h.files = dbFiles{db: id}
 	h.files.wal, _ = statID(h.cfg.Path + "-wal")
