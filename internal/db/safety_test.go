@@ -116,7 +116,7 @@ func TestHandle_Init_RefusedUnchanged(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name, sql string // sql makes the file; "" writes text instead
-		want         string
+		want      string
 	}{
 		{"OtherJobRuns", "CREATE TABLE job_runs (id INTEGER PRIMARY KEY, name TEXT)", "table job_runs has columns (id, name), want (id, job, scheduled_at, started_at, ended_at, result, error, rows_affected)"},
 		{"OtherIndex", "CREATE TABLE t (x); CREATE INDEX job_runs_ended ON t (x)", "index job_runs_ended is on t (x), want job_runs (ended_at)"},
