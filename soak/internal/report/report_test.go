@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
 
+	"github.com/sqlworker/worker/soak/internal/detect"
 	"github.com/sqlworker/worker/soak/internal/report"
 	"github.com/sqlworker/worker/soak/internal/runner"
 	"github.com/sqlworker/worker/soak/internal/scrape"
@@ -104,5 +105,70 @@ func TestReport_WriteHTMLEscapes(t *testing.T) {
 	}
 	if strings.Contains(buf.String(), "<script>alert") || strings.Contains(buf.String(), "x/<b>") {
 		t.Fatal("report.html contains unescaped markup from its input")
+	}
+}
+
+// Ensure every series shows, in report.json, report.html and summary.txt,
+// the noise measured, the tolerance that follows, the growth seen and the
+// verdict, so that a failed soak says why.
+func TestReport_PerSeriesJudgement(t *testing.T) {
+	rep := report.New(result(t), report.Meta{RunID: "run-2"})
+	dir := t.TempDir()
+	if err := rep.Write(dir); err != nil {
+		t.Fatalf("got %v, want nil", err)
+	}
+	loaded, err := report.Load(dir)
+	if err != nil {
+		t.Fatalf("got %v, want nil", err)
+	}
+	for _, s := range loaded.Series {
+		v := s.Verdict
+		if v.AllowedFrom == "" || v.Allowed <= 0 {
+			t.Errorf("%s: allowed %g from %q, want a tolerance and its origin", s.Key, v.Allowed, v.AllowedFrom)
+		}
+		if got, want := v.Leak, v.Outcome == detect.Leaking; got != want {
+			t.Errorf("%s: leak %v with outcome %v, want them to agree", s.Key, got, v.Outcome)
+		}
+	}
+	fds := loaded.Series[0]
+	if got, want := fds.Verdict.Outcome, detect.Leaking; fds.Key != "process_open_fds" || got != want {
+		t.Fatalf("%s: got %v, want %v", fds.Key, got, want)
+	}
+
+	txt, err := os.ReadFile(filepath.Join(dir, report.TextFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(txt)), "\n")
+	if got, want := len(lines), 1+len(loaded.Series)+1; got != want {
+		t.Fatalf("summary.txt has %d lines, want %d:\n%s", got, want, txt)
+	}
+	noise, tol, growth := report.Judgement(fds)
+	for _, want := range []string{"process_open_fds", "leak", noise, tol, growth} {
+		if !strings.Contains(lines[1], want) {
+			t.Fatalf("summary line %q lacks %q", lines[1], want)
+		}
+	}
+	if got, want := lines[len(lines)-1], loaded.Verdict; got != want {
+		t.Fatalf("last line %q, want the verdict %q", got, want)
+	}
+
+	page, err := os.ReadFile(filepath.Join(dir, report.HTMLFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Noise (p-p)", "Growth", tol, "1.5 × that noise"} {
+		if !strings.Contains(string(page), want) {
+			t.Fatalf("report.html lacks %q", want)
+		}
+	}
+
+	// --render draws the same page again from report.json.
+	var again bytes.Buffer
+	if err := loaded.WriteHTML(&again); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := again.String(), string(page); got != want {
+		t.Fatal("the page drawn from the loaded report.json differs from the one written")
 	}
 }

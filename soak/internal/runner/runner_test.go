@@ -163,3 +163,74 @@ func TestRun_Progress(t *testing.T) {
 		t.Fatalf("progress line %q, want elapsed, left and fds", lines[0])
 	}
 }
+
+// scrapes renders n scrapes of render at 1 s intervals.
+func scrapes(t *testing.T, n int, render func(int) (string, error)) []runner.Scrape {
+	t.Helper()
+	var out []runner.Scrape
+	for i := range n {
+		text, err := render(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vec, err := scrape.Parse(strings.NewReader(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, runner.Scrape{T: float64(i), Vector: vec})
+	}
+	return out
+}
+
+// Ensure Replay judges recorded scrapes as Run judges live ones: a steady
+// target is steady, a leaking one named, and fail-fast stops at the sample
+// that made the leak certain.
+func TestReplay(t *testing.T) {
+	cfg := runner.Config{Duration: time.Minute, Interval: time.Second, Warmup: 15 * time.Second, Watch: series.DefaultWatch}
+	res := runner.Replay(cfg, scrapes(t, 60, fds(false)))
+	if got, want := res.Status(), runner.StatusSteady; got != want {
+		t.Fatalf("Status()=%v, want %v (%s)", got, want, res.Sentence())
+	}
+	res = runner.Replay(cfg, scrapes(t, 60, fds(true)))
+	if leaks := res.Leaks(); len(leaks) != 1 || leaks[0].Series != "process_open_fds" {
+		t.Fatalf("Leaks()=%v, want process_open_fds", leaks)
+	}
+	cfg.FailFast = true
+	res = runner.Replay(cfg, scrapes(t, 60, fds(true)))
+	if !res.StoppedEarly {
+		t.Fatalf("StoppedEarly=%v, want true", res.StoppedEarly)
+	}
+	if got := res.StoppedAt - cfg.Warmup.Seconds(); got > 15 {
+		t.Fatalf("stopped %gs after warm-up, want within 15 s", got)
+	}
+	if got, want := res.Elapsed.Seconds(), res.StoppedAt; got != want {
+		t.Fatalf("Elapsed=%gs, want the stopping sample's %gs", got, want)
+	}
+}
+
+// Ensure a series too short to decide is named in the steady verdict
+// instead of passing silently.
+func TestRun_Undecided(t *testing.T) {
+	cfg := runner.Config{Duration: time.Minute, Interval: time.Second, Warmup: 15 * time.Second, Watch: series.DefaultWatch}
+	sc := scrapes(t, 60, fds(false))
+	// go_goroutines vanishes after 20 s: 5 judged samples.
+	for i := 20; i < len(sc); i++ {
+		var kept model.Vector
+		for _, smp := range sc[i].Vector {
+			if smp.Metric[model.MetricNameLabel] != "go_goroutines" {
+				kept = append(kept, smp)
+			}
+		}
+		sc[i].Vector = kept
+	}
+	res := runner.Replay(cfg, sc)
+	if got, want := res.Status(), runner.StatusSteady; got != want {
+		t.Fatalf("Status()=%v, want %v", got, want)
+	}
+	if u := res.Undecided(); len(u) != 1 || u[0].Series != "go_goroutines" {
+		t.Fatalf("Undecided()=%v, want go_goroutines", u)
+	}
+	if s := res.Sentence(); !strings.Contains(s, "1 not decided: go_goroutines (too short)") {
+		t.Fatalf("Sentence()=%q, want it to name go_goroutines as too short", s)
+	}
+}
