@@ -446,7 +446,16 @@ func (h *Handle) Verify() error {
 	switch {
 	case errors.Is(err, ErrFileChanged):
 		h.logger.Error("Database file changed under the open handle; dropping the handle, the next run reopens it", "path", h.cfg.Path, "err", err)
-		h.drop(err, h.files) // unlocks
+		// Only what is still linked at the paths now is to be removed: a file
+		// already gone frees its inode, which a new file may reuse.
+		files := h.files
+		if id, _ := statID(h.cfg.Path + "-wal"); id != files.wal {
+			files.wal = fileID{}
+		}
+		if id, _ := statID(h.cfg.Path + "-shm"); id != files.shm {
+			files.shm = fileID{}
+		}
+		h.drop(err, files) // unlocks
 		return err
 	case errors.Is(err, ErrWALChanged):
 		h.recoverWAL(err) // unlocks

@@ -327,7 +327,18 @@ func TestHandle_Verify_WALRemoved(t *testing.T) {
 	}
 }
 
-// Ensure a -shm replaced by another file is noticed, like a removed -wal.
+// fileID returns the device and inode of path.
+func fileID(t *testing.T, path string) [2]uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return [2]uint64{st.Dev, st.Ino}
+}
+
+// Ensure a -shm replaced by another file is noticed, like a removed -wal,
+// and that file is left at its path.
 func TestHandle_Verify_SHMReplaced(t *testing.T) {
 	ctx := context.Background()
 	h := MustOpenHandle(t)
@@ -345,8 +356,14 @@ func TestHandle_Verify_SHMReplaced(t *testing.T) {
 	if err := h.Health(); !errors.Is(err, db.ErrWALChanged) || !strings.Contains(err.Error(), "-shm is another file now") {
 		t.Fatalf("Health: got %v, want %v saying -shm is another file now", err, db.ErrWALChanged)
 	}
+	foreign := fileID(t, h.Path()+"-shm")
 	if err := h.Verify(); !errors.Is(err, db.ErrWALChanged) {
 		t.Fatalf("Verify: got %v, want %v", err, db.ErrWALChanged)
+	}
+	// The dropped handle's last connection did not unlink the file that is
+	// not its own.
+	if got := fileID(t, h.Path()+"-shm"); got != foreign {
+		t.Fatalf("-shm after the drop: got inode %v, want the other file's %v, kept", got, foreign)
 	}
 	d, err := h.Init(ctx)
 	if err != nil {
