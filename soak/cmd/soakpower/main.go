@@ -13,7 +13,8 @@
 // a minute or two. Then, unless -real=false, a set of points is soaked for
 // real: bin/standin served over HTTP and bin/soak started on it as a user
 // would, some in real time and some with the stand-in's clock sped up, and
-// their verdicts are set beside what the replay predicts.
+// their verdicts are set beside what the replay predicts. It exits 2 when
+// a real soak ends otherwise than a correct detector ends it.
 package main
 
 import (
@@ -86,5 +87,20 @@ func run(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(*dir, "power.json"), b, 0o644)
+	if err := os.WriteFile(filepath.Join(*dir, "power.json"), b, 0o644); err != nil {
+		return err
+	}
+	// The real soaks are the study's own check: each must end as a correct
+	// detector ends it.
+	wrong := 0
+	for _, r := range st.Real {
+		if r.Exit != r.Want {
+			wrong++
+			fmt.Fprintf(os.Stderr, "soakpower: %s: exit %d, want %d: %s\n", r.Soak, r.Exit, r.Want, r.Said)
+		}
+	}
+	if wrong > 0 {
+		return fmt.Errorf("%d of %d real soaks of the stand-in ended wrong", wrong, len(st.Real))
+	}
+	return nil
 }
