@@ -1,6 +1,9 @@
 // Package db owns the worker's one shared SQLite handle: an idempotent Init
 // that opens it once, a driver that counts every handle and connection of
-// the process, and the migrations of the worker's own tables.
+// the process, and the migrations of the worker's own tables. It also guards
+// the files: one worker per database file (lock.go), nothing changed in a
+// file it refuses and dropped tables repaired (schema.go), a removed -wal or
+// -shm recovered from (wal.go), and corruption reported loudly.
 package db
 
 import (
@@ -292,9 +295,12 @@ func (h *Handle) open(ctx context.Context) (_ *sql.DB, err error) {
 	return db, nil
 }
 
-// Close checkpoints the WAL, closes the handle and releases the lock.
-// It is safe to call more than once and on a handle that never opened;
-// Init returns ErrClosed afterwards.
+// Close checkpoints the WAL and closes the handle; the flock on the
+// database file goes with its last connection (see connector.release). It
+// returns the corruption error when SQLite reported the database corrupt
+// (ErrCorrupt), so that the worker exits non-zero. It is safe to call more
+// than once and on a handle that never opened; Init returns ErrClosed
+// afterwards.
 func (h *Handle) Close(ctx context.Context) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
