@@ -148,6 +148,19 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Runs whose job_runs rows are held in memory for retry keep the
+	// worker not ready until they are written.
+	readiness.AddCheck("history", func() error {
+		if err := sched.HistoryErr(); err != nil {
+			return fmt.Errorf("cannot record job runs: %w", err)
+		}
+		return nil
+	})
+	// A heartbeat that is skipped, hangs or keeps failing: no run reports
+	// it, so the time since its last success is checked on every request.
+	if hasJob(jobList, config.Heartbeat) {
+		readiness.AddCheck(config.Heartbeat, func() error { return sched.Overdue(config.Heartbeat, heartbeatIntervals) })
+	}
 
 	handler, err := webpkg.NewHandler(webpkg.Config{
 		TelemetryPath: f.telemetryPath,
@@ -208,7 +221,13 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		}
 	}()
 	if err := sched.Stop(stopCtx); err != nil {
-		logger.Error("Jobs did not stop", "err", err)
+		if errors.Is(err, jobs.ErrStopTimeout) {
+			logger.Error("Jobs did not stop", "err", err)
+		}
+		// Runs that never reached job_runs: the exit status says so.
+		if errors.Is(err, jobs.ErrHistoryLost) && runErr == nil {
+			runErr = err
+		}
 	}
 
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpShutdownTimeout)
@@ -226,21 +245,30 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	return runErr
 }
 
+// heartbeatIntervals is how many of its schedule's intervals the heartbeat
+// may go without a success before the worker is not ready: as many as the
+// WorkerJobStale alert allows.
+const heartbeatIntervals = 3
+
 // runFaults turns finished runs into readiness faults: the heartbeat's
-// result, whether the run history can be written, and any job's failure
-// with a storage error (database full, read-only, I/O error: see
-// db.IsStorageError), which is not that job's fault. Each clears on the
-// next success of what set it, so the worker becomes ready again by itself.
+// result, and any job's failure with a storage error (database full,
+// read-only, I/O error: see db.IsStorageError), which is not that job's
+// fault. Each clears on the next success of what set it, so the worker
+// becomes ready again by itself. A fault follows the newest run, by
+// scheduled time: a run whose record arrives after a newer run's (its
+// history write took longer) does not overwrite what the newer one said.
+// Skipped runs say nothing; the heartbeat's Overdue check notices them.
+// The history's state is a readiness check of its own (Scheduler.HistoryErr).
 type runFaults struct {
 	readiness *webpkg.Readiness
 	logger    *slog.Logger
 }
 
-func (f *runFaults) observe(r *jobs.Run, historyErr error) {
-	if historyErr != nil {
-		historyErr = fmt.Errorf("cannot record job runs: %w", historyErr)
+func (f *runFaults) observe(r *jobs.Run, _ error) {
+	at := r.ScheduledAt
+	if at.IsZero() {
+		at = r.StartedAt
 	}
-	f.set("history", historyErr)
 	switch {
 	case r.Result == jobs.Skipped:
 	case r.Job == config.Heartbeat:
@@ -248,16 +276,16 @@ func (f *runFaults) observe(r *jobs.Run, historyErr error) {
 		if r.Result != jobs.Success {
 			err = fmt.Errorf("%s: %w", r.Result, r.Err)
 		}
-		f.set("heartbeat", err)
+		f.set("heartbeat", at, err)
 	case r.Result == jobs.Success:
-		f.set("job "+r.Job, nil)
+		f.set("job "+r.Job, at, nil)
 	case db.IsStorageError(r.Err):
-		f.set("job "+r.Job, fmt.Errorf("%s: %w", r.Result, r.Err))
+		f.set("job "+r.Job, at, fmt.Errorf("%s: %w", r.Result, r.Err))
 	}
 }
 
-func (f *runFaults) set(name string, err error) {
-	if !f.readiness.SetFault(name, err) {
+func (f *runFaults) set(name string, at time.Time, err error) {
+	if !f.readiness.SetFaultAt(name, at, err) {
 		return
 	}
 	if err != nil {
@@ -265,6 +293,15 @@ func (f *runFaults) set(name string, err error) {
 	} else {
 		f.logger.Info("Fault cleared", "fault", name)
 	}
+}
+
+func hasJob(js []jobs.Job, name string) bool {
+	for _, j := range js {
+		if j.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // buildJobs turns the enabled jobs of the config into scheduler jobs.

@@ -16,6 +16,9 @@ type metrics struct {
 	lastSuccess *prometheus.GaugeVec
 	nextRun     *prometheus.GaugeVec
 	interval    *prometheus.GaugeVec
+
+	historyPending prometheus.Gauge
+	historyDropped prometheus.Counter
 }
 
 func newMetrics(namespace string) *metrics {
@@ -51,11 +54,20 @@ func newMetrics(namespace string) *metrics {
 			Namespace: namespace, Subsystem: sub, Name: "interval_seconds",
 			Help: "Seconds between the job's next two scheduled runs: how long its schedule expects between successes.",
 		}, []string{"job"}),
+		historyPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: sub, Name: "history_pending",
+			Help: "Finished runs held in memory because their job_runs row could not be written yet.",
+		}),
+		historyDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: sub, Name: "history_dropped_total",
+			Help: "Finished runs never written to job_runs: the buffer of held runs was full, or they could not be written at shutdown.",
+		}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.runs, m.duration, m.startDelay, m.running, m.lastSuccess, m.nextRun, m.interval}
+	return []prometheus.Collector{m.runs, m.duration, m.startDelay, m.running, m.lastSuccess, m.nextRun, m.interval,
+		m.historyPending, m.historyDropped}
 }
 
 func (m *metrics) init(job string) {

@@ -42,9 +42,14 @@ type Config struct {
 	Namespace     string         // metric namespace
 	Registerer    prometheus.Registerer
 	Logger        *slog.Logger
+	// HistoryBuffer bounds the finished runs held in memory while their
+	// job_runs rows cannot be written; 0 means DefaultHistoryBuffer.
+	HistoryBuffer int
 	// OnFinish, when set, is called after every finished run has been
-	// counted, logged and written to the history, with the error of that
-	// write. The worker feeds its readiness from it. It must not block.
+	// counted, logged and handed to the history, with the history's state
+	// then: nil, a *HistoryError while runs are held for retry, or
+	// ErrHistoryFull when this run was dropped. The worker feeds its
+	// readiness from it. It must not block.
 	OnFinish func(r *Run, historyErr error)
 }
 
@@ -58,6 +63,11 @@ type Scheduler struct {
 	entries []*entry
 	byName  map[string]*entry
 	handle  handler
+	history *history
+
+	wg        sync.WaitGroup // the history retry loop
+	stopRetry context.CancelFunc
+	startedAt atomic.Int64 // Unix nanoseconds of Start; 0 before
 
 	runCtx     context.Context // parent of every run; cancelled after the grace period
 	cancelRuns context.CancelFunc
@@ -75,6 +85,8 @@ type entry struct {
 	running atomic.Bool
 	mu      sync.Mutex
 	next    time.Time // next scheduled time, as cron will compute it
+
+	lastSuccess atomic.Int64 // Unix nanoseconds of the newest successful run's end; 0 before
 }
 
 // active is a run in progress; recorded guards against recording it twice
@@ -118,6 +130,7 @@ func New(cfg Config, jobs []Job) (*Scheduler, error) {
 		),
 	}
 	s.runCtx, s.cancelRuns = context.WithCancel(context.Background())
+	s.history = newHistory(cfg.DB, logger, cfg.HistoryBuffer, s.metrics)
 	for _, j := range jobs {
 		if j.Name == "" || j.Schedule == nil || j.Func == nil {
 			return nil, fmt.Errorf("jobs: job %q needs a name, a schedule and a func", j.Name)
@@ -154,6 +167,10 @@ func (s *Scheduler) Start() error {
 	}
 	s.started = true
 	now := time.Now().In(s.cfg.Location)
+	s.startedAt.Store(now.UnixNano())
+	retryCtx, stopRetry := context.WithCancel(context.Background())
+	s.stopRetry = stopRetry
+	s.wg.Go(func() { s.history.retry(retryCtx) })
 	for _, e := range s.entries {
 		e.mu.Lock()
 		e.next = e.job.Schedule.Next(now)
@@ -169,6 +186,9 @@ func (s *Scheduler) Start() error {
 // period, then it cancels their contexts and waits up to the force timeout.
 // Runs still going after that are recorded as cancelled and abandoned, and
 // Stop returns ErrStopTimeout. A done ctx ends the grace period early.
+// Last, it tries once more to write the runs held in memory (see
+// DefaultHistoryBuffer); those it cannot write are counted as dropped and
+// Stop returns ErrHistoryLost. Call it before the database closes.
 func (s *Scheduler) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	if s.stopped {
@@ -178,6 +198,19 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 	s.stopped = true
 	started := s.started
 	s.mu.Unlock()
+	err := s.stopRuns(ctx, started)
+	if s.stopRetry != nil {
+		s.stopRetry()
+	}
+	s.wg.Wait()
+	if herr := s.history.drain(ctx); herr != nil {
+		s.logger.Error("Job runs lost from history at shutdown", "err", herr)
+		err = errors.Join(err, herr)
+	}
+	return err
+}
+
+func (s *Scheduler) stopRuns(ctx context.Context, started bool) error {
 
 	cronDone := context.Background()
 	if started {
@@ -211,6 +244,45 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 	}
 	s.abandon()
 	return ErrStopTimeout
+}
+
+// HistoryErr returns nil when every finished run is written to job_runs
+// (or being written), and a *HistoryError while runs are held in memory
+// because their rows could not be written. It takes one mutex and never
+// waits for the database, so a readiness check can call it.
+func (s *Scheduler) HistoryErr() error { return s.history.Err() }
+
+// ErrNoSuccess is the error of Overdue.
+var ErrNoSuccess = errors.New("no success")
+
+// Overdue returns an error, wrapping ErrNoSuccess, when the job has not
+// succeeded for more than intervals of its schedule's interval (the next two
+// scheduled runs apart, as worker_job_interval_seconds), counted from its
+// newest success or, before the first, from Start. It is nil before Start
+// and for an unknown job. A run that is skipped, hangs or keeps failing
+// thus shows up even though no run reports it.
+func (s *Scheduler) Overdue(name string, intervals int) error {
+	e, ok := s.byName[name]
+	start := s.startedAt.Load()
+	if !ok || start == 0 || intervals <= 0 {
+		return nil
+	}
+	e.mu.Lock()
+	next := e.next
+	e.mu.Unlock()
+	interval := e.job.Schedule.Next(next).Sub(next)
+	if interval <= 0 {
+		return nil
+	}
+	since := time.Unix(0, max(start, e.lastSuccess.Load()))
+	age := time.Since(since)
+	if age <= time.Duration(intervals)*interval {
+		return nil
+	}
+	if r := age % time.Second; r != 0 {
+		age += time.Second - r // round up: "31s" means more than 30
+	}
+	return fmt.Errorf("%w for %s (%d intervals of %s)", ErrNoSuccess, age, intervals, interval)
 }
 
 // RunOnce runs a job now, through the same chain as a scheduled run, and
@@ -400,15 +472,31 @@ func (s *Scheduler) finish(r *Run) {
 		}
 	}
 	if r.Result == Success {
-		m.lastSuccess.WithLabelValues(r.Job).Set(unixSeconds(r.EndedAt))
+		if e, ok := s.byName[r.Job]; ok && setMax(&e.lastSuccess, r.EndedAt.UnixNano()) {
+			m.lastSuccess.WithLabelValues(r.Job).Set(unixSeconds(r.EndedAt))
+		}
 	}
 	s.log(r)
-	err := s.writeHistory(r)
+	err := s.history.add(r)
 	if err != nil {
 		s.logger.Error("Cannot record job run", "job", r.Job, "result", r.Result, "err", err)
 	}
 	if s.cfg.OnFinish != nil {
 		s.cfg.OnFinish(r, err)
+	}
+}
+
+// setMax stores v in a unless a holds more; it reports whether it stored.
+// Runs can finish out of order: the newest success is the one that counts.
+func setMax(a *atomic.Int64, v int64) bool {
+	for {
+		old := a.Load()
+		if v < old {
+			return false
+		}
+		if a.CompareAndSwap(old, v) {
+			return true
+		}
 	}
 }
 
@@ -428,31 +516,6 @@ func (s *Scheduler) log(r *Run) {
 	default:
 		s.logger.Warn("Job run failed", append(attrs, "err", r.Err)...)
 	}
-}
-
-// writeHistory inserts the run into job_runs. It has its own context: a run
-// cancelled at shutdown must still be recorded.
-func (s *Scheduler) writeHistory(r *Run) error {
-	ctx, cancel := context.WithTimeout(context.Background(), historyWriteTimeout)
-	defer cancel()
-	db, err := s.cfg.DB.Init(ctx)
-	if err != nil {
-		return err
-	}
-	errText := ""
-	if r.Err != nil {
-		errText = r.Err.Error()
-	}
-	scheduled := r.ScheduledAt
-	if scheduled.IsZero() {
-		scheduled = r.StartedAt
-	}
-	_, err = db.ExecContext(ctx, `INSERT INTO job_runs
-		(job, scheduled_at, started_at, ended_at, result, error, rows_affected)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		r.Job, FormatTime(scheduled), FormatTime(r.StartedAt), FormatTime(r.EndedAt),
-		string(r.Result), errText, r.RowsAffected)
-	return err
 }
 
 // TimeFormat is how times are stored in the worker's tables: UTC, fixed
