@@ -17,9 +17,9 @@ const (
 	samples = 630 // a 10m30s soak at 1 s
 )
 
-// series builds a soak of samples at 1 s intervals from f and returns the
+// sampled builds a soak of samples at 1 s intervals from f and returns the
 // post-warm-up part, as the harness hands it to Analyze.
-func series(f func(i int) float64) (ts, xs []float64) {
+func sampled(f func(i int) float64) (ts, xs []float64) {
 	for i := range samples {
 		if i < warmup {
 			continue
@@ -100,7 +100,7 @@ func TestAnalyze_Shapes(t *testing.T) {
 		}, detect.Params{Kind: detect.Memory, Floor: 2 << 20}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ts, xs := series(tc.f)
+			ts, xs := sampled(tc.f)
 			v := detect.Analyze(ts, xs, tc.params)
 			if got, want := v.Leak, tc.leak; got != want {
 				t.Fatalf("Leak=%v, want %v (%s; slope %.3g/h, p=%.3g, growth %g, allowed %g)",
@@ -116,7 +116,7 @@ func TestAnalyze_Shapes(t *testing.T) {
 
 // Ensure the slow leak's slope is estimated close to its true rate.
 func TestAnalyze_SlopePerHour(t *testing.T) {
-	ts, xs := series(func(i int) float64 { return 10 + float64(i/10) })
+	ts, xs := sampled(func(i int) float64 { return 10 + float64(i/10) })
 	v := detect.Analyze(ts, xs, countParams)
 	if got, want := v.SlopePerHour(), 360.0; math.Abs(got-want) > 10 {
 		t.Fatalf("SlopePerHour()=%.1f, want %.0f±10", got, want)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sqlworker/worker/soak/internal/detect"
+	"github.com/sqlworker/worker/soak/internal/series"
 )
 
 // The short soak of the issue: 60 s at 1 s with a 15 s warm-up, so 45
@@ -67,18 +68,22 @@ func noisePP(ts, xs []float64) float64 {
 	return math.Min(detrendedPP(ts, xs), thirds)
 }
 
-// countSpecs are the five count series the issue names, judged alike.
-var countSpecs = []string{"fds", "goroutines", "connections", "handles", "statements"}
+// countSeries are the five kinds of count series the issue names, as the
+// harness watches them; each is judged with the parameters of its Spec.
+var countSeries = []string{
+	"process_open_fds", "go_goroutines", "worker_db_connections_open",
+	"worker_db_handles_open", "worker_db_statements_open",
+}
 
 // Ensure a leak of one FD every 5 s on a quiet series is caught in a 60 s
 // soak with a 15 s warm-up, whatever the phase of the leak against the
 // scrapes: the example of the issue (720/h, a 1,024 FD limit in 90 min).
 func TestDetect_SlowLeak(t *testing.T) {
-	for _, name := range countSpecs {
+	for _, name := range countSeries {
 		for offset := 0.0; offset < 5; offset++ {
 			t.Run(fmt.Sprintf("%s/offset%g", name, offset), func(t *testing.T) {
 				ts, xs := short(func(t float64) float64 { return 20 + staircase(5, offset)(t) })
-				v := detect.Analyze(ts, xs, detect.Params{Kind: detect.Count})
+				v := detect.Analyze(ts, xs, series.SpecFor(name).Params())
 				if got, want := v.Outcome, detect.Leaking; got != want {
 					t.Fatalf("got %v, want %v (%s)", got, want, v.Reason)
 				}
@@ -93,7 +98,7 @@ func TestDetect_SlowLeak(t *testing.T) {
 // steps is caught in the 60 s soak.
 func TestDetect_LeakAtThreeTimesNoise(t *testing.T) {
 	cases := 0
-	for _, pp := range []int{0, 1, 2, 4, 8, 16} {
+	for i, pp := range []int{0, 1, 2, 4, 8, 16} {
 		for _, rise := range []float64{3, 4, 6, 9, 15, 30, 60, 120, 200} {
 			for seed := range uint64(8) {
 				noise := integerNoise(seed, pp)
@@ -106,10 +111,11 @@ func TestDetect_LeakAtThreeTimesNoise(t *testing.T) {
 					continue // below the limit the issue sets: not required
 				}
 				cases++
-				v := detect.Analyze(ts, xs, detect.Params{Kind: detect.Count})
+				name := countSeries[(i+int(seed))%len(countSeries)]
+				v := detect.Analyze(ts, xs, series.SpecFor(name).Params())
 				if v.Outcome != detect.Leaking {
-					t.Errorf("noise p-p %d (measured %g), rise %g (samples %g), seed %d: got %v, want %v (%s)",
-						pp, measured, rise, got, seed, v.Outcome, detect.Leaking, v.Reason)
+					t.Errorf("%s: noise p-p %d (measured %g), rise %g (samples %g), seed %d: got %v, want %v (%s)",
+						name, pp, measured, rise, got, seed, v.Outcome, detect.Leaking, v.Reason)
 				}
 			}
 		}
@@ -174,9 +180,10 @@ func TestDetect_NotFlagged(t *testing.T) {
 		for _, a := range []float64{1, 2, 5, 20} {
 			for seed := range uint64(6) {
 				ts, xs := short(shape(a, seed))
-				v := detect.Analyze(ts, xs, detect.Params{Kind: detect.Count})
+				metric := countSeries[int(seed)%len(countSeries)]
+				v := detect.Analyze(ts, xs, series.SpecFor(metric).Params())
 				if v.Leak {
-					t.Errorf("%s amplitude %g seed %d: got %v, want not a leak (%s)", name, a, seed, v.Outcome, v.Reason)
+					t.Errorf("%s on %s, amplitude %g seed %d: got %v, want not a leak (%s)", name, metric, a, seed, v.Outcome, v.Reason)
 				}
 			}
 		}
@@ -187,7 +194,7 @@ func TestDetect_NotFlagged(t *testing.T) {
 // MiB, its peaks level) and resident memory settling by less than the
 // floor are not flagged, and a real memory leak on top of the swings is.
 func TestDetect_MemoryGCSwings(t *testing.T) {
-	p := detect.Params{Kind: detect.Memory, Floor: 2 << 20}
+	p := series.SpecFor("go_memstats_heap_inuse_bytes").Params()
 	for seed := range uint64(10) {
 		period := 5 + 10*hash01(seed, 3)
 		gc := func(t float64) float64 {
@@ -280,7 +287,7 @@ func TestDetect_FailFastSpeed(t *testing.T) {
 			for i := range 15 {
 				ts = append(ts, float64(shortWarmup+i))
 				xs = append(xs, 5+float64(i)+n(float64(i)))
-				if v := detect.Analyze(ts, xs, failFast()); v.Leak {
+				if v := detect.Analyze(ts, xs, series.SpecFor(countSeries[int(seed)%len(countSeries)]).FailFastParams()); v.Leak {
 					caught = i + 1
 					break
 				}
