@@ -140,6 +140,7 @@ type connector struct {
 	live         atomic.Int64 // open, less those whose Close has begun
 
 	guard     *walGuard
+	onFence   func() // called, in a goroutine of its own, when Connect fences
 	onCorrupt func(error)
 	lock      *os.File // closed by release, after the last connection
 	lockOnce  sync.Once
@@ -158,7 +159,11 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 		// second -wal beside the one the others write.
 		if first = c.live.Load() == 0; !first {
 			if err := g.check(); err != nil {
-				g.setFence(err)
+				if g.setFence(err) && c.onFence != nil {
+					// Recover now rather than at the next heartbeat; not
+					// here, as the caller may hold what recovery waits for.
+					go c.onFence()
+				}
 				return nil, err
 			}
 		}

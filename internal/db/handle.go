@@ -246,6 +246,7 @@ func (h *Handle) open(ctx context.Context) (_ *sql.DB, err error) {
 	conn := c.(*connector)
 	conn.guard = &walGuard{path: h.cfg.Path}
 	conn.onCorrupt = h.markCorrupt
+	conn.onFence = func() { h.recoverFenced(conn) }
 	conn.lock = lock
 	owned = true
 	db := sql.OpenDB(conn)
@@ -450,6 +451,9 @@ func (h *Handle) Verify() error {
 	h.mu.Lock()
 	err := h.Health() // under mu, so no transition races it
 	switch {
+	case err != nil && h.cur == nil: // not open (it may say why it was dropped)
+		h.mu.Unlock()
+		return err
 	case errors.Is(err, ErrFileChanged):
 		h.logger.Error("Database file changed under the open handle; dropping the handle, the next run reopens it", "path", h.cfg.Path, "err", err)
 		// Only what is still linked at the paths now is to be removed: a file
@@ -486,6 +490,22 @@ func (h *Handle) Verify() error {
 		h.logger.Warn("Database schema repaired", "path", h.cfg.Path, "created", strings.Join(created, ","))
 	}
 	return nil
+}
+
+// recoverFenced is Verify's recovery, run as soon as c fenced itself in
+// Connect, rather than at the next heartbeat: unless c is no longer the
+// open handle's connector (Verify or Close came first).
+func (h *Handle) recoverFenced(c *connector) {
+	h.mu.Lock()
+	if h.conn != c || h.closed {
+		h.mu.Unlock()
+		return
+	}
+	if err := h.Health(); errors.Is(err, ErrWALChanged) {
+		h.recoverWAL(err) // unlocks
+		return
+	}
+	h.mu.Unlock()
 }
 
 // recoverWAL saves what the connections of a handle whose -wal or -shm
@@ -534,10 +554,13 @@ func (h *Handle) drop(cause error, files dbFiles) {
 	h.stale = &staleWAL{conn: h.conn, files: files}
 	h.cur, h.conn, h.files = nil, nil, dbFiles{}
 	h.state.Store(&handleState{err: cause})
-	h.mu.Unlock()
+	// Under mu, so that the next open, which waits for the connections to
+	// be gone, does not race the closing of the idle ones. Connections in
+	// use are closed when their runs return them.
 	if cerr := db.Close(); cerr != nil {
 		h.logger.Warn("Dropped handle did not close cleanly", "err", cerr)
 	}
+	h.mu.Unlock()
 	h.retire(db)
 }
 

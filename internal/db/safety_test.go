@@ -445,3 +445,40 @@ func TestHandle_Init_NoAllocs(t *testing.T) {
 		t.Fatalf("allocs per Init: got %v, want 0", got)
 	}
 }
+
+// Ensure a connection refused because the -wal was removed starts the
+// recovery by itself, without waiting for a heartbeat's Verify.
+func TestHandle_Connect_WALRemovedRecovers(t *testing.T) {
+	ctx := context.Background()
+	h := MustOpenHandle(t)
+	d, _ := h.Init(ctx)
+	if _, err := d.Exec("CREATE TABLE t (x); INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	held, err := d.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(h.Path() + "-wal"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Conn(ctx); !errors.Is(err, db.ErrWALChanged) {
+		t.Fatalf("new connection: got %v, want %v", err, db.ErrWALChanged)
+	}
+	held.Close() // what the recovery's checkpoint waits for
+	deadline := time.Now().Add(10 * time.Second)
+	for err := h.Health(); !errors.Is(err, db.ErrNotOpen); err = h.Health() {
+		if time.Now().After(deadline) {
+			t.Fatalf("Health: got %v, want %v (the handle dropped) within 10 s", err, db.ErrNotOpen)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	d, err = h.Init(ctx)
+	if err != nil {
+		t.Fatalf("Init after the recovery: %v", err)
+	}
+	var x int
+	if err := d.QueryRow("SELECT x FROM t").Scan(&x); err != nil || x != 1 {
+		t.Fatalf("row after the recovery: got %d (%v), want 1", x, err)
+	}
+}

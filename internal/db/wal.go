@@ -91,5 +91,6 @@ func (g *walGuard) fenced() error {
 	return nil
 }
 
-// setFence fences the connector with err, once.
-func (g *walGuard) setFence(err error) { g.fence.CompareAndSwap(nil, &err) }
+// setFence fences the connector with err, once; it reports whether this
+// call did.
+func (g *walGuard) setFence(err error) bool { return g.fence.CompareAndSwap(nil, &err) }
