@@ -25,6 +25,8 @@ var contract = []string{
 	"worker_db_size_bytes", "worker_db_wal_size_bytes", "worker_db_quick_check_ok",
 	"worker_job_runs_total", "worker_job_duration_seconds", "worker_job_start_delay_seconds", "worker_job_running",
 	"worker_job_last_success_timestamp_seconds", "worker_job_next_run_timestamp_seconds", "worker_job_interval_seconds",
+	"worker_job_history_pending", "worker_job_history_dropped_total",
+	"promhttp_metric_handler_requests_in_flight", "promhttp_metric_handler_requests_total",
 }
 
 // Ensure the built worker serves every contract metric, runs its jobs, keeps
@@ -61,6 +63,8 @@ func TestWorker_EndToEnd(t *testing.T) {
 		{"worker_db_init_calls_total", map[string]string{"result": "failed"}, 0},
 		{"worker_db_quick_check_ok", nil, 1},
 		{"go_sql_max_open_connections", map[string]string{"db_name": "main"}, 4},
+		{"worker_job_history_pending", nil, 0},
+		{"worker_job_history_dropped_total", nil, 0},
 	} {
 		if got := sum(mfs[tc.name], tc.match); got != tc.want {
 			t.Errorf("%s%v: got %v, want %v", tc.name, tc.match, got, tc.want)

@@ -379,7 +379,7 @@ func TestScheduler_Overdue(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling a condition
 	}
-	if !errors.Is(err, jobs.ErrNoSuccess) || !regexp.MustCompile(`^no success for \d+s \(2 intervals of 1s\)$`).MatchString(err.Error()) {
+	if !errors.Is(err, jobs.ErrNoSuccess) || !regexp.MustCompile(`^no success for \d+(\.\d)?s \(2 intervals of 1s\)$`).MatchString(err.Error()) {
 		t.Fatalf("Overdue: got %v, want %q", err, "no success for Ns (2 intervals of 1s)")
 	}
 	close(release)

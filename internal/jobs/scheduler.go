@@ -279,8 +279,12 @@ func (s *Scheduler) Overdue(name string, intervals int) error {
 	if age <= time.Duration(intervals)*interval {
 		return nil
 	}
-	if r := age % time.Second; r != 0 {
-		age += time.Second - r // round up: "31s" means more than 30
+	unit := time.Second
+	if age < time.Minute {
+		unit = 100 * time.Millisecond
+	}
+	if r := age % unit; r != 0 {
+		age += unit - r // round up: "31s" or "3.1s" means more than 30 or 3
 	}
 	return fmt.Errorf("%w for %s (%d intervals of %s)", ErrNoSuccess, age, intervals, interval)
 }
