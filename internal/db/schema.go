@@ -168,25 +168,31 @@ const notWorkerRemedy = "not this worker's database? point database.path at anot
 // saying why the file is not one the worker may write to.
 //
 // f is the locked descriptor of the file: the header is read through it. A
-// file with a -wal is read with mode=ro, so that committed transactions
-// still in the -wal count; one without is read with immutable=1, which makes
-// SQLite create no -wal or -shm beside it (nothing can be in a -wal that
-// does not exist).
+// file with a -wal (or a -journal) is read with mode=ro, so that committed
+// transactions still in the -wal count; one without is read with
+// immutable=1, which makes SQLite create no -wal or -shm beside it (nothing
+// can be in a -wal that does not exist).
 func inspect(ctx context.Context, path string, f *os.File) (missing []schemaObject, err error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("cannot open database %s: %w", path, err)
 	}
-	if fi.Size() == 0 {
+	_, walErr := os.Stat(path + "-wal")
+	_, journalErr := os.Stat(path + "-journal")
+	switch {
+	case fi.Size() == 0 && walErr != nil:
 		return nil, nil // a new database: the migrations create everything
-	}
-	hdr := make([]byte, 100)
-	if n, _ := f.ReadAt(hdr, 0); n < len(hdr) || !bytes.HasPrefix(hdr, []byte("SQLite format 3\x00")) {
-		return nil, fmt.Errorf("cannot open database %s: not an SQLite database (no SQLite header)", path)
+	case fi.Size() > 0:
+		// An empty file with a -wal is a database whose pages are all in
+		// the -wal still; any other file starts with SQLite's header.
+		hdr := make([]byte, 100)
+		if n, _ := f.ReadAt(hdr, 0); n < len(hdr) || !bytes.HasPrefix(hdr, []byte("SQLite format 3\x00")) {
+			return nil, fmt.Errorf("cannot open database %s: not an SQLite database (no SQLite header)", path)
+		}
 	}
 	params := "mode=ro&immutable=1"
-	if _, err := os.Stat(path + "-wal"); err == nil {
-		params = "mode=ro"
+	if walErr == nil || journalErr == nil {
+		params = "mode=ro" // what is in the -wal or -journal counts
 	}
 	ro, err := sql.Open("sqlite3", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+params)
 	if err != nil {
