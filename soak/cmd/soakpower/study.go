@@ -23,7 +23,7 @@ type Study struct {
 type cell struct {
 	n, caught, undecided int
 	at                   []float64
-	rise                 float64
+	rise, noise          float64
 }
 
 func (c cell) rate() float64 {
@@ -50,6 +50,7 @@ func group(os []Outcome) map[key]*cell {
 		}
 		c.n++
 		c.rise += o.Rise
+		c.noise += o.Noise
 		if o.Caught {
 			c.caught++
 			c.at = append(c.at, o.At)
@@ -60,6 +61,7 @@ func group(os []Outcome) map[key]*cell {
 	}
 	for _, c := range m {
 		c.rise /= float64(c.n)
+		c.noise /= float64(c.n)
 	}
 	return m
 }
@@ -94,7 +96,7 @@ func (st *Study) Markdown(w io.Writer) {
 		fmt.Fprintf(w, ", %d real soaks of bin/standin, all in %s", len(st.Real), st.Took.Round(time.Second))
 	}
 	fmt.Fprintf(w, ".\n\n### Slowest leak caught\n\n")
-	fmt.Fprintf(w, "The slowest leak, per hour, caught in at least 95 %% of the soaks (and every faster one too); in brackets the rise over the judged window in steps, and that rise over the noise's peak-to-peak.\n\n")
+	fmt.Fprintf(w, "The slowest leak, per hour, caught in at least 95 %% of the soaks (and every faster one too); in brackets the rise over the judged window in steps, and that rise over the noise the detector measured on the series (peak-to-peak of its detrended samples, mean over the soaks; a staircase leak adds up to one step to it).\n\n")
 	fmt.Fprint(w, "| noise (peak-to-peak) |")
 	for _, l := range Lengths {
 		fmt.Fprintf(w, " %s |", l.Name)
@@ -113,9 +115,10 @@ func (st *Study) Markdown(w io.Writer) {
 				continue
 			}
 			rise := r / 3600 * judged(l)
-			ratio := "quiet"
-			if nz > 0 {
-				ratio = fmt.Sprintf("%.1f× noise", rise/nz)
+			c := pm[key{l.Name, nz, r}]
+			ratio := "measured noise 0"
+			if c.noise > 0 {
+				ratio = fmt.Sprintf("%.1f× measured noise %.1f", rise/c.noise, c.noise)
 			}
 			fmt.Fprintf(w, " %s/h (%.0f steps, %s) |", num(r), rise, ratio)
 		}
@@ -233,20 +236,21 @@ func (st *Study) Markdown(w io.Writer) {
 func (st *Study) Summary() any {
 	pm := group(st.Power)
 	type row struct {
-		Length  string  `json:"length"`
-		Noise   float64 `json:"noise"`
-		Rate    float64 `json:"leak_per_hour"`
-		Rise    float64 `json:"rise"`
-		Soaks   int     `json:"soaks"`
-		Caught  int     `json:"caught"`
-		TooMuch int     `json:"undecided"`
+		Length   string  `json:"length"`
+		Noise    float64 `json:"noise"`
+		Rate     float64 `json:"leak_per_hour"`
+		Rise     float64 `json:"rise"`
+		Measured float64 `json:"measured_noise"`
+		Soaks    int     `json:"soaks"`
+		Caught   int     `json:"caught"`
+		TooMuch  int     `json:"undecided"`
 	}
 	var rows []row
 	for _, l := range Lengths {
 		for _, nz := range Noises {
 			for _, r := range l.Rates {
 				if c := pm[key{l.Name, nz, r}]; c != nil {
-					rows = append(rows, row{l.Name, nz, r, c.rise, c.n, c.caught, c.undecided})
+					rows = append(rows, row{l.Name, nz, r, c.rise, c.noise, c.n, c.caught, c.undecided})
 				}
 			}
 		}

@@ -57,6 +57,7 @@ type Outcome struct {
 	Unsure    int     // clean series too noisy or too short to decide
 	At        float64 // seconds after warm-up of the verdict
 	Rise      float64 // how much the leak rose over the judged window
+	Noise     float64 // the noise the detector measured on the leaking series
 }
 
 // replay soaks the stand-in of p by sampling it at the soak's interval and
@@ -95,6 +96,7 @@ func replay(p Point) (Outcome, error) {
 		case name == p.Params.LeakSeries && p.Params.Leak > 0:
 			o.Caught = v.Leak
 			o.Undecided = !v.Outcome.Decided()
+			o.Noise = v.Noise
 		case name == "worker_db_handles_open":
 			// The invariant's series, not a leak target of the sweep.
 		default:
