@@ -74,10 +74,11 @@ type Handle struct {
 
 	mu     sync.Mutex // serialises the slow path, Verify and Close
 	closed bool
-	cur    *sql.DB    // the open handle, also while db is nil because it is corrupt
-	conn   *connector // the open handle's connector: counts its connections, owns the lock
-	files  dbFiles    // identities of the files the handle opened
-	stale  *staleWAL  // left behind by a handle that Verify dropped
+	cur    *sql.DB                // the open handle, also while db is nil because it is corrupt
+	pool   atomic.Pointer[sql.DB] // cur, for Stats without the lock
+	conn   *connector             // the open handle's connector: counts its connections, owns the lock
+	files  dbFiles                // identities of the files the handle opened
+	stale  *staleWAL              // left behind by a handle that Verify dropped
 	// walDropped: the last handle was dropped because its -wal or -shm
 	// changed; the next open runs quick_check.
 	walDropped bool
@@ -159,6 +160,7 @@ func (h *Handle) initSlow(ctx context.Context) (*sql.DB, error) {
 		return nil, err
 	}
 	h.cur = db
+	h.pool.Store(db)
 	h.state.Store(&handleState{open: true, file: h.files.db, conn: h.conn})
 	h.db.Store(db)
 	if err := h.Corrupt(); err != nil { // seen while opening: unpublish
@@ -321,6 +323,7 @@ func (h *Handle) Close(ctx context.Context) error {
 	h.db.Store(nil)
 	db := h.cur
 	h.cur, h.conn = nil, nil
+	h.pool.Store(nil)
 	corrupt := h.Corrupt()
 	if db == nil {
 		return corrupt
@@ -561,6 +564,7 @@ func (h *Handle) drop(cause error, files dbFiles) {
 	h.db.Store(nil)
 	h.stale = &staleWAL{conn: h.conn, files: files}
 	h.cur, h.conn, h.files = nil, nil, dbFiles{}
+	h.pool.Store(nil)
 	h.state.Store(&handleState{err: cause})
 	// Under mu, so that the next open, which waits for the connections to
 	// be gone, does not race the closing of the idle ones. Connections in
@@ -634,7 +638,7 @@ func (h *Handle) retire(db *sql.DB) {
 // When no handle is open, the gauges are 0.
 func (h *Handle) Stats() sql.DBStats {
 	var s sql.DBStats
-	if db := h.db.Load(); db != nil {
+	if db := h.pool.Load(); db != nil { // also while corrupt: the pool is still open
 		s = db.Stats()
 	}
 	s.MaxOpenConnections = h.cfg.MaxOpenConns
