@@ -237,8 +237,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	}
 	if err := handle.Close(context.WithoutCancel(ctx)); err != nil {
 		logger.Error("Database did not close cleanly", "err", err)
-		if runErr == nil {
-			runErr = err
+		if runErr == nil || errors.Is(runErr, jobs.ErrHistoryLost) {
+			runErr = errors.Join(err, runErr)
 		}
 	}
 	logger.Info("Stopped")
