@@ -321,7 +321,7 @@ func (h *Handle) Close(ctx context.Context) error {
 	h.closed = true
 	h.state.Store(&handleState{closed: true})
 	h.db.Store(nil)
-	db := h.cur
+	db, conn := h.cur, h.conn
 	h.cur, h.conn = nil, nil
 	h.pool.Store(nil)
 	corrupt := h.Corrupt()
@@ -340,16 +340,18 @@ func (h *Handle) Close(ctx context.Context) error {
 	if _, err := db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 		errs = append(errs, fmt.Errorf("cannot checkpoint wal: %w", err))
 	}
-	closed := make(chan error, 1)
-	go func() { closed <- db.Close() }()
-	select {
-	case err := <-closed:
-		if err != nil {
-			errs = append(errs, fmt.Errorf("cannot close database: %w", err))
+	// (*sql.DB).Close closes the idle connections and returns; those in use
+	// close when they are returned. Wait for them, within the deadline: the
+	// connector closes the lock after the last one.
+	if err := db.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("cannot close database: %w", err))
+	}
+	for conn.open.Load() > 0 {
+		if ctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("%w after %s", ErrCloseTimeout, h.cfg.CloseTimeout))
+			break
 		}
-	case <-ctx.Done():
-		// The connector closes the lock once the last connection is closed.
-		errs = append(errs, fmt.Errorf("%w after %s", ErrCloseTimeout, h.cfg.CloseTimeout))
+		time.Sleep(5 * time.Millisecond)
 	}
 	if corrupt != nil {
 		errs = append(errs, corrupt)
