@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"regexp"
@@ -133,9 +134,16 @@ func Default() *Config {
 	return c
 }
 
-// Load reads and validates the file at path.
+// Load reads and validates the file at path. It reads at most one byte
+// more than MaxSize, so that a huge file (or /dev/zero) is refused without
+// being read.
 func Load(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read config file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("cannot read config file: %w", err)
 	}

@@ -32,9 +32,16 @@ func decode(b []byte, f *file) (err error) {
 		}
 	}()
 	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")) // a byte order mark
+	if len(b) > MaxSize {
+		return bounds(b)
+	}
 	if !utf8.Valid(b) {
 		line := 1 + strings.Count(string(b[:invalidUTF8(b)]), "\n")
 		return fmt.Errorf("config: invalid YAML at line %d: not UTF-8 text", line)
+	}
+	// Nothing reaches the parser that it cannot handle quickly.
+	if err := bounds(b); err != nil {
+		return err
 	}
 	// Duplicate keys are allowed here and reported by check, with the path.
 	tree, err := parser.ParseBytes(b, 0, parser.AllowDuplicateMapKey())

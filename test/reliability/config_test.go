@@ -7,16 +7,38 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
 
 // configRun is what the worker did with a config it was given.
 type configRun struct {
-	code   int           // exit status
-	stderr string        // all of it
-	took   time.Duration // from start to exit
-	dbPath string        // the --db.path it was given
+	code    int           // exit status
+	stderr  string        // all of it
+	took    time.Duration // from start to exit
+	dbPath  string        // the --db.path it was given
+	maxRSS  int64         // peak resident set, in bytes
+	started bool          // it took the config, became ready and was killed
+}
+
+// lockedBuffer is a bytes.Buffer safe for a writer and a reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // runConfig runs the built worker on config (written to a file) with args,
@@ -34,23 +56,40 @@ func runConfig(t *testing.T, config string, prefix []string, args ...string) con
 		"--db.path", r.dbPath, "--web.listen-address", "127.0.0.1:0")
 	argv = append(argv, args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	// A worker that took the config and started is stopped once ready: it
+	// would run until killed.
 	var err error
-	select {
-	case err = <-done:
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("worker did not exit within 60 s on the config\n%s", tail(stderr.String(), 4<<10))
+	limit := time.After(60 * time.Second)
+wait:
+	for {
+		select {
+		case err = <-done:
+			break wait
+		case <-limit:
+			_ = cmd.Process.Kill()
+			<-done
+			t.Fatalf("worker did not exit within 60 s on the config\n%s", tail(stderr.String(), 4<<10))
+		case <-time.After(20 * time.Millisecond):
+			if strings.Contains(stderr.String(), `msg="Worker ready"`) {
+				_ = cmd.Process.Kill()
+				err = <-done
+				r.started = true
+				break wait
+			}
+		}
 	}
 	r.took = time.Since(start)
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.maxRSS = ru.Maxrss << 10 // KiB on Linux
+	}
 	r.stderr = strings.ReplaceAll(stderr.String(), path, "CONFIG")
 	var ee *exec.ExitError
 	switch {
@@ -67,7 +106,9 @@ func runConfig(t *testing.T, config string, prefix []string, args ...string) con
 // want on stderr, no stack trace, and created no database.
 func wantRefused(t *testing.T, r configRun, want string) {
 	t.Helper()
-	if r.code != 2 {
+	if r.started {
+		t.Errorf("got a worker that started and was ready, want exit code 2\n%s", tail(r.stderr, 4<<10))
+	} else if r.code != 2 {
 		t.Errorf("exit code: got %d, want 2\n%s", r.code, tail(r.stderr, 4<<10))
 	}
 	if got := strings.TrimSuffix(r.stderr, "\n"); got != want {
@@ -132,4 +173,78 @@ func TestConfig_NotHonoured(t *testing.T) {
 		{"BuiltinApril31", "builtin:\n  optimize: {schedule: '0 0 3 31 4 *'}\n",
 			`builtin.optimize.schedule: "0 0 3 31 4 *" never fires`},
 	})
+}
+
+// memLimit runs the worker under prlimit: at most 2 GiB of address space
+// (the Go runtime reserves about 1.2 GB of it before main runs; RLIMIT_AS
+// cannot be 100 MB) and 2 s of CPU, so that a config the parser cannot
+// handle ends in "fatal error: out of memory" or SIGXCPU, never in a machine
+// that swaps.
+func memLimit(t *testing.T) []string {
+	t.Helper()
+	path, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Fatalf("prlimit (Debian package util-linux) is needed: %v", err)
+	}
+	return []string{path, "--as=2147483648", "--cpu=2", "--"}
+}
+
+// Ensure that any config file, however nested or large, is refused or
+// accepted within the bounds (issue 12, item 6): `jobs: [[[…]]]` 100,000
+// deep took 44 s and 15 GB inside goccy/go-yaml's parser, and at 40,000 deep
+// under a 3 GB limit it died with a 309-line stack trace. Now each is one
+// line, exit 2, under a 2 GiB address-space and 2 s CPU limit, with a peak
+// RSS of at most 100 MB; the time and peak RSS of each are logged.
+func TestConfig_Nesting(t *testing.T) {
+	t.Parallel()
+	flow := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	keys := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			b.WriteString(strings.Repeat(" ", i) + "k:\n")
+		}
+		return b.String()
+	}
+	// fill repeats unit, of tokens YAML tokens as the worker counts them,
+	// up to the limit of 50,000 tokens or 128 KiB, whichever comes first.
+	fill := func(prefix, unit string, tokens int, suffix string) string {
+		n := min((128<<10-len(prefix)-len(suffix))/len(unit), (50000-10)/tokens)
+		return prefix + strings.Repeat(unit, n) + suffix
+	}
+	for _, tt := range []struct {
+		name, config, want string // want "" : accepted
+	}{
+		{"Flow100000", "jobs: " + flow(100000) + "\n", "config: larger than 128 KiB"},
+		{"Flow40000", "jobs: " + flow(40000) + "\n", "config: line 1: nested deeper than 32 levels"},
+		{"Flow33", "jobs: " + flow(33) + "\n", "config: line 1: nested deeper than 32 levels"},
+		{"BlockDashes60000", "jobs:\n" + strings.Repeat("- ", 60000) + "x\n", "config: line 2: nested deeper than 32 levels"},
+		{"Indentation", keys(400), "config: line 33: nested deeper than 32 levels"},
+		{"ManyKeys", strings.Repeat("jobs: []\n", 14000), "config: line 65: more than 64 keys in one mapping"},
+		{"TooLarge", strings.Repeat("#", 1<<20), "config: larger than 128 KiB"},
+		{"TooManyTokens", "jobs: [" + strings.Repeat("{},", 40000) + "]\n", "config: line 1: more than 50000 YAML tokens"},
+		// The costliest documents within the limits.
+		{"WideFlowList", fill("jobs: [", "1,", 1, "1]\n"), "jobs[0]: want a mapping, got 1"},
+		{"Flow32Repeated", fill("jobs: [", "["+flow(29)+"],", 61, "1]\n"), "jobs[0]: want a mapping, got a list"},
+		{"FlowMappings", fill("jobs: [", "{},", 3, "{}]\n"), "jobs: at most 1000 jobs, got 16664"},
+		{"BlockList", fill("jobs:\n", "- 1\n", 2, ""), "jobs[0]: want a mapping, got 1"},
+		{"Comments", fill("", "#\n", 1, ""), ""},
+		{"Jobs", fill("jobs:\n", "- {name: a, schedule: '@daily', sql: SELECT 1}\n", 6, ""), "jobs: at most 1000 jobs, got 2788"},
+		{"LongSQL", fill("jobs:\n  - name: a\n    schedule: '@daily'\n    sql: |\n", "      SELECT '[{- #';\n", 0+1, ""), ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runConfig(t, tt.config, memLimit(t), "--config.check")
+			if tt.want == "" {
+				if r.code != 0 {
+					t.Errorf("exit code: got %d, want 0\n%s", r.code, tail(r.stderr, 4<<10))
+				}
+			} else {
+				wantRefused(t, r, "worker: config file CONFIG: "+tt.want)
+			}
+			t.Logf("%d bytes: exit %d in %s, peak RSS %.1f MB", len(tt.config), r.code, r.took.Round(time.Millisecond), float64(r.maxRSS)/1e6)
+			// The promise is 1 s and 100 MB; the CPU limit holds the first.
+			if r.maxRSS > 100e6 {
+				t.Errorf("peak RSS: got %.1f MB, want at most 100 MB", float64(r.maxRSS)/1e6)
+			}
+		})
+	}
 }
