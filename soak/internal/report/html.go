@@ -288,6 +288,7 @@ td.spark{width:128px;padding-top:6px;padding-bottom:4px} td.spark svg{width:120p
 .card .stats{color:var(--muted);font-size:12px;margin:4px 0 2px}
 .card .why{color:var(--muted);font-size:12px;margin:2px 0 6px}
 .card.leak .why{color:var(--bad)}
+.card.warn{border:1px solid #f0c27a} .card.warn .why{color:var(--warn)}
 svg{display:block;width:100%;height:auto}
 svg text{font:10.5px system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;fill:#6b7385}
 svg .ylab{text-anchor:end} svg .band{fill:#8a91a1;font-style:italic}
