@@ -15,6 +15,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/sqlworker/worker/internal/schedule"
+	"github.com/sqlworker/worker/internal/sqlstmt"
 )
 
 // Defaults of the configuration.
@@ -237,6 +238,12 @@ func (f *file) validate() (*Config, error) {
 	if len(f.Jobs) > MaxJobs {
 		return nil, fmt.Errorf("jobs: at most %d jobs, got %d", MaxJobs, len(f.Jobs))
 	}
+	var stmts *sqlstmt.Parser // opened for the first user job
+	defer func() {
+		if stmts != nil {
+			stmts.Close()
+		}
+	}()
 	seen := make(map[string]string)
 	for _, name := range BuiltinNames {
 		seen[name] = "builtin." + name
@@ -261,6 +268,14 @@ func (f *file) validate() (*Config, error) {
 		}
 		j, err := c.job(field, fj.Name, fj, Job{Timeout: DefaultJobTimeout})
 		if err != nil {
+			return nil, err
+		}
+		if stmts == nil {
+			if stmts, err = sqlstmt.Open(); err != nil {
+				return nil, fmt.Errorf("%s.sql: cannot check: %w", field, err)
+			}
+		}
+		if err := checkSQL(stmts, field+".sql", fj.SQL); err != nil {
 			return nil, err
 		}
 		j.SQL = fj.SQL

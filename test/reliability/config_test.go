@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // configRun is what the worker did with a config it was given.
@@ -247,4 +249,67 @@ func TestConfig_Nesting(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Ensure a job's SQL that ends, starts or nests the job's transaction, or
+// changes the connection's journal mode or settings, is refused at config
+// check and start-up, naming the job field and the statement (issue 12,
+// item 5): `…; INSERT …; COMMIT` was recorded as a failure but committed,
+// and `COMMIT; PRAGMA journal_mode=DELETE; BEGIN` was recorded as a success
+// and left the database in journal_mode=delete. A multi-statement job with
+// a trigger and 'COMMIT' in a string literal runs.
+func TestConfig_TransactionControl(t *testing.T) {
+	t.Parallel()
+	job := func(sql string) string {
+		return "jobs:\n  - name: ok\n    schedule: '@hourly'\n    sql: SELECT 1\n  - name: bad\n    schedule: '@every 1s'\n    sql: |\n      " +
+			strings.ReplaceAll(sql, "\n", "\n      ") + "\n"
+	}
+	const commit = "ends the job's transaction; the worker commits after the last statement"
+	checkRefused(t, []refusedConfig{
+		{"CommitAfterInsert", job("CREATE TABLE IF NOT EXISTS t (x);\nINSERT INTO t VALUES (1);\nCOMMIT"),
+			"jobs[1].sql: statement 3 (COMMIT) " + commit},
+		{"JournalModeBetweenCommitAndBegin", job("COMMIT;\nPRAGMA journal_mode=DELETE;\nBEGIN"),
+			"jobs[1].sql: statement 1 (COMMIT) " + commit},
+		{"JournalMode", job("DELETE FROM t;\nPRAGMA journal_mode = DELETE"),
+			"jobs[1].sql: statement 2 (PRAGMA journal_mode) changes the journal mode; the worker keeps the database in WAL mode"},
+		{"Savepoint", job("SAVEPOINT s;\nINSERT INTO t VALUES (1);\nRELEASE s"),
+			"jobs[1].sql: statement 1 (SAVEPOINT s) nests a transaction in the job's; a job's SQL commits or rolls back as a whole"},
+		{"LockingMode", job("PRAGMA locking_mode = EXCLUSIVE"),
+			"jobs[1].sql: statement 1 (PRAGMA locking_mode) changes a setting of the connection it runs on, which the worker sets and every job shares"},
+	})
+
+	t.Run("FineJobRuns", func(t *testing.T) {
+		w := StartWorker(t, Options{Config: workertest.BuiltinsOff + `
+jobs:
+  - name: rollup
+    schedule: "@every 1s"
+    sql: |
+      CREATE TABLE IF NOT EXISTS events (x);
+      CREATE TABLE IF NOT EXISTS log (msg);
+      CREATE TRIGGER IF NOT EXISTS audit AFTER INSERT ON events BEGIN
+        INSERT INTO log VALUES ('COMMIT; BEGIN');
+      END;
+      -- COMMIT
+      INSERT INTO events VALUES (1); /* ROLLBACK; */
+`})
+		w.WaitFor(t, "two successful runs", 30*time.Second, func() bool {
+			mfs, err := w.TryScrape()
+			return err == nil && runs(mfs, "rollup", "success") >= 2
+		})
+		if code, _ := w.Stop(t, 60*time.Second); code != 0 {
+			t.Errorf("exit code: got %d, want 0", code)
+		}
+		d := openDB(t, w.DBPath, "mode=ro")
+		var mode string
+		var n int
+		if err := d.QueryRowContext(ctxTimeout(t, 10*time.Second), "PRAGMA journal_mode").Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.QueryRowContext(ctxTimeout(t, 10*time.Second), "SELECT count(*) FROM log WHERE msg = 'COMMIT; BEGIN'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if mode != "wal" || n < 2 {
+			t.Errorf("got journal_mode %q and %d log rows, want wal and at least 2", mode, n)
+		}
+	})
 }
