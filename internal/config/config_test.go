@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sqlworker/worker/internal/schedule"
+	"github.com/sqlworker/worker/internal/sqlstmt"
 )
 
 func TestMain(m *testing.M) {
@@ -619,6 +620,36 @@ func checkConfig(t *testing.T, b []byte) {
 		if j.Builtin || !jobNameRE.MatchString(j.Name) || strings.TrimSpace(j.SQL) == "" {
 			t.Fatalf("job %d: got invalid user job %+v", i, j)
 		}
+		if err := checkSQL(stmts(t), "sql", j.SQL); err != nil {
+			t.Fatalf("job %d: accepted SQL that checkSQL refuses: %v", i, err)
+		}
+	}
+}
+
+// stmts returns a Parser closed at cleanup.
+func stmts(t *testing.T) *sqlstmt.Parser {
+	t.Helper()
+	p, err := sqlstmt.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// BenchmarkParse_MaxJobs parses MaxJobs jobs of three statements each,
+// every statement split and classified by SQLite.
+func BenchmarkParse_MaxJobs(b *testing.B) {
+	var doc strings.Builder
+	doc.WriteString("jobs:\n")
+	for i := range MaxJobs {
+		fmt.Fprintf(&doc, "  - {name: j%d, schedule: '@hourly', sql: 'CREATE TABLE IF NOT EXISTS t (x); INSERT INTO t VALUES (1); DELETE FROM t'}\n", i)
+	}
+	b.SetBytes(int64(doc.Len()))
+	for b.Loop() {
+		if _, err := Parse([]byte(doc.String())); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
@@ -629,6 +660,8 @@ func FuzzParse(f *testing.F) {
 		"scheduler: {timezone: UTC, shutdown_grace: 5s}\nhistory: {retention: 1h}\n",
 		"builtin:\n  heartbeat: {schedule: '@every 30s', enabled: false}\n",
 		job("timeout: 5s"),
+		job("sql: 'INSERT INTO t VALUES (1); COMMIT'"),
+		job("sql: \"CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 'COMMIT'; END; SAVEPOINT a\""),
 		"jobs:\n  - {name: a, schedule: &s '@hourly', sql: &q x}\n  - {name: b, schedule: *s, sql: *q}\n",
 		"database:\n\tpath: x\n",
 		"a: 1\n---\nb: 2\n",
