@@ -1,0 +1,135 @@
+package sqlcount_test
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sqlworker/worker/sqlcount"
+)
+
+// The optional interfaces of package driver, listed here apart from the
+// generator's list so that the tests check it rather than trust it.
+var (
+	connInterfaces = []reflect.Type{
+		reflect.TypeFor[driver.Pinger](),
+		reflect.TypeFor[driver.ExecerContext](),
+		reflect.TypeFor[driver.QueryerContext](),
+		reflect.TypeFor[driver.ConnPrepareContext](),
+		reflect.TypeFor[driver.ConnBeginTx](),
+		reflect.TypeFor[driver.SessionResetter](),
+		reflect.TypeFor[driver.Validator](),
+		reflect.TypeFor[driver.NamedValueChecker](),
+		reflect.TypeFor[driver.Execer](),  //nolint:staticcheck // deprecated, still used by database/sql
+		reflect.TypeFor[driver.Queryer](), //nolint:staticcheck // deprecated, still used by database/sql
+	}
+	stmtInterfaces = []reflect.Type{
+		reflect.TypeFor[driver.StmtExecContext](),
+		reflect.TypeFor[driver.StmtQueryContext](),
+		reflect.TypeFor[driver.NamedValueChecker](),
+		reflect.TypeFor[driver.ColumnConverter](), //nolint:staticcheck // deprecated, still used by database/sql
+	}
+)
+
+// implemented returns the names of the interfaces of ifaces that v implements.
+func implemented(v any, ifaces []reflect.Type) []string {
+	var out []string
+	t := reflect.TypeOf(v)
+	for _, i := range ifaces {
+		if t.Implements(i) {
+			out = append(out, i.Name())
+		}
+	}
+	return out
+}
+
+// testOptionalInterfaces checks that the connection and the statement of
+// wrapped implement exactly what those of base implement. Both connectors
+// reach the same database.
+func testOptionalInterfaces(t *testing.T, base, wrapped driver.Connector, query string, wantConn []string) {
+	t.Helper()
+	ctx := context.Background()
+	bc, err := base.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.Close()
+	wc, err := wrapped.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wc.Close()
+	got, want := implemented(wc, connInterfaces), implemented(bc, connInterfaces)
+	if !slices.Equal(got, want) {
+		t.Errorf("connection: got %v, want %v", got, want)
+	}
+	// The list of the driver's own, so that a change of the driver is seen.
+	if !slices.Equal(want, wantConn) {
+		t.Errorf("base connection: got %v, want %v", want, wantConn)
+	}
+	if u, ok := wc.(interface{ Unwrap() driver.Conn }); !ok || reflect.TypeOf(u.Unwrap()) != reflect.TypeOf(bc) {
+		t.Errorf("Unwrap: got %T, want a method that returns a %T", wc, bc)
+	}
+
+	prepare := func(c driver.Conn) driver.Stmt {
+		t.Helper()
+		var s driver.Stmt
+		var err error
+		if pc, ok := c.(driver.ConnPrepareContext); ok {
+			s, err = pc.PrepareContext(ctx, query)
+		} else {
+			s, err = c.Prepare(query)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	bs, ws := prepare(bc), prepare(wc)
+	defer bs.Close()
+	defer ws.Close()
+	if got, want := implemented(ws, stmtInterfaces), implemented(bs, stmtInterfaces); !slices.Equal(got, want) {
+		t.Errorf("statement: got %v, want %v", got, want)
+	}
+}
+
+// compareCounts compares the exposition of a Collector of c with want.
+// Only the metrics named in names are compared, all when there is none.
+func compareCounts(t *testing.T, c *sqlcount.Counter, want string, opts []sqlcount.Option, names ...string) {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(sqlcount.NewCollector(c, opts...))
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
+		t.Error(err)
+	}
+}
+
+// perf408 is the PERF-408 pattern: an init that opens a new handle on every
+// call and keeps it for ever in a global slice.
+type perf408 struct {
+	open    func() (*sql.DB, error)
+	handles []*sql.DB
+}
+
+func (p *perf408) init(ctx context.Context) error {
+	db, err := p.open()
+	if err != nil {
+		return err
+	}
+	p.handles = append(p.handles, db) // never closed: the leak
+	return db.PingContext(ctx)
+}
+
+func (p *perf408) close() {
+	for _, db := range p.handles {
+		db.Close()
+	}
+	p.handles = nil
+}
