@@ -9,9 +9,9 @@ import (
 // and memory that grow with the square of the nesting depth (`jobs: [[[…]]]`
 // 100,000 deep, 200 KB, took 44 s and 15 GB), parses the keys of a block
 // mapping by recursion, one level per key (26,000 keys, 128 KB: 2 s), and
-// holds about 1 KB per token (a 256 KB flow list of numbers: 106 MB). So
-// bounds checks the size, the nesting and the keys of each mapping first, in
-// one pass over the bytes, and the parser only ever sees a document it
+// holds 400 to 600 bytes per token (a 256 KB flow list of numbers: 106 MB).
+// So bounds checks the size, the nesting, the keys of each mapping and the
+// tokens first, in one pass over the bytes, and the parser only ever sees a document it
 // handles within 1 s and 100 MB. A valid config is 3 levels deep and no
 // mapping has more than 5 keys; the limits are far above that, so that a
 // mistake is reported by the checker, with its field, rather than here.
