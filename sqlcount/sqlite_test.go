@@ -47,11 +47,17 @@ func TestConnector_OptionalInterfaces(t *testing.T) {
 		}
 		testOptionalInterfaces(t, sqliteConnector{dsn: dsn}, wrapped, "SELECT ?", want)
 	})
+	t.Run("PostgreSQL", testOptionalInterfacesPostgreSQL)
 }
 
 // Ensure the counts follow handles, connections and statements opened and
 // closed, and that the Collector exports them under the worker's names.
 func TestConnector_Counts(t *testing.T) {
+	t.Run("SQLite", testCountsSQLite)
+	t.Run("PostgreSQL", testCountsPostgreSQL)
+}
+
+func testCountsSQLite(t *testing.T) {
 	var c sqlcount.Counter
 	ctx := context.Background()
 	db := sql.OpenDB(sqlcount.NewConnector(sqliteConnector{dsn: sqliteDSN(t)}, &c))
@@ -154,6 +160,7 @@ func TestConnector_PERF408(t *testing.T) {
 			t.Errorf("connections open after the fix: got %v, want %v", got, want)
 		}
 	})
+	t.Run("PostgreSQL", testPERF408PostgreSQL)
 }
 
 // longSQLite is a query that runs for minutes unless interrupted.
@@ -185,10 +192,11 @@ func TestConnector_ContextCancel(t *testing.T) {
 			t.Errorf("query after the interrupt: %v", err)
 		}
 	})
+	t.Run("PostgreSQL", testContextCancelPostgreSQL)
 }
 
 // BenchmarkPointSelect compares a point select by primary key through the
-// wrapper with the same through go-sqlite3 alone.
+// wrapper with the same through the driver alone, go-sqlite3's and pgx's.
 func BenchmarkPointSelect(b *testing.B) {
 	for _, bc := range []struct {
 		name string
@@ -204,6 +212,12 @@ func BenchmarkPointSelect(b *testing.B) {
 			benchPointSelect(b, db, "INSERT INTO t (id, v) VALUES (?, ?)", "SELECT v FROM t WHERE id = ?")
 		})
 	}
+	b.Run("PostgreSQL/Raw", func(b *testing.B) {
+		benchPointSelectPostgreSQL(b, func(c driver.Connector) driver.Connector { return c })
+	})
+	b.Run("PostgreSQL/Wrapped", func(b *testing.B) {
+		benchPointSelectPostgreSQL(b, func(c driver.Connector) driver.Connector { return sqlcount.NewConnector(c, new(sqlcount.Counter)) })
+	})
 }
 
 func benchPointSelect(b *testing.B, db *sql.DB, insert, query string) {
