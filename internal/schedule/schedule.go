@@ -32,7 +32,8 @@ var parser = cron.NewParser(
 
 // Parse parses spec. A spec without a CRON_TZ= prefix runs in the time zone
 // of the time passed to its Next. Runs of white space, newlines included,
-// count as one space, so an error message is always one line.
+// count as one space, so an error message is always one line. A spec that
+// no time matches, such as 30 February, is ErrNeverFires.
 func Parse(spec string) (s cron.Schedule, err error) {
 	spec = strings.Join(strings.Fields(spec), " ")
 	if spec == "" {
