@@ -6,24 +6,21 @@ import (
 	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sqlworker/worker/sqlcount"
 )
 
 // Collector exports the handle's Init calls, the driver's process-wide
-// accounting and the sizes of the database files as worker_db_*.
+// accounting (sqlcount's Collector) and the sizes of the database files as
+// worker_db_*.
 type Collector struct {
-	h *Handle
+	h          *Handle
+	accounting *sqlcount.Collector
 
-	initCalls         *prometheus.Desc
-	handlesOpen       *prometheus.Desc
-	handlesOpened     *prometheus.Desc
-	handlesClosed     *prometheus.Desc
-	connectionsOpen   *prometheus.Desc
-	connectionsOpened *prometheus.Desc
-	connectionsClosed *prometheus.Desc
-	statementsOpen    *prometheus.Desc
-	sizeBytes         *prometheus.Desc
-	walSizeBytes      *prometheus.Desc
-	corrupt           *prometheus.Desc
+	initCalls    *prometheus.Desc
+	sizeBytes    *prometheus.Desc
+	walSizeBytes *prometheus.Desc
+	corrupt      *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*Collector)(nil)
@@ -34,28 +31,19 @@ func NewCollector(namespace string, h *Handle) *Collector {
 		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "db", name), help, labels, nil)
 	}
 	return &Collector{
-		h:                 h,
-		initCalls:         d("init_calls_total", "Calls of the idempotent database Init by result (opened, reused, failed).", "result"),
-		handlesOpen:       d("handles_open", "sql.DB handles open on the counting driver, across the whole process."),
-		handlesOpened:     d("handles_opened_total", "sql.DB handles opened on the counting driver."),
-		handlesClosed:     d("handles_closed_total", "sql.DB handles closed on the counting driver."),
-		connectionsOpen:   d("connections_open", "Driver connections open, across all handles of the process."),
-		connectionsOpened: d("connections_opened_total", "Driver connections opened, across all handles of the process."),
-		connectionsClosed: d("connections_closed_total", "Driver connections closed, across all handles of the process."),
-		statementsOpen:    d("statements_open", "Prepared statements open on the driver, across all handles of the process."),
-		sizeBytes:         d("size_bytes", "Size of the database file."),
-		walSizeBytes:      d("wal_size_bytes", "Size of the database's -wal file; 0 when absent."),
-		corrupt:           d("corrupt", "1 once SQLite reported the database malformed (SQLITE_CORRUPT or SQLITE_NOTADB): jobs no longer write to it; 0 otherwise."),
+		h:            h,
+		accounting:   sqlcount.NewCollector(&accounting, sqlcount.WithNamespace(namespace)),
+		initCalls:    d("init_calls_total", "Calls of the idempotent database Init by result (opened, reused, failed).", "result"),
+		sizeBytes:    d("size_bytes", "Size of the database file."),
+		walSizeBytes: d("wal_size_bytes", "Size of the database's -wal file; 0 when absent."),
+		corrupt:      d("corrupt", "1 once SQLite reported the database malformed (SQLITE_CORRUPT or SQLITE_NOTADB): jobs no longer write to it; 0 otherwise."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{
-		c.initCalls, c.handlesOpen, c.handlesOpened, c.handlesClosed,
-		c.connectionsOpen, c.connectionsOpened, c.connectionsClosed,
-		c.statementsOpen, c.sizeBytes, c.walSizeBytes, c.corrupt,
-	} {
+	c.accounting.Describe(ch)
+	for _, d := range []*prometheus.Desc{c.initCalls, c.sizeBytes, c.walSizeBytes, c.corrupt} {
 		ch <- d
 	}
 }
@@ -67,25 +55,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.initCalls, prometheus.CounterValue, float64(reused), "reused")
 	ch <- prometheus.MustNewConstMetric(c.initCalls, prometheus.CounterValue, float64(failed), "failed")
 
-	a := Accounting()
-	gauge := func(d *prometheus.Desc, v uint64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
-	}
-	counter := func(d *prometheus.Desc, v uint64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
-	}
-	gauge(c.handlesOpen, a.HandlesOpen())
-	counter(c.handlesOpened, a.HandlesOpened)
-	counter(c.handlesClosed, a.HandlesClosed)
-	gauge(c.connectionsOpen, a.ConnectionsOpen())
-	counter(c.connectionsOpened, a.ConnectionsOpened)
-	counter(c.connectionsClosed, a.ConnectionsClosed)
-	gauge(c.statementsOpen, a.StatementsOpen())
-	var corrupt uint64
+	c.accounting.Collect(ch)
+	var corrupt float64
 	if c.h.Corrupt() != nil {
 		corrupt = 1
 	}
-	gauge(c.corrupt, corrupt)
+	ch <- prometheus.MustNewConstMetric(c.corrupt, prometheus.GaugeValue, corrupt)
 
 	c.collectSize(ch, c.sizeBytes, c.h.Path())
 	c.collectSize(ch, c.walSizeBytes, c.h.Path()+"-wal")

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 
 	"github.com/mattn/go-sqlite3"
+
+	"github.com/sqlworker/worker/sqlcount"
 )
 
 // DriverName is the database/sql driver name of the counting sqlite3 driver.
@@ -21,83 +23,49 @@ import (
 // process, is counted in Accounting.
 const DriverName = "sqlite3-counted"
 
+// accounting is process-wide on purpose: the PERF-408 leak lived in handles
+// that nobody registered anywhere, so only the driver sees all of them. The
+// Handle's own connectors count into it too.
+var accounting sqlcount.Counter
+
 func init() {
-	sql.Register(DriverName, &Driver{})
+	sql.Register(DriverName, sqlcount.NewDriver(sqliteDriver{}, &accounting))
 }
 
 // Counts is a snapshot of the process-wide driver accounting.
-type Counts struct {
-	HandlesOpened      uint64 // connectors created, one per *sql.DB
-	HandlesClosed      uint64 // connectors closed by (*sql.DB).Close
-	ConnectionsOpened  uint64 // driver connections opened
-	ConnectionsClosed  uint64 // driver connections closed
-	StatementsPrepared uint64 // driver statements prepared explicitly
-	StatementsClosed   uint64 // driver statements closed
-}
+type Counts = sqlcount.Counts
 
-// HandlesOpen returns the handles open at the time of the snapshot.
-func (c Counts) HandlesOpen() uint64 { return c.HandlesOpened - c.HandlesClosed }
+// Accounting returns the process-wide counts of handles, connections and
+// statements opened and closed through DriverName and the Handle.
+func Accounting() Counts { return accounting.Counts() }
 
-// StatementsOpen returns the prepared statements open at the time of the snapshot.
-func (c Counts) StatementsOpen() uint64 { return c.StatementsPrepared - c.StatementsClosed }
-
-// ConnectionsOpen returns the connections open at the time of the snapshot.
-func (c Counts) ConnectionsOpen() uint64 { return c.ConnectionsOpened - c.ConnectionsClosed }
-
-// accounting is process-wide on purpose: the PERF-408 leak lived in handles
-// that nobody registered anywhere, so only the driver sees all of them.
-var accounting struct {
-	handlesOpened, handlesClosed atomic.Uint64
-	connsOpened, connsClosed     atomic.Uint64
-	stmtsPrepared, stmtsClosed   atomic.Uint64
-}
-
-// Accounting returns the process-wide counts of handles and connections
-// opened and closed through DriverName.
-func Accounting() Counts {
-	// Closed before opened, so that open = opened - closed never underflows.
-	hc := accounting.handlesClosed.Load()
-	cc := accounting.connsClosed.Load()
-	sc := accounting.stmtsClosed.Load()
-	return Counts{
-		HandlesOpened:      accounting.handlesOpened.Load(),
-		HandlesClosed:      hc,
-		ConnectionsOpened:  accounting.connsOpened.Load(),
-		ConnectionsClosed:  cc,
-		StatementsPrepared: accounting.stmtsPrepared.Load(),
-		StatementsClosed:   sc,
-	}
-}
-
-// Driver is the sqlite3 driver wrapped to count handles and connections.
-type Driver struct {
-	base sqlite3.SQLiteDriver
-}
+// sqliteDriver is the sqlite3 driver with what is SQLite's own in the
+// worker: the _max_page_count DSN parameter, and connections that note
+// read-only and corrupt answers. The counting is sqlcount's, around it.
+type sqliteDriver struct{}
 
 var (
-	_ driver.Driver        = (*Driver)(nil)
-	_ driver.DriverContext = (*Driver)(nil)
+	_ driver.Driver        = sqliteDriver{}
+	_ driver.DriverContext = sqliteDriver{}
 )
 
 // Open opens a connection without a connector. database/sql never calls it
 // for this driver, because the driver implements DriverContext.
-func (d *Driver) Open(dsn string) (driver.Conn, error) {
-	c, err := d.base.Open(dsn)
+func (sqliteDriver) Open(dsn string) (driver.Conn, error) {
+	c, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
 	if err != nil {
 		return nil, err
 	}
 	return wrapConn(c.(*sqlite3.SQLiteConn), nil), nil
 }
 
-// OpenConnector is called once per sql.Open, which makes it the place to
-// count handles: sql.DB.Close closes the connector in turn.
-func (d *Driver) OpenConnector(dsn string) (driver.Connector, error) {
+// OpenConnector is called once per sql.Open.
+func (sqliteDriver) OpenConnector(dsn string) (driver.Connector, error) {
 	dsn, maxPages, err := cutMaxPageCount(dsn)
 	if err != nil {
 		return nil, err
 	}
-	accounting.handlesOpened.Add(1)
-	return &connector{driver: d, dsn: dsn, maxPageCount: maxPages}, nil
+	return &connector{dsn: dsn, maxPageCount: maxPages}, nil
 }
 
 // maxPageCountParam is this driver's own DSN parameter: go-sqlite3 has none
@@ -127,12 +95,11 @@ func cutMaxPageCount(dsn string) (string, int64, error) {
 	return base + "?" + q.Encode(), n, nil
 }
 
-// connector counts the connections it makes and its own close. The
-// Handle's connector also guards the database's -wal and -shm (guard), owns
+// connector counts the connections it has open, for the Handle's Close and
+// the release of the lock. The Handle's connector also guards the database's -wal and -shm (guard), owns
 // the flock descriptor of the database file (lock), and reports corruption
 // (onCorrupt); a connector of a plain sql.Open has none of them.
 type connector struct {
-	driver       *Driver
 	dsn          string
 	maxPageCount int64 // PRAGMA max_page_count for every connection; 0: SQLite's
 	closed       atomic.Bool
@@ -168,7 +135,7 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 			}
 		}
 	}
-	conn, err := c.driver.base.Open(c.dsn)
+	conn, err := (&sqlite3.SQLiteDriver{}).Open(c.dsn)
 	if err != nil {
 		return nil, err
 	}
@@ -188,13 +155,11 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 	return wc, nil
 }
 
-func (c *connector) Driver() driver.Driver { return c.driver }
+func (c *connector) Driver() driver.Driver { return sqliteDriver{} }
 
-// Close is called by (*sql.DB).Close.
+// Close is called by (*sql.DB).Close, through sqlcount's connector.
 func (c *connector) Close() error {
-	if c.closed.CompareAndSwap(false, true) {
-		accounting.handlesClosed.Add(1)
-	}
+	c.closed.Store(true)
 	c.release()
 	return nil
 }
@@ -213,7 +178,8 @@ func (c *connector) release() {
 // conn embeds the sqlite3 connection so that every optional interface it
 // implements (ConnBeginTx, ConnPrepareContext, ExecerContext, QueryerContext,
 // Pinger, ...) is forwarded: hiding one would make database/sql fall back to
-// paths where a context no longer interrupts SQLite.
+// paths where a context no longer interrupts SQLite. It adds Validator.
+// sqlcount's wrapper around it forwards exactly these.
 type conn struct {
 	*sqlite3.SQLiteConn
 	connector *connector // nil when opened through Driver.Open
@@ -232,7 +198,6 @@ var (
 )
 
 func wrapConn(c *sqlite3.SQLiteConn, from *connector) *conn {
-	accounting.connsOpened.Add(1)
 	if from != nil {
 		from.open.Add(1)
 		from.live.Add(1)
@@ -240,7 +205,8 @@ func wrapConn(c *sqlite3.SQLiteConn, from *connector) *conn {
 	return &conn{SQLiteConn: c, connector: from}
 }
 
-// Close closes the connection and counts it once. On a fenced connector
+// Close closes the connection and, once, counts it closed on its connector.
+// On a fenced connector
 // (its -wal or -shm was removed or replaced) the connection is told to keep
 // the -wal at its path (SQLITE_FCNTL_PERSIST_WAL): the last connection to
 // close would otherwise unlink whatever file is at the paths now, which is
@@ -254,12 +220,9 @@ func (c *conn) Close() error {
 		}
 	}
 	err := c.SQLiteConn.Close()
-	if first {
-		accounting.connsClosed.Add(1)
-		if c.connector != nil {
-			c.connector.open.Add(-1)
-			c.connector.release()
-		}
+	if first && c.connector != nil {
+		c.connector.open.Add(-1)
+		c.connector.release()
 	}
 	return err
 }
@@ -307,47 +270,6 @@ func IsCorrupt(err error) bool {
 // read-only for its life: database/sql must drop it rather than reuse it, so
 // that writes work again as soon as the file is writable.
 func (c *conn) IsValid() bool { return !c.readonly.Load() }
-
-// PrepareContext counts the statement, so that a *sql.Stmt that is never
-// closed shows up as a growing count.
-func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	s, err := c.SQLiteConn.PrepareContext(ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	return wrapStmt(s.(*sqlite3.SQLiteStmt)), nil
-}
-
-// Prepare is PrepareContext without a context.
-func (c *conn) Prepare(query string) (driver.Stmt, error) {
-	return c.PrepareContext(context.Background(), query)
-}
-
-// stmt embeds the sqlite3 statement to forward StmtExecContext and
-// StmtQueryContext, and counts its close.
-type stmt struct {
-	*sqlite3.SQLiteStmt
-	closed atomic.Bool
-}
-
-var (
-	_ driver.Stmt             = (*stmt)(nil)
-	_ driver.StmtExecContext  = (*stmt)(nil)
-	_ driver.StmtQueryContext = (*stmt)(nil)
-)
-
-func wrapStmt(s *sqlite3.SQLiteStmt) *stmt {
-	accounting.stmtsPrepared.Add(1)
-	return &stmt{SQLiteStmt: s}
-}
-
-// Close closes the statement and counts it once.
-func (s *stmt) Close() error {
-	if s.closed.CompareAndSwap(false, true) {
-		accounting.stmtsClosed.Add(1)
-	}
-	return s.SQLiteStmt.Close()
-}
 
 // IsStorageError reports whether err is SQLite saying that the database
 // itself cannot be written or read: full, read-only, an I/O error, a file it

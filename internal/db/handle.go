@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sqlworker/worker/internal/leak"
+	"github.com/sqlworker/worker/sqlcount"
 )
 
 // Defaults for Config.
@@ -241,7 +242,7 @@ func (h *Handle) open(ctx context.Context) (_ *sql.DB, err error) {
 		return nil, err
 	}
 
-	c, err := (&Driver{}).OpenConnector(h.DSN())
+	c, err := sqliteDriver{}.OpenConnector(h.DSN())
 	if err != nil {
 		return nil, fmt.Errorf("cannot open database %s: %w", h.cfg.Path, err)
 	}
@@ -251,7 +252,7 @@ func (h *Handle) open(ctx context.Context) (_ *sql.DB, err error) {
 	conn.onFence = func() { h.recoverFenced(conn) }
 	conn.lock = lock
 	owned = true
-	db := sql.OpenDB(conn)
+	db := sql.OpenDB(sqlcount.NewConnector(conn, &accounting))
 	defer func() {
 		if err != nil {
 			db.Close() // the connector closes the lock after the last connection
