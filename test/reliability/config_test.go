@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -89,9 +90,7 @@ wait:
 		}
 	}
 	r.took = time.Since(start)
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.maxRSS = ru.Maxrss << 10 // KiB on Linux
-	}
+	r.maxRSS = peakRSS(t, cmd, prefix)
 	r.stderr = strings.ReplaceAll(stderr.String(), path, "CONFIG")
 	var ee *exec.ExitError
 	switch {
@@ -177,18 +176,56 @@ func TestConfig_NotHonoured(t *testing.T) {
 	})
 }
 
-// memLimit runs the worker under prlimit: at most 2 GiB of address space
-// (the Go runtime reserves about 1.2 GB of it before main runs; RLIMIT_AS
-// cannot be 100 MB) and 2 s of CPU, so that a config the parser cannot
-// handle ends in "fatal error: out of memory" or SIGXCPU, never in a machine
-// that swaps.
+// memLimit runs the worker under GNU time, which reports its peak RSS, and
+// prlimit: at most 2 GiB of address space (the Go runtime reserves about
+// 1.2 GB of it before main runs; RLIMIT_AS cannot be 100 MB) and 2 s of CPU,
+// so that a config the parser cannot handle ends in "fatal error: out of
+// memory" or SIGXCPU, never in a machine that swaps.
+//
+// The peak comes from GNU time, not from the rusage of the process this test
+// starts: os/exec starts children with vfork, and Linux carries the parent's
+// peak RSS into the child's at exec, so under -race the test process's own
+// 300 MB would be reported as the worker's. GNU time forks for real, so the
+// worker's peak is its own.
 func memLimit(t *testing.T) []string {
 	t.Helper()
-	path, err := exec.LookPath("prlimit")
+	prlimit, err := exec.LookPath("prlimit")
 	if err != nil {
 		t.Fatalf("prlimit (Debian package util-linux) is needed: %v", err)
 	}
-	return []string{path, "--as=2147483648", "--cpu=2", "--"}
+	if _, err := os.Stat(gnuTime); err != nil {
+		t.Fatalf("%s (Debian package time) is needed: %v", gnuTime, err)
+	}
+	rss := filepath.Join(t.TempDir(), "maxrss")
+	return []string{gnuTime, "--format=%M", "--output=" + rss, prlimit, "--as=2147483648", "--cpu=2", "--"}
+}
+
+// gnuTime is GNU time, which memLimit runs the worker under.
+const gnuTime = "/usr/bin/time"
+
+// peakRSS returns the worker's peak resident set in bytes: what GNU time
+// wrote, when prefix runs it (see memLimit), else the exited process's own.
+func peakRSS(t *testing.T, cmd *exec.Cmd, prefix []string) int64 {
+	t.Helper()
+	if len(prefix) > 2 && prefix[0] == gnuTime {
+		out := strings.TrimPrefix(prefix[2], "--output=")
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatalf("peak RSS: %v", err)
+		}
+		// The last line: GNU time writes "Command exited with non-zero
+		// status N" first when the worker fails.
+		lines := strings.Fields(strings.TrimSpace(string(b)))
+		kib, err := strconv.ParseInt(lines[len(lines)-1], 10, 64)
+		if err != nil {
+			t.Fatalf("peak RSS: %s: %v", out, err)
+		}
+		return kib << 10
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss << 10 // KiB on Linux
+	}
+	return 0
 }
 
 // Ensure that any config file, however nested or large, is refused or
