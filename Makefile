@@ -46,7 +46,7 @@ lint:
 
 ## bench: the benchmarks recorded in docs/performance.md
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/db ./internal/fdstat
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/db ./fdstat ./sqlcount
 
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:

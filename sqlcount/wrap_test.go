@@ -122,3 +122,27 @@ func TestGenerated(t *testing.T) {
 		t.Errorf("wrap_gen.go: got a first line %q, want the Code generated ... DO NOT EDIT. header", bytes.SplitN(got, []byte("\n"), 2)[0])
 	}
 }
+
+// BenchmarkWrapper_QueryContext measures what the wrapper adds to each call
+// database/sql makes on a connection, against a driver that does nothing:
+// the point-select benchmarks are too noisy on a shared machine to show it.
+func BenchmarkWrapper_QueryContext(b *testing.B) {
+	ctx := context.Background()
+	for _, bc := range []struct {
+		name string
+		conn driver.Conn
+	}{
+		{"Raw", fullConn{}},
+		{"Wrapped", wrapConn(fullConn{}, new(Counter))},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			q := bc.conn.(driver.QueryerContext)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := q.QueryContext(ctx, "SELECT 1", nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

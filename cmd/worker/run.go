@@ -21,9 +21,9 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/sqlworker/worker/fdstat"
 	"github.com/sqlworker/worker/internal/config"
 	"github.com/sqlworker/worker/internal/db"
-	"github.com/sqlworker/worker/internal/fdstat"
 	"github.com/sqlworker/worker/internal/jobs"
 	"github.com/sqlworker/worker/internal/leak"
 	webpkg "github.com/sqlworker/worker/internal/web"
@@ -123,7 +123,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		// Reads the handle open at scrape time: Verify can replace it.
 		db.NewDBStatsCollector(handle, "main"),
 		db.NewCollector(namespace, handle),
-		fdstat.NewCollector(namespace, fdstat.NewCounter(cfg.DBPath)),
+		fdstat.NewCollector(fdstat.NewCounter(cfg.DBPath), fdstat.WithNamespace(namespace)),
 		builtins,
 	)
 

@@ -16,8 +16,8 @@ import (
 
 	"github.com/sqlworker/worker/internal/workertest"
 
+	"github.com/sqlworker/worker/fdstat"
 	"github.com/sqlworker/worker/internal/db"
-	"github.com/sqlworker/worker/internal/fdstat"
 )
 
 func TestMain(m *testing.M) {

@@ -244,8 +244,11 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 // note looks at what SQLite answered: a read-only answer makes the
 // connection invalid, a corrupt one is reported to the Handle.
 func (c *conn) note(err error) {
+	if err == nil {
+		return // before se, which escapes: no allocation per query
+	}
 	var se sqlite3.Error
-	if err == nil || !errors.As(err, &se) {
+	if !errors.As(err, &se) {
 		return
 	}
 	switch se.Code {

@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/sqlworker/worker/fdstat"
 	"github.com/sqlworker/worker/internal/db"
-	"github.com/sqlworker/worker/internal/fdstat"
 )
 
 // leakyInit is PERF-408's initDb written in Go: every call opens a new
@@ -50,7 +50,7 @@ func newRegistry(t testing.TB, h *db.Handle) *prometheus.Registry {
 	reg.MustRegister(
 		collectors.NewDBStatsCollector(d, "main"),
 		db.NewCollector("worker", h),
-		fdstat.NewCollector("worker", fdstat.NewCounter(h.Path())),
+		fdstat.NewCollector(fdstat.NewCounter(h.Path())),
 	)
 	return reg
 }

@@ -1,6 +1,3 @@
-// Package fdstat counts a process's open file descriptors by what they point
-// to, read from /proc/<pid>/fd, so that a leak shows its kind: SQLite files,
-// sockets, pipes or plain files.
 package fdstat
 
 import (

@@ -35,7 +35,7 @@ func TestCollector_Collect(t *testing.T) {
 			t.Fatal(err)
 		}
 		reg := prometheus.NewPedanticRegistry()
-		reg.MustRegister(NewCollector("worker", NewCounterFor(dir)))
+		reg.MustRegister(NewCollector(NewCounterFor(dir)))
 		want := header + `worker_open_fds{type="anon_inode"} 0
 worker_open_fds{type="file"} 0
 worker_open_fds{type="other"} 0
@@ -53,7 +53,7 @@ worker_open_fds{type="sqlite"} 0
 		defer db.Close()
 		counter := NewCounter(filepath.Join(dir, "worker.db"))
 		reg := prometheus.NewPedanticRegistry()
-		reg.MustRegister(NewCollector("worker", counter))
+		reg.MustRegister(NewCollector(counter))
 
 		// Nothing opens or closes a descriptor between the two counts.
 		want := count(t, counter)
@@ -63,7 +63,7 @@ worker_open_fds{type="sqlite"} 0
 		if want[SQLite] != 3 {
 			t.Errorf("sqlite: got %d, want 3", want[SQLite])
 		}
-		if got := testutil.CollectAndCount(NewCollector("worker", counter), "worker_open_fds"); got != len(Types) {
+		if got := testutil.CollectAndCount(NewCollector(counter), "worker_open_fds"); got != len(Types) {
 			t.Errorf("CollectAndCount: got %d series, want %d", got, len(Types))
 		}
 	})
@@ -79,7 +79,7 @@ worker_open_fds{type="sqlite"} 0
 		procReg := prometheus.NewPedanticRegistry()
 		procReg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		reg := prometheus.NewPedanticRegistry()
-		reg.MustRegister(NewCollector("worker", NewCounter()))
+		reg.MustRegister(NewCollector(NewCounter()))
 		var mfs []*dto.MetricFamily
 		for _, g := range []prometheus.Gatherer{procReg, reg} {
 			got, err := g.Gather()
@@ -105,7 +105,7 @@ worker_open_fds{type="sqlite"} 0
 	})
 	t.Run("Lint", func(t *testing.T) {
 		reg := prometheus.NewPedanticRegistry()
-		reg.MustRegister(NewCollector("worker", NewCounter()))
+		reg.MustRegister(NewCollector(NewCounter()))
 		problems, err := testutil.GatherAndLint(reg)
 		if err != nil {
 			t.Fatalf("GatherAndLint: %v", err)
@@ -117,10 +117,30 @@ worker_open_fds{type="sqlite"} 0
 	t.Run("CountError", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "gone")
 		reg := prometheus.NewPedanticRegistry()
-		reg.MustRegister(NewCollector("worker", NewCounterFor(dir)))
+		reg.MustRegister(NewCollector(NewCounterFor(dir)))
 		_, err := reg.Gather()
 		if err == nil || !strings.Contains(err.Error(), "cannot open "+dir) {
 			t.Errorf("Gather: got %v, want an error naming %s", err, dir)
+		}
+	})
+	t.Run("Namespace", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.Symlink("pipe:[7]", filepath.Join(dir, "3")); err != nil {
+			t.Fatal(err)
+		}
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(NewCollector(NewCounterFor(dir), WithNamespace("app"), WithConstLabels(prometheus.Labels{"process": "sidecar"})))
+		want := `# HELP app_open_fds Open file descriptors of the process by what they point to.
+# TYPE app_open_fds gauge
+app_open_fds{process="sidecar",type="anon_inode"} 0
+app_open_fds{process="sidecar",type="file"} 0
+app_open_fds{process="sidecar",type="other"} 0
+app_open_fds{process="sidecar",type="pipe"} 1
+app_open_fds{process="sidecar",type="socket"} 0
+app_open_fds{process="sidecar",type="sqlite"} 0
+`
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "app_open_fds"); err != nil {
+			t.Error(err)
 		}
 	})
 }
