@@ -4,8 +4,9 @@
 // stops it and removes the directory when the test ends.
 //
 // As root, the server runs as the postgres user (initdb refuses root), with
-// runuser. The test fails when the binaries are missing and CI=true; it is
-// skipped, with a message, only outside CI.
+// runuser; as another user, as that user. When the binaries are missing the
+// test fails, as root or with CI=true, and is skipped, with a message, only
+// as another user outside CI.
 package pgtest
 
 import (
@@ -88,13 +89,14 @@ func Start(tb testing.TB) string {
 	return fmt.Sprintf("host=%s port=5432 user=%s dbname=%s sslmode=disable", dir, User, Database)
 }
 
-// unavailable fails tb on CI and skips it elsewhere.
+// unavailable fails tb, on CI and as root (who can install the package),
+// and skips it otherwise.
 func unavailable(tb testing.TB, err error) {
 	tb.Helper()
-	if os.Getenv("CI") == "true" {
-		tb.Fatalf("PostgreSQL is needed on CI: %v", err)
+	if os.Getenv("CI") == "true" || os.Getuid() == 0 {
+		tb.Fatalf("PostgreSQL is needed (apt-get install postgresql): %v", err)
 	}
-	tb.Skipf("PostgreSQL is not available (install the postgresql package; CI=true makes this a failure): %v", err)
+	tb.Skipf("PostgreSQL is not available (apt-get install postgresql; as root or with CI=true this is a failure): %v", err)
 }
 
 // binDir returns the directory of initdb and pg_ctl: pg_config's, or the
