@@ -12,43 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/sqlworker/worker/internal/drivertest"
 	"github.com/sqlworker/worker/sqlcount"
 )
-
-// The optional interfaces of package driver, listed here apart from the
-// generator's list so that the tests check it rather than trust it.
-var (
-	connInterfaces = []reflect.Type{
-		reflect.TypeFor[driver.Pinger](),
-		reflect.TypeFor[driver.ExecerContext](),
-		reflect.TypeFor[driver.QueryerContext](),
-		reflect.TypeFor[driver.ConnPrepareContext](),
-		reflect.TypeFor[driver.ConnBeginTx](),
-		reflect.TypeFor[driver.SessionResetter](),
-		reflect.TypeFor[driver.Validator](),
-		reflect.TypeFor[driver.NamedValueChecker](),
-		reflect.TypeFor[driver.Execer](),  //nolint:staticcheck // deprecated, still used by database/sql
-		reflect.TypeFor[driver.Queryer](), //nolint:staticcheck // deprecated, still used by database/sql
-	}
-	stmtInterfaces = []reflect.Type{
-		reflect.TypeFor[driver.StmtExecContext](),
-		reflect.TypeFor[driver.StmtQueryContext](),
-		reflect.TypeFor[driver.NamedValueChecker](),
-		reflect.TypeFor[driver.ColumnConverter](), //nolint:staticcheck // deprecated, still used by database/sql
-	}
-)
-
-// implemented returns the names of the interfaces of ifaces that v implements.
-func implemented(v any, ifaces []reflect.Type) []string {
-	var out []string
-	t := reflect.TypeOf(v)
-	for _, i := range ifaces {
-		if t.Implements(i) {
-			out = append(out, i.Name())
-		}
-	}
-	return out
-}
 
 // testOptionalInterfaces checks that the connection and the statement of
 // wrapped implement exactly what those of base implement. Both connectors
@@ -66,7 +32,7 @@ func testOptionalInterfaces(t *testing.T, base, wrapped driver.Connector, query 
 		t.Fatal(err)
 	}
 	defer wc.Close()
-	got, want := implemented(wc, connInterfaces), implemented(bc, connInterfaces)
+	got, want := drivertest.Implemented(wc, drivertest.ConnInterfaces), drivertest.Implemented(bc, drivertest.ConnInterfaces)
 	if !slices.Equal(got, want) {
 		t.Errorf("connection: got %v, want %v", got, want)
 	}
@@ -95,7 +61,7 @@ func testOptionalInterfaces(t *testing.T, base, wrapped driver.Connector, query 
 	bs, ws := prepare(bc), prepare(wc)
 	defer bs.Close()
 	defer ws.Close()
-	if got, want := implemented(ws, stmtInterfaces), implemented(bs, stmtInterfaces); !slices.Equal(got, want) {
+	if got, want := drivertest.Implemented(ws, drivertest.StmtInterfaces), drivertest.Implemented(bs, drivertest.StmtInterfaces); !slices.Equal(got, want) {
 		t.Errorf("statement: got %v, want %v", got, want)
 	}
 }

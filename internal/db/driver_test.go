@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"testing"
 
@@ -13,40 +12,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/drivertest"
 )
-
-// optionalConn and optionalStmt are the optional interfaces of package
-// driver that a wrapper must forward exactly.
-var (
-	optionalConn = []reflect.Type{
-		reflect.TypeFor[driver.Pinger](),
-		reflect.TypeFor[driver.ExecerContext](),
-		reflect.TypeFor[driver.QueryerContext](),
-		reflect.TypeFor[driver.ConnPrepareContext](),
-		reflect.TypeFor[driver.ConnBeginTx](),
-		reflect.TypeFor[driver.SessionResetter](),
-		reflect.TypeFor[driver.Validator](),
-		reflect.TypeFor[driver.NamedValueChecker](),
-		reflect.TypeFor[driver.Execer](),  //nolint:staticcheck // deprecated, still used by database/sql
-		reflect.TypeFor[driver.Queryer](), //nolint:staticcheck // deprecated, still used by database/sql
-	}
-	optionalStmt = []reflect.Type{
-		reflect.TypeFor[driver.StmtExecContext](),
-		reflect.TypeFor[driver.StmtQueryContext](),
-		reflect.TypeFor[driver.NamedValueChecker](),
-		reflect.TypeFor[driver.ColumnConverter](), //nolint:staticcheck // deprecated, still used by database/sql
-	}
-)
-
-func implements(v any, ifaces []reflect.Type) []string {
-	var out []string
-	for _, i := range ifaces {
-		if reflect.TypeOf(v).Implements(i) {
-			out = append(out, i.Name())
-		}
-	}
-	return out
-}
 
 // Ensure the connections and statements of the Handle and of
 // sql.Open(DriverName), which sqlcount wraps, implement exactly the optional
@@ -62,7 +29,7 @@ func TestConnector_OptionalInterfaces(t *testing.T) {
 		defer c.Close()
 		err = c.Raw(func(dc any) error {
 			base := dc.(interface{ Unwrap() driver.Conn }).Unwrap()
-			got, wantBase := implements(dc, optionalConn), implements(base, optionalConn)
+			got, wantBase := drivertest.Implemented(dc, drivertest.ConnInterfaces), drivertest.Implemented(base, drivertest.ConnInterfaces)
 			if !slices.Equal(got, wantBase) {
 				t.Errorf("connection: got %v, want %v", got, wantBase)
 			}
@@ -79,7 +46,7 @@ func TestConnector_OptionalInterfaces(t *testing.T) {
 				return err
 			}
 			defer bs.Close()
-			if got, want := implements(ws, optionalStmt), implements(bs, optionalStmt); !slices.Equal(got, want) {
+			if got, want := drivertest.Implemented(ws, drivertest.StmtInterfaces), drivertest.Implemented(bs, drivertest.StmtInterfaces); !slices.Equal(got, want) {
 				t.Errorf("statement: got %v, want %v", got, want)
 			}
 			return nil
