@@ -80,17 +80,43 @@ func compareCounts(t *testing.T, c *sqlcount.Counter, want string, opts []sqlcou
 // perf408 is the PERF-408 pattern: an init that opens a new handle on every
 // call and keeps it for ever in a global slice.
 type perf408 struct {
-	open    func() (*sql.DB, error)
+	counter *sqlcount.Counter
+	open    func() *sql.DB // a new handle counted into counter
 	handles []*sql.DB
 }
 
 func (p *perf408) init(ctx context.Context) error {
-	db, err := p.open()
-	if err != nil {
-		return err
-	}
+	db := p.open()
 	p.handles = append(p.handles, db) // never closed: the leak
 	return db.PingContext(ctx)
+}
+
+// run calls init calls times and checks after each call that the handles
+// and connections open rose by one; then check(i) checks what else should
+// have. Then it closes the handles, as the fix would, and checks that no
+// connection is left open.
+func (p *perf408) run(t *testing.T, calls int, check func(i int)) {
+	t.Helper()
+	defer p.close()
+	for i := 1; i <= calls; i++ {
+		if err := p.init(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		n := p.counter.Counts()
+		if got, want := n.HandlesOpen(), uint64(i); got != want {
+			t.Fatalf("call %d: handles open: got %v, want %v", i, got, want)
+		}
+		if got, want := n.ConnectionsOpen(), uint64(i); got != want {
+			t.Fatalf("call %d: connections open: got %v, want %v", i, got, want)
+		}
+		if check != nil {
+			check(i)
+		}
+	}
+	p.close()
+	if got, want := p.counter.Counts().ConnectionsOpen(), uint64(0); got != want {
+		t.Errorf("connections open after the fix: got %v, want %v", got, want)
+	}
 }
 
 func (p *perf408) close() {

@@ -96,58 +96,46 @@ func (i pgxInt) Int64Value() (pgtype.Int8, error) {
 	return pgtype.Int8{Int64: int64(i.v), Valid: true}, nil
 }
 
-func testPERF408PostgreSQL(t *testing.T) {
-	cfg := pgConfig(t)
-	ctx := context.Background()
-	observer, err := pgx.ConnectConfig(ctx, cfg)
+// pgObserver returns a connection of its own, uncounted, that watches the
+// server's pg_stat_activity.
+func pgObserver(t *testing.T, cfg *pgx.ConnConfig) *pgx.Conn {
+	t.Helper()
+	observer, err := pgx.ConnectConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer observer.Close(ctx)
+	t.Cleanup(func() { observer.Close(context.Background()) })
+	return observer
+}
+
+func testPERF408PostgreSQL(t *testing.T) {
+	cfg := pgConfig(t)
+	observer := pgObserver(t, cfg)
 	var c sqlcount.Counter
-	leak := &perf408{open: func() (*sql.DB, error) {
-		return sql.OpenDB(sqlcount.NewConnector(stdlib.GetConnector(*cfg), &c)), nil
+	leak := &perf408{counter: &c, open: func() *sql.DB {
+		return sql.OpenDB(sqlcount.NewConnector(stdlib.GetConnector(*cfg), &c))
 	}}
-	defer leak.close()
-	for i := 1; i <= 10; i++ {
-		if err := leak.init(ctx); err != nil {
-			t.Fatal(err)
-		}
-		n := c.Counts()
-		if got, want := n.HandlesOpen(), uint64(i); got != want {
-			t.Fatalf("call %d: handles open: got %v, want %v", i, got, want)
-		}
-		if got, want := n.ConnectionsOpen(), uint64(i); got != want {
-			t.Fatalf("call %d: connections open: got %v, want %v", i, got, want)
-		}
+	leak.run(t, 10, func(i int) {
 		// The server sees the same: a backend per leaked handle. Its
 		// connection is open when Ping returns.
 		if got, want := backends(t, observer, ""), i; got != want {
 			t.Fatalf("call %d: backends in pg_stat_activity: got %v, want %v", i, got, want)
 		}
-	}
-	leak.close()
-	if got, want := c.Counts().ConnectionsOpen(), uint64(0); got != want {
-		t.Errorf("connections open after the fix: got %v, want %v", got, want)
-	}
+	})
 	waitBackends(t, observer, "", 0)
 }
 
 func testContextCancelPostgreSQL(t *testing.T) {
 	cfg := pgConfig(t)
 	ctx := context.Background()
-	observer, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer observer.Close(ctx)
+	observer := pgObserver(t, cfg)
 	var c sqlcount.Counter
 	db := sql.OpenDB(sqlcount.NewConnector(stdlib.GetConnector(*cfg), &c))
 	defer db.Close()
 	const long = "SELECT pg_sleep(600)"
 	qctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
-	err = db.QueryRowContext(qctx, long).Scan(new(string))
+	err := db.QueryRowContext(qctx, long).Scan(new(string))
 	if err == nil {
 		t.Fatal("got no error, want the query interrupted")
 	}

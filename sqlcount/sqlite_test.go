@@ -139,26 +139,10 @@ func TestConnector_PERF408(t *testing.T) {
 	t.Run("SQLite", func(t *testing.T) {
 		var c sqlcount.Counter
 		dsn := sqliteDSN(t)
-		leak := &perf408{open: func() (*sql.DB, error) {
-			return sql.OpenDB(sqlcount.NewConnector(sqliteConnector{dsn: dsn}, &c)), nil
+		leak := &perf408{counter: &c, open: func() *sql.DB {
+			return sql.OpenDB(sqlcount.NewConnector(sqliteConnector{dsn: dsn}, &c))
 		}}
-		defer leak.close()
-		for i := 1; i <= 10; i++ {
-			if err := leak.init(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			n := c.Counts()
-			if got, want := n.HandlesOpen(), uint64(i); got != want {
-				t.Fatalf("call %d: handles open: got %v, want %v", i, got, want)
-			}
-			if got, want := n.ConnectionsOpen(), uint64(i); got != want {
-				t.Fatalf("call %d: connections open: got %v, want %v", i, got, want)
-			}
-		}
-		leak.close()
-		if got, want := c.Counts().ConnectionsOpen(), uint64(0); got != want {
-			t.Errorf("connections open after the fix: got %v, want %v", got, want)
-		}
+		leak.run(t, 10, nil)
 	})
 	t.Run("PostgreSQL", testPERF408PostgreSQL)
 }
