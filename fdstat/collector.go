@@ -2,6 +2,8 @@ package fdstat
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sqlworker/worker/internal/metricopt"
 )
 
 // DefaultNamespace is the namespace of the Collector's metric unless
@@ -17,41 +19,29 @@ type Collector struct {
 
 var _ prometheus.Collector = (*Collector)(nil)
 
-// Option configures a Collector.
-type Option func(*collectorOptions)
-
-type collectorOptions struct {
-	namespace string
-	labels    prometheus.Labels
-}
+// Option configures a Collector: WithNamespace, WithConstLabels.
+type Option = metricopt.Option
 
 // WithNamespace sets the first part of the metric name; "" leaves it out
 // (open_fds). The default is DefaultNamespace.
-func WithNamespace(namespace string) Option {
-	return func(o *collectorOptions) { o.namespace = namespace }
-}
+func WithNamespace(namespace string) Option { return metricopt.Namespace(namespace) }
 
 // WithConstLabels adds labels to every series, such as process="sidecar"
 // for a Counter of another process (NewCounterFor).
-func WithConstLabels(labels prometheus.Labels) Option {
-	return func(o *collectorOptions) { o.labels = labels }
-}
+func WithConstLabels(labels prometheus.Labels) Option { return metricopt.ConstLabels(labels) }
 
 // NewCollector returns a Collector of c's counts. It panics when c is nil.
 func NewCollector(c *Counter, opts ...Option) *Collector {
 	if c == nil {
 		panic("fdstat: NewCollector with a nil Counter")
 	}
-	o := collectorOptions{namespace: DefaultNamespace}
-	for _, opt := range opts {
-		opt(&o)
-	}
+	o := metricopt.Apply(DefaultNamespace, opts)
 	return &Collector{
 		counter: c,
 		desc: prometheus.NewDesc(
-			prometheus.BuildFQName(o.namespace, "", "open_fds"),
+			prometheus.BuildFQName(o.Namespace, "", "open_fds"),
 			"Open file descriptors of the process by what they point to.",
-			[]string{"type"}, o.labels,
+			[]string{"type"}, o.ConstLabels,
 		),
 	}
 }

@@ -2,6 +2,8 @@ package sqlcount
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sqlworker/worker/internal/metricopt"
 )
 
 // DefaultNamespace is the namespace of the Collector's metrics unless
@@ -28,37 +30,25 @@ type Collector struct {
 
 var _ prometheus.Collector = (*Collector)(nil)
 
-// Option configures a Collector.
-type Option func(*collectorOptions)
-
-type collectorOptions struct {
-	namespace string
-	labels    prometheus.Labels
-}
+// Option configures a Collector: WithNamespace, WithConstLabels.
+type Option = metricopt.Option
 
 // WithNamespace sets the first part of the metric names; "" leaves it out
 // (db_handles_open). The default is DefaultNamespace.
-func WithNamespace(namespace string) Option {
-	return func(o *collectorOptions) { o.namespace = namespace }
-}
+func WithNamespace(namespace string) Option { return metricopt.Namespace(namespace) }
 
 // WithConstLabels adds labels to every metric, such as db="orders", so that
 // the Collectors of several Counters can share a registry.
-func WithConstLabels(labels prometheus.Labels) Option {
-	return func(o *collectorOptions) { o.labels = labels }
-}
+func WithConstLabels(labels prometheus.Labels) Option { return metricopt.ConstLabels(labels) }
 
 // NewCollector returns a Collector of c's counts. It panics when c is nil.
 func NewCollector(c *Counter, opts ...Option) *Collector {
 	if c == nil {
 		panic("sqlcount: NewCollector with a nil Counter")
 	}
-	o := collectorOptions{namespace: DefaultNamespace}
-	for _, opt := range opts {
-		opt(&o)
-	}
+	o := metricopt.Apply(DefaultNamespace, opts)
 	d := func(name, help string) *prometheus.Desc {
-		return prometheus.NewDesc(prometheus.BuildFQName(o.namespace, subsystem, name), help, nil, o.labels)
+		return prometheus.NewDesc(prometheus.BuildFQName(o.Namespace, subsystem, name), help, nil, o.ConstLabels)
 	}
 	// The help texts are the worker's (docs/metrics.md), which counts every
 	// handle of the process into one Counter.
