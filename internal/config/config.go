@@ -67,6 +67,9 @@ type Config struct {
 	ShutdownGrace    time.Duration
 	HistoryRetention time.Duration
 	Jobs             []Job // built-in jobs first, then user jobs, enabled or not
+	// Source is the file Load read, "" otherwise; errors found later, when
+	// the jobs are resolved against the registered Go jobs, name it.
+	Source string
 }
 
 // Job is one scheduled job.
@@ -78,6 +81,13 @@ type Job struct {
 	Timeout  time.Duration
 	Enabled  bool
 	SQL      string // user jobs only
+	// Go is set on an entry under jobs with no sql: it refers to a Go job
+	// registered by name, and reschedules (Schedule, "" to keep its own),
+	// re-times (Timeout, 0 to keep its own) or disables it.
+	Go bool
+	// Field is where the job is in the file, such as "jobs[2]" or
+	// "builtin.heartbeat", for errors found after Parse.
+	Field string
 }
 
 // EnabledJobs returns the jobs that will be scheduled.
@@ -152,6 +162,7 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
+	c.Source = path
 	return c, nil
 }
 
@@ -168,6 +179,33 @@ func Parse(b []byte) (*Config, error) {
 }
 
 var jobNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+
+// ErrNoGoJob is the error of an entry under jobs with no sql whose name is
+// no registered Go job; its message is the one a missing sql always had.
+var ErrNoGoJob = errors.New("must not be empty")
+
+// CheckName returns an error when name is not a valid job name: lower case
+// letters, digits and _, starting with a letter, at most 63 characters.
+func CheckName(name string) error {
+	if name == "" {
+		return errors.New("must not be empty")
+	}
+	if !jobNameRE.MatchString(name) {
+		return fmt.Errorf("%q must be lower case letters, digits and _, starting with a letter, at most 63 characters", name)
+	}
+	return nil
+}
+
+// GoJobError returns the error of j, an entry with no sql, when no Go job
+// of its name is registered: it names the field, and the file when c came
+// from one.
+func (c *Config) GoJobError(j Job) error {
+	err := fmt.Errorf("%s.sql: %w", j.Field, ErrNoGoJob)
+	if c.Source != "" {
+		err = fmt.Errorf("config file %s: %w", c.Source, err)
+	}
+	return err
+}
 
 func (f *file) validate() (*Config, error) {
 	c := &Config{
@@ -232,6 +270,7 @@ func (f *file) validate() (*Config, error) {
 			return nil, err
 		}
 		j.Builtin = true
+		j.Field = "builtin." + name
 		c.Jobs = append(c.Jobs, j)
 	}
 
@@ -261,7 +300,15 @@ func (f *file) validate() (*Config, error) {
 		}
 		seen[fj.Name] = field
 		if strings.TrimSpace(fj.SQL) == "" {
-			return nil, fmt.Errorf("%s.sql: must not be empty", field)
+			// A Go job's entry: resolved against the registered Go jobs
+			// (see ErrNoGoJob); its schedule and timeout may be left out.
+			j, err := c.job(field, fj.Name, fj, Job{})
+			if err != nil {
+				return nil, err
+			}
+			j.Go, j.Field = true, field
+			c.Jobs = append(c.Jobs, j)
+			continue
 		}
 		if fj.Schedule == "" {
 			return nil, fmt.Errorf("%s.schedule: must not be empty", field)
@@ -279,6 +326,7 @@ func (f *file) validate() (*Config, error) {
 			return nil, err
 		}
 		j.SQL = fj.SQL
+		j.Field = field
 		c.Jobs = append(c.Jobs, j)
 	}
 	return c, nil
@@ -306,6 +354,9 @@ func (c *Config) job(field, name string, fj *fileJob, def Job) (Job, error) {
 		if j.Timeout, err = duration(field+".timeout", fj.Timeout, def.Timeout, true); err != nil {
 			return Job{}, err
 		}
+	}
+	if j.Schedule == "" { // a Go job's entry that keeps its schedule
+		return j, nil
 	}
 	s, err := schedule.Parse(j.Schedule)
 	if errors.Is(err, schedule.ErrNeverFires) {

@@ -351,9 +351,6 @@ func TestParse_Errors(t *testing.T) {
 			`jobs[0].name: "` + strings.Repeat("a", 64) + `" must be lower case letters, digits and _, starting with a letter, at most 63 characters`},
 
 		// SQL.
-		{"EmptySQL", job("sql: ''"), "jobs[0].sql", "jobs[0].sql: must not be empty"},
-		{"BlankSQL", job("sql: \"  \\n\\t\""), "jobs[0].sql", "jobs[0].sql: must not be empty"},
-		{"MissingSQL", "jobs:\n  - {name: nightly, schedule: '@daily'}\n", "jobs[0].sql", "jobs[0].sql: must not be empty"},
 		{"BuiltinWithSQL", "builtin:\n  optimize: {sql: VACUUM}\n", "builtin.optimize.sql",
 			"builtin.optimize.sql: built-in jobs take no SQL; add a job under jobs instead"},
 		{"BuiltinRenamed", "builtin:\n  optimize: {name: optimise}\n", "builtin.optimize.name",
@@ -494,6 +491,42 @@ func TestParse_Errors(t *testing.T) {
 
 // TestParse_ErrorsAreStable parses documents with several mistakes many
 // times: the first mistake in the file is reported, always the same one.
+// Ensure an entry under jobs with no sql is a Go job's entry: it keeps the
+// schedule and timeout it gives, none when it gives none, and its field.
+func TestParse_GoJobEntry(t *testing.T) {
+	c, err := Parse([]byte(`jobs:
+  - {name: nightly, schedule: '@daily', timeout: 5s}
+  - {name: blank, sql: "  \n\t"}
+  - {name: paused, enabled: false}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.Jobs[len(BuiltinNames):]
+	if len(got) != 3 {
+		t.Fatalf("got %d user jobs, want 3", len(got))
+	}
+	for i, want := range []struct {
+		name, spec string
+		timeout    time.Duration
+		enabled    bool
+	}{{"nightly", "@daily", 5 * time.Second, true}, {"blank", "", 0, true}, {"paused", "", 0, false}} {
+		j := got[i]
+		if !j.Go || j.Name != want.name || j.Schedule != want.spec || j.Timeout != want.timeout || j.Enabled != want.enabled {
+			t.Errorf("jobs[%d]: got %+v, want Go entry %+v", i, j, want)
+		}
+		if got, want := j.Field, fmt.Sprintf("jobs[%d]", i); got != want {
+			t.Errorf("jobs[%d].Field: got %v, want %v", i, got, want)
+		}
+		if got, want := c.GoJobError(j).Error(), j.Field+".sql: must not be empty"; got != want {
+			t.Errorf("GoJobError: got %v, want %v", got, want)
+		}
+	}
+	if (got[0].Parsed == nil) || got[1].Parsed != nil {
+		t.Errorf("Parsed: got %v and %v, want a schedule and nil", got[0].Parsed, got[1].Parsed)
+	}
+}
+
 func TestParse_ErrorsAreStable(t *testing.T) {
 	doc := "database:\n  zz: 1\n  yy: 2\n  xx: 3\n  path: x\n  path: y\n"
 	want := "database.zz: unknown field, want one of path, max_open_conns, busy_timeout, max_page_count"
@@ -602,6 +635,12 @@ func checkConfig(t *testing.T, b []byte) {
 			t.Fatalf("job %d: duplicate name %q", i, j.Name)
 		}
 		names[j.Name] = true
+		if j.Go { // a Go job's entry: what it gives is checked, the rest is the Go job's
+			if j.Builtin || j.SQL != "" || j.Timeout < 0 || (j.Schedule != "") != (j.Parsed != nil) {
+				t.Fatalf("job %d: got invalid Go job entry %+v", i, j)
+			}
+			continue
+		}
 		if j.Timeout <= 0 {
 			t.Fatalf("job %s: timeout %s", j.Name, j.Timeout)
 		}
