@@ -21,19 +21,12 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
-	"github.com/sqlworker/worker/fdstat"
-	"github.com/sqlworker/worker/internal/config"
-	"github.com/sqlworker/worker/internal/db"
-	"github.com/sqlworker/worker/internal/jobs"
+	"github.com/sqlworker/worker"
 	"github.com/sqlworker/worker/internal/leak"
-	webpkg "github.com/sqlworker/worker/internal/web"
 )
 
-const (
-	namespace = "worker"
-	// httpShutdownTimeout bounds the wait for scrapes in progress at exit.
-	httpShutdownTimeout = 5 * time.Second
-)
+// httpShutdownTimeout bounds the wait for scrapes in progress at exit.
+const httpShutdownTimeout = 5 * time.Second
 
 // Main is the worker program. Its fields let tests run it in-process.
 type Main struct {
@@ -52,8 +45,17 @@ func NewMain() *Main {
 	}
 }
 
+// daemon is a worker and the HTTP server in front of it.
+type daemon struct {
+	w         *worker.Worker
+	cfg       *worker.Config
+	srv       *http.Server
+	listeners []net.Listener
+	logger    *slog.Logger
+}
+
 // Run runs the worker until ctx is done or a signal arrives, then shuts it
-// down in order: stop scheduling, drain runs, stop HTTP, close the database.
+// down (see shutdown).
 func (m *Main) Run(ctx context.Context, args []string) error {
 	f, err := parseFlags(args, m.Stdout, m.Stderr)
 	if err != nil {
@@ -67,7 +69,11 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return &usageError{err}
 	}
 	if f.configCheck {
-		return printPlan(m.Stdout, cfg)
+		w, err := worker.New(worker.Options{Config: cfg})
+		if err != nil {
+			return err
+		}
+		return printPlan(m.Stdout, cfg, w)
 	}
 	f.log.Writer = m.Stderr
 	logger := promslog.New(&f.log)
@@ -84,115 +90,14 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		defer signal.Stop(sigs)
 	}
 
-	// Listen before anything else, so that a port in use fails fast.
-	var listeners []net.Listener
-	defer func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}()
-	if !*f.web.WebSystemdSocket {
-		for _, addr := range *f.web.WebListenAddresses {
-			l, err := net.Listen("tcp", addr)
-			if err != nil {
-				return fmt.Errorf("--web.listen-address %s: %w", addr, errors.Unwrap(err))
-			}
-			listeners = append(listeners, l)
-		}
+	d, err := build(ctx, f, cfg, logger)
+	if d != nil {
+		defer d.close()
 	}
-
-	handle := db.New(db.Config{
-		Path:         cfg.DBPath,
-		MaxOpenConns: cfg.MaxOpenConns,
-		BusyTimeout:  cfg.BusyTimeout,
-		MaxPageCount: int64(cfg.MaxPageCount),
-		Logger:       logger,
-	})
-	defer handle.Close(context.Background())
-	if _, err := handle.Init(ctx); err != nil {
-		return err
-	}
-
-	reg := prometheus.NewRegistry()
-	builtins := jobs.NewBuiltins(namespace, version.Version, cfg.HistoryRetention)
-	builtins.Verify = handle.Verify
-	reg.MustRegister(
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{ReportErrors: true}),
-		collectors.NewGoCollector(),
-		versioncollector.NewCollector(namespace),
-		// Reads the handle open at scrape time: Verify can replace it.
-		db.NewDBStatsCollector(handle, "main"),
-		db.NewCollector(namespace, handle),
-		fdstat.NewCollector(fdstat.NewCounter(cfg.DBPath), fdstat.WithNamespace(namespace)),
-		builtins,
-	)
-
-	// Readiness: the lifecycle, the database file check on every request,
-	// and the faults that runs report.
-	readiness := webpkg.NewReadiness("starting")
-	readiness.AddCheck("database", handle.Health)
-	faults := &runFaults{readiness: readiness, logger: logger}
-
-	jobList, err := buildJobs(cfg, builtins)
 	if err != nil {
 		return err
 	}
-	sched, err := jobs.New(jobs.Config{
-		DB:            handle,
-		Location:      cfg.Location,
-		ShutdownGrace: cfg.ShutdownGrace,
-		Registerer:    reg,
-		Logger:        logger,
-		OnFinish:      faults.observe,
-	}, jobList)
-	if err != nil {
-		return err
-	}
-	// Runs whose job_runs rows are held in memory for retry keep the
-	// worker not ready until they are written.
-	readiness.AddCheck("history", func() error {
-		if err := sched.HistoryErr(); err != nil {
-			return fmt.Errorf("cannot record job runs: %w", err)
-		}
-		return nil
-	})
-	// A heartbeat that is skipped, hangs or keeps failing: no run reports
-	// it, so the time since its last success is checked on every request.
-	if hasJob(jobList, config.Heartbeat) {
-		readiness.AddCheck(config.Heartbeat, func() error { return sched.Overdue(config.Heartbeat, heartbeatIntervals) })
-	}
-
-	handler, err := webpkg.NewHandler(webpkg.Config{
-		TelemetryPath: f.telemetryPath,
-		Registry:      reg,
-		Readiness:     readiness,
-		Version:       version.Info(),
-		MaxRequests:   f.maxRequests,
-	})
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-	serveErr := make(chan error, 1)
-	go func() {
-		var err error
-		if *f.web.WebSystemdSocket {
-			err = web.ListenAndServe(srv, f.web, logger)
-		} else {
-			err = web.ServeMultiple(listeners, srv, f.web, logger)
-		}
-		serveErr <- err
-	}()
-
-	if err := sched.Start(); err != nil {
-		return err
-	}
-	readiness.Ready()
-	logger.Info("Worker ready", "db", cfg.DBPath, "jobs", len(jobList))
+	serveErr := d.serve(f)
 
 	var runErr error
 	select {
@@ -206,7 +111,6 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	}
 
 	// A second signal ends the grace period at once, a third exits.
-	readiness.NotReady("shutting down")
 	stopCtx, cancelStop := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelStop()
 	go func() {
@@ -220,122 +124,122 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 			m.Exit(1)
 		}
 	}()
-	if err := sched.Stop(stopCtx); err != nil {
-		if errors.Is(err, jobs.ErrStopTimeout) {
-			logger.Error("Jobs did not stop", "err", err)
-		}
-		// Runs that never reached job_runs: the exit status says so.
-		if errors.Is(err, jobs.ErrHistoryLost) && runErr == nil {
-			runErr = err
-		}
-	}
-
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		logger.Warn("HTTP server did not stop cleanly", "err", err)
-	}
-	if err := handle.Close(context.WithoutCancel(ctx)); err != nil {
-		logger.Error("Database did not close cleanly", "err", err)
-		if runErr == nil || errors.Is(runErr, jobs.ErrHistoryLost) {
-			runErr = errors.Join(err, runErr)
-		}
-	}
+	runErr = d.shutdown(stopCtx, runErr)
 	logger.Info("Stopped")
 	return runErr
 }
 
-// heartbeatIntervals is how many of its schedule's intervals the heartbeat
-// may go without a success before the worker is not ready: as many as the
-// WorkerJobStale alert allows.
-const heartbeatIntervals = 3
-
-// runFaults turns finished runs into readiness faults: the heartbeat's
-// result, and any job's failure with a storage error (database full,
-// read-only, I/O error: see db.IsStorageError), which is not that job's
-// fault. Each clears on the next success of what set it, so the worker
-// becomes ready again by itself. A fault follows the newest run, by
-// scheduled time: a run whose record arrives after a newer run's (its
-// history write took longer) does not overwrite what the newer one said.
-// Skipped runs say nothing; the heartbeat's Overdue check notices them.
-// The history's state is a readiness check of its own (Scheduler.HistoryErr).
-type runFaults struct {
-	readiness *webpkg.Readiness
-	logger    *slog.Logger
-}
-
-func (f *runFaults) observe(r *jobs.Run, _ error) {
-	at := r.ScheduledAt
-	if at.IsZero() {
-		at = r.StartedAt
-	}
-	switch {
-	case r.Result == jobs.Skipped:
-	case r.Job == config.Heartbeat:
-		var err error
-		if r.Result != jobs.Success {
-			err = fmt.Errorf("%s: %w", r.Result, r.Err)
-		}
-		f.set("heartbeat", at, err)
-	case r.Result == jobs.Success:
-		f.set("job "+r.Job, at, nil)
-	case db.IsStorageError(r.Err):
-		f.set("job "+r.Job, at, fmt.Errorf("%s: %w", r.Result, r.Err))
-	}
-}
-
-func (f *runFaults) set(name string, at time.Time, err error) {
-	if !f.readiness.SetFaultAt(name, at, err) {
-		return
-	}
+// build builds the worker from the config, listens, and starts the worker:
+// the listeners before Start, which opens the database, so that a port in
+// use fails fast. The daemon it returns, also with an error, must be
+// closed.
+func build(ctx context.Context, f *flags, cfg *worker.Config, logger *slog.Logger) (*daemon, error) {
+	d := &daemon{cfg: cfg, logger: logger}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{ReportErrors: true}),
+		collectors.NewGoCollector(),
+		versioncollector.NewCollector(worker.DefaultNamespace),
+	)
+	w, err := worker.New(worker.Options{Config: cfg, Registerer: reg, Logger: logger})
 	if err != nil {
-		f.logger.Warn("Not ready", "fault", name, "err", err)
-	} else {
-		f.logger.Info("Fault cleared", "fault", name)
+		return d, err
 	}
-}
-
-func hasJob(js []jobs.Job, name string) bool {
-	for _, j := range js {
-		if j.Name == name {
-			return true
-		}
+	d.w = w
+	if _, err := w.Jobs(); err != nil { // a config entry naming no Go job
+		return d, &usageError{err}
 	}
-	return false
-}
-
-// buildJobs turns the enabled jobs of the config into scheduler jobs.
-func buildJobs(cfg *config.Config, b *jobs.Builtins) ([]jobs.Job, error) {
-	var out []jobs.Job
-	for _, j := range cfg.EnabledJobs() {
-		fn := jobs.SQLFunc(j.SQL)
-		if j.Builtin {
-			var err error
-			if fn, err = b.Func(j.Name); err != nil {
-				return nil, err
+	if !*f.web.WebSystemdSocket {
+		for _, addr := range *f.web.WebListenAddresses {
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				return d, fmt.Errorf("--web.listen-address %s: %w", addr, errors.Unwrap(err))
 			}
+			d.listeners = append(d.listeners, l)
 		}
-		out = append(out, jobs.Job{Name: j.Name, Spec: j.Schedule, Schedule: j.Parsed, Timeout: j.Timeout, Func: fn})
 	}
-	return out, nil
+	handler, err := w.Handler(worker.HandlerOptions{
+		TelemetryPath: f.telemetryPath,
+		Registry:      reg,
+		MaxRequests:   f.maxRequests,
+		Version:       version.Info(),
+	})
+	if err != nil {
+		return d, err
+	}
+	d.srv = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	return d, w.Start(ctx)
+}
+
+// serve serves HTTP through exporter-toolkit (TLS, basic auth, systemd
+// socket activation) until shutdown; the channel gets its error.
+func (d *daemon) serve(f *flags) <-chan error {
+	serveErr := make(chan error, 1)
+	go func() {
+		var err error
+		if *f.web.WebSystemdSocket {
+			err = web.ListenAndServe(d.srv, f.web, d.logger)
+		} else {
+			err = web.ServeMultiple(d.listeners, d.srv, f.web, d.logger)
+		}
+		serveErr <- err
+	}()
+	return serveErr
+}
+
+// shutdown stops the daemon in order: stop scheduling, drain the runs
+// (cancelled at once when ctx is done) and flush the history; stop HTTP;
+// close the database. It returns runErr, or the errors that make the exit
+// status 1: runs lost from history, a database that did not close cleanly.
+func (d *daemon) shutdown(ctx context.Context, runErr error) error {
+	if err := d.w.Stop(ctx); errors.Is(err, worker.ErrHistoryLost) && runErr == nil {
+		runErr = err // runs that never reached job_runs: the exit status says so
+	}
+	httpCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpShutdownTimeout)
+	defer cancel()
+	if err := d.srv.Shutdown(httpCtx); err != nil {
+		d.logger.Warn("HTTP server did not stop cleanly", "err", err)
+	}
+	if err := d.w.Close(ctx); err != nil {
+		if runErr == nil || errors.Is(runErr, worker.ErrHistoryLost) {
+			runErr = errors.Join(err, runErr)
+		}
+	}
+	return runErr
+}
+
+// close releases what shutdown did not reach: the listeners of a daemon
+// that failed to build, the database of a worker that failed to start.
+func (d *daemon) close() {
+	for _, l := range d.listeners {
+		l.Close()
+	}
+	if d.w != nil {
+		d.w.Close(context.Background())
+	}
 }
 
 // printPlan prints what --config.check validated and would run.
-func printPlan(w io.Writer, cfg *config.Config) error {
-	fmt.Fprintf(w, "config ok\ndatabase: %s (max_open_conns %d, busy_timeout %s)\n", cfg.DBPath, cfg.MaxOpenConns, cfg.BusyTimeout)
-	fmt.Fprintf(w, "timezone: %s, shutdown_grace: %s, history retention: %s\n\n", cfg.Location, cfg.ShutdownGrace, cfg.HistoryRetention)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+func printPlan(out io.Writer, cfg *worker.Config, w *worker.Worker) error {
+	list, err := w.Jobs()
+	if err != nil {
+		return &usageError{err}
+	}
+	fmt.Fprintf(out, "config ok\ndatabase: %s (max_open_conns %d, busy_timeout %s)\n", cfg.DBPath, cfg.MaxOpenConns, cfg.BusyTimeout)
+	fmt.Fprintf(out, "timezone: %s, shutdown_grace: %s, history retention: %s\n\n", cfg.Location, cfg.ShutdownGrace, cfg.HistoryRetention)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "JOB\tKIND\tSCHEDULE\tTIMEOUT\tENABLED\tNEXT RUN")
 	now := time.Now().In(cfg.Location)
-	for _, j := range cfg.Jobs {
-		kind, next := "sql", "-"
-		if j.Builtin {
-			kind = "builtin"
-		}
+	for _, j := range list {
+		next := "-"
 		if j.Enabled {
-			next = j.Parsed.Next(now).Format(time.RFC3339)
+			next = j.Schedule.Next(now).Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%s\n", j.Name, kind, j.Schedule, j.Timeout, j.Enabled, next)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%s\n", j.Name, j.Kind, j.Spec, j.Timeout, j.Enabled, next)
 	}
 	return tw.Flush()
 }

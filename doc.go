@@ -1,0 +1,37 @@
+// Package worker embeds the SQL worker in a Go program: jobs on cron
+// schedules, run against one shared SQLite handle, each run recorded in the
+// job_runs table and in the worker_job_* metrics.
+//
+// Build a Worker with New from Options (a Config, a prometheus.Registerer,
+// a *slog.Logger), register Go jobs with Register, and call Run:
+//
+//	w, err := worker.New(worker.Options{Config: cfg, Registerer: reg, Logger: logger})
+//	if err != nil { ... }
+//	err = w.Register("expire_sessions", "@every 1m", expireSessions, worker.WithTimeout(10*time.Second))
+//	if err != nil { ... }
+//	err = w.Run(ctx) // until ctx is done, then a graceful shutdown
+//
+// A Go job runs through exactly the chain a SQL job of the config file
+// runs through: the run is recorded in job_runs and the metrics, skipped
+// while its previous run is still going, a panic is recovered as a result
+// of its own, the run is bounded by the job's timeout, and the database's
+// idempotent Init comes first, so the job gets the one shared *sql.DB. At
+// shutdown scheduling stops, running jobs get the config's shutdown grace,
+// the history is flushed and the database closed.
+//
+// The config file can hold SQL jobs beside the Go jobs, and an entry under
+// jobs with no sql refers to a registered Go job by name, to reschedule,
+// re-time or disable it.
+//
+// # HTTP
+//
+// A Worker serves no HTTP of its own. Handler returns the worker daemon's
+// HTTP face (a landing page, the metrics, /healthz and /readyz) for a
+// program to mount on a server of its own; a program that has its own
+// health checks can leave it out, and the metrics are in the Registerer
+// given either way.
+//
+// # Stability
+//
+// The API is v0: it may change in any release until 1.0.
+package worker

@@ -1,0 +1,345 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/version"
+
+	"github.com/sqlworker/worker/fdstat"
+	"github.com/sqlworker/worker/internal/config"
+	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobs"
+	"github.com/sqlworker/worker/internal/schedule"
+	webpkg "github.com/sqlworker/worker/internal/web"
+)
+
+// DefaultNamespace is the namespace of the worker's metrics: worker_job_*,
+// worker_db_*, worker_open_fds.
+const DefaultNamespace = jobs.DefaultNamespace
+
+// Errors of a Worker.
+var (
+	// ErrStarted is returned by Register once Start or Run was called.
+	ErrStarted = errors.New("worker already started")
+	// ErrStopped is returned by Start after Stop or Close.
+	ErrStopped = errors.New("worker is stopped")
+	// ErrDuplicateJob is returned by Register for a name that is taken by a
+	// built-in job, a SQL job of the config or another Go job.
+	ErrDuplicateJob = errors.New("duplicate job name")
+	// ErrStopTimeout is in Stop's error when runs were still going after
+	// the shutdown grace and the force timeout; they are recorded as
+	// cancelled and abandoned.
+	ErrStopTimeout = jobs.ErrStopTimeout
+	// ErrHistoryLost is in Stop's error when finished runs could not be
+	// written to job_runs by shutdown.
+	ErrHistoryLost = jobs.ErrHistoryLost
+	// ErrNoGoJob is in the error of a config entry with no sql whose name
+	// is no registered Go job.
+	ErrNoGoJob = config.ErrNoGoJob
+)
+
+// Options are what New builds a Worker from. Every field may be left zero.
+type Options struct {
+	// Config is the configuration; nil means DefaultConfig().
+	Config *Config
+	// Registerer receives the worker's metrics (worker_job_*, worker_db_*,
+	// worker_open_fds, go_sql_*{db_name="main"}) when Start is called; nil
+	// registers none. Use a registry of the worker's own, or one the
+	// program does not register these names in.
+	Registerer prometheus.Registerer
+	// Logger receives the worker's logs; nil discards them.
+	Logger *slog.Logger
+	// Version is recorded by the heartbeat job in the heartbeat table;
+	// "" means the build's version (github.com/prometheus/common/version).
+	Version string
+}
+
+// Worker runs jobs on their schedules against one shared database handle.
+// Register jobs before Start; Stop and Close may be called in any state, and
+// more than once.
+type Worker struct {
+	cfg       *Config
+	reg       prometheus.Registerer
+	logger    *slog.Logger
+	handle    *db.Handle
+	builtins  *jobs.Builtins
+	readiness *webpkg.Readiness
+	ready     chan struct{} // closed once Start succeeded
+
+	mu       sync.Mutex
+	goJobs   []goJob
+	starting bool // Start was called: Register refuses
+	sched    *jobs.Scheduler
+	stopped  bool
+	closed   bool
+}
+
+// New returns a Worker for opts. It opens nothing: the database opens in
+// Start.
+func New(opts Options) (*Worker, error) {
+	cfg := opts.Config
+	if cfg == nil {
+		cfg = DefaultConfig()
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	v := opts.Version
+	if v == "" {
+		v = version.Version
+	}
+	w := &Worker{
+		cfg:       cfg,
+		reg:       opts.Registerer,
+		logger:    logger,
+		readiness: webpkg.NewReadiness("starting"),
+		ready:     make(chan struct{}),
+		handle: db.New(db.Config{
+			Path:         cfg.DBPath,
+			MaxOpenConns: cfg.MaxOpenConns,
+			BusyTimeout:  cfg.BusyTimeout,
+			MaxPageCount: int64(cfg.MaxPageCount),
+			Logger:       logger,
+		}),
+		builtins: jobs.NewBuiltins(DefaultNamespace, v, cfg.HistoryRetention),
+	}
+	w.builtins.Verify = w.handle.Verify
+	w.readiness.AddCheck("database", w.handle.Health)
+	return w, nil
+}
+
+// Register adds a Go job: fn runs on the cron schedule spec (five fields,
+// six with seconds, or a descriptor such as "@every 1m"; see the README's
+// Configuration), bounded by DefaultJobTimeout unless an option says
+// otherwise. A config entry under jobs with the same name and no sql can
+// reschedule, re-time or disable it. Register returns an error naming the
+// job when the name is invalid or taken (ErrDuplicateJob), the schedule is
+// invalid, or Start was called (ErrStarted).
+func (w *Worker) Register(name, spec string, fn Func, opts ...JobOption) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.starting {
+		return fmt.Errorf("worker: job %q: %w", name, ErrStarted)
+	}
+	if err := config.CheckName(name); err != nil {
+		return fmt.Errorf("worker: job name: %w", err)
+	}
+	if fn == nil {
+		return fmt.Errorf("worker: job %q: nil func", name)
+	}
+	for _, j := range w.cfg.Jobs {
+		if j.Name == name && !j.Go {
+			return fmt.Errorf("worker: job %q: %w (also %s of the config)", name, ErrDuplicateJob, j.Field)
+		}
+	}
+	for _, g := range w.goJobs {
+		if g.name == name {
+			return fmt.Errorf("worker: job %q: %w (registered twice)", name, ErrDuplicateJob)
+		}
+	}
+	s, err := schedule.Parse(spec)
+	if err != nil {
+		return fmt.Errorf("worker: job %q: invalid schedule %q: %w", name, spec, err)
+	}
+	g := goJob{name: name, spec: spec, schedule: s, timeout: DefaultJobTimeout, fn: fn}
+	for _, o := range opts {
+		o(&g)
+	}
+	w.goJobs = append(w.goJobs, g)
+	return nil
+}
+
+// Start opens the database (creating and migrating it), registers the
+// metrics and starts scheduling. It returns at once; the jobs run until
+// Stop. It returns an error naming the field for a config entry with no sql
+// whose name is no registered Go job (ErrNoGoJob), ErrStopped after Stop,
+// and nil when already started. After a failed Start, call Close.
+func (w *Worker) Start(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.stopped:
+		return ErrStopped
+	case w.sched != nil:
+		return nil
+	}
+	w.starting = true
+	plan, err := w.planLocked()
+	if err != nil {
+		return err
+	}
+	if _, err := w.handle.Init(ctx); err != nil {
+		return err
+	}
+	if w.reg != nil {
+		for _, c := range []prometheus.Collector{
+			// Reads the handle open at scrape time: Verify can replace it.
+			db.NewDBStatsCollector(w.handle, "main"),
+			db.NewCollector(DefaultNamespace, w.handle),
+			fdstat.NewCollector(fdstat.NewCounter(w.cfg.DBPath), fdstat.WithNamespace(DefaultNamespace)),
+			w.builtins,
+		} {
+			if err := w.reg.Register(c); err != nil {
+				return fmt.Errorf("cannot register metrics: %w", err)
+			}
+		}
+	}
+	var list []jobs.Job
+	for _, p := range plan {
+		if p.Enabled {
+			list = append(list, jobs.Job{Name: p.Name, Spec: p.Spec, Schedule: p.Schedule, Timeout: p.Timeout, Func: p.fn})
+		}
+	}
+	faults := &runFaults{readiness: w.readiness, logger: w.logger}
+	sched, err := jobs.New(jobs.Config{
+		DB:            w.handle,
+		Location:      w.cfg.Location,
+		ShutdownGrace: w.cfg.ShutdownGrace,
+		Registerer:    w.reg,
+		Logger:        w.logger,
+		OnFinish:      faults.observe,
+	}, list)
+	if err != nil {
+		return err
+	}
+	w.addChecks(sched, list)
+	if err := sched.Start(); err != nil {
+		return err
+	}
+	w.sched = sched
+	w.readiness.Ready()
+	close(w.ready)
+	w.logger.Info("Worker ready", "db", w.cfg.DBPath, "jobs", len(list))
+	return nil
+}
+
+// Ready returns a channel closed once Start has succeeded.
+func (w *Worker) Ready() <-chan struct{} { return w.ready }
+
+// Stop stops scheduling, lets the runs in progress finish for the config's
+// shutdown grace, then cancels them (a done ctx cancels them at once), and
+// writes the run history still held in memory. Its error holds
+// ErrStopTimeout when runs had to be abandoned and ErrHistoryLost when runs
+// never reached job_runs. It is safe before Start and more than once; only
+// the first call stops. The database stays open until Close.
+func (w *Worker) Stop(ctx context.Context) error {
+	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
+		return nil
+	}
+	w.stopped = true
+	sched := w.sched
+	w.mu.Unlock()
+	w.readiness.NotReady("shutting down")
+	if sched == nil {
+		return nil
+	}
+	err := sched.Stop(ctx)
+	if errors.Is(err, ErrStopTimeout) {
+		w.logger.Error("Jobs did not stop", "err", err)
+	}
+	return err
+}
+
+// Close stops the worker, as Stop, if it is not stopped, and closes the
+// database: it checkpoints the WAL and releases the file. It returns the
+// errors of that Stop that say runs were lost from history, and the
+// database's. It is safe before Start and more than once.
+func (w *Worker) Close(ctx context.Context) error {
+	var errs []error
+	if err := w.Stop(ctx); errors.Is(err, ErrHistoryLost) {
+		errs = append(errs, err)
+	}
+	w.mu.Lock()
+	closed := w.closed
+	w.closed = true
+	w.mu.Unlock()
+	if closed {
+		return nil
+	}
+	if err := w.handle.Close(context.WithoutCancel(ctx)); err != nil {
+		w.logger.Error("Database did not close cleanly", "err", err)
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Run starts the worker, runs it until ctx is done, and then stops and
+// closes it: scheduling stops, runs in progress get the shutdown grace, the
+// history is flushed and the database closed. It returns Start's error or
+// Close's.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.Start(ctx); err != nil {
+		return errors.Join(err, w.Close(context.WithoutCancel(ctx)))
+	}
+	<-ctx.Done()
+	w.logger.Info("Stopping", "reason", context.Cause(ctx))
+	return w.Close(context.WithoutCancel(ctx))
+}
+
+// HandlerOptions say what Handler serves.
+type HandlerOptions struct {
+	// TelemetryPath is where the metrics are served; "" means "/metrics".
+	TelemetryPath string
+	// Registry is gathered at TelemetryPath; nil serves no metrics path.
+	Registry *prometheus.Registry
+	// MaxRequests bounds concurrent scrapes; those over it are answered
+	// 503. 0 means no limit.
+	MaxRequests int
+	// Version is shown on the landing page.
+	Version string
+}
+
+// Handler returns the worker's HTTP face, as the worker daemon serves it: a
+// landing page, the metrics of opts.Registry, /healthz (the process is up)
+// and /readyz (200 once Start succeeded and while the database file is the
+// one open, the history is written and no run reports a storage fault; 503
+// with the reasons otherwise). Mount it on a server of the program's own.
+func (w *Worker) Handler(opts HandlerOptions) (http.Handler, error) {
+	if opts.TelemetryPath == "" {
+		opts.TelemetryPath = "/metrics"
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	return webpkg.NewHandler(webpkg.Config{
+		TelemetryPath: opts.TelemetryPath,
+		Registry:      reg,
+		Readiness:     w.readiness,
+		Version:       opts.Version,
+		MaxRequests:   opts.MaxRequests,
+	})
+}
+
+// heartbeatIntervals is how many of its schedule's intervals the heartbeat
+// may go without a success before the worker is not ready: as many as the
+// WorkerJobStale alert allows.
+const heartbeatIntervals = 3
+
+// addChecks adds the readiness checks of a started scheduler.
+func (w *Worker) addChecks(sched *jobs.Scheduler, list []jobs.Job) {
+	// Runs whose job_runs rows are held in memory for retry keep the
+	// worker not ready until they are written.
+	w.readiness.AddCheck("history", func() error {
+		if err := sched.HistoryErr(); err != nil {
+			return fmt.Errorf("cannot record job runs: %w", err)
+		}
+		return nil
+	})
+	// A heartbeat that is skipped, hangs or keeps failing: no run reports
+	// it, so the time since its last success is checked on every request.
+	for _, j := range list {
+		if j.Name == config.Heartbeat {
+			w.readiness.AddCheck(config.Heartbeat, func() error { return sched.Overdue(config.Heartbeat, heartbeatIntervals) })
+		}
+	}
+}
