@@ -265,7 +265,9 @@ func (s *stmt) Query(args []driver.Value) (driver.Rows, error) { return s.base.Q
 // columnConverter implements driver.ColumnConverter for a stmt whose base
 // does. An embedded driver.ColumnConverter would not: the field's name, the
 // interface's, would hide the method of the same name.
-type columnConverter struct{ base driver.ColumnConverter }
+type columnConverter struct {
+	base driver.ColumnConverter //nolint:staticcheck // deprecated, still used by database/sql
+}
 
 // ColumnConverter is base's ColumnConverter.
 func (c columnConverter) ColumnConverter(idx int) driver.ValueConverter { //nolint:staticcheck // forwarded

@@ -168,7 +168,8 @@ func TestConnector_ContextCancel(t *testing.T) {
 			t.Fatalf("got %v before the deadline, want the query interrupted by it", err)
 		}
 		var se sqlite3.Error
-		if !errors.Is(err, context.DeadlineExceeded) && !(errors.As(err, &se) && se.Code == sqlite3.ErrInterrupt) {
+		interrupted := errors.As(err, &se) && se.Code == sqlite3.ErrInterrupt
+		if !errors.Is(err, context.DeadlineExceeded) && !interrupted {
 			t.Errorf("got %v, want an interrupt or %v", err, context.DeadlineExceeded)
 		}
 		// The connection is usable afterwards.

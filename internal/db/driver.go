@@ -216,7 +216,7 @@ func (c *conn) Close() error {
 	if first && c.connector != nil {
 		c.connector.live.Add(-1)
 		if g := c.connector.guard; g != nil && g.fenced() != nil {
-			_ = c.SQLiteConn.SetFileControlInt("main", sqlite3.SQLITE_FCNTL_PERSIST_WAL, 1)
+			_ = c.SetFileControlInt("main", sqlite3.SQLITE_FCNTL_PERSIST_WAL, 1)
 		}
 	}
 	err := c.SQLiteConn.Close()
