@@ -28,10 +28,12 @@ var ErrAlarm = errors.New("leak or broken invariant")
 // targetLog is the file in the report dir that gets COMMAND's output.
 const targetLog = "target.log"
 
-// run is the whole command: parse args, start the target if asked, soak,
-// stop it, write the report, alert, and print the verdict as the last line
-// on stdout. It returns nil when steady, an error wrapping ErrAlarm on a
-// leak or broken invariant, and any other error when it could not soak.
+// run is the whole command: parse args, then build the soak (start the
+// target if asked), soak, shut down (stop the target, close what the soak
+// opened) and report (write the report, alert, print the verdict as the
+// last line on stdout). It returns nil when steady, an error wrapping
+// ErrAlarm on a leak or broken invariant, and any other error when it could
+// not soak.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseArgs(args, stdout)
 	switch {
@@ -47,83 +49,147 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return rep.Write(o.reportDir)
 	}
-	runID := o.runID
-	if runID == "" {
-		runID = newRunID(time.Now())
+	s, err := build(ctx, o, stderr)
+	if err != nil {
+		return err
+	}
+	res, soakErr := s.soak(ctx)
+	soakErr = s.shutdown(res, soakErr)
+	return s.report(ctx, res, soakErr, stdout)
+}
+
+// session is one soak of the command line: what build set up for it, and
+// what shutdown stops and closes.
+type session struct {
+	o          *options
+	stderr     io.Writer
+	runID      string
+	metricsURL string
+	proc       *target.Process // the started COMMAND; nil under --target
+	log        *os.File        // COMMAND's output in the report dir, or nil
+	scraper    *scrape.Scraper
+}
+
+// build creates the report dir, starts COMMAND if there is one and waits
+// until it is ready, and opens the scraper. On error it closes what it
+// opened.
+func build(ctx context.Context, o *options, stderr io.Writer) (*session, error) {
+	s := &session{o: o, stderr: stderr, runID: o.runID, metricsURL: o.target}
+	if s.runID == "" {
+		s.runID = newRunID(time.Now())
 	}
 	if o.reportDir != "" {
 		if err := os.MkdirAll(o.reportDir, 0o755); err != nil {
-			return fmt.Errorf("cannot create --report-dir: %w", err)
+			return nil, fmt.Errorf("cannot create --report-dir: %w", err)
 		}
 	}
-
-	metricsURL := o.target
-	var proc *target.Process
 	if len(o.command) > 0 {
-		metricsURL = o.metricsURL
-		out := stderr
-		if o.reportDir != "" {
-			f, err := os.Create(filepath.Join(o.reportDir, targetLog))
-			if err != nil {
-				return fmt.Errorf("cannot create target log: %w", err)
-			}
-			defer f.Close()
-			out = f
-		}
-		proc, err = target.Start(o.command[0], o.command[1:], out)
-		if err != nil {
-			return err
-		}
-		defer proc.Kill()
-		fmt.Fprintf(stderr, "soak: started %s (pid %d), waiting for %s\n", strings.Join(o.command, " "), proc.Pid(), metricsURL)
-		if err := proc.WaitReady(ctx, metricsURL, o.readyTimeout); err != nil {
-			return fmt.Errorf("could not soak: %w", err)
+		if err := s.startTarget(ctx); err != nil {
+			s.close()
+			return nil, err
 		}
 	}
+	s.scraper = scrape.New(s.metricsURL)
+	return s, nil
+}
 
-	fmt.Fprintf(stderr, "soak: run %s: soaking %s for %s (warm-up %s, every %s)\n", runID, metricsURL, o.duration, o.warmup, o.interval)
-	sc := scrape.New(metricsURL)
-	defer sc.Close()
+// startTarget starts COMMAND, its output going to the target log (or to
+// stderr without a report dir), and waits until it serves its metrics.
+func (s *session) startTarget(ctx context.Context) error {
+	o := s.o
+	s.metricsURL = o.metricsURL
+	out := s.stderr
+	if o.reportDir != "" {
+		f, err := os.Create(filepath.Join(o.reportDir, targetLog))
+		if err != nil {
+			return fmt.Errorf("cannot create target log: %w", err)
+		}
+		s.log, out = f, f
+	}
+	proc, err := target.Start(o.command[0], o.command[1:], out)
+	if err != nil {
+		return err
+	}
+	s.proc = proc
+	fmt.Fprintf(s.stderr, "soak: started %s (pid %d), waiting for %s\n", strings.Join(o.command, " "), proc.Pid(), s.metricsURL)
+	if err := proc.WaitReady(ctx, s.metricsURL, o.readyTimeout); err != nil {
+		return fmt.Errorf("could not soak: %w", err)
+	}
+	return nil
+}
+
+// soak runs the soak loop against the target.
+func (s *session) soak(ctx context.Context) (*runner.Result, error) {
+	o := s.o
+	fmt.Fprintf(s.stderr, "soak: run %s: soaking %s for %s (warm-up %s, every %s)\n", s.runID, s.metricsURL, o.duration, o.warmup, o.interval)
 	cfg := runner.Config{
-		Scraper:  sc,
+		Scraper:  s.scraper,
 		Duration: o.duration,
 		Interval: o.interval,
 		Warmup:   o.warmup,
 		FailFast: o.failFast,
 		Watch:    o.specs(),
-		Progress: stderr,
+		Progress: s.stderr,
 	}
-	if proc != nil {
-		cfg.Died = proc.Done()
+	if s.proc != nil {
+		cfg.Died = s.proc.Done()
 	}
-	res, soakErr := runner.Run(ctx, cfg)
-	if errors.Is(soakErr, runner.ErrTargetDied) && proc != nil {
-		soakErr = fmt.Errorf("%w: %v", runner.ErrTargetDied, proc.ExitErr())
-		res.Err = soakErr
+	res, err := runner.New(cfg).Run(ctx)
+	if errors.Is(err, runner.ErrTargetDied) && s.proc != nil {
+		err = fmt.Errorf("%w: %v", runner.ErrTargetDied, s.proc.ExitErr())
+		res.Err = err
 	}
+	return res, err
+}
 
+// shutdown stops in order: the target with SIGTERM, judging its clean
+// exit into res when the soak went to its end, then the scraper, then
+// whatever of the target is left and its log. It returns soakErr, or
+// ErrTargetDied when the target was gone by the time it was stopped.
+func (s *session) shutdown(res *runner.Result, soakErr error) error {
+	defer s.close()
 	switch {
-	case proc == nil || errors.Is(soakErr, runner.ErrTargetDied):
+	case s.proc == nil || errors.Is(soakErr, runner.ErrTargetDied):
 	case soakErr != nil:
 		// Interrupted or could not soak: still stop the target gently.
-		_ = proc.Stop(o.stopTimeout)
+		_ = s.proc.Stop(s.o.stopTimeout)
 	default:
-		fmt.Fprintf(stderr, "soak: stopping %s with SIGTERM\n", o.command[0])
-		stopErr := proc.Stop(o.stopTimeout)
+		fmt.Fprintf(s.stderr, "soak: stopping %s with SIGTERM\n", s.o.command[0])
+		stopErr := s.proc.Stop(s.o.stopTimeout)
 		if errors.Is(stopErr, target.ErrExited) {
 			soakErr = fmt.Errorf("%w: %v", runner.ErrTargetDied, stopErr)
 			res.Err = soakErr
 			break
 		}
 		inv := invariant.Result{Rule: invariant.RuleCleanExit, Text: "exits 0 after SIGTERM", Applies: true,
-			Detail: fmt.Sprintf("exited 0 after SIGTERM (within %s)", o.stopTimeout)}
+			Detail: fmt.Sprintf("exited 0 after SIGTERM (within %s)", s.o.stopTimeout)}
 		if stopErr != nil {
 			inv.Broken, inv.At, inv.Detail = true, res.Elapsed.Seconds(), stopErr.Error()
 		}
 		res.Record(inv)
 	}
+	return soakErr
+}
 
-	rep := report.New(res, report.Meta{RunID: runID, Target: metricsURL, Command: o.command})
+// close closes the scraper, kills the target if it still runs and closes
+// its log; for shutdown and for build's error paths.
+func (s *session) close() {
+	if s.scraper != nil {
+		s.scraper.Close()
+	}
+	if s.proc != nil {
+		s.proc.Kill()
+	}
+	if s.log != nil {
+		_ = s.log.Close()
+	}
+}
+
+// report writes the report files, posts the alert on a leak, and prints the
+// per-series table and the verdict. It returns run's error.
+func (s *session) report(ctx context.Context, res *runner.Result, soakErr error, stdout io.Writer) error {
+	o, stderr := s.o, s.stderr
+	rep := report.New(res, report.Meta{RunID: s.runID, Target: s.metricsURL, Command: o.command})
 	var writeErr error
 	if o.reportDir != "" && res.Scrapes > 0 {
 		if writeErr = rep.Write(o.reportDir); writeErr != nil {
@@ -139,7 +205,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	status := res.Status()
 	if status == runner.StatusLeak && o.alertmanagerURL != "" {
 		client := &http.Client{}
-		err := alert.Post(context.WithoutCancel(ctx), client, o.alertmanagerURL, alerts(res, runID, metricsURL))
+		err := alert.Post(context.WithoutCancel(ctx), client, o.alertmanagerURL, alerts(res, s.runID, s.metricsURL))
 		client.CloseIdleConnections()
 		if err != nil {
 			fmt.Fprintf(stderr, "soak: %v\n", err)

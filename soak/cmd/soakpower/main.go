@@ -7,7 +7,7 @@
 //
 // The sweep is not real-time: each soak is sampled at the soak's scrape
 // interval (1 s) from the stand-in's series, rendered as exposition text,
-// parsed by the harness's parser and judged by runner.Replay, which runs the
+// parsed by the harness's parser and judged by runner.Soak.Replay, which runs the
 // very code a real soak runs after each scrape (recording, invariants,
 // fail-fast test) and at its end (final verdicts). Thousands of soaks take
 // a minute or two. Then, unless -real=false, a set of points is soaked for

@@ -61,7 +61,7 @@ type Outcome struct {
 }
 
 // replay soaks the stand-in of p by sampling it at the soak's interval and
-// judging the samples through runner.Replay, the code path of a real soak.
+// judging the samples through runner.Soak.Replay, the code path of a real soak.
 func replay(p Point) (Outcome, error) {
 	models := standin.Models(p.Params)
 	cfg := runner.Config{Duration: p.Length.Duration, Interval: time.Second, Warmup: p.Length.Warmup,
@@ -76,7 +76,7 @@ func replay(p Point) (Outcome, error) {
 		}
 		scrapes = append(scrapes, runner.Scrape{T: t, Vector: vec})
 	}
-	res := runner.Replay(cfg, scrapes)
+	res := runner.New(cfg).Replay(scrapes)
 	if res.Err != nil {
 		return Outcome{}, res.Err
 	}

@@ -36,10 +36,10 @@ worker_db_handles_open 2
 
 func result(t *testing.T) *runner.Result {
 	t.Helper()
-	res, err := runner.Run(context.Background(), runner.Config{
+	res, err := runner.New(runner.Config{
 		Scraper: &fake{}, Duration: 600 * time.Millisecond, Interval: 10 * time.Millisecond,
 		Warmup: 100 * time.Millisecond, Watch: series.DefaultWatch,
-	})
+	}).Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

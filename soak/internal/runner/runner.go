@@ -1,6 +1,6 @@
-// Package runner drives one soak: it scrapes the target at a fixed
+// Package runner drives one soak: a Soak scrapes the target at a fixed
 // interval, records the watched series, follows the invariants, stops early
-// under fail-fast, and judges every series at the end.
+// under fail-fast, and judges every series at the end into a Result.
 package runner
 
 import (
@@ -66,7 +66,7 @@ type Config struct {
 	Died <-chan struct{}
 }
 
-// Result is what a soak found.
+// Result is what a soak found; Soak produces it.
 type Result struct {
 	Start     time.Time
 	Elapsed   time.Duration
@@ -84,8 +84,6 @@ type Result struct {
 	StoppedAt float64
 	// Err is why the soak could not be done, or nil.
 	Err error
-
-	checker *invariant.Checker
 }
 
 // Leak is one leaking series.
@@ -180,11 +178,17 @@ func (r *Result) Status() Status {
 	}
 }
 
-// Record adds a rule judged outside the soak loop, such as the target's
-// clean exit, and refreshes Invariants.
+// Record adds a rule judged after the soak, such as the target's clean
+// exit, to Invariants, in place of a result of the same rule if there is
+// one.
 func (r *Result) Record(inv invariant.Result) {
-	r.checker.Record(inv)
-	r.Invariants = r.checker.Finish()
+	for i := range r.Invariants {
+		if r.Invariants[i].Rule == inv.Rule {
+			r.Invariants[i] = inv
+			return
+		}
+	}
+	r.Invariants = append(r.Invariants, inv)
 }
 
 // Sentence returns the verdict in one sentence, naming each leaking series
@@ -240,48 +244,17 @@ func signed(f float64) string {
 
 func round(d time.Duration) time.Duration { return d.Round(time.Second) }
 
-// Run soaks the target. It returns the Result, also when the soak could not
-// be done (then with Result.Err set and returned).
-func Run(ctx context.Context, cfg Config) (*Result, error) {
-	res := newResult(cfg)
-	res.Start = time.Now()
-	res.Err = res.loop(ctx)
-	res.Elapsed = time.Since(res.Start)
-	res.finish()
-	return res, res.Err
+// Soak is one soak in progress: it owns the scrape loop, the recording, the
+// invariant checker and the fail-fast test, and produces the Result. A Soak
+// is used once: call Run or Replay, not both.
+type Soak struct {
+	cfg     Config
+	res     *Result // filled as the soak goes
+	checker *invariant.Checker
 }
 
-// Scrape is one successful scrape, T seconds into a soak.
-type Scrape struct {
-	T      float64
-	Vector model.Vector
-}
-
-// Replay judges scrapes taken by someone else exactly as Run judges the
-// ones it takes: the same recording, invariants, fail-fast test after every
-// sample and final verdicts, without the waiting. cfg.Scraper is not used.
-// The detection-power study (soak/cmd/soakpower) judges thousands of soaks
-// of the stand-in service through it in seconds. Elapsed is the time of the
-// last scrape judged.
-func Replay(cfg Config, scrapes []Scrape) *Result {
-	res := newResult(cfg)
-	for _, sc := range scrapes {
-		res.Scrapes++
-		res.Elapsed = time.Duration(sc.T * float64(time.Second))
-		if res.sample(sc.T, sc.Vector) {
-			break
-		}
-	}
-	if len(res.Recording.Series()) == 0 {
-		res.Err = fmt.Errorf("%w (%s)", ErrNoWatchedSeries, strings.Join(names(cfg.Watch), ", "))
-	}
-	res.finish()
-	return res
-}
-
-// newResult returns the empty Result of a soak of cfg, with its defaults
-// filled.
-func newResult(cfg Config) *Result {
+// New returns the Soak of cfg, with its defaults filled.
+func New(cfg Config) *Soak {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
 	}
@@ -294,30 +267,70 @@ func newResult(cfg Config) *Result {
 	if cfg.PinnedFor <= 0 {
 		cfg.PinnedFor = invariant.DefaultPinnedFor
 	}
-	return &Result{
-		Config:    cfg,
-		Recording: series.NewRecording(cfg.Watch),
-		Verdicts:  make(map[string]detect.Verdict),
-		checker:   invariant.New(cfg.PinnedFor),
+	return &Soak{
+		cfg: cfg,
+		res: &Result{
+			Config:    cfg,
+			Recording: series.NewRecording(cfg.Watch),
+			Verdicts:  make(map[string]detect.Verdict),
+		},
+		checker: invariant.New(cfg.PinnedFor),
 	}
 }
 
-// finish gives the final verdicts once the scraping is over.
-func (r *Result) finish() {
-	if r.StoppedEarly {
-		r.checker.StoppedEarly()
+// Run soaks the target. It returns the Result, also when the soak could not
+// be done (then with Result.Err set and returned).
+func (s *Soak) Run(ctx context.Context) (*Result, error) {
+	s.res.Start = time.Now()
+	s.res.Err = s.loop(ctx)
+	s.res.Elapsed = time.Since(s.res.Start)
+	s.finish()
+	return s.res, s.res.Err
+}
+
+// Scrape is one successful scrape, T seconds into a soak.
+type Scrape struct {
+	T      float64
+	Vector model.Vector
+}
+
+// Replay judges scrapes taken by someone else exactly as Run judges the
+// ones it takes: the same recording, invariants, fail-fast test after every
+// sample and final verdicts, without the waiting. Config.Scraper is not
+// used. The detection-power study (soak/cmd/soakpower) judges thousands of
+// soaks of the stand-in service through it in seconds. Elapsed is the time
+// of the last scrape judged.
+func (s *Soak) Replay(scrapes []Scrape) *Result {
+	for _, sc := range scrapes {
+		s.res.Scrapes++
+		s.res.Elapsed = time.Duration(sc.T * float64(time.Second))
+		if s.sample(sc.T, sc.Vector) {
+			break
+		}
 	}
-	r.judge()
-	r.Invariants = r.checker.Finish()
+	if len(s.res.Recording.Series()) == 0 {
+		s.res.Err = s.errNoWatched()
+	}
+	s.finish()
+	return s.res
+}
+
+// finish gives the final verdicts once the scraping is over.
+func (s *Soak) finish() {
+	if s.res.StoppedEarly {
+		s.checker.StoppedEarly()
+	}
+	s.judge()
+	s.res.Invariants = s.checker.Finish()
 }
 
 // sample records one successful scrape taken t seconds in and reports
 // whether fail-fast ends the soak with it.
-func (r *Result) sample(t float64, vec model.Vector) bool {
-	r.Recording.Add(t, vec)
-	r.checker.Observe(t, vec)
-	if r.Config.FailFast && r.certain(t) {
-		r.StoppedEarly, r.StoppedAt = true, t
+func (s *Soak) sample(t float64, vec model.Vector) bool {
+	s.res.Recording.Add(t, vec)
+	s.checker.Observe(t, vec)
+	if s.cfg.FailFast && s.certain(t) {
+		s.res.StoppedEarly, s.res.StoppedAt = true, t
 		return true
 	}
 	return false
@@ -325,8 +338,8 @@ func (r *Result) sample(t float64, vec model.Vector) bool {
 
 // loop scrapes until the duration is over, fail-fast fires or the soak
 // cannot go on.
-func (r *Result) loop(ctx context.Context) error {
-	cfg := r.Config
+func (s *Soak) loop(ctx context.Context) error {
+	cfg, res := s.cfg, s.res
 	deadline := time.NewTimer(cfg.Duration)
 	defer deadline.Stop()
 	tick := time.NewTicker(cfg.Interval)
@@ -336,14 +349,14 @@ func (r *Result) loop(ctx context.Context) error {
 	var lastErr error
 
 	for {
-		t := time.Since(r.Start).Seconds()
+		t := time.Since(res.Start).Seconds()
 		vec, err := cfg.Scraper.Scrape(ctx)
-		r.Scrapes++
+		res.Scrapes++
 		switch {
 		case ctx.Err() != nil:
 			return ErrInterrupted
 		case err != nil:
-			r.Failures++
+			res.Failures++
 			failStreak++
 			lastErr = err
 			if died(cfg.Died) {
@@ -355,24 +368,24 @@ func (r *Result) loop(ctx context.Context) error {
 		default:
 			failStreak = 0
 			okScrapes++
-			if r.sample(t, vec) {
+			if s.sample(t, vec) {
 				return nil
 			}
-			if len(r.Recording.Series()) == 0 && okScrapes >= emptyScrapes {
-				return fmt.Errorf("%w (%s)", ErrNoWatchedSeries, strings.Join(names(cfg.Watch), ", "))
+			if len(res.Recording.Series()) == 0 && okScrapes >= emptyScrapes {
+				return s.errNoWatched()
 			}
 		}
 		if cfg.Progress != nil && time.Since(lastProgress) >= cfg.ProgressEvery {
 			lastProgress = time.Now()
-			r.progress(cfg.Progress)
+			s.progress(cfg.Progress)
 		}
 
 		select {
 		case <-ctx.Done():
 			return ErrInterrupted
 		case <-deadline.C:
-			if len(r.Recording.Series()) == 0 {
-				return fmt.Errorf("%w (%s)", ErrNoWatchedSeries, strings.Join(names(cfg.Watch), ", "))
+			if len(res.Recording.Series()) == 0 {
+				return s.errNoWatched()
 			}
 			return nil
 		case <-cfg.Died:
@@ -380,6 +393,15 @@ func (r *Result) loop(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// errNoWatched is ErrNoWatchedSeries naming the watched series.
+func (s *Soak) errNoWatched() error {
+	names := make([]string, len(s.cfg.Watch))
+	for i, sp := range s.cfg.Watch {
+		names[i] = sp.Name
+	}
+	return fmt.Errorf("%w (%s)", ErrNoWatchedSeries, strings.Join(names, ", "))
 }
 
 func died(ch <-chan struct{}) bool {
@@ -394,26 +416,18 @@ func died(ch <-chan struct{}) bool {
 	}
 }
 
-func names(specs []series.Spec) []string {
-	out := make([]string, len(specs))
-	for i, s := range specs {
-		out[i] = s.Name
-	}
-	return out
-}
-
 // certain reports whether a leak is certain or a rule broke, t seconds in.
 // Leaks found here are kept, so the final verdict cannot lose them.
-func (r *Result) certain(t float64) bool {
-	stop := len(r.checker.Broken()) > 0
-	warm := r.Config.Warmup.Seconds()
+func (s *Soak) certain(t float64) bool {
+	stop := len(s.checker.Broken()) > 0
+	warm := s.cfg.Warmup.Seconds()
 	if t < warm {
 		return stop
 	}
-	for _, s := range r.Recording.Series() {
-		ts, vs := s.After(warm)
-		if v := detect.Analyze(ts, vs, s.Spec.FailFastParams()); v.Leak {
-			r.Verdicts[s.Key] = v
+	for _, sr := range s.res.Recording.Series() {
+		ts, vs := sr.After(warm)
+		if v := detect.Analyze(ts, vs, sr.Spec.FailFastParams()); v.Leak {
+			s.res.Verdicts[sr.Key] = v
 			stop = true
 		}
 	}
@@ -422,12 +436,12 @@ func (r *Result) certain(t float64) bool {
 
 // judge gives every recorded series its final verdict, keeping any leak
 // that fail-fast already found.
-func (r *Result) judge() {
-	warm := r.Config.Warmup.Seconds()
-	for _, s := range r.Recording.Series() {
-		ts, vs := s.After(warm)
-		v := detect.Analyze(ts, vs, s.Spec.Params())
-		if early, ok := r.Verdicts[s.Key]; ok && early.Leak && !v.Leak {
+func (s *Soak) judge() {
+	warm := s.cfg.Warmup.Seconds()
+	for _, sr := range s.res.Recording.Series() {
+		ts, vs := sr.After(warm)
+		v := detect.Analyze(ts, vs, sr.Spec.Params())
+		if early, ok := s.res.Verdicts[sr.Key]; ok && early.Leak && !v.Leak {
 			// The leak fail-fast found stands; the final statistics
 			// (over every sample) draw its trend.
 			early.Slope, early.Intercept = v.Slope, v.Intercept
@@ -436,7 +450,7 @@ func (r *Result) judge() {
 			}
 			v = early
 		}
-		r.Verdicts[s.Key] = v
+		s.res.Verdicts[sr.Key] = v
 	}
 }
 
@@ -453,7 +467,8 @@ var progressNames = []struct{ name, label string }{
 }
 
 // progress writes one line: elapsed, remaining, current counts.
-func (r *Result) progress(w io.Writer) {
+func (s *Soak) progress(w io.Writer) {
+	r := s.res
 	el := time.Since(r.Start)
 	phase := "soak"
 	if el < r.Config.Warmup {
@@ -472,7 +487,7 @@ func (r *Result) progress(w io.Writer) {
 			fmt.Fprintf(&b, " · %s %g", p.label, v)
 		}
 	}
-	if runs, ok := r.checker.JobRuns(); ok {
+	if runs, ok := s.checker.JobRuns(); ok {
 		fmt.Fprintf(&b, " · jobs %g", runs)
 	}
 	if r.Failures > 0 {

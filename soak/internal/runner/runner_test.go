@@ -61,7 +61,7 @@ func config(s runner.Scraper) runner.Config {
 
 // Ensure a steady target is steady and a leaking one is named.
 func TestRun_Verdict(t *testing.T) {
-	res, err := runner.Run(context.Background(), config(&fake{render: fds(false)}))
+	res, err := runner.New(config(&fake{render: fds(false)})).Run(context.Background())
 	if err != nil {
 		t.Fatalf("got %v, want nil", err)
 	}
@@ -72,7 +72,7 @@ func TestRun_Verdict(t *testing.T) {
 		t.Fatalf("%d verdicts, want %d", got, want)
 	}
 
-	res, err = runner.Run(context.Background(), config(&fake{render: fds(true)}))
+	res, err = runner.New(config(&fake{render: fds(true)})).Run(context.Background())
 	if err != nil {
 		t.Fatalf("got %v, want nil", err)
 	}
@@ -90,7 +90,7 @@ func TestRun_FailFast(t *testing.T) {
 	cfg := config(&fake{render: fds(true)})
 	cfg.Duration = time.Hour
 	cfg.FailFast = true
-	res, err := runner.Run(context.Background(), cfg)
+	res, err := runner.New(cfg).Run(context.Background())
 	if err != nil {
 		t.Fatalf("got %v, want nil", err)
 	}
@@ -102,17 +102,17 @@ func TestRun_FailFast(t *testing.T) {
 // Ensure the soak gives up with the right error.
 func TestRun_Errors(t *testing.T) {
 	t.Run("ScrapesFail", func(t *testing.T) {
-		_, err := runner.Run(context.Background(), config(&fake{render: func(int) (string, error) {
+		_, err := runner.New(config(&fake{render: func(int) (string, error) {
 			return "", errors.New("connection refused")
-		}}))
+		}})).Run(context.Background())
 		if !errors.Is(err, runner.ErrScrapesFailed) {
 			t.Fatalf("got %v, want ErrScrapesFailed", err)
 		}
 	})
 	t.Run("NoWatchedSeries", func(t *testing.T) {
-		_, err := runner.Run(context.Background(), config(&fake{render: func(int) (string, error) {
+		_, err := runner.New(config(&fake{render: func(int) (string, error) {
 			return "foo 1\n", nil
-		}}))
+		}})).Run(context.Background())
 		if !errors.Is(err, runner.ErrNoWatchedSeries) {
 			t.Fatalf("got %v, want ErrNoWatchedSeries", err)
 		}
@@ -126,7 +126,7 @@ func TestRun_Errors(t *testing.T) {
 			return "go_goroutines 3\n", nil
 		}})
 		cfg.Died = died
-		res, err := runner.Run(context.Background(), cfg)
+		res, err := runner.New(cfg).Run(context.Background())
 		if !errors.Is(err, runner.ErrTargetDied) || res.Status() != runner.StatusError {
 			t.Fatalf("got %v (status %s), want ErrTargetDied", err, res.Status())
 		}
@@ -140,7 +140,7 @@ func TestRun_Errors(t *testing.T) {
 			return "go_goroutines 3\n", nil
 		}})
 		cfg.Duration = time.Hour
-		if _, err := runner.Run(ctx, cfg); !errors.Is(err, runner.ErrInterrupted) {
+		if _, err := runner.New(cfg).Run(ctx); !errors.Is(err, runner.ErrInterrupted) {
 			t.Fatalf("got %v, want ErrInterrupted", err)
 		}
 	})
@@ -152,7 +152,7 @@ func TestRun_Progress(t *testing.T) {
 	cfg := config(&fake{render: fds(false)})
 	cfg.Progress = &buf
 	cfg.ProgressEvery = 100 * time.Millisecond
-	if _, err := runner.Run(context.Background(), cfg); err != nil {
+	if _, err := runner.New(cfg).Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
@@ -187,16 +187,16 @@ func scrapes(t *testing.T, n int, render func(int) (string, error)) []runner.Scr
 // that made the leak certain.
 func TestReplay(t *testing.T) {
 	cfg := runner.Config{Duration: time.Minute, Interval: time.Second, Warmup: 15 * time.Second, Watch: series.DefaultWatch}
-	res := runner.Replay(cfg, scrapes(t, 60, fds(false)))
+	res := runner.New(cfg).Replay(scrapes(t, 60, fds(false)))
 	if got, want := res.Status(), runner.StatusSteady; got != want {
 		t.Fatalf("Status()=%v, want %v (%s)", got, want, res.Sentence())
 	}
-	res = runner.Replay(cfg, scrapes(t, 60, fds(true)))
+	res = runner.New(cfg).Replay(scrapes(t, 60, fds(true)))
 	if leaks := res.Leaks(); len(leaks) != 1 || leaks[0].Series != "process_open_fds" {
 		t.Fatalf("Leaks()=%v, want process_open_fds", leaks)
 	}
 	cfg.FailFast = true
-	res = runner.Replay(cfg, scrapes(t, 60, fds(true)))
+	res = runner.New(cfg).Replay(scrapes(t, 60, fds(true)))
 	if !res.StoppedEarly {
 		t.Fatalf("StoppedEarly=%v, want true", res.StoppedEarly)
 	}
@@ -223,7 +223,7 @@ func TestRun_Undecided(t *testing.T) {
 		}
 		sc[i].Vector = kept
 	}
-	res := runner.Replay(cfg, sc)
+	res := runner.New(cfg).Replay(sc)
 	if got, want := res.Status(), runner.StatusSteady; got != want {
 		t.Fatalf("Status()=%v, want %v", got, want)
 	}
