@@ -11,8 +11,8 @@ import (
 )
 
 // examplePackages are the public packages whose example files must work
-// from another module.
-var examplePackages = []string{"sqlcount", "fdstat"}
+// from another module; "." is the root package, worker.
+var examplePackages = []string{".", "sqlcount", "fdstat"}
 
 var exampleFunc = regexp.MustCompile(`(?m)^func (Example\w*)\(\)`)
 
@@ -35,9 +35,9 @@ func TestExamples_Outside(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			files[filepath.Join(pkg+"examples", filepath.Base(p))] = b
+			files[filepath.Join(label(pkg)+"examples", filepath.Base(p))] = b
 			for _, m := range exampleFunc.FindAllSubmatch(b, -1) {
-				want = append(want, pkg+"."+string(m[1]))
+				want = append(want, label(pkg)+"."+string(m[1]))
 			}
 		}
 	}
@@ -55,4 +55,13 @@ func TestExamples_Outside(t *testing.T) {
 	if strings.Contains(out, "--- FAIL") {
 		t.Errorf("got failures:\n%s", out)
 	}
+}
+
+// label names a package of examplePackages: its directory, or worker for
+// the root package.
+func label(pkg string) string {
+	if pkg == "." {
+		return "worker"
+	}
+	return pkg
 }

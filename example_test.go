@@ -1,0 +1,152 @@
+package worker_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+
+	_ "github.com/mattn/go-sqlite3" // reads job_runs after the run
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sqlworker/worker"
+)
+
+// A Go job, registered beside the config's jobs, runs until the context is
+// done; its runs are in job_runs and in worker_job_runs_total.
+func Example() {
+	dir, err := os.MkdirTemp("", "worker-example-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	cfg := worker.DefaultConfig()
+	cfg.DBPath = filepath.Join(dir, "app.db")
+
+	reg := prometheus.NewRegistry()
+	w, err := worker.New(worker.Options{Config: cfg, Registerer: reg})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ran := make(chan struct{}, 1)
+	err = w.Register("expire_sessions", "* * * * * *", func(ctx context.Context, db *sql.DB) (int64, error) {
+		defer func() {
+			select {
+			case ran <- struct{}{}:
+			default:
+			}
+		}()
+		if _, err := db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS sessions (expires_at INTEGER)"); err != nil {
+			return 0, err
+		}
+		res, err := db.ExecContext(ctx, "DELETE FROM sessions WHERE expires_at < unixepoch()")
+		if err != nil {
+			return 0, err
+		}
+		return res.RowsAffected()
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	<-ran  // the first run
+	stop() // a graceful shutdown: the run is recorded before Run returns
+	if err := <-done; err != nil {
+		log.Fatal(err)
+	}
+
+	db, err := sql.Open("sqlite3", "file:"+cfg.DBPath+"?mode=ro")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	var result string
+	if err := db.QueryRow("SELECT result FROM job_runs WHERE job = 'expire_sessions' ORDER BY id LIMIT 1").Scan(&result); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("job_runs:", result)
+
+	mfs, err := reg.Gather()
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "worker_job_runs_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["job"] == "expire_sessions" && labels["result"] == "success" {
+				fmt.Println("worker_job_runs_total{result=\"success\"} > 0:", m.GetCounter().GetValue() > 0)
+			}
+		}
+	}
+	// Output:
+	// job_runs: success
+	// worker_job_runs_total{result="success"} > 0: true
+}
+
+// A config entry under jobs with no sql refers to a registered Go job: here
+// it disables one and reschedules another. Jobs shows what would run.
+func ExampleWorker_Jobs() {
+	cfg, err := worker.ParseConfig([]byte(`
+jobs:
+  - name: rollup
+    schedule: "@every 5m"
+    sql: DELETE FROM job_runs WHERE result = 'skipped'
+  - {name: expire_sessions, schedule: "@every 30s"}
+  - {name: send_report, enabled: false}
+`))
+	if err != nil {
+		log.Fatal(err)
+	}
+	w, err := worker.New(worker.Options{Config: cfg})
+	if err != nil {
+		log.Fatal(err)
+	}
+	noop := func(context.Context, *sql.DB) (int64, error) { return 0, nil }
+	for _, name := range []string{"expire_sessions", "send_report", "reindex"} {
+		if err := w.Register(name, "@daily", noop); err != nil {
+			log.Fatal(err)
+		}
+	}
+	jobs, err := w.Jobs()
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, j := range jobs {
+		fmt.Println(j.Name, j.Kind, j.Spec, j.Enabled)
+	}
+	// Output:
+	// heartbeat builtin @every 10s true
+	// wal_checkpoint builtin @every 5m true
+	// optimize builtin @hourly true
+	// quick_check builtin @every 15m true
+	// history_prune builtin @hourly true
+	// rollup sql @every 5m true
+	// expire_sessions go @every 30s true
+	// send_report go @daily false
+	// reindex go @daily true
+}
+
+// Register's errors name the job.
+func ExampleWorker_Register() {
+	w, err := worker.New(worker.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	noop := func(context.Context, *sql.DB) (int64, error) { return 0, nil }
+	fmt.Println(w.Register("heartbeat", "@hourly", noop))
+	fmt.Println(w.Register("report", "every hour", noop))
+	// Output:
+	// worker: job "heartbeat": duplicate job name (also builtin.heartbeat of the config)
+	// worker: job "report": invalid schedule "every hour": expected 5 to 6 fields, found 2: [every hour]
+}
