@@ -33,7 +33,10 @@
 // from (*sql.Conn).Raw.
 //
 // With pgx, wrap stdlib.GetConnector(config), not a pgxpool connector: the
-// pool's Connect and Close only borrow and return its own connections.
+// pool's Connect and Close only borrow and return its own connections. A
+// handle opened under a driver's own name (sql.Open("pgx", ...),
+// sql.Open("sqlite3", ...)) bypasses the wrapper and is not counted: give
+// the wrapped driver a name of its own and use only that one.
 //
 // The API is v0: it may change until 1.0.
 package sqlcount
