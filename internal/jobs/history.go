@@ -12,6 +12,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// TimeFormat is how times are stored in the worker's tables: UTC, fixed
+// width, so that text order is time order.
+const TimeFormat = "2006-01-02T15:04:05.000Z"
+
+// FormatTime formats t in TimeFormat.
+func FormatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }
+
 // History buffer bounds and timings.
 const (
 	// DefaultHistoryBuffer is how many finished runs the Scheduler holds in

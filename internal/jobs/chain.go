@@ -1,0 +1,190 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"github.com/sqlworker/worker/internal/leak"
+)
+
+// The chain every run goes through, outermost first (see New): record
+// (metrics, log, history), skipIfRunning, track, recoverPanic, withTimeout,
+// then runJob (the idempotent Init, then the job).
+
+// handler runs one step of a run.
+type handler func(ctx context.Context, e *entry, r *Run) error
+
+// middleware wraps a handler.
+type middleware func(next handler) handler
+
+// chain wraps final in the middlewares, the first outermost.
+func chain(final handler, mws ...middleware) handler {
+	h := final
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}
+
+// record times the run, classifies its result and records it in metrics,
+// the log and the run history.
+func (s *Scheduler) record(next handler) handler {
+	return func(ctx context.Context, e *entry, r *Run) error {
+		err := next(ctx, e, r)
+		r.EndedAt = time.Now()
+		r.Err = err
+		r.Result = s.classify(err)
+		if a, ok := ctx.Value(activeKey{}).(*active); ok && !a.recorded.CompareAndSwap(false, true) {
+			return err // Stop already recorded it as abandoned
+		}
+		s.finish(r)
+		return err
+	}
+}
+
+func (s *Scheduler) classify(err error) Result {
+	var pe *PanicError
+	switch {
+	case err == nil:
+		return Success
+	case errors.Is(err, ErrSkipped):
+		return Skipped
+	case errors.As(err, &pe):
+		return Panic
+	case errors.Is(err, errTimeout):
+		return Timeout
+	case s.runCtx.Err() != nil:
+		return Cancelled
+	}
+	return Failure
+}
+
+// finish records a finished run in metrics, the log and the history table.
+func (s *Scheduler) finish(r *Run) {
+	m := s.metrics
+	m.runs.WithLabelValues(r.Job, string(r.Result)).Inc()
+	if r.Result != Skipped {
+		m.duration.WithLabelValues(r.Job).Observe(r.EndedAt.Sub(r.StartedAt).Seconds())
+		if !r.ScheduledAt.IsZero() {
+			m.startDelay.WithLabelValues(r.Job).Observe(max(0, r.StartedAt.Sub(r.ScheduledAt).Seconds()))
+		}
+	}
+	if r.Result == Success {
+		if e, ok := s.byName[r.Job]; ok && setMax(&e.lastSuccess, r.EndedAt.UnixNano()) {
+			m.lastSuccess.WithLabelValues(r.Job).Set(unixSeconds(r.EndedAt))
+		}
+	}
+	s.log(r)
+	err := s.history.add(r)
+	if err != nil {
+		s.logger.Error("Cannot record job run", "job", r.Job, "result", r.Result, "err", err)
+	}
+	if s.cfg.OnFinish != nil {
+		s.cfg.OnFinish(r, err)
+	}
+}
+
+// setMax stores v in a unless a holds more; it reports whether it stored.
+// Runs can finish out of order: the newest success is the one that counts.
+func setMax(a *atomic.Int64, v int64) bool {
+	for {
+		old := a.Load()
+		if v < old {
+			return false
+		}
+		if a.CompareAndSwap(old, v) {
+			return true
+		}
+	}
+}
+
+func (s *Scheduler) log(r *Run) {
+	attrs := []any{"job", r.Job, "result", r.Result, "duration", r.EndedAt.Sub(r.StartedAt), "rows", r.RowsAffected}
+	var pe *PanicError
+	switch r.Result {
+	case Success:
+		s.logger.Debug("Job run", attrs...)
+	case Skipped:
+		s.logger.Warn("Job run skipped", append(attrs, "err", r.Err)...)
+	case Panic:
+		if errors.As(r.Err, &pe) {
+			attrs = append(attrs, "stack", string(pe.Stack))
+		}
+		s.logger.Error("Job run panicked", append(attrs, "err", r.Err)...)
+	default:
+		s.logger.Warn("Job run failed", append(attrs, "err", r.Err)...)
+	}
+}
+
+// skipIfRunning skips a run while the previous run of the job is going.
+func (s *Scheduler) skipIfRunning(next handler) handler {
+	return func(ctx context.Context, e *entry, r *Run) error {
+		if !e.running.CompareAndSwap(false, true) {
+			return ErrSkipped
+		}
+		defer e.running.Store(false)
+		return next(ctx, e, r)
+	}
+}
+
+// track exports the run as in progress.
+func (s *Scheduler) track(next handler) handler {
+	return func(ctx context.Context, e *entry, r *Run) error {
+		g := s.metrics.running.WithLabelValues(e.job.Name)
+		g.Set(1)
+		defer g.Set(0)
+		return next(ctx, e, r)
+	}
+}
+
+// recoverPanic turns a panic into a *PanicError, so one bad job cannot take
+// the worker down.
+func recoverPanic(next handler) handler {
+	return func(ctx context.Context, e *entry, r *Run) (err error) {
+		defer func() {
+			if v := recover(); v != nil {
+				err = &PanicError{Value: v, Stack: debug.Stack()}
+			}
+		}()
+		return next(ctx, e, r)
+	}
+}
+
+var errTimeout = errors.New("timeout")
+
+// withTimeout bounds the run by the job's timeout.
+func (s *Scheduler) withTimeout(next handler) handler {
+	return func(ctx context.Context, e *entry, r *Run) error {
+		if e.job.Timeout <= 0 {
+			return next(ctx, e, r)
+		}
+		ctx, cancel := context.WithTimeout(ctx, e.job.Timeout)
+		defer cancel()
+		err := next(ctx, e, r)
+		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && s.runCtx.Err() == nil {
+			return fmt.Errorf("%w after %s: %w", errTimeout, e.job.Timeout, err)
+		}
+		return err
+	}
+}
+
+// runJob is the end of the chain: the idempotent Init, then the job on the
+// handle it returned.
+func (s *Scheduler) runJob(ctx context.Context, e *entry, r *Run) error {
+	db, err := s.cfg.DB.Init(ctx)
+	if err != nil {
+		return err
+	}
+	if leak.Enabled {
+		if err := leak.AfterInit(ctx, db); err != nil {
+			return err
+		}
+	}
+	n, err := e.job.Func(ctx, db)
+	r.RowsAffected = n
+	return err
+}

@@ -1,0 +1,186 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Start starts scheduling. It returns ErrStopped after Stop.
+func (s *Scheduler) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return ErrStopped
+	}
+	if s.started {
+		return nil
+	}
+	s.started = true
+	now := time.Now().In(s.cfg.Location)
+	s.startedAt.Store(now.UnixNano())
+	retryCtx, stopRetry := context.WithCancel(context.Background())
+	s.stopRetry = stopRetry
+	s.wg.Go(func() { s.history.retry(retryCtx) })
+	for _, e := range s.entries {
+		e.mu.Lock()
+		e.next = e.job.Schedule.Next(now)
+		s.metrics.setNext(e.job, e.next)
+		e.mu.Unlock()
+	}
+	s.cron.Start()
+	s.logger.Info("Scheduler started", "jobs", len(s.entries))
+	return nil
+}
+
+// Stop stops scheduling and waits for the runs in progress: for the grace
+// period, then it cancels their contexts and waits up to the force timeout.
+// Runs still going after that are recorded as cancelled and abandoned, and
+// Stop returns ErrStopTimeout. A done ctx ends the grace period early.
+// Last, it tries once more to write the runs held in memory (see
+// DefaultHistoryBuffer); those it cannot write are counted as dropped and
+// Stop returns ErrHistoryLost. Call it before the database closes.
+func (s *Scheduler) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopped = true
+	started := s.started
+	s.mu.Unlock()
+	err := s.stopRuns(ctx, started)
+	if s.stopRetry != nil {
+		s.stopRetry()
+	}
+	s.wg.Wait()
+	if herr := s.history.drain(ctx); herr != nil {
+		s.logger.Error("Job runs lost from history at shutdown", "err", herr)
+		err = errors.Join(err, herr)
+	}
+	return err
+}
+
+func (s *Scheduler) stopRuns(ctx context.Context, started bool) error {
+
+	cronDone := context.Background()
+	if started {
+		cronDone = s.cron.Stop()
+	} else {
+		var cancel context.CancelFunc
+		cronDone, cancel = context.WithCancel(cronDone)
+		cancel()
+	}
+	idle := s.waitIdle(cronDone)
+
+	grace := time.NewTimer(s.cfg.ShutdownGrace)
+	defer grace.Stop()
+	select {
+	case <-idle:
+		s.cancelRuns()
+		return nil
+	case <-grace.C:
+		s.logger.Warn("Shutdown grace period over, cancelling runs", "grace", s.cfg.ShutdownGrace, "running", s.numInflight())
+	case <-ctx.Done():
+		s.logger.Warn("Shutdown forced, cancelling runs", "running", s.numInflight())
+	}
+	s.cancelRuns()
+
+	force := time.NewTimer(s.cfg.ForceTimeout)
+	defer force.Stop()
+	select {
+	case <-idle:
+		return nil
+	case <-force.C:
+	}
+	s.abandon()
+	return ErrStopTimeout
+}
+
+func (s *Scheduler) runScheduled(e *entry) {
+	now := time.Now()
+	e.mu.Lock()
+	scheduled := e.next
+	e.next = e.job.Schedule.Next(now.In(s.cfg.Location))
+	s.metrics.setNext(e.job, e.next)
+	e.mu.Unlock()
+	_ = s.run(e, &Run{Job: e.job.Name, ScheduledAt: scheduled})
+}
+
+// run registers the run as in flight, unless the scheduler has stopped, and
+// passes it down the chain.
+func (s *Scheduler) run(e *entry, r *Run) error {
+	a := &active{run: r}
+	r.StartedAt = time.Now() // before registering, so abandon reads it safely
+	s.mu.Lock()
+	if s.stopped && s.runCtx.Err() != nil {
+		s.mu.Unlock()
+		return ErrStopped
+	}
+	s.inflight[a] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.inflight, a)
+		s.mu.Unlock()
+		select {
+		case s.changed <- struct{}{}:
+		default:
+		}
+	}()
+	ctx := context.WithValue(s.runCtx, activeKey{}, a)
+	_ = s.handle(ctx, e, r)
+	return nil
+}
+
+type activeKey struct{}
+
+func (s *Scheduler) numInflight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.inflight)
+}
+
+// waitIdle returns a channel closed once cron's own goroutines are done and
+// no run is in flight.
+func (s *Scheduler) waitIdle(cronDone context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-cronDone.Done()
+		for s.numInflight() > 0 {
+			<-s.changed
+		}
+	}()
+	return done
+}
+
+// abandon records every run still in flight as cancelled.
+func (s *Scheduler) abandon() {
+	s.mu.Lock()
+	var runs []*active
+	for a := range s.inflight {
+		runs = append(runs, a)
+	}
+	s.mu.Unlock()
+	// Recorded side by side: each history write may wait for a connection,
+	// and a pool pinned by the stuck runs would make them wait in turn.
+	var wg sync.WaitGroup
+	for _, a := range runs {
+		if !a.recorded.CompareAndSwap(false, true) {
+			continue
+		}
+		// A fresh record: the run's goroutine may still be writing its own.
+		r := &Run{
+			Job:         a.run.Job,
+			ScheduledAt: a.run.ScheduledAt,
+			StartedAt:   a.run.StartedAt,
+			EndedAt:     time.Now(),
+			Result:      Cancelled,
+			Err:         ErrAbandoned,
+		}
+		wg.Go(func() { s.finish(r) })
+	}
+	wg.Wait()
+}
