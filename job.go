@@ -75,7 +75,7 @@ func (w *Worker) planLocked() ([]JobInfo, error) {
 	var out []JobInfo
 	inConfig := make(map[string]bool)
 	for _, j := range w.cfg.Jobs {
-		info := JobInfo{Name: j.Name, Spec: j.Schedule, Schedule: j.Parsed, Timeout: j.Timeout, Enabled: j.Enabled}
+		info := JobInfo{Name: j.Name, Spec: j.Spec, Schedule: j.Schedule, Timeout: j.Timeout, Enabled: j.Enabled}
 		switch {
 		case j.Builtin:
 			fn, err := w.builtins.Func(j.Name)
@@ -92,7 +92,7 @@ func (w *Worker) planLocked() ([]JobInfo, error) {
 			}
 			inConfig[j.Name] = true
 			info.Kind, info.fn = KindGo, jobs.Func(g.fn)
-			if j.Parsed == nil {
+			if j.Schedule == nil {
 				info.Spec, info.Schedule = g.spec, g.schedule
 			}
 			if j.Timeout == 0 {

@@ -50,11 +50,11 @@ var BuiltinNames = []string{Heartbeat, WALCheckpoint, Optimize, QuickCheck, Hist
 
 // builtinDefaults are the production schedules of the built-in jobs.
 var builtinDefaults = map[string]Job{
-	Heartbeat:     {Schedule: "@every 10s", Timeout: 5 * time.Second},
-	WALCheckpoint: {Schedule: "@every 5m", Timeout: time.Minute},
-	Optimize:      {Schedule: "@hourly", Timeout: 5 * time.Minute},
-	QuickCheck:    {Schedule: "@every 15m", Timeout: 5 * time.Minute},
-	HistoryPrune:  {Schedule: "@hourly", Timeout: time.Minute},
+	Heartbeat:     {Spec: "@every 10s", Timeout: 5 * time.Second},
+	WALCheckpoint: {Spec: "@every 5m", Timeout: time.Minute},
+	Optimize:      {Spec: "@hourly", Timeout: 5 * time.Minute},
+	QuickCheck:    {Spec: "@every 15m", Timeout: 5 * time.Minute},
+	HistoryPrune:  {Spec: "@hourly", Timeout: time.Minute},
 }
 
 // Config is a validated configuration.
@@ -76,13 +76,13 @@ type Config struct {
 type Job struct {
 	Name     string
 	Builtin  bool
-	Schedule string
-	Parsed   cron.Schedule
+	Spec     string
+	Schedule cron.Schedule
 	Timeout  time.Duration
 	Enabled  bool
 	SQL      string // user jobs only
 	// Go is set on an entry under jobs with no sql: it refers to a Go job
-	// registered by name, and reschedules (Schedule, "" to keep its own),
+	// registered by name, and reschedules (Spec, "" to keep its own),
 	// re-times (Timeout, 0 to keep its own) or disables it.
 	Go bool
 	// Field is where the job is in the file, such as "jobs[2]" or
@@ -128,11 +128,11 @@ type file struct {
 }
 
 type fileJob struct {
-	Name     string `yaml:"name"`
-	Schedule string `yaml:"schedule"`
-	Timeout  string `yaml:"timeout"`
-	Enabled  *bool  `yaml:"enabled"`
-	SQL      string `yaml:"sql"`
+	Name    string `yaml:"name"`
+	Spec    string `yaml:"schedule"`
+	Timeout string `yaml:"timeout"`
+	Enabled *bool  `yaml:"enabled"`
+	SQL     string `yaml:"sql"`
 }
 
 // Default returns the embedded default configuration: the database at
@@ -310,7 +310,7 @@ func (f *file) validate() (*Config, error) {
 			c.Jobs = append(c.Jobs, j)
 			continue
 		}
-		if fj.Schedule == "" {
+		if fj.Spec == "" {
 			return nil, fmt.Errorf("%s.schedule: must not be empty", field)
 		}
 		j, err := c.job(field, fj.Name, fj, Job{Timeout: DefaultJobTimeout})
@@ -341,11 +341,11 @@ func (c *Config) job(field, name string, fj *fileJob, def Job) (Job, error) {
 		if fj.Name != "" && fj.Name != name {
 			return Job{}, fmt.Errorf("%s.name: built-in jobs cannot be renamed", field)
 		}
-		if fj.SQL != "" && def.Schedule != "" {
+		if fj.SQL != "" && def.Spec != "" {
 			return Job{}, fmt.Errorf("%s.sql: built-in jobs take no SQL; add a job under jobs instead", field)
 		}
-		if fj.Schedule != "" {
-			j.Schedule = fj.Schedule
+		if fj.Spec != "" {
+			j.Spec = fj.Spec
 		}
 		if fj.Enabled != nil {
 			j.Enabled = *fj.Enabled
@@ -355,17 +355,17 @@ func (c *Config) job(field, name string, fj *fileJob, def Job) (Job, error) {
 			return Job{}, err
 		}
 	}
-	if j.Schedule == "" { // a Go job's entry that keeps its schedule
+	if j.Spec == "" { // a Go job's entry that keeps its schedule
 		return j, nil
 	}
-	s, err := schedule.Parse(j.Schedule)
+	s, err := schedule.Parse(j.Spec)
 	if errors.Is(err, schedule.ErrNeverFires) {
-		return Job{}, fmt.Errorf("%s.schedule: %q never fires", field, j.Schedule)
+		return Job{}, fmt.Errorf("%s.schedule: %q never fires", field, j.Spec)
 	}
 	if err != nil {
-		return Job{}, fmt.Errorf("%s.schedule: invalid schedule %q: %v", field, j.Schedule, err)
+		return Job{}, fmt.Errorf("%s.schedule: invalid schedule %q: %v", field, j.Spec, err)
 	}
-	j.Parsed = s
+	j.Schedule = s
 	return j, nil
 }
 

@@ -21,23 +21,23 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// wantJob is what a test expects of a Job; Parsed is compared with
-// schedule.Parse(Schedule).
+// wantJob is what a test expects of a Job; Schedule is compared with
+// schedule.Parse(Spec).
 type wantJob struct {
-	Name     string
-	Builtin  bool
-	Schedule string
-	Timeout  time.Duration
-	Enabled  bool
-	SQL      string
+	Name    string
+	Builtin bool
+	Spec    string
+	Timeout time.Duration
+	Enabled bool
+	SQL     string
 }
 
 var defaultJobs = []wantJob{
-	{Name: "heartbeat", Builtin: true, Schedule: "@every 10s", Timeout: 5 * time.Second, Enabled: true},
-	{Name: "wal_checkpoint", Builtin: true, Schedule: "@every 5m", Timeout: time.Minute, Enabled: true},
-	{Name: "optimize", Builtin: true, Schedule: "@hourly", Timeout: 5 * time.Minute, Enabled: true},
-	{Name: "quick_check", Builtin: true, Schedule: "@every 15m", Timeout: 5 * time.Minute, Enabled: true},
-	{Name: "history_prune", Builtin: true, Schedule: "@hourly", Timeout: time.Minute, Enabled: true},
+	{Name: "heartbeat", Builtin: true, Spec: "@every 10s", Timeout: 5 * time.Second, Enabled: true},
+	{Name: "wal_checkpoint", Builtin: true, Spec: "@every 5m", Timeout: time.Minute, Enabled: true},
+	{Name: "optimize", Builtin: true, Spec: "@hourly", Timeout: 5 * time.Minute, Enabled: true},
+	{Name: "quick_check", Builtin: true, Spec: "@every 15m", Timeout: 5 * time.Minute, Enabled: true},
+	{Name: "history_prune", Builtin: true, Spec: "@hourly", Timeout: time.Minute, Enabled: true},
 }
 
 func checkJobs(t *testing.T, got []Job, want []wantJob) {
@@ -47,16 +47,16 @@ func checkJobs(t *testing.T, got []Job, want []wantJob) {
 	}
 	for i, w := range want {
 		g := got[i]
-		gw := wantJob{Name: g.Name, Builtin: g.Builtin, Schedule: g.Schedule, Timeout: g.Timeout, Enabled: g.Enabled, SQL: g.SQL}
+		gw := wantJob{Name: g.Name, Builtin: g.Builtin, Spec: g.Spec, Timeout: g.Timeout, Enabled: g.Enabled, SQL: g.SQL}
 		if gw != w {
 			t.Errorf("job %d: got %+v, want %+v", i, gw, w)
 		}
-		p, err := schedule.Parse(w.Schedule)
+		p, err := schedule.Parse(w.Spec)
 		if err != nil {
-			t.Fatalf("schedule.Parse(%q): %v", w.Schedule, err)
+			t.Fatalf("schedule.Parse(%q): %v", w.Spec, err)
 		}
-		if !reflect.DeepEqual(g.Parsed, p) {
-			t.Errorf("job %s: got Parsed %#v, want %#v", g.Name, g.Parsed, p)
+		if !reflect.DeepEqual(g.Schedule, p) {
+			t.Errorf("job %s: got Schedule %#v, want %#v", g.Name, g.Schedule, p)
 		}
 	}
 }
@@ -169,7 +169,7 @@ builtin:
   wal_checkpoint:                         # null: all defaults
 `)
 		want := append([]wantJob(nil), defaultJobs...)
-		want[0].Schedule = "@every 30s"
+		want[0].Spec = "@every 30s"
 		want[3].Timeout = time.Minute
 		checkJobs(t, c.Jobs, want)
 	})
@@ -178,7 +178,7 @@ builtin:
 		want := append([]wantJob(nil), defaultJobs...)
 		want[2].Enabled = false
 		want[3].Enabled = false
-		want[3].Schedule = "@daily"
+		want[3].Spec = "@daily"
 		checkJobs(t, c.Jobs, want)
 		var names []string
 		for _, j := range c.EnabledJobs() {
@@ -207,11 +207,11 @@ jobs:
     sql: SELECT 1
 `)
 		want := append(append([]wantJob(nil), defaultJobs...),
-			wantJob{Name: "expire_sessions", Schedule: "*/5 * * * *", Timeout: time.Minute, Enabled: true,
+			wantJob{Name: "expire_sessions", Spec: "*/5 * * * *", Timeout: time.Minute, Enabled: true,
 				SQL: "DELETE FROM sessions WHERE expires_at < unixepoch();"},
-			wantJob{Name: "rollup_2", Schedule: "CRON_TZ=UTC 0 30 2 * * *", Timeout: 10 * time.Minute, Enabled: true,
+			wantJob{Name: "rollup_2", Spec: "CRON_TZ=UTC 0 30 2 * * *", Timeout: 10 * time.Minute, Enabled: true,
 				SQL: "INSERT INTO daily SELECT day, count(*) FROM events GROUP BY day;\nDELETE FROM events;\n"},
-			wantJob{Name: "paused", Schedule: "@every 1m", Timeout: time.Minute, Enabled: false, SQL: "SELECT 1"},
+			wantJob{Name: "paused", Spec: "@every 1m", Timeout: time.Minute, Enabled: false, SQL: "SELECT 1"},
 		)
 		checkJobs(t, c.Jobs, want)
 		if got := len(c.EnabledJobs()); got != len(BuiltinNames)+2 {
@@ -224,7 +224,7 @@ jobs:
   - {name: a, schedule: &every "@every 1m", timeout: &short 5s, sql: &q SELECT 1}
   - {name: b, schedule: *every, timeout: *short, sql: *q}
 `)
-		if j := c.Jobs[6]; j.Schedule != "@every 1m" || j.Timeout != 5*time.Second || j.SQL != "SELECT 1" {
+		if j := c.Jobs[6]; j.Spec != "@every 1m" || j.Timeout != 5*time.Second || j.SQL != "SELECT 1" {
 			t.Errorf("job b: got %+v, want the values of job a", j)
 		}
 	})
@@ -512,7 +512,7 @@ func TestParse_GoJobEntry(t *testing.T) {
 		enabled    bool
 	}{{"nightly", "@daily", 5 * time.Second, true}, {"blank", "", 0, true}, {"paused", "", 0, false}} {
 		j := got[i]
-		if !j.Go || j.Name != want.name || j.Schedule != want.spec || j.Timeout != want.timeout || j.Enabled != want.enabled {
+		if !j.Go || j.Name != want.name || j.Spec != want.spec || j.Timeout != want.timeout || j.Enabled != want.enabled {
 			t.Errorf("jobs[%d]: got %+v, want Go entry %+v", i, j, want)
 		}
 		if got, want := j.Field, fmt.Sprintf("jobs[%d]", i); got != want {
@@ -522,8 +522,8 @@ func TestParse_GoJobEntry(t *testing.T) {
 			t.Errorf("GoJobError: got %v, want %v", got, want)
 		}
 	}
-	if (got[0].Parsed == nil) || got[1].Parsed != nil {
-		t.Errorf("Parsed: got %v and %v, want a schedule and nil", got[0].Parsed, got[1].Parsed)
+	if (got[0].Schedule == nil) || got[1].Schedule != nil {
+		t.Errorf("Schedule: got %v and %v, want a schedule and nil", got[0].Schedule, got[1].Schedule)
 	}
 }
 
@@ -539,7 +539,7 @@ func TestParse_ErrorsAreStable(t *testing.T) {
 
 func TestLoad_Example(t *testing.T) {
 	want := append(append([]wantJob(nil), defaultJobs...), wantJob{
-		Name: "expire_sessions", Schedule: "*/5 * * * *", Timeout: 30 * time.Second, Enabled: true,
+		Name: "expire_sessions", Spec: "*/5 * * * *", Timeout: 30 * time.Second, Enabled: true,
 		SQL: "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);\n" +
 			"DELETE FROM sessions WHERE expires_at < unixepoch();\n",
 	})
@@ -636,7 +636,7 @@ func checkConfig(t *testing.T, b []byte) {
 		}
 		names[j.Name] = true
 		if j.Go { // a Go job's entry: what it gives is checked, the rest is the Go job's
-			if j.Builtin || j.SQL != "" || j.Timeout < 0 || (j.Schedule != "") != (j.Parsed != nil) {
+			if j.Builtin || j.SQL != "" || j.Timeout < 0 || (j.Spec != "") != (j.Schedule != nil) {
 				t.Fatalf("job %d: got invalid Go job entry %+v", i, j)
 			}
 			continue
@@ -644,11 +644,11 @@ func checkConfig(t *testing.T, b []byte) {
 		if j.Timeout <= 0 {
 			t.Fatalf("job %s: timeout %s", j.Name, j.Timeout)
 		}
-		if j.Parsed == nil {
-			t.Fatalf("job %s: nil Parsed", j.Name)
+		if j.Schedule == nil {
+			t.Fatalf("job %s: nil Schedule", j.Name)
 		}
-		if j.Parsed.Next(time.Now()).IsZero() {
-			t.Fatalf("job %s: schedule %q never fires", j.Name, j.Schedule)
+		if j.Schedule.Next(time.Now()).IsZero() {
+			t.Fatalf("job %s: schedule %q never fires", j.Name, j.Spec)
 		}
 		if i < len(BuiltinNames) {
 			if j.Name != BuiltinNames[i] || !j.Builtin || j.SQL != "" {
