@@ -5,12 +5,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
 
 	"github.com/sqlworker/worker/internal/db"
 )
+
+// buildDir is where RunMain builds binaries; it removes it at exit.
+var buildDir string
 
 // Binary is a worker build for RunMain; RunMain sets *Path to where it built it.
 type Binary struct {
@@ -19,8 +24,9 @@ type Binary struct {
 }
 
 // RunMain is a TestMain for packages that start the worker: it builds each
-// binary into a temporary directory, runs the tests, checks for leaked
-// goroutines after a passing run, removes the directory and exits.
+// binary into a temporary directory (where BuildOnce builds too), runs the
+// tests, checks for leaked goroutines after a passing run, removes the
+// directory and exits.
 func RunMain(m *testing.M, bins ...Binary) {
 	os.Exit(runMain(m, bins))
 }
@@ -37,6 +43,7 @@ func runMain(m *testing.M, bins []Binary) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	buildDir = dir
 	for i, b := range bins {
 		*b.Path = filepath.Join(dir, fmt.Sprintf("worker-%d", i))
 		if err := Build(root, *b.Path, b.Tags); err != nil {
@@ -54,11 +61,60 @@ func runMain(m *testing.M, bins []Binary) int {
 	return code
 }
 
+// onceBuilds holds BuildOnce's builds by tags.
+var onceBuilds sync.Map // tags → *onceBuild
+
+type onceBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// BuildOnce returns the worker built with tags ("" for none), building it
+// the first time a test asks for it, so that a package builds only the
+// binaries its selected tests need; parallel tests share the build. It
+// needs RunMain as the package's TestMain.
+func BuildOnce(tb testing.TB, tags string) string {
+	tb.Helper()
+	if buildDir == "" {
+		tb.Fatal("workertest: BuildOnce needs RunMain as TestMain")
+	}
+	v, _ := onceBuilds.LoadOrStore(tags, &onceBuild{})
+	b := v.(*onceBuild)
+	b.once.Do(func() {
+		root, err := ModuleRoot()
+		if err != nil {
+			b.err = err
+			return
+		}
+		name := "worker-once"
+		if tags != "" {
+			name += "-" + strings.NewReplacer(",", "-", " ", "-").Replace(tags)
+		}
+		b.path = filepath.Join(buildDir, name)
+		b.err = Build(root, b.path, tags)
+	})
+	if b.err != nil {
+		tb.Fatal(b.err)
+	}
+	return b.path
+}
+
 // MustOpenHandle returns an opened Handle on a new database in tb.TempDir(),
 // closed at cleanup.
 func MustOpenHandle(tb testing.TB) *db.Handle {
 	tb.Helper()
-	h := db.New(db.Config{Path: filepath.Join(tb.TempDir(), "worker.db")})
+	return MustOpenHandleWith(tb, db.Config{})
+}
+
+// MustOpenHandleWith is MustOpenHandle with cfg; an empty cfg.Path is a new
+// database in tb.TempDir().
+func MustOpenHandleWith(tb testing.TB, cfg db.Config) *db.Handle {
+	tb.Helper()
+	if cfg.Path == "" {
+		cfg.Path = filepath.Join(tb.TempDir(), "worker.db")
+	}
+	h := db.New(cfg)
 	if _, err := h.Init(context.Background()); err != nil {
 		tb.Fatal(err)
 	}

@@ -14,8 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,14 +25,32 @@ import (
 // Build builds ./cmd/worker of the module at root into dst, with the given
 // build tags ("" for none).
 func Build(root, dst, tags string) error {
-	cmd := exec.Command("go", "build", "-tags", tags, "-o", dst, "./cmd/worker")
-	cmd.Dir = root
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("cannot build worker (tags %q): %w\n%s", tags, err, out.String())
+	out, err := GoBuild(root, nil, "build", "-tags", tags, "-o", dst, "./cmd/worker")
+	if err != nil {
+		return fmt.Errorf("cannot build worker (tags %q): %w\n%s", tags, err, out)
 	}
 	return nil
+}
+
+// GoBuild runs `go args...` in dir with env added to the environment and
+// returns its combined output. It runs it once more when the compiler could
+// not read a dependency's export data from the build cache ("could not
+// import bytes (open : no such file or directory)"), a transient error seen
+// while other go commands shared the cache; the output is then the second
+// run's.
+func GoBuild(dir string, env []string, args ...string) (string, error) {
+	var out []byte
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), env...)
+		out, err = cmd.CombinedOutput()
+		if err == nil || !bytes.Contains(out, []byte("could not import")) {
+			break
+		}
+	}
+	return string(out), err
 }
 
 // ModuleRoot returns the directory of go.mod above the working directory.
@@ -71,31 +87,11 @@ type Options struct {
 
 // Worker is a running worker binary.
 type Worker struct {
-	Cmd    *exec.Cmd
+	*Process
 	Addr   string // host:port it listens on
 	DBPath string
 	Client *http.Client
 	Scheme string
-	stderr *syncBuffer
-	done   chan struct{}
-	err    error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var listeningRE = regexp.MustCompile(`msg="Listening on" address=(\S+)`)
@@ -116,7 +112,7 @@ func Start(tb testing.TB, o Options) *Worker {
 	if o.Scheme == "" {
 		o.Scheme = "http"
 	}
-	w := &Worker{DBPath: o.DBPath, Client: o.Client, Scheme: o.Scheme, stderr: &syncBuffer{}, done: make(chan struct{})}
+	w := &Worker{DBPath: o.DBPath, Client: o.Client, Scheme: o.Scheme}
 	if o.LogLevel == "" {
 		o.LogLevel = "debug"
 	}
@@ -129,25 +125,8 @@ func Start(tb testing.TB, o Options) *Worker {
 		argv = append(argv, "--config.file", path)
 	}
 	argv = append(append(append(o.Prefix, o.Bin), argv...), o.Args...)
-	w.Cmd = exec.Command(argv[0], argv[1:]...)
-	w.Cmd.Env = append(os.Environ(), o.Env...)
 	pr, pw := io.Pipe()
-	w.Cmd.Stderr = io.MultiWriter(w.stderr, pw)
-	if err := w.Cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	go func() {
-		w.err = w.Cmd.Wait()
-		pw.Close()
-		close(w.done)
-	}()
-	tb.Cleanup(func() {
-		_ = w.Cmd.Process.Kill()
-		<-w.done
-		if tb.Failed() {
-			tb.Logf("worker stderr (last 8 KiB):\n%s", tail(w.stderr.String(), 8<<10))
-		}
-	})
+	w.Process = startProcess(tb, "worker", o.Env, argv, pw)
 	addr, ready := make(chan string, 1), make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(pr)
@@ -188,9 +167,9 @@ func Start(tb testing.TB, o Options) *Worker {
 		for !wait() {
 			select {
 			case <-w.done:
-				tb.Fatalf("worker exited while starting: %v\n%s", w.err, w.stderr.String())
+				tb.Fatalf("worker exited while starting: %v\n%s", w.err, w.Logs())
 			case <-timeout:
-				tb.Fatalf("worker not ready within 30 s\n%s", w.stderr.String())
+				tb.Fatalf("worker not ready within 30 s\n%s", w.Logs())
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
@@ -198,24 +177,8 @@ func Start(tb testing.TB, o Options) *Worker {
 	return w
 }
 
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[len(s)-n:]
-}
-
 // URL returns the worker's URL for path.
 func (w *Worker) URL(path string) string { return w.Scheme + "://" + w.Addr + path }
-
-// Done is closed when the process has exited.
-func (w *Worker) Done() <-chan struct{} { return w.done }
-
-// Err returns the process's exit error, once Done is closed.
-func (w *Worker) Err() error {
-	<-w.done
-	return w.err
-}
 
 // Status returns the status of GET path, or 0 when the request failed.
 func (w *Worker) Status(path string) int {
@@ -225,19 +188,6 @@ func (w *Worker) Status(path string) int {
 	}
 	return code
 }
-
-// Exited reports whether the process has exited.
-func (w *Worker) Exited() bool {
-	select {
-	case <-w.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// Logs returns what the worker wrote to stderr so far.
-func (w *Worker) Logs() string { return w.stderr.String() }
 
 // Get returns the status and body of GET path.
 func (w *Worker) Get(path string) (int, string, error) {
@@ -290,31 +240,6 @@ func (w *Worker) TryScrape() (map[string]*dto.MetricFamily, error) {
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	return parser.TextToMetricFamilies(resp.Body)
-}
-
-// Stop sends SIGTERM and waits up to limit for the exit; it returns the exit
-// code and how long the exit took.
-func (w *Worker) Stop(tb testing.TB, limit time.Duration) (int, time.Duration) {
-	tb.Helper()
-	start := time.Now()
-	if err := w.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		tb.Fatal(err)
-	}
-	select {
-	case <-w.done:
-	case <-time.After(limit):
-		tb.Fatalf("worker did not exit within %s of SIGTERM\n%s", limit, tail(w.Logs(), 8<<10))
-	}
-	return w.Cmd.ProcessState.ExitCode(), time.Since(start)
-}
-
-// Kill sends SIGKILL and waits for the exit.
-func (w *Worker) Kill(tb testing.TB) {
-	tb.Helper()
-	if err := w.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		tb.Fatal(err)
-	}
-	<-w.done
 }
 
 // Sum adds the values of a family's series whose labels include match.
