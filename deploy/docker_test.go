@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // dockerfile is a parsed Dockerfile: instructions with continuation lines
@@ -370,7 +372,7 @@ func TestDocker_StaticBuild(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "worker-static")
 	// Without -trimpath, which would rebuild the standard library as well;
 	// it does not change how the binary links.
-	out, err := goBuild(t, repoRoot(t), []string{"CGO_ENABLED=1"}, "build", "-tags", tags[1], "-ldflags", ldflags, "-o", bin, "./cmd/worker")
+	out, err := workertest.GoBuild(repoRoot(t), []string{"CGO_ENABLED=1"}, "build", "-tags", tags[1], "-ldflags", ldflags, "-o", bin, "./cmd/worker")
 	if err != nil {
 		t.Fatalf("go build -tags %s -ldflags %q: %v\n%s", tags[1], ldflags, err, out)
 	}

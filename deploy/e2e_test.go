@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // e2eWorkerConfig runs every job, built-in and user, every second, so that
 // every series (worker_db_quick_check_ok included) exists within seconds.
 const e2eWorkerConfig = `database:
-  path: %s
   max_open_conns: 4
   busy_timeout: 5s
 scheduler:
@@ -49,30 +50,13 @@ const e2eScrape = 31 // samples of up at a 1 s scrape interval
 const handlesAlertFor = "2s"
 
 // startWorker starts a worker binary on a free loopback port with the e2e
-// config and waits until /readyz answers 200.
+// config and waits until /readyz answers 200. It returns the worker's
+// host:port.
 func startWorker(t *testing.T, name, bin string, env []string) string {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "worker.yml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(e2eWorkerConfig, filepath.Join(dir, "worker.db"))), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	p := start(t, name, env, bin, "--config.file="+cfg, "--web.listen-address="+addr, "--log.level=warn")
-	eventually(t, time.Minute, 100*time.Millisecond, name+" /readyz", func() error {
-		if p.exited() {
-			t.Fatalf("%s exited:\n%s", name, p.tail(3000))
-		}
-		code, _, err := httpGet("http://" + addr + "/readyz")
-		if err != nil {
-			return err
-		}
-		if code != 200 {
-			return fmt.Errorf("/readyz: status %d", code)
-		}
-		return nil
-	})
-	return addr
+	w := workertest.Start(t, workertest.Options{Bin: bin, Config: e2eWorkerConfig, Env: env, LogLevel: "info"})
+	w.WaitFor(t, name+" /readyz 200", time.Minute, func() bool { return w.Status("/readyz") == 200 })
+	return w.Addr
 }
 
 // testRules returns alerts.yml with the "for" of WorkerDatabaseHandlesLeaking
@@ -129,8 +113,8 @@ func TestE2E_PrometheusScrapesWorker(t *testing.T) {
 	t.Parallel()
 	promBin := prometheus(t)
 	promtoolBin := promtool(t)
-	clean := startWorker(t, "worker", workerBinary(t, ""), nil)
-	leakBin := workerBinary(t, "leak")
+	clean := startWorker(t, "worker", workertest.BuildOnce(t, ""), nil)
+	leakBin := workertest.BuildOnce(t, "leak")
 	leakStart := time.Now()
 	leak := startWorker(t, "worker-leak", leakBin, []string{"WORKER_LEAK=handle"})
 
@@ -165,8 +149,8 @@ scrape_configs:
 	if out, err := run(t, dir, nil, promtoolBin, "check", "config", "prometheus.yml"); err != nil {
 		t.Fatalf("promtool check config (test config): %v\n%s", err, out)
 	}
-	promAddr := freeAddr(t)
-	prom := start(t, "prometheus", nil, promBin,
+	promAddr := workertest.FreeAddr(t)
+	prom := workertest.StartProcess(t, "prometheus", nil, promBin,
 		"--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+promAddr,
@@ -174,8 +158,8 @@ scrape_configs:
 	)
 	api := promAPI{base: "http://" + promAddr}
 	eventually(t, time.Minute, 200*time.Millisecond, "Prometheus /-/ready", func() error {
-		if prom.exited() {
-			t.Fatalf("prometheus exited:\n%s", prom.tail(3000))
+		if prom.Exited() {
+			t.Fatalf("prometheus exited:\n%s", prom.Logs())
 		}
 		code, _, err := httpGet(api.base + "/-/ready")
 		if err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,35 +14,17 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/goccy/go-yaml"
-	"go.uber.org/goleak"
+
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
-// buildDir holds the worker binaries built once for the whole test binary.
-var buildDir string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "deploy-test-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	buildDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// TestMain builds the worker binaries the selected tests ask for
+// (workertest.BuildOnce) and checks for leaked goroutines.
+func TestMain(m *testing.M) { workertest.RunMain(m) }
 
 // repoRoot is the repository root: this package lives in deploy/.
 func repoRoot(t testing.TB) string {
@@ -112,136 +93,6 @@ func run(t testing.TB, dir string, stdin []byte, name string, args ...string) (s
 	}
 	out, err := cmd.CombinedOutput()
 	return string(out), err
-}
-
-var builds sync.Map // tags -> *buildResult
-
-type buildResult struct {
-	once sync.Once
-	path string
-	err  error
-	out  string
-}
-
-// workerBinary builds ./cmd/worker with the given build tags, once per test
-// binary.
-func workerBinary(t testing.TB, tags string) string {
-	t.Helper()
-	v, _ := builds.LoadOrStore(tags, &buildResult{})
-	b := v.(*buildResult)
-	b.once.Do(func() {
-		name := "worker"
-		if tags != "" {
-			name += "-" + strings.ReplaceAll(tags, ",", "-")
-		}
-		b.path = filepath.Join(buildDir, name)
-		args := []string{"build", "-o", b.path}
-		if tags != "" {
-			args = append(args, "-tags", tags)
-		}
-		args = append(args, "./cmd/worker")
-		b.out, b.err = goBuild(t, repoRoot(t), nil, args...)
-	})
-	if b.err != nil {
-		t.Fatalf("go build -tags %q ./cmd/worker: %v\n%s", tags, b.err, b.out)
-	}
-	return b.path
-}
-
-// goBuild runs `go args...` in dir. It retries once when the compiler
-// could not read a dependency's export data from the build cache ("could
-// not import bytes (open : no such file or directory)"), a transient error
-// seen here while other go commands shared the cache.
-func goBuild(t testing.TB, dir string, env []string, args ...string) (string, error) {
-	t.Helper()
-	var out []byte
-	var err error
-	for attempt := 0; attempt < 2; attempt++ {
-		cmd := exec.Command("go", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), env...)
-		out, err = cmd.CombinedOutput()
-		if err == nil || !strings.Contains(string(out), "could not import") {
-			break
-		}
-		t.Logf("go %s: transient build cache error, retrying:\n%s", strings.Join(args, " "), out)
-	}
-	return string(out), err
-}
-
-// freeAddr returns a free 127.0.0.1 address.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// process is a child process whose output goes to a log file.
-type process struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-}
-
-// start starts a child process and stops it in t.Cleanup: SIGTERM, then
-// SIGKILL after 10 s.
-func start(t testing.TB, name string, env []string, bin string, args ...string) *process {
-	t.Helper()
-	logPath := filepath.Join(t.TempDir(), name+".log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("%s log (last 3000 bytes):\n%s", name, p.tail(3000))
-		}
-	})
-	return p
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *process) tail(n int) string {
-	b, _ := os.ReadFile(p.log)
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
 }
 
 // httpClient keeps no idle connections, so no goroutine outlives a test.
@@ -388,7 +239,7 @@ var flagRE = regexp.MustCompile(`--([a-z][a-z0-9.-]*[a-z0-9])`)
 // workerFlags returns the long flags the worker accepts, from --help-long.
 func workerFlags(t testing.TB) map[string]bool {
 	t.Helper()
-	out, err := run(t, "", nil, workerBinary(t, ""), "--help-long")
+	out, err := run(t, "", nil, workertest.BuildOnce(t, ""), "--help-long")
 	if err != nil {
 		t.Fatalf("worker --help-long: %v\n%s", err, out)
 	}
@@ -427,7 +278,7 @@ func checkConfig(t testing.TB, where string, doc []byte) {
 	if err := os.WriteFile(p, doc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := run(t, "", nil, workerBinary(t, ""), "--config.check", "--config.file="+p)
+	out, err := run(t, "", nil, workertest.BuildOnce(t, ""), "--config.check", "--config.file="+p)
 	if err != nil {
 		t.Errorf("%s: worker --config.check: %v\n%s", where, err, out)
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // unitDirectives parses a systemd unit into section.key -> values.
@@ -120,7 +122,7 @@ func TestSystemd_ConfigCheck(t *testing.T) {
 // freshly built worker because verify requires it to exist.
 func TestSystemd_Verify(t *testing.T) {
 	sa := tool(t, "SYSTEMD_ANALYZE", "systemd-analyze")
-	bin := workerBinary(t, "")
+	bin := workertest.BuildOnce(t, "")
 	unit := strings.ReplaceAll(string(readFile(t, "deploy", "systemd", "worker.service")), "/usr/local/bin/worker", bin)
 	p := filepath.Join(t.TempDir(), "worker.service")
 	if err := os.WriteFile(p, []byte(unit), 0o644); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -12,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // childEnv picks the behaviour of this test binary when it runs as the
@@ -52,21 +53,10 @@ func childMain() int {
 	return 0
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // soakChild soaks this test binary started in mode.
 func soakChild(t *testing.T, mode string, extra ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := workertest.FreeAddr(t)
 	t.Setenv(childEnv, mode)
 	t.Setenv(childAddr, addr)
 	args := append(append(quick, "--metrics-url", "http://"+addr+"/metrics", "--stop-timeout", "2s"), extra...)
@@ -105,7 +95,7 @@ func TestRun_Command(t *testing.T) {
 		}
 	})
 	t.Run("NeverReady", func(t *testing.T) {
-		_, _, _, err := soak(t, "--duration", "2s", "--warmup", "1s", "--ready-timeout", "300ms", "--metrics-url", "http://"+freeAddr(t)+"/metrics", "--", "sleep", "5")
+		_, _, _, err := soak(t, "--duration", "2s", "--warmup", "1s", "--ready-timeout", "300ms", "--metrics-url", "http://"+workertest.FreeAddr(t)+"/metrics", "--", "sleep", "5")
 		if err == nil || errors.Is(err, ErrAlarm) || !strings.Contains(err.Error(), "never answered") {
 			t.Fatalf("got %v, want a could-not-soak error saying it never answered", err)
 		}

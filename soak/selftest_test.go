@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sqlworker/worker/internal/workertest"
 	"github.com/sqlworker/worker/soak/internal/report"
 )
 
@@ -68,7 +69,7 @@ func TestSelftest(t *testing.T) {
 		if name == "" {
 			name = "clean"
 		}
-		addr := freeAddr(t)
+		addr := workertest.FreeAddr(t)
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			dir := filepath.Join(reports, name)
