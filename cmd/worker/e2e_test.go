@@ -32,11 +32,11 @@ var contract = []string{
 // Ensure the built worker serves every contract metric, runs its jobs, keeps
 // one handle, and passes promlint.
 func TestWorker_EndToEnd(t *testing.T) {
-	w := MustStartWorker(t, everySecond)
+	w := MustStartWorker(t, workertest.EverySecond)
 	first := w.Scrape(t)
 	w.WaitFor(t, "running jobs", waitLimit, func() bool {
-		return sum(w.Scrape(t)["worker_job_runs_total"], map[string]string{"result": "success"}) >=
-			sum(first["worker_job_runs_total"], map[string]string{"result": "success"})+12
+		return workertest.Sum(w.Scrape(t)["worker_job_runs_total"], map[string]string{"result": "success"}) >=
+			workertest.Sum(first["worker_job_runs_total"], map[string]string{"result": "success"})+12
 	})
 	mfs := w.Scrape(t)
 
@@ -46,10 +46,10 @@ func TestWorker_EndToEnd(t *testing.T) {
 		}
 	}
 	for _, job := range []string{"heartbeat", "wal_checkpoint", "optimize", "quick_check", "history_prune", "rollup"} {
-		if got := sum(mfs["worker_job_runs_total"], map[string]string{"job": job, "result": "success"}); got < 1 {
+		if got := workertest.Sum(mfs["worker_job_runs_total"], map[string]string{"job": job, "result": "success"}); got < 1 {
 			t.Errorf("worker_job_runs_total{job=%q,result=\"success\"}: got %v, want ≥ 1", job, got)
 		}
-		if got := sum(mfs["worker_job_runs_total"], map[string]string{"job": job, "result": "failure"}); got != 0 {
+		if got := workertest.Sum(mfs["worker_job_runs_total"], map[string]string{"job": job, "result": "failure"}); got != 0 {
 			t.Errorf("worker_job_runs_total{job=%q,result=\"failure\"}: got %v, want 0", job, got)
 		}
 	}
@@ -66,11 +66,11 @@ func TestWorker_EndToEnd(t *testing.T) {
 		{"worker_job_history_pending", nil, 0},
 		{"worker_job_history_dropped_total", nil, 0},
 	} {
-		if got := sum(mfs[tc.name], tc.match); got != tc.want {
+		if got := workertest.Sum(mfs[tc.name], tc.match); got != tc.want {
 			t.Errorf("%s%v: got %v, want %v", tc.name, tc.match, got, tc.want)
 		}
 	}
-	if got, max := sum(mfs["worker_db_connections_open"], nil), 4.0; got > max {
+	if got, max := workertest.Sum(mfs["worker_db_connections_open"], nil), 4.0; got > max {
 		t.Errorf("worker_db_connections_open: got %v, want at most %v", got, max)
 	}
 	for _, typ := range []string{"sqlite", "socket", "pipe", "anon_inode", "file", "other"} {
@@ -78,7 +78,7 @@ func TestWorker_EndToEnd(t *testing.T) {
 			t.Errorf("worker_open_fds{type=%q}: missing", typ)
 		}
 	}
-	if got := sum(mfs["worker_open_fds"], map[string]string{"type": "sqlite"}); got < 3 {
+	if got := workertest.Sum(mfs["worker_open_fds"], map[string]string{"type": "sqlite"}); got < 3 {
 		t.Errorf("worker_open_fds{type=\"sqlite\"}: got %v, want ≥ 3 (db, -wal, -shm)", got)
 	}
 
@@ -87,13 +87,13 @@ func TestWorker_EndToEnd(t *testing.T) {
 	var fdsMatch bool
 	for range 10 {
 		m := w.Scrape(t)
-		if sum(m["worker_open_fds"], nil) == sum(m["process_open_fds"], nil) {
+		if workertest.Sum(m["worker_open_fds"], nil) == workertest.Sum(m["process_open_fds"], nil) {
 			fdsMatch = true
 			break
 		}
 	}
 	if !fdsMatch {
-		t.Errorf("sum(worker_open_fds) never equalled process_open_fds in 10 scrapes")
+		t.Errorf("workertest.Sum(worker_open_fds) never equalled process_open_fds in 10 scrapes")
 	}
 
 	var families []*dto.MetricFamily
@@ -149,7 +149,7 @@ jobs:
 `
 	w := MustStartWorker(t, config)
 	w.WaitFor(t, "running slow", waitLimit, func() bool {
-		return sum(w.Scrape(t)["worker_job_running"], map[string]string{"job": "slow"}) == 1
+		return workertest.Sum(w.Scrape(t)["worker_job_running"], map[string]string{"job": "slow"}) == 1
 	})
 	if err := w.Cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
@@ -174,7 +174,7 @@ jobs:
 	if fi, err := os.Stat(w.DBPath + "-wal"); err == nil && fi.Size() != 0 {
 		t.Errorf("-wal after exit: got %d bytes, want empty or gone", fi.Size())
 	}
-	d := openDB(t, w.DBPath)
+	d := workertest.OpenDB(t, w.DBPath, "mode=ro")
 	var result string
 	err := d.QueryRowContext(workertest.CtxTimeout(t, 5*time.Second),
 		"SELECT result FROM job_runs WHERE job = 'slow' ORDER BY id DESC LIMIT 1").Scan(&result)
@@ -195,7 +195,7 @@ jobs:
 func TestWorker_ConfigCheck(t *testing.T) {
 	dir := t.TempDir()
 	cfg := dir + "/worker.yml"
-	if err := os.WriteFile(cfg, []byte(everySecond), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(workertest.EverySecond), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, err := runWorker(t, "--config.file", cfg, "--db.path", dir+"/w.db", "--config.check")

@@ -1,11 +1,8 @@
 package main_test
 
 import (
-	"database/sql"
 	"testing"
 	"time"
-
-	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/sqlworker/worker/internal/workertest"
 )
@@ -26,14 +23,3 @@ func MustStartWorker(tb testing.TB, config string, args ...string) *workertest.W
 
 // waitLimit bounds every wait on the worker in this package.
 const waitLimit = 30 * time.Second
-
-var sum = workertest.Sum
-
-// everySecond is a config whose jobs all run every second.
-const everySecond = workertest.EverySecond
-
-// openDB opens the worker's database read-only, for checking its tables.
-func openDB(tb testing.TB, path string) *sql.DB {
-	tb.Helper()
-	return workertest.OpenDB(tb, path, "mode=ro")
-}

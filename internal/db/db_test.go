@@ -24,8 +24,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-var MustOpenHandle = workertest.MustOpenHandle
-
 func openFDs(tb testing.TB, dbPaths ...string) fdstat.Counts {
 	tb.Helper()
 	c, err := fdstat.NewCounter(dbPaths...).Count()
@@ -197,7 +195,7 @@ func TestHandle_Close(t *testing.T) {
 // Ensure a second worker on the same database refuses to start, naming the
 // path and the pid that holds it, and can start once the first is gone.
 func TestHandle_Lock(t *testing.T) {
-	h1 := MustOpenHandle(t)
+	h1 := workertest.MustOpenHandle(t)
 	h2 := db.New(db.Config{Path: h1.Path()})
 	defer h2.Close(context.Background())
 	_, err := h2.Init(context.Background())
@@ -222,7 +220,7 @@ func TestHandle_Lock(t *testing.T) {
 // Ensure the settings that keep the worker safe are in force on every
 // connection of the pool.
 func TestHandle_Pragmas(t *testing.T) {
-	h := MustOpenHandle(t)
+	h := workertest.MustOpenHandle(t)
 	d, _ := h.Init(context.Background())
 	ctx := context.Background()
 	// Hold several connections at once so that each is checked.
@@ -258,7 +256,7 @@ func TestHandle_Pragmas(t *testing.T) {
 
 // Ensure migrations bring a new database to the current version, once.
 func TestMigrate(t *testing.T) {
-	h := MustOpenHandle(t)
+	h := workertest.MustOpenHandle(t)
 	d, _ := h.Init(context.Background())
 	var v int
 	if err := d.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
@@ -287,7 +285,7 @@ func TestMigrate(t *testing.T) {
 // Ensure a done context still interrupts SQLite through the counting driver:
 // a wrapper that hid ExecerContext/QueryerContext would lose this.
 func TestDriver_ContextInterrupts(t *testing.T) {
-	h := MustOpenHandle(t)
+	h := workertest.MustOpenHandle(t)
 	d, _ := h.Init(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -308,7 +306,7 @@ func TestDriver_ContextInterrupts(t *testing.T) {
 // Ensure the driver counts explicit statements, so a *sql.Stmt that is never
 // closed is visible.
 func TestDriver_Statements(t *testing.T) {
-	h := MustOpenHandle(t)
+	h := workertest.MustOpenHandle(t)
 	d, _ := h.Init(context.Background())
 	before := db.Accounting().StatementsOpen()
 	stmt, err := d.Prepare("SELECT ?")
@@ -349,7 +347,7 @@ func TestHandle_Close_LeakedRows(t *testing.T) {
 // Ensure a connection that SQLite answered "readonly" is dropped, not reused:
 // it was opened while the file was not writable and would stay read-only.
 func TestDriver_DropsReadOnlyConnections(t *testing.T) {
-	h := MustOpenHandle(t)
+	h := workertest.MustOpenHandle(t)
 	d, _ := h.Init(context.Background())
 	if _, err := d.Exec("CREATE TABLE t (x)"); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/drivertest"
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // Ensure the connections and statements of the Handle and of
@@ -56,7 +57,7 @@ func TestConnector_OptionalInterfaces(t *testing.T) {
 		}
 	}
 	t.Run("Handle", func(t *testing.T) {
-		h := MustOpenHandle(t)
+		h := workertest.MustOpenHandle(t)
 		d, err := h.Init(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -77,7 +78,7 @@ func TestConnector_OptionalInterfaces(t *testing.T) {
 // docs/metrics.md now that sqlcount's Collector makes them.
 func TestCollector_DriverMetrics(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(db.NewCollector("worker", MustOpenHandle(t)))
+	reg.MustRegister(db.NewCollector("worker", workertest.MustOpenHandle(t)))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -14,12 +14,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // Ensure a handle whose file is still at its path passes Verify and keeps
 // its *sql.DB.
 func TestHandle_Verify_Unchanged(t *testing.T) {
-	h := MustOpenHandle(t)
+	h := workertest.MustOpenHandle(t)
 	d1, _ := h.Init(context.Background())
 	if err := h.Health(); err != nil {
 		t.Fatalf("Health: got %v, want nil", err)
@@ -115,7 +116,7 @@ func TestHandle_Verify_DirectoryRemoved(t *testing.T) {
 // is opened only once no connection to the old one is in use.
 func TestHandle_Verify_FileReplaced(t *testing.T) {
 	ctx := context.Background()
-	h := MustOpenHandle(t)
+	h := workertest.MustOpenHandle(t)
 	d, err := h.Init(ctx)
 	if err != nil {
 		t.Fatal(err)

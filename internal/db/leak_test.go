@@ -14,6 +14,7 @@ import (
 
 	"github.com/sqlworker/worker/fdstat"
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // leakyInit is PERF-408's initDb written in Go: every call opens a new
@@ -98,7 +99,7 @@ func hasLabel(m *dto.Metric, name, val string) bool {
 // and SQLite FDs grow, while go_sql_open_connections of the registered handle
 // stays flat. DBStats alone would have shown a healthy worker.
 func TestPERF408_DriverAccountingSeesLeak(t *testing.T) {
-	h := MustOpenHandle(t)
+	h := workertest.MustOpenHandle(t)
 	reg := newRegistry(t, h)
 	leaky := &leakyInit{dsn: h.DSN()}
 	defer leaky.closeAll()
@@ -150,7 +151,7 @@ func TestPERF408_DriverAccountingSeesLeak(t *testing.T) {
 // Ensure the db collector's names, types and help pass promlint, and its
 // per-handle series are exact.
 func TestCollector(t *testing.T) {
-	h := MustOpenHandle(t)
+	h := workertest.MustOpenHandle(t)
 	for range 3 {
 		if _, err := h.Init(context.Background()); err != nil {
 			t.Fatal(err)
@@ -192,7 +193,7 @@ worker_db_init_calls_total{result="reused"} 4
 
 // BenchmarkHandle_Init measures the fast path every job run takes.
 func BenchmarkHandle_Init(b *testing.B) {
-	h := MustOpenHandle(b)
+	h := workertest.MustOpenHandle(b)
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.Run("serial", func(b *testing.B) {

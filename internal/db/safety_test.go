@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // Ensure the lock belongs to the database file, not to its name: a symlink,
@@ -269,7 +270,7 @@ func TestHandle_Verify_DroppedTables(t *testing.T) {
 // handle, and the next Init opens a database that has every committed row.
 func TestHandle_Verify_WALRemoved(t *testing.T) {
 	ctx := context.Background()
-	h := MustOpenHandle(t)
+	h := workertest.MustOpenHandle(t)
 	d, err := h.Init(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -341,7 +342,7 @@ func fileID(t *testing.T, path string) [2]uint64 {
 // and that file is left at its path.
 func TestHandle_Verify_SHMReplaced(t *testing.T) {
 	ctx := context.Background()
-	h := MustOpenHandle(t)
+	h := workertest.MustOpenHandle(t)
 	d, _ := h.Init(ctx)
 	if _, err := d.Exec("CREATE TABLE t (x); INSERT INTO t VALUES (1)"); err != nil {
 		t.Fatal(err)
@@ -439,7 +440,7 @@ func TestHandle_Corrupt(t *testing.T) {
 // Ensure Init's fast path stays one atomic load and add, without
 // allocating, with the corruption and -wal checks in place.
 func TestHandle_Init_NoAllocs(t *testing.T) {
-	h := MustOpenHandle(t)
+	h := workertest.MustOpenHandle(t)
 	ctx := context.Background()
 	if got := testing.AllocsPerRun(1000, func() { _, _ = h.Init(ctx) }); got != 0 {
 		t.Fatalf("allocs per Init: got %v, want 0", got)
@@ -450,7 +451,7 @@ func TestHandle_Init_NoAllocs(t *testing.T) {
 // recovery by itself, without waiting for a heartbeat's Verify.
 func TestHandle_Connect_WALRemovedRecovers(t *testing.T) {
 	ctx := context.Background()
-	h := MustOpenHandle(t)
+	h := workertest.MustOpenHandle(t)
 	d, _ := h.Init(ctx)
 	if _, err := d.Exec("CREATE TABLE t (x); INSERT INTO t VALUES (1)"); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sqlworker/worker/internal/jobs"
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // builtinJobs returns every built-in job, scheduled hourly.
@@ -128,7 +129,7 @@ func TestBuiltins_OptimizeUnderWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := MustOpenHandle(t)
+	h := workertest.MustOpenHandle(t)
 	d, _ := h.Init(context.Background())
 	if _, err := d.Exec("CREATE TABLE w (x)"); err != nil {
 		t.Fatal(err)

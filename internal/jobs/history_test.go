@@ -18,6 +18,7 @@ import (
 	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/jobs"
 	"github.com/sqlworker/worker/internal/web"
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // lockedDB returns a handle on a new database with a short busy timeout,
@@ -295,7 +296,7 @@ func (g *gatedIniter) Init(ctx context.Context) (*sql.DB, error) {
 // a failed run whose history write is slow reports after a newer success,
 // and must not make the worker not ready again.
 func TestScheduler_OutOfOrderFinish_NewestWins(t *testing.T) {
-	g := &gatedIniter{h: MustOpenHandle(t), blocked: make(chan struct{}), gate: make(chan struct{})}
+	g := &gatedIniter{h: workertest.MustOpenHandle(t), blocked: make(chan struct{}), gate: make(chan struct{})}
 	readiness := web.NewReadiness("starting")
 	readiness.Ready()
 	var mu sync.Mutex

@@ -23,13 +23,11 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-var MustOpenHandle = workertest.MustOpenHandle
-
 // setup returns a Scheduler over the given jobs, on a new database, with a
 // registry holding its metrics. The scheduler is stopped at cleanup.
 func setup(t *testing.T, cfg jobs.Config, js ...jobs.Job) (*jobs.Scheduler, *db.Handle, *prometheus.Registry) {
 	t.Helper()
-	h := MustOpenHandle(t)
+	h := workertest.MustOpenHandle(t)
 	reg := prometheus.NewRegistry()
 	cfg.DB, cfg.Registerer = h, reg
 	s, err := jobs.New(cfg, js)

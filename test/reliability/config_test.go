@@ -316,7 +316,7 @@ func TestConfig_TransactionControl(t *testing.T) {
 	})
 
 	t.Run("FineJobRuns", func(t *testing.T) {
-		w := StartWorker(t, Options{Config: workertest.BuiltinsOff + `
+		w := StartWorker(t, workertest.Options{Config: workertest.BuiltinsOff + `
 jobs:
   - name: rollup
     schedule: "@every 1s"
@@ -336,13 +336,13 @@ jobs:
 		if code, _ := w.Stop(t, 60*time.Second); code != 0 {
 			t.Errorf("exit code: got %d, want 0", code)
 		}
-		d := openDB(t, w.DBPath, "mode=ro")
+		d := workertest.OpenDB(t, w.DBPath, "mode=ro")
 		var mode string
 		var n int
-		if err := d.QueryRowContext(ctxTimeout(t, 10*time.Second), "PRAGMA journal_mode").Scan(&mode); err != nil {
+		if err := d.QueryRowContext(workertest.CtxTimeout(t, 10*time.Second), "PRAGMA journal_mode").Scan(&mode); err != nil {
 			t.Fatal(err)
 		}
-		if err := d.QueryRowContext(ctxTimeout(t, 10*time.Second), "SELECT count(*) FROM log WHERE msg = 'COMMIT; BEGIN'").Scan(&n); err != nil {
+		if err := d.QueryRowContext(workertest.CtxTimeout(t, 10*time.Second), "SELECT count(*) FROM log WHERE msg = 'COMMIT; BEGIN'").Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if mode != "wal" || n < 2 {

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // Defaults of the crash test; `make crash` raises the kills.
@@ -75,7 +77,7 @@ func TestCrash_SIGKILL(t *testing.T) {
 	var checked, maxRows int
 	start := time.Now()
 	for kill := 1; kill <= kills; kill++ {
-		w := StartWorker(t, Options{Config: crashConfig, DBPath: dbPath})
+		w := StartWorker(t, workertest.Options{Config: crashConfig, DBPath: dbPath})
 		wait := crashMinKillWait + time.Duration(rng.Int64N(int64(crashMaxKillWait-crashMinKillWait)))
 		time.Sleep(wait) // the random moment is the point: not a wait for a condition
 
@@ -99,7 +101,7 @@ func TestCrash_SIGKILL(t *testing.T) {
 		}
 		checked += len(seen)
 		maxRows = max(maxRows, len(after))
-		d := openDB(t, dbPath, "_busy_timeout=5000")
+		d := workertest.OpenDB(t, dbPath, "_busy_timeout=5000")
 		if got := integrityCheck(t, d); got != "ok" {
 			t.Fatalf("kill %d (seed %d): integrity_check: got %q, want ok", kill, seed, got)
 		}
@@ -115,14 +117,14 @@ func TestCrash_SIGKILL(t *testing.T) {
 	}
 
 	// A last clean run, stopped by SIGTERM, leaves a checked database.
-	w := StartWorker(t, Options{Config: crashConfig, DBPath: dbPath})
+	w := StartWorker(t, workertest.Options{Config: crashConfig, DBPath: dbPath})
 	w.WaitFor(t, "a run after the last restart", 30*time.Second, func() bool {
 		return runs(w.Scrape(t), "ledger_a", "success") >= 1
 	})
 	if code, _ := w.Stop(t, 60*time.Second); code != 0 {
 		t.Fatalf("exit code after the kills: got %d, want 0", code)
 	}
-	d := openDB(t, dbPath, "mode=ro")
+	d := workertest.OpenDB(t, dbPath, "mode=ro")
 	if got := integrityCheck(t, d); got != "ok" {
 		t.Fatalf("integrity_check at the end: got %q, want ok", got)
 	}
@@ -140,9 +142,9 @@ func TestCrash_SIGKILL(t *testing.T) {
 // readHistory returns job_runs by id, read through a connection of its own.
 func readHistory(t *testing.T, path string) map[int64]historyRow {
 	t.Helper()
-	d := openDB(t, path, "_busy_timeout=5000")
+	d := workertest.OpenDB(t, path, "_busy_timeout=5000")
 	defer d.Close()
-	rows, err := d.QueryContext(ctxTimeout(t, 30*time.Second),
+	rows, err := d.QueryContext(workertest.CtxTimeout(t, 30*time.Second),
 		"SELECT id, job, scheduled_at, started_at, ended_at, result, error FROM job_runs")
 	if err != nil {
 		if err.Error() == "no such table: job_runs" {

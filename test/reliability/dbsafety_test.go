@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // safetyConfig is the issue's reproduction: heartbeat every second, a
@@ -77,7 +79,7 @@ func TestDBSafety_AliasRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	w := StartWorker(t, Options{Config: faultConfig("", 0), DBPath: filepath.Join(data, "worker.db")})
+	w := StartWorker(t, workertest.Options{Config: faultConfig("", 0), DBPath: filepath.Join(data, "worker.db")})
 	w.WaitFor(t, "writing", 30*time.Second, func() bool { return runs(w.Scrape(t), "write", "success") >= 1 })
 
 	symlink, hardlink := filepath.Join(root, "link.db"), filepath.Join(root, "hard.db")
@@ -125,8 +127,8 @@ func TestDBSafety_AliasRefused(t *testing.T) {
 }
 
 // opened returns worker_db_init_calls_total{result="opened"}.
-func opened(t *testing.T, w *Worker) float64 {
-	return sum(w.Scrape(t)["worker_db_init_calls_total"], map[string]string{"result": "opened"})
+func opened(t *testing.T, w *workertest.Worker) float64 {
+	return workertest.Sum(w.Scrape(t)["worker_db_init_calls_total"], map[string]string{"result": "opened"})
 }
 
 // runSidecarRemoved removes the database's -wal or -shm (suffix) under a
@@ -134,7 +136,7 @@ func opened(t *testing.T, w *Worker) float64 {
 // notices, keeps every write it reported, recovers by itself to a database
 // whose integrity_check is ok, and writes again.
 func runSidecarRemoved(t *testing.T, suffix string) {
-	w := StartWorker(t, Options{Config: safetyConfig})
+	w := StartWorker(t, workertest.Options{Config: safetyConfig})
 	w.WaitFor(t, "writing", 30*time.Second, func() bool { return runs(w.Scrape(t), "write", "success") >= 3 })
 	time.Sleep(time.Second) // the issue's "after 3 s"
 	before := runs(w.Scrape(t), "write", "success")
@@ -158,7 +160,7 @@ func runSidecarRemoved(t *testing.T, suffix string) {
 		t.Errorf("log: a run met a malformed database")
 	}
 	// Every write reported as a success is in the database.
-	d := openDB(t, w.DBPath, "_busy_timeout=10000")
+	d := workertest.OpenDB(t, w.DBPath, "_busy_timeout=10000")
 	if got := integrityCheck(t, d); got != "ok" {
 		t.Fatalf("integrity_check while the worker runs: got %q, want ok", got)
 	}
@@ -174,7 +176,7 @@ func runSidecarRemoved(t *testing.T, suffix string) {
 	if code, _ := w.Stop(t, 60*time.Second); code != 0 {
 		t.Errorf("exit code: got %d, want 0", code)
 	}
-	d = openDB(t, w.DBPath, "mode=ro")
+	d = workertest.OpenDB(t, w.DBPath, "mode=ro")
 	if got := integrityCheck(t, d); got != "ok" {
 		t.Fatalf("integrity_check after the stop: got %q, want ok", got)
 	}
@@ -224,7 +226,7 @@ func TestDBSafety_Corrupt(t *testing.T) {
 	}
 	setup.Close()
 
-	w := StartWorker(t, Options{DBPath: path, Config: `
+	w := StartWorker(t, workertest.Options{DBPath: path, Config: `
 builtin:
   heartbeat: {schedule: "@every 1s", timeout: 5s}
 jobs:
@@ -236,7 +238,7 @@ jobs:
       INSERT INTO tally SELECT count(*) FROM victim;
 `})
 	w.WaitFor(t, "reading", 30*time.Second, func() bool { return runs(w.Scrape(t), "read", "success") >= 2 })
-	if got := sum(w.Scrape(t)["worker_db_corrupt"], nil); got != 0 {
+	if got := workertest.Sum(w.Scrape(t)["worker_db_corrupt"], nil); got != 0 {
 		t.Fatalf("worker_db_corrupt before the fault: got %v, want 0", got)
 	}
 
@@ -260,7 +262,7 @@ jobs:
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "database: database is corrupt: "+path+": database disk image is malformed")
 	})
 	mfs := w.Scrape(t)
-	if got := sum(mfs["worker_db_corrupt"], nil); got != 1 {
+	if got := workertest.Sum(mfs["worker_db_corrupt"], nil); got != 1 {
 		t.Errorf("worker_db_corrupt: got %v, want 1", got)
 	}
 	// Jobs stop writing to it: no run succeeds from now on.
@@ -381,8 +383,8 @@ func TestDBSafety_RefusedUnchanged(t *testing.T) {
 func TestDBSafety_DroppedTables(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "worker.db")
-	w := StartWorker(t, Options{DBPath: path, Config: faultConfig("", 0)})
-	d := openDB(t, path, "_busy_timeout=10000")
+	w := StartWorker(t, workertest.Options{DBPath: path, Config: faultConfig("", 0)})
+	d := workertest.OpenDB(t, path, "_busy_timeout=10000")
 	exists := func(table string) bool {
 		var n int
 		err := d.QueryRow("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?", table).Scan(&n)
@@ -415,9 +417,9 @@ func TestDBSafety_DroppedTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Close()
-	w = StartWorker(t, Options{DBPath: path, Config: faultConfig("", 0)})
+	w = StartWorker(t, workertest.Options{DBPath: path, Config: faultConfig("", 0)})
 	took := w.WaitFor(t, "ready after a start with the tables dropped", 30*time.Second, func() bool { return w.Status("/readyz") == http.StatusOK })
-	d = openDB(t, path, "mode=ro")
+	d = workertest.OpenDB(t, path, "mode=ro")
 	var names string
 	if err := d.QueryRow("SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_schema WHERE name IN ('job_runs', 'job_runs_job_started', 'job_runs_ended', 'heartbeat') ORDER BY name)").Scan(&names); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // faultConfig runs the heartbeat and one writing job every second, with a
@@ -40,7 +42,7 @@ type fault struct {
 }
 
 // failures returns the failed runs of the fault test's jobs.
-func failures(w *Worker, t *testing.T) float64 {
+func failures(w *workertest.Worker, t *testing.T) float64 {
 	mfs := w.Scrape(t)
 	return runs(mfs, "write", "failure") + runs(mfs, "heartbeat", "failure")
 }
@@ -48,7 +50,7 @@ func failures(w *Worker, t *testing.T) float64 {
 // runFault injects f into a running worker and checks that the worker stays
 // up, counts and logs every failed run with its cause, reports the fault on
 // /readyz, and recovers by itself once the fault is cleared.
-func runFault(t *testing.T, w *Worker, f fault) {
+func runFault(t *testing.T, w *workertest.Worker, f fault) {
 	t.Helper()
 	before := failures(w, t)
 	f.inject(t)
@@ -95,8 +97,8 @@ func runFault(t *testing.T, w *Worker, f fault) {
 // worker's writes with "database is locked", and they resume on release.
 func TestFault_LockHeld(t *testing.T) {
 	t.Parallel()
-	w := StartWorker(t, Options{Config: faultConfig("", 0)})
-	other := openDB(t, w.DBPath, "_txlock=immediate&_busy_timeout=10000")
+	w := StartWorker(t, workertest.Options{Config: faultConfig("", 0)})
+	other := workertest.OpenDB(t, w.DBPath, "_txlock=immediate&_busy_timeout=10000")
 	var tx *sql.Tx
 	runFault(t, w, fault{
 		inject: func(t *testing.T) {
@@ -124,8 +126,8 @@ func TestFault_LockHeld(t *testing.T) {
 func TestFault_DatabaseFull(t *testing.T) {
 	t.Parallel()
 	const maxPages = 300
-	w := StartWorker(t, Options{Config: faultConfig(fmt.Sprintf("  max_page_count: %d", maxPages), 2000)})
-	other := openDB(t, w.DBPath, "_busy_timeout=10000")
+	w := StartWorker(t, workertest.Options{Config: faultConfig(fmt.Sprintf("  max_page_count: %d", maxPages), 2000)})
+	other := workertest.OpenDB(t, w.DBPath, "_busy_timeout=10000")
 	runFault(t, w, fault{
 		inject: func(t *testing.T) {
 			if _, err := other.Exec("CREATE TABLE IF NOT EXISTS ballast (b BLOB)"); err != nil {
@@ -189,7 +191,7 @@ func setImmutable(path string, on bool) error {
 // is writable again.
 func TestFault_ReadOnly(t *testing.T) {
 	t.Parallel()
-	w := StartWorker(t, Options{Config: faultConfig("", 0)})
+	w := StartWorker(t, workertest.Options{Config: faultConfig("", 0)})
 	// The -shm stays writable: SQLite maps it, and a write to an immutable
 	// mapped page is a SIGBUS that kills the process (measured).
 	files := []string{w.DBPath, w.DBPath + "-wal"}
@@ -231,7 +233,7 @@ func TestFault_DirectoryRemoved(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	w := StartWorker(t, Options{Config: faultConfig("", 0), DBPath: filepath.Join(dir, "worker.db")})
+	w := StartWorker(t, workertest.Options{Config: faultConfig("", 0), DBPath: filepath.Join(dir, "worker.db")})
 	runFault(t, w, fault{
 		inject: func(t *testing.T) {
 			if err := os.RemoveAll(dir); err != nil {
@@ -246,7 +248,7 @@ func TestFault_DirectoryRemoved(t *testing.T) {
 		ready: "database: database file was removed or replaced while open",
 		cause: dir + ": no such file or directory",
 	})
-	d := openDB(t, w.DBPath, "mode=ro")
+	d := workertest.OpenDB(t, w.DBPath, "mode=ro")
 	var n int
 	if err := d.QueryRow("SELECT count(*) FROM job_runs WHERE result = 'success'").Scan(&n); err != nil || n < 1 {
 		t.Fatalf("successful runs recorded in the new database: got %d (%v), want ≥ 1", n, err)
@@ -260,7 +262,7 @@ func TestFault_DirectoryRemoved(t *testing.T) {
 func TestFault_FileReplaced(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	w := StartWorker(t, Options{Config: faultConfig("", 0), DBPath: filepath.Join(dir, "worker.db")})
+	w := StartWorker(t, workertest.Options{Config: faultConfig("", 0), DBPath: filepath.Join(dir, "worker.db")})
 	w.WaitFor(t, "writing", 30*time.Second, func() bool { return runs(w.Scrape(t), "write", "success") >= 2 })
 
 	// The replacement: a database of its own, with a row the old file lacks.
@@ -279,11 +281,11 @@ func TestFault_FileReplaced(t *testing.T) {
 	replaced := time.Now()
 
 	opened := func() float64 {
-		return sum(w.Scrape(t)["worker_db_init_calls_total"], map[string]string{"result": "opened"})
+		return workertest.Sum(w.Scrape(t)["worker_db_init_calls_total"], map[string]string{"result": "opened"})
 	}
 	took := w.WaitFor(t, "reopening the new file", 30*time.Second, func() bool { return opened() >= 2 })
 	w.WaitFor(t, "ready", 30*time.Second, func() bool { return w.Status("/readyz") == http.StatusOK })
-	d := openDB(t, w.DBPath, "mode=ro")
+	d := workertest.OpenDB(t, w.DBPath, "mode=ro")
 	w.WaitFor(t, "writing to the new file", 30*time.Second, func() bool {
 		var n int
 		err := d.QueryRow("SELECT count(*) FROM job_runs WHERE job = 'write' AND result = 'success'").Scan(&n)

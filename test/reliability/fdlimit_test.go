@@ -31,27 +31,27 @@ const fdConfig = workertest.EverySecond
 // Ensure the worker runs within RLIMIT_NOFILE 64 and reports it.
 func TestFDLimit_Runs(t *testing.T) {
 	t.Parallel()
-	w := StartWorker(t, Options{Config: fdConfig, Prefix: prlimit(t)})
+	w := StartWorker(t, workertest.Options{Config: fdConfig, Prefix: prlimit(t)})
 	first := w.Scrape(t)
 	w.WaitFor(t, "running jobs", 30*time.Second, func() bool {
-		return sum(w.Scrape(t)["worker_job_runs_total"], map[string]string{"result": "success"}) >=
-			sum(first["worker_job_runs_total"], map[string]string{"result": "success"})+18
+		return workertest.Sum(w.Scrape(t)["worker_job_runs_total"], map[string]string{"result": "success"}) >=
+			workertest.Sum(first["worker_job_runs_total"], map[string]string{"result": "success"})+18
 	})
 	mfs := w.Scrape(t)
-	if got := sum(mfs["process_max_fds"], nil); got != fdLimit {
+	if got := workertest.Sum(mfs["process_max_fds"], nil); got != fdLimit {
 		t.Errorf("process_max_fds: got %v, want %d", got, fdLimit)
 	}
-	open := sum(mfs["process_open_fds"], nil)
+	open := workertest.Sum(mfs["process_open_fds"], nil)
 	if open >= fdLimit {
 		t.Errorf("process_open_fds: got %v, want below %d", open, fdLimit)
 	}
 	for _, result := range []string{"failure", "panic", "timeout"} {
-		if got := sum(mfs["worker_job_runs_total"], map[string]string{"result": result}); got != 0 {
+		if got := workertest.Sum(mfs["worker_job_runs_total"], map[string]string{"result": result}); got != 0 {
 			t.Errorf("worker_job_runs_total{result=%q}: got %v, want 0", result, got)
 		}
 	}
 	t.Logf("under RLIMIT_NOFILE %d: process_max_fds %v, process_open_fds %v, %v successful runs",
-		fdLimit, sum(mfs["process_max_fds"], nil), open, sum(mfs["worker_job_runs_total"], map[string]string{"result": "success"}))
+		fdLimit, workertest.Sum(mfs["process_max_fds"], nil), open, workertest.Sum(mfs["worker_job_runs_total"], map[string]string{"result": "success"}))
 	if code, _ := w.Stop(t, 60*time.Second); code != 0 {
 		t.Errorf("exit code: got %d, want 0", code)
 	}
@@ -66,14 +66,14 @@ func TestFDLimit_Exhausted(t *testing.T) {
 	// One kept-alive connection, opened before the limit is reached.
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1}}
 	t.Cleanup(client.CloseIdleConnections)
-	w := StartWorker(t, Options{Bin: leakBin, Config: fdConfig, Prefix: prlimit(t), Env: []string{"WORKER_LEAK=fd"}, Client: client})
+	w := StartWorker(t, workertest.Options{Bin: leakBin, Config: fdConfig, Prefix: prlimit(t), Env: []string{"WORKER_LEAK=fd"}, Client: client})
 	var failed float64
 	took := w.WaitFor(t, "failing runs with too many open files", 60*time.Second, func() bool {
 		mfs, err := w.TryScrape()
 		if err != nil {
 			return false
 		}
-		failed = sum(mfs["worker_job_runs_total"], map[string]string{"result": "failure"})
+		failed = workertest.Sum(mfs["worker_job_runs_total"], map[string]string{"result": "failure"})
 		return failed >= 5 && strings.Contains(w.Logs(), "too many open files")
 	})
 	// Every counted failure is logged.

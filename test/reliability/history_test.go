@@ -13,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sqlworker/worker/internal/jobs"
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // historyConfig runs the heartbeat and one writing job every second, with
@@ -42,7 +43,7 @@ jobs:
 // job_runs.
 type historyFault struct {
 	config        string
-	inject, clear func(t *testing.T, w *Worker)
+	inject, clear func(t *testing.T, w *workertest.Worker)
 }
 
 // countedRuns returns worker_job_runs_total by "job/result".
@@ -68,7 +69,7 @@ func countedRuns(mfs map[string]*dto.MetricFamily) map[string]float64 {
 // recordedRuns returns the rows of job_runs by "job/result".
 func recordedRuns(t *testing.T, d *sql.DB) map[string]float64 {
 	t.Helper()
-	rows, err := d.QueryContext(ctxTimeout(t, 10*time.Second), "SELECT job || '/' || result, count(*) FROM job_runs GROUP BY 1")
+	rows, err := d.QueryContext(workertest.CtxTimeout(t, 10*time.Second), "SELECT job || '/' || result, count(*) FROM job_runs GROUP BY 1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +118,8 @@ func total(m map[string]float64) (n float64) {
 // result, and the held rows keep the times of their runs.
 func runHistoryFault(t *testing.T, f historyFault) {
 	t.Helper()
-	w := StartWorker(t, Options{Config: f.config})
-	d := openDB(t, w.DBPath, "mode=ro")
+	w := StartWorker(t, workertest.Options{Config: f.config})
+	d := workertest.OpenDB(t, w.DBPath, "mode=ro")
 	w.WaitFor(t, "running", 30*time.Second, func() bool { return runs(w.Scrape(t), "write", "success") >= 1 })
 
 	f.inject(t, w)
@@ -129,7 +130,7 @@ func runHistoryFault(t *testing.T, f historyFault) {
 	var maxPending float64
 	var body string
 	w.WaitFor(t, "holding runs that cannot be written", 60*time.Second, func() bool {
-		pending := sum(w.Scrape(t)["worker_job_history_pending"], nil)
+		pending := workertest.Sum(w.Scrape(t)["worker_job_history_pending"], nil)
 		maxPending = max(maxPending, pending)
 		var code int
 		code, body, _ = w.Get("/readyz")
@@ -141,7 +142,7 @@ func runHistoryFault(t *testing.T, f historyFault) {
 
 	var caughtUp time.Duration
 	caughtUp = w.WaitFor(t, "writing the held runs", 60*time.Second, func() bool {
-		return sum(w.Scrape(t)["worker_job_history_pending"], nil) == 0
+		return workertest.Sum(w.Scrape(t)["worker_job_history_pending"], nil) == 0
 	})
 	w.WaitFor(t, "ready again", 30*time.Second, func() bool { return w.Status("/readyz") == http.StatusOK })
 
@@ -155,7 +156,7 @@ func runHistoryFault(t *testing.T, f historyFault) {
 		recorded = recordedRuns(t, d)
 		after := w.Scrape(t)
 		counted = countedRuns(after)
-		if format(countedRuns(before)) == format(counted) && sum(after["worker_job_history_pending"], nil) == 0 &&
+		if format(countedRuns(before)) == format(counted) && workertest.Sum(after["worker_job_history_pending"], nil) == 0 &&
 			format(counted) == format(recorded) {
 			break
 		}
@@ -180,7 +181,7 @@ func runHistoryFault(t *testing.T, f historyFault) {
 		t.Errorf("rows of failed runs that ended before the fault cleared: got %d, want %v", early, failed)
 	}
 	mfs := w.Scrape(t)
-	if got := sum(mfs["worker_job_history_dropped_total"], nil); got != 0 {
+	if got := workertest.Sum(mfs["worker_job_history_dropped_total"], nil); got != 0 {
 		t.Errorf("worker_job_history_dropped_total: got %v, want 0", got)
 	}
 	t.Logf("held after %s: %q; up to %v runs held (%v failed runs); all written %s after the fault cleared; job_runs = worker_job_runs_total = %v rows (%s)",
@@ -198,11 +199,11 @@ func TestHistory_DatabaseFull(t *testing.T) {
 	var other *sql.DB
 	runHistoryFault(t, historyFault{
 		config: historyConfig(fmt.Sprintf("  busy_timeout: 500ms\n  max_page_count: %d", maxPages), 2000),
-		inject: func(t *testing.T, w *Worker) {
-			other = openDB(t, w.DBPath, "_busy_timeout=10000")
+		inject: func(t *testing.T, w *workertest.Worker) {
+			other = workertest.OpenDB(t, w.DBPath, "_busy_timeout=10000")
 			fillDatabase(t, other, maxPages)
 		},
-		clear: func(t *testing.T, w *Worker) {
+		clear: func(t *testing.T, w *workertest.Worker) {
 			if _, err := other.Exec("DELETE FROM ballast"); err != nil {
 				t.Fatal(err)
 			}
@@ -246,7 +247,7 @@ func TestHistory_ReadOnly(t *testing.T) {
 	})
 	runHistoryFault(t, historyFault{
 		config: historyConfig("  busy_timeout: 500ms", 0),
-		inject: func(t *testing.T, w *Worker) {
+		inject: func(t *testing.T, w *workertest.Worker) {
 			// The -shm stays writable: see TestFault_ReadOnly.
 			files = []string{w.DBPath, w.DBPath + "-wal"}
 			for _, f := range files {
@@ -258,7 +259,7 @@ func TestHistory_ReadOnly(t *testing.T) {
 				t.Fatal("write to the immutable database: got nil, want an error")
 			}
 		},
-		clear: func(t *testing.T, w *Worker) {
+		clear: func(t *testing.T, w *workertest.Worker) {
 			for _, f := range files {
 				if err := setImmutable(f, false); err != nil {
 					t.Fatal(err)
@@ -270,10 +271,10 @@ func TestHistory_ReadOnly(t *testing.T) {
 
 // holdLock returns an inject and a clear that hold the write lock from
 // another process's connection.
-func holdLock() (inject, clear func(t *testing.T, w *Worker)) {
+func holdLock() (inject, clear func(t *testing.T, w *workertest.Worker)) {
 	var tx *sql.Tx
-	inject = func(t *testing.T, w *Worker) {
-		other := openDB(t, w.DBPath, "_txlock=immediate&_busy_timeout=10000")
+	inject = func(t *testing.T, w *workertest.Worker) {
+		other := workertest.OpenDB(t, w.DBPath, "_txlock=immediate&_busy_timeout=10000")
 		var err error
 		if tx, err = other.Begin(); err != nil {
 			t.Fatal(err)
@@ -282,7 +283,7 @@ func holdLock() (inject, clear func(t *testing.T, w *Worker)) {
 			t.Fatal(err)
 		}
 	}
-	clear = func(t *testing.T, w *Worker) {
+	clear = func(t *testing.T, w *workertest.Worker) {
 		if err := tx.Rollback(); err != nil {
 			t.Fatal(err)
 		}

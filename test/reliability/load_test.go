@@ -12,6 +12,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // The load: LoadJobs SQL jobs, each every second, on one database.
@@ -123,10 +125,10 @@ func TestLoad(t *testing.T) {
 			t.Fatalf("LOAD_DURATION: %v", err)
 		}
 	}
-	w := StartWorker(t, Options{Config: loadConfig(), LogLevel: "info"})
+	w := StartWorker(t, workertest.Options{Config: loadConfig(), LogLevel: "info"})
 	// Skip the first partial second, then take the baseline.
 	w.WaitFor(t, "the first load runs", 30*time.Second, func() bool {
-		return sum(w.Scrape(t)["worker_job_runs_total"], map[string]string{"job": "load_000"}) >= 2
+		return workertest.Sum(w.Scrape(t)["worker_job_runs_total"], map[string]string{"job": "load_000"}) >= 2
 	})
 	base := w.Scrape(t)
 	start := time.Now()
@@ -141,11 +143,11 @@ func TestLoad(t *testing.T) {
 			t.Fatalf("worker exited: %v", w.Err())
 		}
 		mfs := w.Scrape(t)
-		maxOpen = max(maxOpen, sum(mfs["go_sql_open_connections"], nil))
-		maxInUse = max(maxInUse, sum(mfs["go_sql_in_use_connections"], nil))
-		maxDriverConns = max(maxDriverConns, sum(mfs["worker_db_connections_open"], nil))
-		maxRSS = max(maxRSS, sum(mfs["process_resident_memory_bytes"], nil))
-		maxWait = sum(mfs["go_sql_wait_count_total"], nil) - sum(base["go_sql_wait_count_total"], nil)
+		maxOpen = max(maxOpen, workertest.Sum(mfs["go_sql_open_connections"], nil))
+		maxInUse = max(maxInUse, workertest.Sum(mfs["go_sql_in_use_connections"], nil))
+		maxDriverConns = max(maxDriverConns, workertest.Sum(mfs["worker_db_connections_open"], nil))
+		maxRSS = max(maxRSS, workertest.Sum(mfs["process_resident_memory_bytes"], nil))
+		maxWait = workertest.Sum(mfs["go_sql_wait_count_total"], nil) - workertest.Sum(base["go_sql_wait_count_total"], nil)
 	}
 	end := w.Scrape(t)
 	elapsed := time.Since(start)
@@ -160,14 +162,14 @@ func TestLoad(t *testing.T) {
 	delay := loadHistogram(end["worker_job_start_delay_seconds"]).minus(loadHistogram(base["worker_job_start_delay_seconds"]))
 	p50, p99, p999 := delay.quantile(0.5), delay.quantile(0.99), delay.quantile(0.999)
 	within := delay.atMost(loadMaxP99.Seconds())
-	cpu := sum(end["process_cpu_seconds_total"], nil) - sum(base["process_cpu_seconds_total"], nil)
-	rss := sum(end["process_resident_memory_bytes"], nil)
+	cpu := workertest.Sum(end["process_cpu_seconds_total"], nil) - workertest.Sum(base["process_cpu_seconds_total"], nil)
+	rss := workertest.Sum(end["process_resident_memory_bytes"], nil)
 	maxRSS = max(maxRSS, rss)
 
 	if code, _ := w.Stop(t, 2*time.Minute); code != 0 {
 		t.Errorf("exit code: got %d, want 0", code)
 	}
-	d := openDB(t, w.DBPath, "mode=ro")
+	d := workertest.OpenDB(t, w.DBPath, "mode=ro")
 	var busy, recorded int
 	err := d.QueryRow(`SELECT count(*) FILTER (WHERE error LIKE '%database is locked%' OR error LIKE '%busy%'), count(*)
 		FROM job_runs WHERE job LIKE 'load_%'`).Scan(&busy, &recorded)

@@ -26,14 +26,8 @@ func TestMain(m *testing.M) {
 	)
 }
 
-// The shared harness, under this package's short names.
-type (
-	Options = workertest.Options
-	Worker  = workertest.Worker
-)
-
 // StartWorker starts a worker; Options.Bin defaults to the clean build.
-func StartWorker(tb testing.TB, o Options) *Worker {
+func StartWorker(tb testing.TB, o workertest.Options) *workertest.Worker {
 	tb.Helper()
 	if o.Bin == "" {
 		o.Bin = workerBin
@@ -41,22 +35,15 @@ func StartWorker(tb testing.TB, o Options) *Worker {
 	return workertest.Start(tb, o)
 }
 
-var sum = workertest.Sum
-
 // runs returns worker_job_runs_total{job, result}.
 func runs(mfs map[string]*dto.MetricFamily, job, result string) float64 {
-	return sum(mfs["worker_job_runs_total"], map[string]string{"job": job, "result": result})
+	return workertest.Sum(mfs["worker_job_runs_total"], map[string]string{"job": job, "result": result})
 }
-
-var (
-	openDB     = workertest.OpenDB
-	ctxTimeout = workertest.CtxTimeout
-)
 
 // integrityCheck runs PRAGMA integrity_check and returns its lines.
 func integrityCheck(tb testing.TB, d *sql.DB) string {
 	tb.Helper()
-	rows, err := d.QueryContext(ctxTimeout(tb, time.Minute), "PRAGMA integrity_check")
+	rows, err := d.QueryContext(workertest.CtxTimeout(tb, time.Minute), "PRAGMA integrity_check")
 	if err != nil {
 		tb.Fatal(err)
 	}

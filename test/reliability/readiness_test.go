@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // Ensure a heartbeat that never succeeds while no run reports a failure (the
@@ -26,7 +28,7 @@ builtin:
   quick_check: {enabled: false}
   history_prune: {enabled: false}
 `
-	w := StartWorker(t, Options{Bin: leakBin, Config: config, Env: []string{"WORKER_LEAK=hang"}})
+	w := StartWorker(t, workertest.Options{Bin: leakBin, Config: config, Env: []string{"WORKER_LEAK=hang"}})
 	started := time.Now()
 	var body string
 	took := w.WaitFor(t, "reporting the overdue heartbeat on /readyz", 30*time.Second, func() bool {

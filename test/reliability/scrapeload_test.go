@@ -64,10 +64,10 @@ func quantileBound(before, after *dto.MetricFamily, q float64) (float64, uint64)
 // nothing else fails. The figures are logged, not asserted, but for a
 // generous bound on the start delay.
 func TestScrape_ConcurrentClients(t *testing.T) {
-	w := StartWorker(t, Options{Config: workertest.EverySecond, LogLevel: "info",
+	w := StartWorker(t, workertest.Options{Config: workertest.EverySecond, LogLevel: "info",
 		Args: []string{"--web.max-requests=40"}})
 	w.WaitFor(t, "running jobs", 30*time.Second, func() bool {
-		return sum(w.Scrape(t)["worker_job_start_delay_seconds"], nil) >= 6
+		return workertest.Sum(w.Scrape(t)["worker_job_start_delay_seconds"], nil) >= 6
 	})
 	before := w.Scrape(t)
 
@@ -107,11 +107,11 @@ func TestScrape_ConcurrentClients(t *testing.T) {
 	var after map[string]*dto.MetricFamily
 	w.WaitFor(t, "counting every 503", 30*time.Second, func() bool {
 		after = w.Scrape(t)
-		return sum(after["promhttp_metric_handler_requests_total"], map[string]string{"code": "503"})-
-			sum(before["promhttp_metric_handler_requests_total"], map[string]string{"code": "503"}) == float64(unavailable.Load())
+		return workertest.Sum(after["promhttp_metric_handler_requests_total"], map[string]string{"code": "503"})-
+			workertest.Sum(before["promhttp_metric_handler_requests_total"], map[string]string{"code": "503"}) == float64(unavailable.Load())
 	})
-	counted200 := sum(after["promhttp_metric_handler_requests_total"], map[string]string{"code": "200"}) -
-		sum(before["promhttp_metric_handler_requests_total"], map[string]string{"code": "200"})
+	counted200 := workertest.Sum(after["promhttp_metric_handler_requests_total"], map[string]string{"code": "200"}) -
+		workertest.Sum(before["promhttp_metric_handler_requests_total"], map[string]string{"code": "200"})
 	if counted200 < float64(ok.Load()) {
 		t.Errorf("promhttp_metric_handler_requests_total{code=\"200\"} rise: got %v, want ≥ %d (the 200s the clients saw)", counted200, ok.Load())
 	}
@@ -134,8 +134,8 @@ func TestScrape_ConcurrentClients(t *testing.T) {
 	if p99 > 1 {
 		t.Errorf("start delay p99 under load: got ≤ %vs bucket, want ≤ 1s", p99)
 	}
-	failures := sum(after["worker_job_runs_total"], map[string]string{"result": "failure"}) -
-		sum(before["worker_job_runs_total"], map[string]string{"result": "failure"})
+	failures := workertest.Sum(after["worker_job_runs_total"], map[string]string{"result": "failure"}) -
+		workertest.Sum(before["worker_job_runs_total"], map[string]string{"result": "failure"})
 	if failures != 0 {
 		t.Errorf("failed job runs under load: got %v, want 0", failures)
 	}

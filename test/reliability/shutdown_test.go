@@ -29,9 +29,9 @@ jobs:
     timeout: 1h
     sql: SELECT 1
 `
-	w := StartWorker(t, Options{Bin: leakBin, Config: config, Env: []string{"WORKER_LEAK=hang"}})
+	w := StartWorker(t, workertest.Options{Bin: leakBin, Config: config, Env: []string{"WORKER_LEAK=hang"}})
 	w.WaitFor(t, "running stuck", 30*time.Second, func() bool {
-		return sum(w.Scrape(t)["worker_job_running"], map[string]string{"job": "stuck"}) == 1
+		return workertest.Sum(w.Scrape(t)["worker_job_running"], map[string]string{"job": "stuck"}) == 1
 	})
 	bound := grace + jobs.DefaultForceTimeout + 5*time.Second // 5 s: HTTP shutdown and the final checkpoint
 	code, took := w.Stop(t, bound)
@@ -43,7 +43,7 @@ jobs:
 			t.Errorf("log: missing %q", want)
 		}
 	}
-	d := openDB(t, w.DBPath, "mode=ro")
+	d := workertest.OpenDB(t, w.DBPath, "mode=ro")
 	var result, errText string
 	err := d.QueryRow("SELECT result, error FROM job_runs WHERE job = 'stuck' AND result != 'skipped' ORDER BY id DESC LIMIT 1").Scan(&result, &errText)
 	if err != nil {
@@ -72,9 +72,9 @@ jobs:
     timeout: 2s
     sql: SELECT 1
 `
-	w := StartWorker(t, Options{Bin: leakBin, Config: config, Env: []string{"WORKER_LEAK=rows"}})
+	w := StartWorker(t, workertest.Options{Bin: leakBin, Config: config, Env: []string{"WORKER_LEAK=rows"}})
 	w.WaitFor(t, "pool pinned", 30*time.Second, func() bool {
-		return sum(w.Scrape(t)["go_sql_in_use_connections"], nil) == 4
+		return workertest.Sum(w.Scrape(t)["go_sql_in_use_connections"], nil) == 4
 	})
 	bound := time.Second + jobs.DefaultForceTimeout + db.DefaultCloseTimeout + 10*time.Second
 	code, took := w.Stop(t, bound)

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // mustCert writes a self-signed certificate for 127.0.0.1 and its key to dir
@@ -89,7 +91,7 @@ func TestWeb_TLSBasicAuth(t *testing.T) {
 		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 	}}
 	t.Cleanup(client.CloseIdleConnections)
-	w := StartWorker(t, Options{Args: []string{"--web.config.file", webConfig}, Client: client, Scheme: "https"})
+	w := StartWorker(t, workertest.Options{Args: []string{"--web.config.file", webConfig}, Client: client, Scheme: "https"})
 
 	get := func(c *http.Client, url, user, password string) (int, string, error) {
 		req, err := http.NewRequest(http.MethodGet, url, nil)
