@@ -14,16 +14,19 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobs"
 	"github.com/sqlworker/worker/internal/schedule"
 	"github.com/sqlworker/worker/internal/sqlstmt"
 )
 
-// Defaults of the configuration.
+// Defaults of the configuration. Those of the database and the scheduler
+// are their owners' (internal/db, internal/jobs), so that each has one value.
 const (
-	DefaultDBPath           = "worker.db"
-	DefaultMaxOpenConns     = 4
-	DefaultBusyTimeout      = 5 * time.Second
-	DefaultShutdownGrace    = 30 * time.Second
+	DefaultDBPath           = db.DefaultPath
+	DefaultMaxOpenConns     = db.DefaultMaxOpenConns
+	DefaultBusyTimeout      = db.DefaultBusyTimeout
+	DefaultShutdownGrace    = jobs.DefaultShutdownGrace
 	DefaultHistoryRetention = 7 * 24 * time.Hour
 	DefaultJobTimeout       = time.Minute
 	// MaxPageCount is SQLite's own largest max_page_count.
