@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/sqlworker/worker/internal/jobs"
 	"github.com/sqlworker/worker/internal/workertest"
 )
 
@@ -45,7 +46,11 @@ func TestWorker_EndToEnd(t *testing.T) {
 			t.Errorf("metric %s: missing from /metrics", name)
 		}
 	}
-	for _, job := range []string{"heartbeat", "wal_checkpoint", "optimize", "quick_check", "history_prune", "rollup"} {
+	names := []string{"rollup"}
+	for _, b := range jobs.BuiltinJobs {
+		names = append(names, b.Name)
+	}
+	for _, job := range names {
 		if got := workertest.Sum(mfs["worker_job_runs_total"], map[string]string{"job": job, "result": "success"}); got < 1 {
 			t.Errorf("worker_job_runs_total{job=%q,result=\"success\"}: got %v, want ≥ 1", job, got)
 		}
@@ -134,7 +139,7 @@ func filter(mf *dto.MetricFamily, label, value string) []*dto.Metric {
 // period, is recorded, and the worker exits 0 leaving no WAL behind.
 func TestWorker_Shutdown(t *testing.T) {
 	// About a second of SQLite work per run, so SIGTERM lands mid-run.
-	const config = workertest.BuiltinsOff + `
+	config := workertest.BuiltinsOff + `
 scheduler:
   shutdown_grace: 30s
 jobs:

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -39,26 +40,51 @@ const (
 	MaxBusyTimeout = math.MaxInt32 * time.Millisecond
 )
 
-// The built-in jobs.
+// The built-in jobs, defined in jobs.BuiltinJobs.
 const (
-	Heartbeat     = "heartbeat"
-	WALCheckpoint = "wal_checkpoint"
-	Optimize      = "optimize"
-	QuickCheck    = "quick_check"
-	HistoryPrune  = "history_prune"
+	Heartbeat     = jobs.Heartbeat
+	WALCheckpoint = jobs.WALCheckpoint
+	Optimize      = jobs.Optimize
+	QuickCheck    = jobs.QuickCheck
+	HistoryPrune  = jobs.HistoryPrune
 )
 
 // BuiltinNames lists the built-in jobs in a stable order.
-var BuiltinNames = []string{Heartbeat, WALCheckpoint, Optimize, QuickCheck, HistoryPrune}
+var BuiltinNames = builtinNames()
 
-// builtinDefaults are the production schedules of the built-in jobs.
-var builtinDefaults = map[string]Job{
-	Heartbeat:     {Spec: "@every 10s", Timeout: 5 * time.Second},
-	WALCheckpoint: {Spec: "@every 5m", Timeout: time.Minute},
-	Optimize:      {Spec: "@hourly", Timeout: 5 * time.Minute},
-	QuickCheck:    {Spec: "@every 15m", Timeout: 5 * time.Minute},
-	HistoryPrune:  {Spec: "@hourly", Timeout: time.Minute},
+func builtinNames() []string {
+	names := make([]string, len(jobs.BuiltinJobs))
+	for i, b := range jobs.BuiltinJobs {
+		names[i] = b.Name
+	}
+	return names
 }
+
+// builtinDefault returns the production schedule and timeout of a built-in.
+func builtinDefault(name string) Job {
+	for _, b := range jobs.BuiltinJobs {
+		if b.Name == name {
+			return Job{Spec: b.Spec, Timeout: b.Timeout}
+		}
+	}
+	return Job{}
+}
+
+// builtinSection is the type the checker sees for builtin: a struct with a
+// *fileJob field per built-in, tagged with its name, so that an unknown key
+// is reported with the built-ins' names as any unknown field is. The file
+// holds a map, decoded from the same tree.
+var builtinSection = func() reflect.Type {
+	fields := make([]reflect.StructField, len(jobs.BuiltinJobs))
+	for i, b := range jobs.BuiltinJobs {
+		fields[i] = reflect.StructField{
+			Name: fmt.Sprintf("Job%d", i),
+			Type: reflect.TypeFor[*fileJob](),
+			Tag:  reflect.StructTag(fmt.Sprintf("yaml:%q", b.Name)),
+		}
+	}
+	return reflect.StructOf(fields)
+}()
 
 // Config is a validated configuration.
 type Config struct {
@@ -120,14 +146,8 @@ type file struct {
 	History struct {
 		Retention string `yaml:"retention"`
 	} `yaml:"history"`
-	Builtin struct {
-		Heartbeat     *fileJob `yaml:"heartbeat"`
-		WALCheckpoint *fileJob `yaml:"wal_checkpoint"`
-		Optimize      *fileJob `yaml:"optimize"`
-		QuickCheck    *fileJob `yaml:"quick_check"`
-		HistoryPrune  *fileJob `yaml:"history_prune"`
-	} `yaml:"builtin"`
-	Jobs []fileJob `yaml:"jobs"`
+	Builtin map[string]*fileJob `yaml:"builtin"` // checked as builtinSection
+	Jobs    []fileJob           `yaml:"jobs"`
 }
 
 type fileJob struct {
@@ -260,15 +280,8 @@ func (f *file) validate() (*Config, error) {
 		return nil, err
 	}
 
-	builtin := map[string]*fileJob{
-		Heartbeat:     f.Builtin.Heartbeat,
-		WALCheckpoint: f.Builtin.WALCheckpoint,
-		Optimize:      f.Builtin.Optimize,
-		QuickCheck:    f.Builtin.QuickCheck,
-		HistoryPrune:  f.Builtin.HistoryPrune,
-	}
 	for _, name := range BuiltinNames {
-		j, err := c.job("builtin."+name, name, builtin[name], builtinDefaults[name])
+		j, err := c.job("builtin."+name, name, f.Builtin[name], builtinDefault(name))
 		if err != nil {
 			return nil, err
 		}

@@ -90,6 +90,9 @@ func (c *checker) check(n ast.Node, t reflect.Type, path string) error {
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	if t == reflect.TypeFor[map[string]*fileJob]() {
+		t = builtinSection
+	}
 	switch t.Kind() {
 	case reflect.Struct:
 		return c.checkMapping(n, t, path)

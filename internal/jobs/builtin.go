@@ -59,19 +59,41 @@ func (b *Builtins) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// The built-in jobs' names, also their keys under builtin: in the config.
+const (
+	Heartbeat     = "heartbeat"
+	WALCheckpoint = "wal_checkpoint"
+	Optimize      = "optimize"
+	QuickCheck    = "quick_check"
+	HistoryPrune  = "history_prune"
+)
+
+// BuiltinJob is one built-in job: its name, its production schedule and
+// timeout, and its body.
+type BuiltinJob struct {
+	Name    string
+	Spec    string
+	Timeout time.Duration
+	body    func(b *Builtins) Func
+}
+
+// BuiltinJobs lists the built-in jobs in a stable order. It is the one
+// place a built-in is defined: the config takes its names, YAML keys and
+// defaults from here, and the tests their fixtures.
+var BuiltinJobs = []BuiltinJob{
+	{Heartbeat, "@every 10s", 5 * time.Second, func(b *Builtins) Func { return b.heartbeat }},
+	{WALCheckpoint, "@every 5m", time.Minute, func(*Builtins) Func { return walCheckpoint }},
+	{Optimize, "@hourly", 5 * time.Minute, func(*Builtins) Func { return optimize }},
+	{QuickCheck, "@every 15m", 5 * time.Minute, func(b *Builtins) Func { return b.quickCheck }},
+	{HistoryPrune, "@hourly", time.Minute, func(b *Builtins) Func { return b.historyPrune }},
+}
+
 // Func returns the body of the named built-in job.
 func (b *Builtins) Func(name string) (Func, error) {
-	switch name {
-	case "heartbeat":
-		return b.heartbeat, nil
-	case "wal_checkpoint":
-		return walCheckpoint, nil
-	case "optimize":
-		return optimize, nil
-	case "quick_check":
-		return b.quickCheck, nil
-	case "history_prune":
-		return b.historyPrune, nil
+	for _, j := range BuiltinJobs {
+		if j.Name == name {
+			return j.body(b), nil
+		}
 	}
 	return nil, fmt.Errorf("%w: %q is not a built-in job", ErrUnknownJob, name)
 }

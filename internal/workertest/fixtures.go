@@ -3,33 +3,23 @@ package workertest
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // OpenDB reads the worker's database with the plain driver
+
+	"github.com/sqlworker/worker/internal/jobs"
 )
 
 // BuiltinsOff is a config fragment that disables every built-in job, for
 // tests that watch one job of their own.
-const BuiltinsOff = `
-builtin:
-  heartbeat: {enabled: false}
-  wal_checkpoint: {enabled: false}
-  optimize: {enabled: false}
-  quick_check: {enabled: false}
-  history_prune: {enabled: false}
-`
+var BuiltinsOff = builtins("{enabled: false}")
 
 // EverySecond is a config whose jobs, the built-in ones and one SQL job,
 // all run every second.
-const EverySecond = `
-builtin:
-  heartbeat: {schedule: "@every 1s"}
-  wal_checkpoint: {schedule: "@every 1s"}
-  optimize: {schedule: "@every 1s"}
-  quick_check: {schedule: "@every 1s"}
-  history_prune: {schedule: "@every 1s"}
-jobs:
+var EverySecond = builtins(`{schedule: "@every 1s"}`) + `jobs:
   - name: rollup
     schedule: "* * * * * *"
     timeout: 10s
@@ -38,6 +28,17 @@ jobs:
       INSERT INTO events VALUES (1), (2);
       DELETE FROM events;
 `
+
+// builtins returns a builtin: section that gives every built-in job the
+// same settings (a YAML flow mapping).
+func builtins(settings string) string {
+	var b strings.Builder
+	b.WriteString("\nbuiltin:\n")
+	for _, j := range jobs.BuiltinJobs {
+		fmt.Fprintf(&b, "  %s: %s\n", j.Name, settings)
+	}
+	return b.String()
+}
 
 // OpenDB opens a database for a test's own checks with the given URI
 // parameters (such as mode=ro), closed at cleanup.

@@ -26,7 +26,7 @@ func prlimit(t *testing.T) []string {
 }
 
 // fdConfig runs every built-in job and one SQL job every second.
-const fdConfig = workertest.EverySecond
+var fdConfig = workertest.EverySecond
 
 // Ensure the worker runs within RLIMIT_NOFILE 64 and reports it.
 func TestFDLimit_Runs(t *testing.T) {

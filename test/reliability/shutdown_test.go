@@ -19,7 +19,7 @@ import (
 func TestShutdown_JobIgnoresContext(t *testing.T) {
 	t.Parallel()
 	const grace = 1 * time.Second
-	const config = `
+	config := `
 scheduler:
   shutdown_grace: 1s
 ` + workertest.BuiltinsOff + `
@@ -62,7 +62,7 @@ jobs:
 // worker in WORKER_LEAK=rows mode never exited after SIGTERM.)
 func TestShutdown_LeakedRowsPinPool(t *testing.T) {
 	t.Parallel()
-	const config = `
+	config := `
 scheduler:
   shutdown_grace: 1s
 ` + workertest.BuiltinsOff + `
