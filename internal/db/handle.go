@@ -1,6 +1,7 @@
 // Package db owns the worker's one shared SQLite handle: an idempotent Init
 // that opens it once, a driver that counts every handle and connection of
-// the process, and the migrations of the worker's own tables. It also guards
+// the process, and the worker's own tables: their migrations, and every
+// write to them with their time format (history.go). It also guards
 // the files: one worker per database file (lock.go), nothing changed in a
 // file it refuses and dropped tables repaired (schema.go), a removed -wal or
 // -shm recovered from (wal.go), and corruption reported loudly.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sqlworker/worker/internal/db"
 )
 
 // Builtins holds what the built-in jobs need and the gauge quick_check sets.
@@ -99,23 +101,16 @@ func (b *Builtins) Func(name string) (Func, error) {
 }
 
 // heartbeat upserts the worker's liveness row.
-func (b *Builtins) heartbeat(ctx context.Context, db *sql.DB) (int64, error) {
+func (b *Builtins) heartbeat(ctx context.Context, sdb *sql.DB) (int64, error) {
 	if b.Verify != nil {
 		if err := b.Verify(); err != nil {
 			return 0, err
 		}
 	}
 	host, _ := os.Hostname()
-	now := FormatTime(time.Now())
-	res, err := db.ExecContext(ctx, `INSERT INTO heartbeat (id, pid, hostname, version, started_at, beat_at)
-		VALUES (1, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, hostname = excluded.hostname,
-			version = excluded.version, started_at = excluded.started_at, beat_at = excluded.beat_at`,
-		os.Getpid(), host, b.Version, FormatTime(b.started), now)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
+	return db.WriteHeartbeat(ctx, sdb, db.Beat{
+		PID: os.Getpid(), Hostname: host, Version: b.Version, StartedAt: b.started, BeatAt: time.Now(),
+	})
 }
 
 // ErrCheckpointBusy is returned when readers kept a checkpoint from finishing.
@@ -192,13 +187,8 @@ func (b *Builtins) quickCheck(ctx context.Context, db *sql.DB) (int64, error) {
 }
 
 // historyPrune deletes runs that ended before the retention.
-func (b *Builtins) historyPrune(ctx context.Context, db *sql.DB) (int64, error) {
-	cutoff := FormatTime(time.Now().Add(-b.HistoryRetention))
-	res, err := db.ExecContext(ctx, "DELETE FROM job_runs WHERE ended_at < ?", cutoff)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
+func (b *Builtins) historyPrune(ctx context.Context, sdb *sql.DB) (int64, error) {
+	return db.PruneRuns(ctx, sdb, time.Now().Add(-b.HistoryRetention))
 }
 
 // SQLFunc returns the body of a user job: its SQL, one or more statements,

@@ -5,19 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sqlworker/worker/internal/db"
 )
-
-// TimeFormat is how times are stored in the worker's tables: UTC, fixed
-// width, so that text order is time order.
-const TimeFormat = "2006-01-02T15:04:05.000Z"
-
-// FormatTime formats t in TimeFormat.
-func FormatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }
 
 // History buffer bounds and timings.
 const (
@@ -59,26 +53,17 @@ func (e *HistoryError) Error() string {
 
 func (e *HistoryError) Unwrap() error { return e.Err }
 
-// historyRow is what job_runs stores of a run: the run's own times, so a
-// row written late says when the run happened, not when it was written.
-type historyRow struct {
-	job                       string
-	scheduled, started, ended time.Time
-	result                    Result
-	errText                   string
-	rowsAffected              int64
-}
-
-func newHistoryRow(r *Run) historyRow {
-	row := historyRow{
-		job: r.Job, scheduled: r.ScheduledAt, started: r.StartedAt, ended: r.EndedAt,
-		result: r.Result, rowsAffected: r.RowsAffected,
+// newHistoryRow is what job_runs stores of a run.
+func newHistoryRow(r *Run) db.RunRow {
+	row := db.RunRow{
+		Job: r.Job, ScheduledAt: r.ScheduledAt, StartedAt: r.StartedAt, EndedAt: r.EndedAt,
+		Result: string(r.Result), RowsAffected: r.RowsAffected,
 	}
-	if row.scheduled.IsZero() {
-		row.scheduled = r.StartedAt
+	if row.ScheduledAt.IsZero() {
+		row.ScheduledAt = r.StartedAt
 	}
 	if r.Err != nil {
-		row.errText = r.Err.Error()
+		row.Error = r.Err.Error()
 	}
 	return row
 }
@@ -99,7 +84,7 @@ type history struct {
 
 	mu       sync.Mutex
 	idle     *sync.Cond // signalled when flushing ends
-	queue    []historyRow
+	queue    []db.RunRow
 	flushing bool
 	lastErr  error // of the last failed write; nil once the queue is empty
 	dropping bool  // dropping since the last successful write (logged once)
@@ -187,7 +172,7 @@ func (h *history) flush(ctx context.Context) error {
 			}
 			return nil
 		}
-		batch := append([]historyRow(nil), h.queue[:min(len(h.queue), historyBatch)]...)
+		batch := append([]db.RunRow(nil), h.queue[:min(len(h.queue), historyBatch)]...)
 		h.mu.Unlock()
 
 		err := h.write(ctx, batch)
@@ -282,28 +267,15 @@ func (h *history) drain(ctx context.Context) error {
 	return fmt.Errorf("%w: %d runs: %w", ErrHistoryLost, n, err)
 }
 
-// write inserts rows into job_runs with one statement, so the batch is
+// write inserts rows into job_runs (db.InsertRuns), so the batch is
 // written whole or not at all. It has its own timeout: a run cancelled at
 // shutdown must still be recorded.
-func (h *history) write(ctx context.Context, rows []historyRow) error {
+func (h *history) write(ctx context.Context, rows []db.RunRow) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), historyWriteTimeout)
 	defer cancel()
-	db, err := h.db.Init(ctx)
+	sdb, err := h.db.Init(ctx)
 	if err != nil {
 		return err
 	}
-	var b strings.Builder
-	b.WriteString(`INSERT INTO job_runs
-		(job, scheduled_at, started_at, ended_at, result, error, rows_affected) VALUES `)
-	args := make([]any, 0, 7*len(rows))
-	for i, r := range rows {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?)")
-		args = append(args, r.job, FormatTime(r.scheduled), FormatTime(r.started), FormatTime(r.ended),
-			string(r.result), r.errText, r.rowsAffected)
-	}
-	_, err = db.ExecContext(ctx, b.String(), args...)
-	return err
+	return db.InsertRuns(ctx, sdb, rows)
 }

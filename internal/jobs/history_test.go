@@ -120,7 +120,7 @@ func TestScheduler_HistoryBuffer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want = append(want, jobs.FormatTime(r.StartedAt))
+		want = append(want, db.FormatTime(r.StartedAt))
 	}
 	var he *jobs.HistoryError
 	if err := s.HistoryErr(); !errors.As(err, &he) || he.Pending != 3 || !strings.Contains(err.Error(), "database is locked") {
@@ -138,7 +138,7 @@ func TestScheduler_HistoryBuffer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = append(want, jobs.FormatTime(r.StartedAt))
+	want = append(want, db.FormatTime(r.StartedAt))
 	if err := errs[len(errs)-1]; err != nil {
 		t.Fatalf("OnFinish history error after release: got %v, want nil", err)
 	}

@@ -12,7 +12,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/sqlworker/worker/internal/jobs"
+	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/workertest"
 )
 
@@ -174,7 +174,7 @@ func runHistoryFault(t *testing.T, f historyFault) {
 	// the fault cleared, although their rows were written after.
 	var early int
 	if err := d.QueryRow("SELECT count(*) FROM job_runs WHERE result != 'success' AND ended_at < ?",
-		jobs.FormatTime(cleared)).Scan(&early); err != nil {
+		db.FormatTime(cleared)).Scan(&early); err != nil {
 		t.Fatal(err)
 	}
 	if float64(early) < failed {
