@@ -7,6 +7,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"time"
 
 	_ "github.com/mattn/go-sqlite3" // reads job_runs after the run
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,8 +15,9 @@ import (
 	"github.com/sqlworker/worker"
 )
 
-// A Go job, registered beside the config's jobs, runs until the context is
-// done; its runs are in job_runs and in worker_job_runs_total.
+// A Go job, registered beside the config's jobs, runs every second until
+// the context is done, here for three runs; each run is in job_runs and in
+// worker_job_runs_total.
 func Example() {
 	dir, err := os.MkdirTemp("", "worker-example-")
 	if err != nil {
@@ -30,14 +32,9 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	ran := make(chan struct{}, 1)
+	ran := make(chan struct{}, 10)
 	err = w.Register("expire_sessions", "* * * * * *", func(ctx context.Context, db *sql.DB) (int64, error) {
-		defer func() {
-			select {
-			case ran <- struct{}{}:
-			default:
-			}
-		}()
+		defer func() { ran <- struct{}{} }()
 		if _, err := db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS sessions (expires_at INTEGER)"); err != nil {
 			return 0, err
 		}
@@ -46,7 +43,7 @@ func Example() {
 			return 0, err
 		}
 		return res.RowsAffected()
-	})
+	}, worker.WithTimeout(5*time.Second))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -54,8 +51,10 @@ func Example() {
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	<-ran  // the first run
-	stop() // a graceful shutdown: the run is recorded before Run returns
+	for range 3 {
+		<-ran
+	}
+	stop() // a graceful shutdown: every run is recorded before Run returns
 	if err := <-done; err != nil {
 		log.Fatal(err)
 	}
@@ -65,16 +64,15 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer db.Close()
-	var result string
-	if err := db.QueryRow("SELECT result FROM job_runs WHERE job = 'expire_sessions' ORDER BY id LIMIT 1").Scan(&result); err != nil {
+	var rows float64
+	if err := db.QueryRow("SELECT count(*) FROM job_runs WHERE job = 'expire_sessions' AND result = 'success'").Scan(&rows); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("job_runs:", result)
-
 	mfs, err := reg.Gather()
 	if err != nil {
 		log.Fatal(err)
 	}
+	var total float64
 	for _, mf := range mfs {
 		if mf.GetName() != "worker_job_runs_total" {
 			continue
@@ -85,13 +83,15 @@ func Example() {
 				labels[l.GetName()] = l.GetValue()
 			}
 			if labels["job"] == "expire_sessions" && labels["result"] == "success" {
-				fmt.Println("worker_job_runs_total{result=\"success\"} > 0:", m.GetCounter().GetValue() > 0)
+				total = m.GetCounter().GetValue()
 			}
 		}
 	}
+	fmt.Println("successful runs in job_runs:", rows >= 3)
+	fmt.Println("the same in worker_job_runs_total:", total == rows)
 	// Output:
-	// job_runs: success
-	// worker_job_runs_total{result="success"} > 0: true
+	// successful runs in job_runs: true
+	// the same in worker_job_runs_total: true
 }
 
 // A config entry under jobs with no sql refers to a registered Go job: here
