@@ -86,30 +86,32 @@ var builtinSection = func() reflect.Type {
 	return reflect.StructOf(fields)
 }()
 
-// Config is a validated configuration.
+// Config is a validated configuration. Parse fills every field; one built
+// in Go must set Location and give each job a Schedule. Changing DBPath
+// after Parse (as --db.path does) is allowed.
 type Config struct {
-	DBPath           string
-	MaxOpenConns     int
-	BusyTimeout      time.Duration
-	MaxPageCount     int // PRAGMA max_page_count on every connection; 0: SQLite's limit
-	Location         *time.Location
-	ShutdownGrace    time.Duration
-	HistoryRetention time.Duration
-	Jobs             []Job // built-in jobs first, then user jobs, enabled or not
+	DBPath           string         // database.path; default DefaultDBPath
+	MaxOpenConns     int            // database.max_open_conns, the pool bound; default DefaultMaxOpenConns
+	BusyTimeout      time.Duration  // database.busy_timeout; default DefaultBusyTimeout
+	MaxPageCount     int            // database.max_page_count, PRAGMA max_page_count on every connection; 0: SQLite's limit
+	Location         *time.Location // scheduler.timezone of specs without CRON_TZ=; default time.Local
+	ShutdownGrace    time.Duration  // scheduler.shutdown_grace, how long runs may finish at shutdown; default DefaultShutdownGrace
+	HistoryRetention time.Duration  // history.retention, how long history_prune keeps job_runs rows; default DefaultHistoryRetention
+	Jobs             []Job          // built-in jobs first, then user jobs, enabled or not
 	// Source is the file Load read, "" otherwise; errors found later, when
 	// the jobs are resolved against the registered Go jobs, name it.
 	Source string
 }
 
-// Job is one scheduled job.
+// Job is one scheduled job of the config.
 type Job struct {
-	Name     string
-	Builtin  bool
-	Spec     string
-	Schedule cron.Schedule
-	Timeout  time.Duration
-	Enabled  bool
-	SQL      string // user jobs only
+	Name     string        // unique: lower case letters, digits and _
+	Builtin  bool          // one of jobs.BuiltinJobs, under builtin:
+	Spec     string        // the schedule as written; "" in a Go job's entry that keeps its own
+	Schedule cron.Schedule // Spec parsed; nil when Spec is ""
+	Timeout  time.Duration // per run; default DefaultJobTimeout, a built-in's own, or 0 in a Go job's entry that keeps its own
+	Enabled  bool          // default true
+	SQL      string        // user jobs only: run in one transaction
 	// Go is set on an entry under jobs with no sql: it refers to a Go job
 	// registered by name, and reschedules (Spec, "" to keep its own),
 	// re-times (Timeout, 0 to keep its own) or disables it.
