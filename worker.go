@@ -25,7 +25,7 @@ const DefaultNamespace = jobs.DefaultNamespace
 
 // Errors of a Worker.
 var (
-	// ErrStarted is returned by Register once Start or Run was called.
+	// ErrStarted is returned by Register once Open, Start or Run was called.
 	ErrStarted = errors.New("worker already started")
 	// ErrStopped is returned by Start after Stop or Close.
 	ErrStopped = errors.New("worker is stopped")
@@ -74,8 +74,10 @@ type Worker struct {
 
 	mu       sync.Mutex
 	goJobs   []goJob
-	starting bool // Start was called: Register refuses
-	sched    *jobs.Scheduler
+	starting bool            // Open or Start was called: Register refuses
+	list     []jobs.Job      // the enabled jobs, once open
+	sched    *jobs.Scheduler // set once open
+	running  bool            // Start succeeded
 	stopped  bool
 	closed   bool
 }
@@ -156,14 +158,20 @@ func (w *Worker) Register(name, spec string, fn Func, opts ...JobOption) error {
 	return nil
 }
 
-// Start opens the database (creating and migrating it), registers the
-// metrics and starts scheduling. It returns at once; the jobs run until
-// Stop. It returns an error naming the field for a config entry with no sql
-// whose name is no registered Go job (ErrNoGoJob), ErrStopped after Stop,
-// and nil when already started. After a failed Start, call Close.
-func (w *Worker) Start(ctx context.Context) error {
+// Open resolves the jobs, opens the database (creating and migrating it)
+// and registers the metrics, without scheduling anything: a program that
+// serves HTTP can open first, so that its first scrape sees every series,
+// and Start once it listens. Start calls it when it was not called. It
+// returns an error naming the field for a config entry with no sql whose
+// name is no registered Go job (ErrNoGoJob), ErrStopped after Stop, and nil
+// when already open. After a failed Open, call Close.
+func (w *Worker) Open(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.openLocked(ctx)
+}
+
+func (w *Worker) openLocked(ctx context.Context) error {
 	switch {
 	case w.stopped:
 		return ErrStopped
@@ -191,10 +199,9 @@ func (w *Worker) Start(ctx context.Context) error {
 			}
 		}
 	}
-	var list []jobs.Job
 	for _, p := range plan {
 		if p.Enabled {
-			list = append(list, jobs.Job{Name: p.Name, Spec: p.Spec, Schedule: p.Schedule, Timeout: p.Timeout, Func: p.fn})
+			w.list = append(w.list, jobs.Job{Name: p.Name, Spec: p.Spec, Schedule: p.Schedule, Timeout: p.Timeout, Func: p.fn})
 		}
 	}
 	faults := &runFaults{readiness: w.readiness, logger: w.logger}
@@ -205,18 +212,34 @@ func (w *Worker) Start(ctx context.Context) error {
 		Registerer:    w.reg,
 		Logger:        w.logger,
 		OnFinish:      faults.observe,
-	}, list)
+	}, w.list)
 	if err != nil {
 		return err
 	}
-	w.addChecks(sched, list)
-	if err := sched.Start(); err != nil {
+	w.addChecks(sched, w.list)
+	w.sched = sched
+	return nil
+}
+
+// Start opens the worker (see Open) unless it is open, and starts
+// scheduling. It returns at once; the jobs run until Stop. It returns
+// Open's errors, ErrStopped after Stop, and nil when already started.
+func (w *Worker) Start(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.running {
+		return nil
+	}
+	if err := w.openLocked(ctx); err != nil {
 		return err
 	}
-	w.sched = sched
+	if err := w.sched.Start(); err != nil {
+		return err
+	}
+	w.running = true
 	w.readiness.Ready()
 	close(w.ready)
-	w.logger.Info("Worker ready", "db", w.cfg.DBPath, "jobs", len(list))
+	w.logger.Info("Worker ready", "db", w.cfg.DBPath, "jobs", len(w.list))
 	return nil
 }
 

@@ -273,8 +273,9 @@ func TestWorker_Close(t *testing.T) {
 	}
 }
 
-// Ensure Handler serves /readyz from the worker's lifecycle and the
-// metrics of the registry.
+// Ensure Handler serves /readyz from the worker's lifecycle (not ready
+// after Open, ready after Start, not ready after Stop) and the metrics of
+// the registry.
 func TestWorker_Handler(t *testing.T) {
 	w, reg := MustNewWorker(t, MustParseConfig(t, workertest.BuiltinsOff))
 	h, err := w.Handler(worker.HandlerOptions{Registry: reg})
@@ -291,8 +292,15 @@ func TestWorker_Handler(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
+	if err := w.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if got, want := status("/readyz"), 503; got != want {
 		t.Fatalf("/readyz before Start: got %v, want %v", got, want)
+	}
+	// Open registered every series: a scrape before Start sees them.
+	if got := sum(t, reg, "worker_db_handles_open", nil); got != 1 {
+		t.Fatalf("worker_db_handles_open after Open: got %v, want 1", got)
 	}
 	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)

@@ -98,6 +98,9 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	serveErr := d.serve(f)
+	if err := d.w.Start(ctx); err != nil {
+		return err
+	}
 
 	var runErr error
 	select {
@@ -129,9 +132,9 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	return runErr
 }
 
-// build builds the worker from the config, listens, and starts the worker:
-// the listeners before Start, which opens the database, so that a port in
-// use fails fast. The daemon it returns, also with an error, must be
+// build builds the worker from the config, listens, and opens the worker:
+// the listeners before Open, which opens the database, so that a port in
+// use fails fast; scheduling starts once HTTP serves. The daemon it returns, also with an error, must be
 // closed.
 func build(ctx context.Context, f *flags, cfg *worker.Config, logger *slog.Logger) (*daemon, error) {
 	d := &daemon{cfg: cfg, logger: logger}
@@ -172,7 +175,7 @@ func build(ctx context.Context, f *flags, cfg *worker.Config, logger *slog.Logge
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	return d, w.Start(ctx)
+	return d, w.Open(ctx)
 }
 
 // serve serves HTTP through exporter-toolkit (TLS, basic auth, systemd
@@ -212,9 +215,13 @@ func (d *daemon) shutdown(ctx context.Context, runErr error) error {
 	return runErr
 }
 
-// close releases what shutdown did not reach: the listeners of a daemon
-// that failed to build, the database of a worker that failed to start.
+// close releases what shutdown did not reach: the listeners and server of
+// a daemon that failed to build or start, the database of a worker that
+// failed to open.
 func (d *daemon) close() {
+	if d.srv != nil {
+		d.srv.Close()
+	}
 	for _, l := range d.listeners {
 		l.Close()
 	}
