@@ -83,7 +83,7 @@ type Worker struct {
 }
 
 // New returns a Worker for opts. It opens nothing: the database opens in
-// Start.
+// Open or Start.
 func New(opts Options) (*Worker, error) {
 	cfg := opts.Config
 	if cfg == nil {
