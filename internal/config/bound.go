@@ -202,7 +202,7 @@ func (s *bounder) scanLine(l []byte) error {
 		default:
 			// A plain scalar, or the key of a "key: value".
 			k := pos
-			for k < len(l) && !(l[k] == ':' && blankAt(l, k+1)) && !(l[k] == '#' && (l[k-1] == ' ' || l[k-1] == '\t')) {
+			for k < len(l) && !endsPlain(l, k) {
 				k++
 			}
 			if k >= len(l) || l[k] == '#' {
@@ -320,4 +320,10 @@ func closeQuote(l []byte, pos int, q byte) (int, bool) {
 // blankAt reports whether l has a space, a tab or its end at i.
 func blankAt(l []byte, i int) bool {
 	return i >= len(l) || l[i] == ' ' || l[i] == '\t'
+}
+
+// endsPlain reports whether a plain scalar ends at l[k]: at the ": " of a
+// key, or at a comment, whose "#" follows a blank.
+func endsPlain(l []byte, k int) bool {
+	return (l[k] == ':' && blankAt(l, k+1)) || (l[k] == '#' && (l[k-1] == ' ' || l[k-1] == '\t'))
 }

@@ -140,8 +140,7 @@ func runHistoryFault(t *testing.T, f historyFault) {
 	f.clear(t, w)
 	cleared := time.Now()
 
-	var caughtUp time.Duration
-	caughtUp = w.WaitFor(t, "writing the held runs", 60*time.Second, func() bool {
+	caughtUp := w.WaitFor(t, "writing the held runs", 60*time.Second, func() bool {
 		return workertest.Sum(w.Scrape(t)["worker_job_history_pending"], nil) == 0
 	})
 	w.WaitFor(t, "ready again", 30*time.Second, func() bool { return w.Status("/readyz") == http.StatusOK })

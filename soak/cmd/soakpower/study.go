@@ -160,7 +160,7 @@ func (st *Study) Markdown(w io.Writer) {
 		noise         float64
 		period        float64
 	}
-	type fa struct{ n, soaks, alarms, series, flagged, undecided int }
+	type fa struct{ soaks, alarms, series, flagged, undecided int }
 	fm := map[fk]*fa{}
 	var order []fk
 	for _, o := range st.Clean {
