@@ -73,24 +73,7 @@ func gauge(t *testing.T, reg prometheus.Gatherer, name string) float64 {
 // startedTimes returns started_at of a job's rows, in id order.
 func startedTimes(t *testing.T, h *db.Handle, name string) []string {
 	t.Helper()
-	d, err := h.Init(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows, err := d.Query("SELECT started_at FROM job_runs WHERE job = ? ORDER BY id", name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	return out
+	return column(t, h, "started_at", name)
 }
 
 // Ensure runs whose history write failed are held, reported by HistoryErr

@@ -85,11 +85,17 @@ func runs(t testing.TB, reg prometheus.Gatherer, name string, result jobs.Result
 // history returns the results recorded for a job, oldest first.
 func history(t testing.TB, h *db.Handle, name string) []string {
 	t.Helper()
+	return column(t, h, "result || ':' || rows_affected || ':' || error", name)
+}
+
+// column returns expr of a job's rows in job_runs, in id order.
+func column(t testing.TB, h *db.Handle, expr, name string) []string {
+	t.Helper()
 	d, err := h.Init(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := d.Query("SELECT result || ':' || rows_affected || ':' || error FROM job_runs WHERE job = ? ORDER BY id", name)
+	rows, err := d.Query("SELECT "+expr+" FROM job_runs WHERE job = ? ORDER BY id", name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +107,9 @@ func history(t testing.TB, h *db.Handle, name string) []string {
 			t.Fatal(err)
 		}
 		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
