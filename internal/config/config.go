@@ -30,6 +30,11 @@ const (
 	DefaultShutdownGrace    = jobs.DefaultShutdownGrace
 	DefaultHistoryRetention = 7 * 24 * time.Hour
 	DefaultJobTimeout       = time.Minute
+	// DefaultCheckpoint is database.checkpoint's default: the worker
+	// checkpoints the WAL.
+	DefaultCheckpoint = db.DefaultCheckpoint
+	// MaxHistoryRowsPerJob bounds history.max_rows_per_job.
+	MaxHistoryRowsPerJob = math.MaxInt32
 	// MaxPageCount is SQLite's own largest max_page_count.
 	MaxPageCount = 4294967294
 	// MaxJobs bounds the number of user jobs: each one is a goroutine per run
@@ -39,6 +44,22 @@ const (
 	// of milliseconds.
 	MaxBusyTimeout = math.MaxInt32 * time.Millisecond
 )
+
+// The checkpoint modes of database.checkpoint (db.CheckpointWorker and
+// db.CheckpointExternal).
+const (
+	// CheckpointWorker: the worker checkpoints the WAL (the wal_checkpoint
+	// built-in, at shutdown, and SQLite's automatic checkpoints).
+	CheckpointWorker = db.CheckpointWorker
+	// CheckpointExternal: another process, such as Litestream, owns
+	// checkpointing, and the worker never checkpoints; the wal_checkpoint
+	// built-in is disabled, and refused when enabled.
+	CheckpointExternal = db.CheckpointExternal
+)
+
+// ErrCheckpointExternal is the error of a wal_checkpoint built-in that is
+// not disabled under database.checkpoint: external.
+var ErrCheckpointExternal = errors.New("must be false under database.checkpoint: external, where another process (Litestream) checkpoints the WAL")
 
 // The built-in jobs, defined in jobs.BuiltinJobs.
 const (
@@ -60,11 +81,12 @@ func builtinNames() []string {
 	return names
 }
 
-// builtinDefault returns the production schedule and timeout of a built-in.
+// builtinDefault returns the production schedule and timeout of a built-in,
+// and whether it runs at start.
 func builtinDefault(name string) Job {
 	for _, b := range jobs.BuiltinJobs {
 		if b.Name == name {
-			return Job{Spec: b.Spec, Timeout: b.Timeout}
+			return Job{Spec: b.Spec, Timeout: b.Timeout, RunAtStart: b.RunAtStart}
 		}
 	}
 	return Job{}
@@ -94,10 +116,15 @@ type Config struct {
 	MaxOpenConns     int            // database.max_open_conns, the pool bound; default DefaultMaxOpenConns
 	BusyTimeout      time.Duration  // database.busy_timeout; default DefaultBusyTimeout
 	MaxPageCount     int            // database.max_page_count, PRAGMA max_page_count on every connection; 0: SQLite's limit
+	Checkpoint       string         // database.checkpoint, who checkpoints the WAL: CheckpointWorker or CheckpointExternal; default DefaultCheckpoint
 	Location         *time.Location // scheduler.timezone of specs without CRON_TZ=; default time.Local
 	ShutdownGrace    time.Duration  // scheduler.shutdown_grace, how long runs may finish at shutdown; default DefaultShutdownGrace
 	HistoryRetention time.Duration  // history.retention, how long history_prune keeps job_runs rows; default DefaultHistoryRetention
-	Jobs             []Job          // built-in jobs first, then user jobs, enabled or not
+	// HistoryMaxRowsPerJob is history.max_rows_per_job: how many job_runs
+	// rows history_prune keeps of each job, the newest, besides the
+	// retention; 0, the default, caps nothing.
+	HistoryMaxRowsPerJob int
+	Jobs                 []Job // built-in jobs first, then user jobs, enabled or not
 	// Source is the file Load read, "" otherwise; errors found later, when
 	// the jobs are resolved against the registered Go jobs, name it.
 	Source string
@@ -112,6 +139,13 @@ type Job struct {
 	Timeout  time.Duration // per run; default DefaultJobTimeout, a built-in's own, or 0 in a Go job's entry that keeps its own
 	Enabled  bool          // default true
 	SQL      string        // user jobs only: run in one transaction
+	// RecordSuccesses is record_successes, default true: false leaves a
+	// successful run out of job_runs (it is still counted in
+	// worker_job_runs_total; every other result is recorded).
+	RecordSuccesses bool
+	// RunAtStart runs the job once when the worker starts too, besides its
+	// schedule: the quick_check built-in does. Not a key of the file.
+	RunAtStart bool
 	// Go is set on an entry under jobs with no sql: it refers to a Go job
 	// registered by name, and reschedules (Spec, "" to keep its own),
 	// re-times (Timeout, 0 to keep its own) or disables it.
@@ -140,24 +174,27 @@ type file struct {
 		MaxOpenConns *int   `yaml:"max_open_conns"`
 		BusyTimeout  string `yaml:"busy_timeout"`
 		MaxPageCount *int   `yaml:"max_page_count"`
+		Checkpoint   string `yaml:"checkpoint"`
 	} `yaml:"database"`
 	Scheduler struct {
 		Timezone      string `yaml:"timezone"`
 		ShutdownGrace string `yaml:"shutdown_grace"`
 	} `yaml:"scheduler"`
 	History struct {
-		Retention string `yaml:"retention"`
+		Retention     string `yaml:"retention"`
+		MaxRowsPerJob *int   `yaml:"max_rows_per_job"`
 	} `yaml:"history"`
 	Builtin map[string]*fileJob `yaml:"builtin"` // checked as builtinSection
 	Jobs    []fileJob           `yaml:"jobs"`
 }
 
 type fileJob struct {
-	Name    string `yaml:"name"`
-	Spec    string `yaml:"schedule"`
-	Timeout string `yaml:"timeout"`
-	Enabled *bool  `yaml:"enabled"`
-	SQL     string `yaml:"sql"`
+	Name            string `yaml:"name"`
+	Spec            string `yaml:"schedule"`
+	Timeout         string `yaml:"timeout"`
+	Enabled         *bool  `yaml:"enabled"`
+	SQL             string `yaml:"sql"`
+	RecordSuccesses *bool  `yaml:"record_successes"`
 }
 
 // Default returns the embedded default configuration: the database at
@@ -236,6 +273,7 @@ func (f *file) validate() (*Config, error) {
 	c := &Config{
 		DBPath:       DefaultDBPath,
 		MaxOpenConns: DefaultMaxOpenConns,
+		Checkpoint:   DefaultCheckpoint,
 		Location:     time.Local,
 	}
 	var err error
@@ -260,6 +298,13 @@ func (f *file) validate() (*Config, error) {
 		}
 		c.MaxPageCount = *f.Database.MaxPageCount
 	}
+	switch m := f.Database.Checkpoint; m {
+	case "":
+	case CheckpointWorker, CheckpointExternal:
+		c.Checkpoint = m
+	default:
+		return nil, fmt.Errorf("database.checkpoint: must be %s or %s, got %q", CheckpointWorker, CheckpointExternal, m)
+	}
 	if c.BusyTimeout, err = duration("database.busy_timeout", f.Database.BusyTimeout, DefaultBusyTimeout, true); err != nil {
 		return nil, err
 	}
@@ -281,11 +326,24 @@ func (f *file) validate() (*Config, error) {
 	if err := milliseconds("history.retention", c.HistoryRetention, 0, ""); err != nil {
 		return nil, err
 	}
+	if f.History.MaxRowsPerJob != nil {
+		if n := *f.History.MaxRowsPerJob; n < 0 || n > MaxHistoryRowsPerJob {
+			return nil, fmt.Errorf("history.max_rows_per_job: must be between 0 (no cap) and %d, got %d", MaxHistoryRowsPerJob, n)
+		}
+		c.HistoryMaxRowsPerJob = *f.History.MaxRowsPerJob
+	}
 
 	for _, name := range BuiltinNames {
-		j, err := c.job("builtin."+name, name, f.Builtin[name], builtinDefault(name))
+		fj := f.Builtin[name]
+		if name == WALCheckpoint && c.Checkpoint == CheckpointExternal && fj != nil && (fj.Enabled == nil || *fj.Enabled) {
+			return nil, fmt.Errorf("builtin.%s.enabled: %w", name, ErrCheckpointExternal)
+		}
+		j, err := c.job("builtin."+name, name, fj, builtinDefault(name))
 		if err != nil {
 			return nil, err
+		}
+		if name == WALCheckpoint && c.Checkpoint == CheckpointExternal {
+			j.Enabled = false
 		}
 		j.Builtin = true
 		j.Field = "builtin." + name
@@ -355,6 +413,7 @@ func (c *Config) job(field, name string, fj *fileJob, def Job) (Job, error) {
 	j := def
 	j.Name = name
 	j.Enabled = true
+	j.RecordSuccesses = true
 	if fj != nil {
 		if fj.Name != "" && fj.Name != name {
 			return Job{}, fmt.Errorf("%s.name: built-in jobs cannot be renamed", field)
@@ -367,6 +426,9 @@ func (c *Config) job(field, name string, fj *fileJob, def Job) (Job, error) {
 		}
 		if fj.Enabled != nil {
 			j.Enabled = *fj.Enabled
+		}
+		if fj.RecordSuccesses != nil {
+			j.RecordSuccesses = *fj.RecordSuccesses
 		}
 		var err error
 		if j.Timeout, err = duration(field+".timeout", fj.Timeout, def.Timeout, true); err != nil {

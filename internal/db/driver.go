@@ -61,38 +61,63 @@ func (sqliteDriver) Open(dsn string) (driver.Conn, error) {
 
 // OpenConnector is called once per sql.Open.
 func (sqliteDriver) OpenConnector(dsn string) (driver.Connector, error) {
-	dsn, maxPages, err := cutMaxPageCount(dsn)
+	dsn, p, err := cutParams(dsn)
 	if err != nil {
 		return nil, err
 	}
-	return &connector{dsn: dsn, maxPageCount: maxPages}, nil
+	return &connector{dsn: dsn, maxPageCount: p.maxPageCount, noCheckpoints: p.noCheckpoints}, nil
 }
 
-// maxPageCountParam is this driver's own DSN parameter: go-sqlite3 has none
-// for PRAGMA max_page_count, which holds per connection, so the connector
-// sets it on every connection it makes.
-const maxPageCountParam = "_max_page_count"
+// This driver's own DSN parameters, which go-sqlite3 does not have: they
+// hold per connection, so the connector sets them on every connection it
+// makes.
+const (
+	// maxPageCountParam is PRAGMA max_page_count.
+	maxPageCountParam = "_max_page_count"
+	// checkpointParam is the checkpoint mode (CheckpointWorker or
+	// CheckpointExternal); see noCheckpoints.
+	checkpointParam = "_checkpoint"
+)
 
-// cutMaxPageCount removes maxPageCountParam from dsn and returns its value.
-func cutMaxPageCount(dsn string) (string, int64, error) {
+// connParams are the values of this driver's own DSN parameters.
+type connParams struct {
+	maxPageCount  int64 // 0: SQLite's own limit
+	noCheckpoints bool  // CheckpointExternal
+}
+
+// cutParams removes this driver's own parameters from dsn and returns
+// their values.
+func cutParams(dsn string) (string, connParams, error) {
+	var p connParams
 	base, query, ok := strings.Cut(dsn, "?")
-	if !ok || !strings.Contains(query, maxPageCountParam) {
-		return dsn, 0, nil
+	if !ok || (!strings.Contains(query, maxPageCountParam) && !strings.Contains(query, checkpointParam)) {
+		return dsn, p, nil
 	}
 	q, err := url.ParseQuery(query)
 	if err != nil {
-		return "", 0, fmt.Errorf("cannot parse dsn: %w", err)
+		return "", p, fmt.Errorf("cannot parse dsn: %w", err)
 	}
-	v := q.Get(maxPageCountParam)
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
-		return "", 0, fmt.Errorf("dsn: %s: want a page count, got %q", maxPageCountParam, v)
+	if q.Has(maxPageCountParam) {
+		v := q.Get(maxPageCountParam)
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return "", p, fmt.Errorf("dsn: %s: want a page count, got %q", maxPageCountParam, v)
+		}
+		p.maxPageCount = n
+		q.Del(maxPageCountParam)
 	}
-	q.Del(maxPageCountParam)
+	if q.Has(checkpointParam) {
+		v := q.Get(checkpointParam)
+		if err := checkCheckpointMode(v); err != nil {
+			return "", p, fmt.Errorf("dsn: %s: %w", checkpointParam, err)
+		}
+		p.noCheckpoints = v == CheckpointExternal
+		q.Del(checkpointParam)
+	}
 	if len(q) == 0 {
-		return base, n, nil
+		return base, p, nil
 	}
-	return base + "?" + q.Encode(), n, nil
+	return base + "?" + q.Encode(), p, nil
 }
 
 // connector counts the connections it has open, for the Handle's Close and
@@ -102,9 +127,12 @@ func cutMaxPageCount(dsn string) (string, int64, error) {
 type connector struct {
 	dsn          string
 	maxPageCount int64 // PRAGMA max_page_count for every connection; 0: SQLite's
-	closed       atomic.Bool
-	open         atomic.Int64 // connections made and not yet closed
-	live         atomic.Int64 // open, less those whose Close has begun
+	// noCheckpoints: CheckpointExternal; no connection checkpoints, not
+	// even the last to close (see noCheckpoints).
+	noCheckpoints bool
+	closed        atomic.Bool
+	open          atomic.Int64 // connections made and not yet closed
+	live          atomic.Int64 // open, less those whose Close has begun
 
 	guard     *walGuard
 	onFence   func() // called, in a goroutine of its own, when Connect fences
@@ -144,6 +172,12 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 		if _, err := sc.ExecContext(ctx, "PRAGMA max_page_count = "+strconv.FormatInt(c.maxPageCount, 10), nil); err != nil {
 			sc.Close()
 			return nil, fmt.Errorf("cannot set max_page_count: %w", err)
+		}
+	}
+	if c.noCheckpoints {
+		if err := noCheckpoints(ctx, sc); err != nil {
+			sc.Close()
+			return nil, err
 		}
 	}
 	wc := wrapConn(sc, c)
@@ -210,13 +244,18 @@ func wrapConn(c *sqlite3.SQLiteConn, from *connector) *conn {
 // (its -wal or -shm was removed or replaced) the connection is told to keep
 // the -wal at its path (SQLITE_FCNTL_PERSIST_WAL): the last connection to
 // close would otherwise unlink whatever file is at the paths now, which is
-// not the one it used.
+// not the one it used. It checkpoints on close then even under
+// CheckpointExternal: the removed -wal's frames are in no file any more but
+// the open connections'.
 func (c *conn) Close() error {
 	first := c.closed.CompareAndSwap(false, true)
 	if first && c.connector != nil {
 		c.connector.live.Add(-1)
 		if g := c.connector.guard; g != nil && g.fenced() != nil {
 			_ = c.SetFileControlInt("main", sqlite3.SQLITE_FCNTL_PERSIST_WAL, 1)
+			if c.connector.noCheckpoints {
+				_ = setNoCkptOnClose(c.SQLiteConn, false)
+			}
 		}
 	}
 	err := c.SQLiteConn.Close()

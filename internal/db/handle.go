@@ -56,7 +56,12 @@ type Config struct {
 	// set on every connection); a write that needs more fails with
 	// "database or disk is full". 0 keeps SQLite's own limit.
 	MaxPageCount int64
-	Logger       *slog.Logger
+	// Checkpoint says who checkpoints the WAL: CheckpointWorker (the
+	// default, also for "") or CheckpointExternal, under which the worker
+	// never does, for Litestream. Another value fails the open with
+	// ErrCheckpointMode.
+	Checkpoint string
+	Logger     *slog.Logger
 }
 
 // Handle is the one shared *sql.DB of the process. Init opens it on the first
@@ -190,7 +195,8 @@ func (h *Handle) markCorrupt(cause error) {
 	}
 }
 
-// Close checkpoints the WAL and closes the handle; the flock on the
+// Close checkpoints the WAL (wal_checkpoint(TRUNCATE), unless Config.Checkpoint
+// is CheckpointExternal) and closes the handle; the flock on the
 // database file goes with its last connection (see connector.release). It
 // returns the corruption error when SQLite reported the database corrupt
 // (ErrCorrupt), so that the worker exits non-zero. It is safe to call more

@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -55,6 +56,48 @@ func PruneRuns(ctx context.Context, db *sql.DB, cutoff time.Time) (int64, error)
 		return 0, err
 	}
 	return res.RowsAffected()
+}
+
+// CapRuns deletes, for every job in job_runs, its oldest rows beyond the
+// newest keep (by started_at, then id) and returns how many it deleted; keep
+// must be positive. It is a bounded loop, one DELETE per job, each walking
+// the job's rows backwards through the index job_runs_job_started, so that
+// the write lock is held for one job's rows at a time.
+func CapRuns(ctx context.Context, db *sql.DB, keep int) (int64, error) {
+	if keep <= 0 {
+		return 0, fmt.Errorf("cannot cap job_runs: want a positive row count, got %d", keep)
+	}
+	rows, err := db.QueryContext(ctx, "SELECT job FROM job_runs GROUP BY job HAVING count(*) > ?", keep)
+	if err != nil {
+		return 0, err
+	}
+	var over []string
+	for rows.Next() {
+		var job string
+		if err := rows.Scan(&job); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		over = append(over, job)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	var deleted int64
+	for _, job := range over {
+		res, err := db.ExecContext(ctx, `DELETE FROM job_runs WHERE id IN (
+			SELECT id FROM job_runs WHERE job = ? ORDER BY started_at DESC, id DESC LIMIT -1 OFFSET ?)`, job, keep)
+		if err != nil {
+			return deleted, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return deleted, err
+		}
+		deleted += n
+	}
+	return deleted, nil
 }
 
 // Beat is the heartbeat table's one row: which worker process is alive.

@@ -43,8 +43,14 @@ var _ backend = (*Handle)(nil)
 
 // checkpoint copies the WAL into the database file and truncates it:
 // TRUNCATE leaves an empty -wal behind, closing the last connection then
-// removes it, so a stopped worker leaves one self-contained file.
+// removes it, so a stopped worker leaves one self-contained file. Under
+// CheckpointExternal it does nothing: the -wal stays, with its frames, for
+// the process that checkpoints (Litestream), and no connection checkpoints
+// as it closes (noCheckpoints).
 func (h *Handle) checkpoint(ctx context.Context, db *sql.DB) error {
+	if h.cfg.Checkpoint == CheckpointExternal {
+		return nil
+	}
 	if _, err := db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 		return fmt.Errorf("cannot checkpoint wal: %w", err)
 	}
@@ -81,12 +87,18 @@ func (h *Handle) DSN() string {
 	if h.cfg.MaxPageCount > 0 {
 		q.Set(maxPageCountParam, strconv.FormatInt(h.cfg.MaxPageCount, 10))
 	}
+	if h.cfg.Checkpoint == CheckpointExternal {
+		q.Set(checkpointParam, CheckpointExternal)
+	}
 	return "file:" + (&url.URL{Path: h.cfg.Path}).EscapedPath() + "?" + q.Encode()
 }
 
 func (h *Handle) open(ctx context.Context) (_ *sql.DB, err error) {
 	if strings.ContainsAny(h.cfg.Path, "?#") {
 		return nil, fmt.Errorf("cannot open database %s: path must not contain '?' or '#'", h.cfg.Path)
+	}
+	if err := checkCheckpointMode(h.cfg.Checkpoint); err != nil {
+		return nil, fmt.Errorf("cannot open database %s: %w", h.cfg.Path, err)
 	}
 	if err := checkDir(h.cfg.Path); err != nil {
 		return nil, err
@@ -207,7 +219,9 @@ func statID(path string) (fileID, error) {
 // hold the real ones: the connector is fenced (no new connection, which
 // would start a second -wal), the pool is bounded to the connections open,
 // and one of them runs wal_checkpoint(TRUNCATE), which copies the removed
-// -wal's frames into the database file. Then the handle is dropped the same
+// -wal's frames into the database file; under CheckpointExternal too, as
+// the frames are in no file but the connections', and a process that
+// replicated the removed -wal has lost its place in it anyway. Then the handle is dropped the same
 // way, and the next Init reopens once none of its connections is left, and
 // runs quick_check.
 //

@@ -19,6 +19,14 @@ import (
 type Builtins struct {
 	Version          string        // recorded by heartbeat
 	HistoryRetention time.Duration // history_prune deletes runs that ended before now minus this
+	// NoCheckpoint: another process checkpoints the WAL (the config's
+	// database.checkpoint: external); wal_checkpoint then refuses to run,
+	// with ErrNoCheckpoint, should a config built in Go enable it.
+	NoCheckpoint bool
+	// HistoryMaxRowsPerJob, when positive, is how many job_runs rows
+	// history_prune keeps of each job, the newest (db.CapRuns); 0 keeps
+	// every row the retention keeps.
+	HistoryMaxRowsPerJob int
 	// Verify, when set, is called by heartbeat before it writes: it checks
 	// that the database file is still the one open (db.Handle.Verify), so a
 	// removed or replaced file fails the heartbeat instead of taking its
@@ -71,23 +79,28 @@ const (
 )
 
 // BuiltinJob is one built-in job: its name, its production schedule and
-// timeout, and its body.
+// timeout, whether it also runs once at start, and its body.
 type BuiltinJob struct {
 	Name    string
 	Spec    string
 	Timeout time.Duration
-	body    func(b *Builtins) Func
+	// RunAtStart: the job also runs once when the scheduler starts
+	// (Job.RunAtStart), so that what it exports has a value within
+	// seconds rather than after its first interval.
+	RunAtStart bool
+	body       func(b *Builtins) Func
 }
 
 // BuiltinJobs lists the built-in jobs in a stable order. It is the one
 // place a built-in is defined: the config takes its names, YAML keys and
 // defaults from here, and the tests their fixtures.
 var BuiltinJobs = []BuiltinJob{
-	{Heartbeat, "@every 10s", 5 * time.Second, func(b *Builtins) Func { return b.heartbeat }},
-	{WALCheckpoint, "@every 5m", time.Minute, func(*Builtins) Func { return walCheckpoint }},
-	{Optimize, "@hourly", 5 * time.Minute, func(*Builtins) Func { return optimize }},
-	{QuickCheck, "@every 15m", 5 * time.Minute, func(b *Builtins) Func { return b.quickCheck }},
-	{HistoryPrune, "@hourly", time.Minute, func(b *Builtins) Func { return b.historyPrune }},
+	{Heartbeat, "@every 10s", 5 * time.Second, false, func(b *Builtins) Func { return b.heartbeat }},
+	{WALCheckpoint, "@every 5m", time.Minute, false, func(b *Builtins) Func { return b.walCheckpoint }},
+	{Optimize, "@hourly", 5 * time.Minute, false, func(*Builtins) Func { return optimize }},
+	// At start too: worker_db_quick_check_ok is absent until the first run.
+	{QuickCheck, "@every 15m", 5 * time.Minute, true, func(b *Builtins) Func { return b.quickCheck }},
+	{HistoryPrune, "@hourly", time.Minute, false, func(b *Builtins) Func { return b.historyPrune }},
 }
 
 // Func returns the body of the named built-in job.
@@ -113,14 +126,24 @@ func (b *Builtins) heartbeat(ctx context.Context, sdb *sql.DB) (int64, error) {
 	})
 }
 
-// ErrCheckpointBusy is returned when readers kept a checkpoint from finishing.
-var ErrCheckpointBusy = errors.New("wal checkpoint could not complete: database busy")
+// Errors of wal_checkpoint.
+var (
+	// ErrCheckpointBusy is returned when readers kept a checkpoint from
+	// finishing.
+	ErrCheckpointBusy = errors.New("wal checkpoint could not complete: database busy")
+	// ErrNoCheckpoint is returned, without a checkpoint, under NoCheckpoint.
+	ErrNoCheckpoint = errors.New("wal checkpoint refused: another process checkpoints the WAL (database.checkpoint: external)")
+)
 
 // walCheckpoint copies the WAL into the database and truncates it, so that
-// the WAL cannot grow without bound. A TRUNCATE checkpoint reports 0 frames
+// the WAL cannot grow without bound. The config refuses it under
+// database.checkpoint: external (db.CheckpointExternal). A TRUNCATE checkpoint reports 0 frames
 // once done, so a PASSIVE one goes first to count them; it does the copying,
 // and the TRUNCATE that follows only resets the file.
-func walCheckpoint(ctx context.Context, db *sql.DB) (int64, error) {
+func (b *Builtins) walCheckpoint(ctx context.Context, db *sql.DB) (int64, error) {
+	if b.NoCheckpoint {
+		return 0, ErrNoCheckpoint
+	}
 	var busy, logFrames, checkpointed int64
 	if err := db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
 		return 0, err
@@ -186,9 +209,15 @@ func (b *Builtins) quickCheck(ctx context.Context, db *sql.DB) (int64, error) {
 	return 0, nil
 }
 
-// historyPrune deletes runs that ended before the retention.
+// historyPrune deletes runs that ended before the retention, then, with a
+// row cap, each job's oldest rows beyond it; it reports the rows deleted.
 func (b *Builtins) historyPrune(ctx context.Context, sdb *sql.DB) (int64, error) {
-	return db.PruneRuns(ctx, sdb, time.Now().Add(-b.HistoryRetention))
+	n, err := db.PruneRuns(ctx, sdb, time.Now().Add(-b.HistoryRetention))
+	if err != nil || b.HistoryMaxRowsPerJob <= 0 {
+		return n, err
+	}
+	capped, err := db.CapRuns(ctx, sdb, b.HistoryMaxRowsPerJob)
+	return n + capped, err
 }
 
 // SQLFunc returns the body of a user job: its SQL, one or more statements,

@@ -63,9 +63,11 @@ func (s *Scheduler) classify(err error) Result {
 	return Failure
 }
 
-// finish records a finished run in metrics, the log and the history table.
+// finish records a finished run in metrics, the log and the history table,
+// where a successful run of a job with OmitSuccessRows leaves no row.
 func (s *Scheduler) finish(r *Run) {
 	m := s.metrics
+	e := s.byName[r.Job]
 	m.runs.WithLabelValues(r.Job, string(r.Result)).Inc()
 	if r.Result != Skipped {
 		m.duration.WithLabelValues(r.Job).Observe(r.EndedAt.Sub(r.StartedAt).Seconds())
@@ -74,13 +76,15 @@ func (s *Scheduler) finish(r *Run) {
 		}
 	}
 	if r.Result == Success {
-		if e, ok := s.byName[r.Job]; ok && setMax(&e.lastSuccess, r.EndedAt.UnixNano()) {
+		if e != nil && setMax(&e.lastSuccess, r.EndedAt.UnixNano()) {
 			m.lastSuccess.WithLabelValues(r.Job).Set(unixSeconds(r.EndedAt))
 		}
 	}
 	s.log(r)
-	err := s.history.add(r)
-	if err != nil {
+	var err error
+	if r.Result == Success && e != nil && e.job.OmitSuccessRows {
+		err = s.history.Err()
+	} else if err = s.history.add(r); err != nil {
 		s.logger.Error("Cannot record job run", "job", r.Job, "result", r.Result, "err", err)
 	}
 	if s.cfg.OnFinish != nil {

@@ -26,6 +26,12 @@ type Job struct {
 	Schedule cron.Schedule // parsed Spec
 	Timeout  time.Duration // per run; 0 means none
 	Func     Func
+	// RunAtStart runs the job once at Start too, in the background,
+	// besides its schedule (the quick_check built-in).
+	RunAtStart bool
+	// OmitSuccessRows leaves a successful run out of job_runs; it is still
+	// counted in the metrics, and every other result is recorded.
+	OmitSuccessRows bool
 }
 
 // Result is the outcome of a run, as recorded in history and metrics.

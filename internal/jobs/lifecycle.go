@@ -30,6 +30,16 @@ func (s *Scheduler) Start() error {
 		e.mu.Unlock()
 	}
 	s.cron.Start()
+	for _, e := range s.entries {
+		if e.job.RunAtStart {
+			// In flight from here, under mu, so that a Stop right after
+			// Start waits for it; run in the background, so that Start
+			// does not.
+			r := &Run{Job: e.job.Name, ScheduledAt: now}
+			a := s.beginLocked(r)
+			go s.exec(e, r, a)
+		}
+	}
 	s.logger.Info("Scheduler started", "jobs", len(s.entries))
 	return nil
 }
@@ -111,15 +121,28 @@ func (s *Scheduler) runScheduled(e *entry) {
 // run registers the run as in flight, unless the scheduler has stopped, and
 // passes it down the chain.
 func (s *Scheduler) run(e *entry, r *Run) error {
-	a := &active{run: r}
-	r.StartedAt = time.Now() // before registering, so abandon reads it safely
 	s.mu.Lock()
 	if s.stopped && s.runCtx.Err() != nil {
 		s.mu.Unlock()
 		return ErrStopped
 	}
-	s.inflight[a] = struct{}{}
+	a := s.beginLocked(r)
 	s.mu.Unlock()
+	s.exec(e, r, a)
+	return nil
+}
+
+// beginLocked registers r as in flight; called with mu held.
+func (s *Scheduler) beginLocked(r *Run) *active {
+	a := &active{run: r}
+	r.StartedAt = time.Now() // before registering, so abandon reads it safely
+	s.inflight[a] = struct{}{}
+	return a
+}
+
+// exec passes a run registered by beginLocked down the chain, and
+// unregisters it once done.
+func (s *Scheduler) exec(e *entry, r *Run, a *active) {
 	defer func() {
 		s.mu.Lock()
 		delete(s.inflight, a)
@@ -131,7 +154,6 @@ func (s *Scheduler) run(e *entry, r *Run) error {
 	}()
 	ctx := context.WithValue(s.runCtx, activeKey{}, a)
 	_ = s.handle(ctx, e, r)
-	return nil
 }
 
 type activeKey struct{}
