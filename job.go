@@ -53,7 +53,9 @@ type JobInfo struct {
 	Timeout  time.Duration // per run; 0 means none
 	Enabled  bool
 
-	fn jobs.Func
+	fn              jobs.Func
+	runAtStart      bool // the config's RunAtStart
+	omitSuccessRows bool // the config's record_successes: false
 }
 
 // Jobs returns every job the worker would run, disabled ones included: the
@@ -75,7 +77,8 @@ func (w *Worker) planLocked() ([]JobInfo, error) {
 	var out []JobInfo
 	inConfig := make(map[string]bool)
 	for _, j := range w.cfg.Jobs {
-		info := JobInfo{Name: j.Name, Spec: j.Spec, Schedule: j.Schedule, Timeout: j.Timeout, Enabled: j.Enabled}
+		info := JobInfo{Name: j.Name, Spec: j.Spec, Schedule: j.Schedule, Timeout: j.Timeout, Enabled: j.Enabled,
+			runAtStart: j.RunAtStart, omitSuccessRows: !j.RecordSuccesses}
 		switch {
 		case j.Builtin:
 			fn, err := w.builtins.Func(j.Name)
