@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"encoding/pem"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -71,5 +74,46 @@ func TestRun_Usage(t *testing.T) {
 func TestRun_DefaultURL(t *testing.T) {
 	if got, want := DefaultURL, "http://127.0.0.1:9847/readyz"; got != want {
 		t.Errorf("DefaultURL = %q, want %q", got, want)
+	}
+}
+
+// Ensure the check works under a web config with TLS and basic auth: an
+// untrusted certificate fails unless -ca trusts it or -insecure-skip-verify
+// is given, and the URL's user and password are sent as basic auth.
+func TestRun_TLSBasicAuth(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "probe" || p != "secret" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	authURL := strings.Replace(srv.URL, "https://", "https://probe:secret@", 1) + "/readyz"
+	for _, tc := range []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"Untrusted", []string{authURL}, 1},
+		{"CA", []string{"-ca", ca, authURL}, 0},
+		{"InsecureSkipVerify", []string{"-insecure-skip-verify", authURL}, 0},
+		{"NoCredentials", []string{"-ca", ca, srv.URL + "/readyz"}, 1},
+		{"BothFlags", []string{"-ca", ca, "-insecure-skip-verify", authURL}, 2},
+		{"MissingCA", []string{"-ca", ca + ".nope", authURL}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			if got := run(tc.args, &stderr, 5*time.Second); got != tc.want {
+				t.Errorf("run(%v): got %d, want %d (stderr %q)", tc.args, got, tc.want, stderr.String())
+			}
+			if strings.Contains(stderr.String(), "secret") {
+				t.Errorf("stderr names the password: %q", stderr.String())
+			}
+		})
 	}
 }
