@@ -29,7 +29,10 @@
 // HTTP face (a landing page, the metrics, /healthz and /readyz) for a
 // program to mount on a server of its own; a program that has its own
 // health checks can leave it out, and the metrics are in the Registerer
-// given either way.
+// given either way. HandlerOptions.EnableAdminAPI adds the admin API
+// (GET /api/v1/jobs, POST /api/v1/jobs/{name}/run: run a job now), and
+// HandlerOptions.EnablePprof adds net/http/pprof; both are off by default
+// and have no authentication of their own.
 //
 // # Stability
 //

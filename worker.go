@@ -71,6 +71,7 @@ type Worker struct {
 	builtins  *jobs.Builtins
 	readiness *webpkg.Readiness
 	ready     chan struct{} // closed once Start succeeded
+	last      lastRuns      // each job's newest finished run, for the admin API
 
 	mu       sync.Mutex
 	goJobs   []goJob
@@ -108,14 +109,11 @@ func New(opts Options) (*Worker, error) {
 			MaxOpenConns: cfg.MaxOpenConns,
 			BusyTimeout:  cfg.BusyTimeout,
 			MaxPageCount: int64(cfg.MaxPageCount),
-			Checkpoint:   cfg.Checkpoint,
 			Logger:       logger,
 		}),
 		builtins: jobs.NewBuiltins(DefaultNamespace, v, cfg.HistoryRetention),
 	}
 	w.builtins.Verify = w.handle.Verify
-	w.builtins.HistoryMaxRowsPerJob = cfg.HistoryMaxRowsPerJob
-	w.builtins.NoCheckpoint = cfg.Checkpoint == config.CheckpointExternal
 	w.readiness.AddCheck("database", w.handle.Health)
 	return w, nil
 }
@@ -204,8 +202,7 @@ func (w *Worker) openLocked(ctx context.Context) error {
 	}
 	for _, p := range plan {
 		if p.Enabled {
-			w.list = append(w.list, jobs.Job{Name: p.Name, Spec: p.Spec, Schedule: p.Schedule, Timeout: p.Timeout, Func: p.fn,
-				RunAtStart: p.runAtStart, OmitSuccessRows: p.omitSuccessRows})
+			w.list = append(w.list, jobs.Job{Name: p.Name, Spec: p.Spec, Schedule: p.Schedule, Timeout: p.Timeout, Func: p.fn})
 		}
 	}
 	faults := &runFaults{readiness: w.readiness, logger: w.logger}
@@ -215,7 +212,10 @@ func (w *Worker) openLocked(ctx context.Context) error {
 		ShutdownGrace: w.cfg.ShutdownGrace,
 		Registerer:    w.reg,
 		Logger:        w.logger,
-		OnFinish:      faults.observe,
+		OnFinish: func(r *jobs.Run, historyErr error) {
+			faults.observe(r, historyErr)
+			w.last.observe(r)
+		},
 	}, w.list)
 	if err != nil {
 		return err
@@ -323,13 +323,33 @@ type HandlerOptions struct {
 	MaxRequests int
 	// Version is shown on the landing page.
 	Version string
+	// EnableAdminAPI serves the admin API, off by default as in the
+	// daemon's --web.enable-admin-api:
+	//
+	//   - GET /api/v1/jobs lists every job (name, kind, schedule, timeout,
+	//     enabled, next_run, last_run) as JSON;
+	//   - POST /api/v1/jobs/{name}/run runs a job now, through the same
+	//     chain as a scheduled run, and answers its run record once it
+	//     finished: 200 whatever its result, 404 for a job that is not
+	//     scheduled (unknown or disabled), 409 with the skipped run's
+	//     record while the job's previous run is going, 503 before Start
+	//     and once Stop was called.
+	//
+	// The API has no authentication of its own: serve it behind the
+	// program's (the daemon serves it behind the web config's TLS and
+	// basic auth). See the README's Admin API for the JSON.
+	EnableAdminAPI bool
+	// EnablePprof serves net/http/pprof under /debug/pprof/ and links
+	// its profiles from the landing page; off, neither is there.
+	EnablePprof bool
 }
 
 // Handler returns the worker's HTTP face, as the worker daemon serves it: a
 // landing page, the metrics of opts.Registry, /healthz (the process is up)
 // and /readyz (200 once Start succeeded and while the database file is the
 // one open, the history is written and no run reports a storage fault; 503
-// with the reasons otherwise). Mount it on a server of the program's own.
+// with the reasons otherwise), and the admin API and pprof when opts enable
+// them. Mount it on a server of the program's own.
 func (w *Worker) Handler(opts HandlerOptions) (http.Handler, error) {
 	if opts.TelemetryPath == "" {
 		opts.TelemetryPath = "/metrics"
@@ -338,13 +358,18 @@ func (w *Worker) Handler(opts HandlerOptions) (http.Handler, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	return webpkg.NewHandler(webpkg.Config{
+	c := webpkg.Config{
 		TelemetryPath: opts.TelemetryPath,
 		Registry:      reg,
 		Readiness:     w.readiness,
 		Version:       opts.Version,
 		MaxRequests:   opts.MaxRequests,
-	})
+		EnablePprof:   opts.EnablePprof,
+	}
+	if opts.EnableAdminAPI {
+		c.Admin = admin{w}
+	}
+	return webpkg.NewHandler(c)
 }
 
 // heartbeatIntervals is how many of its schedule's intervals the heartbeat

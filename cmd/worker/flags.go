@@ -41,6 +41,8 @@ type flags struct {
 	configFile    string
 	dbPath        string
 	configCheck   bool
+	adminAPI      bool
+	pprof         bool
 	log           promslog.Config
 }
 
@@ -56,6 +58,10 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.telemetryPath)
 	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; those over it are answered 503 and counted in promhttp_metric_handler_requests_total{code=\"503\"}. Use 0 to disable.").
 		Default(strconv.Itoa(webpkg.DefaultMaxRequests)).IntVar(&f.maxRequests)
+	app.Flag("web.enable-admin-api", "Serve the admin API: GET /api/v1/jobs lists the jobs, POST /api/v1/jobs/{name}/run runs one now. Behind the web config's TLS and basic auth like every path.").
+		Default("false").BoolVar(&f.adminAPI)
+	app.Flag("web.enable-pprof", "Serve net/http/pprof under /debug/pprof/ and link its profiles from the landing page.").
+		Default("false").BoolVar(&f.pprof)
 	app.Flag("config.file", "Path to the YAML configuration file; without it the embedded defaults run.").StringVar(&f.configFile)
 	app.Flag("db.path", "Path to the SQLite database; overrides database.path in the config file.").StringVar(&f.dbPath)
 	app.Flag("config.check", "Validate the configuration, print the jobs that would run, and exit.").BoolVar(&f.configCheck)
@@ -81,6 +87,11 @@ func (f *flags) load() (*config.Config, error) {
 	for _, a := range *f.web.WebListenAddresses {
 		if a == "" {
 			return nil, usagef("--web.listen-address: must not be empty")
+		}
+		if strings.HasPrefix(a, vsockScheme) {
+			if _, err := vsockPort(a); err != nil {
+				return nil, usagef("--web.listen-address %s: %v", a, err)
+			}
 		}
 	}
 	if p := *f.web.WebConfigFile; p != "" {

@@ -154,18 +154,20 @@ func build(ctx context.Context, f *flags, cfg *worker.Config, logger *slog.Logge
 	}
 	if !*f.web.WebSystemdSocket {
 		for _, addr := range *f.web.WebListenAddresses {
-			l, err := net.Listen("tcp", addr)
+			l, err := listen(addr)
 			if err != nil {
-				return d, fmt.Errorf("--web.listen-address %s: %w", addr, errors.Unwrap(err))
+				return d, fmt.Errorf("--web.listen-address %s: %w", addr, err)
 			}
 			d.listeners = append(d.listeners, l)
 		}
 	}
 	handler, err := w.Handler(worker.HandlerOptions{
-		TelemetryPath: f.telemetryPath,
-		Registry:      reg,
-		MaxRequests:   f.maxRequests,
-		Version:       version.Info(),
+		TelemetryPath:  f.telemetryPath,
+		Registry:       reg,
+		MaxRequests:    f.maxRequests,
+		Version:        version.Info(),
+		EnableAdminAPI: f.adminAPI,
+		EnablePprof:    f.pprof,
 	})
 	if err != nil {
 		return d, err

@@ -1,10 +1,12 @@
 // Package web serves the worker's HTTP face: the landing page, /metrics,
-// /healthz and /readyz. Nothing else is served.
+// /healthz and /readyz, and, only when asked for, the admin API
+// (/api/v1/jobs) and net/http/pprof (/debug/pprof/). Nothing else is served.
 package web
 
 import (
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -141,6 +143,12 @@ type Config struct {
 	// it are answered 503. 0 means no limit; negative values are treated
 	// as 0 (promhttp's MaxRequestsInFlight).
 	MaxRequests int
+	// Admin, when set, serves the admin API: GET /api/v1/jobs and
+	// POST /api/v1/jobs/{name}/run. Nil serves neither path (404).
+	Admin Admin
+	// EnablePprof serves net/http/pprof under /debug/pprof/ and links its
+	// heap and CPU profiles from the landing page; off, neither is there.
+	EnablePprof bool
 }
 
 // NewHandler returns the worker's HTTP handler.
@@ -168,15 +176,33 @@ func NewHandler(c Config) (http.Handler, error) {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	if c.Admin != nil {
+		handleAdmin(mux, c.Admin)
+	}
+	links := []web.LandingLinks{
+		{Address: c.TelemetryPath, Text: "Metrics"},
+		{Address: HealthzPath, Text: "Liveness", Description: "200 while the process serves"},
+		{Address: ReadyzPath, Text: "Readiness", Description: "200 once the database is open and jobs are scheduled, 503 with the reason while a fault makes the worker useless"},
+	}
+	if c.Admin != nil {
+		links = append(links, web.LandingLinks{Address: AdminJobsPath, Text: "Jobs", Description: "admin API: each job's schedule, next run and last run, as JSON"})
+	}
+	profiling := "false" // exporter-toolkit links /debug/pprof/ unless told not to
+	if c.EnablePprof {
+		profiling = "true"
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	landing, err := web.NewLandingPage(web.LandingConfig{
+		Profiling:   profiling,
 		Name:        "worker",
 		Description: "Scheduled SQLite jobs on one shared handle, with the metrics that prove it does not leak",
 		Version:     c.Version,
-		Links: []web.LandingLinks{
-			{Address: c.TelemetryPath, Text: "Metrics"},
-			{Address: HealthzPath, Text: "Liveness", Description: "200 while the process serves"},
-			{Address: ReadyzPath, Text: "Readiness", Description: "200 once the database is open and jobs are scheduled, 503 with the reason while a fault makes the worker useless"},
-		},
+		Links:       links,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot build landing page: %w", err)

@@ -1,0 +1,109 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/sqlworker/worker/internal/jobs"
+	webpkg "github.com/sqlworker/worker/internal/web"
+)
+
+// lastRuns holds, for the admin API, each job's run that finished last
+// since the worker started, skipped runs included: a job whose runs are
+// skipped shows it. Records can arrive out of order: the one that ended
+// last is kept.
+type lastRuns struct {
+	mu   sync.Mutex
+	runs map[string]jobs.Run
+}
+
+func (l *lastRuns) observe(r *jobs.Run) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if old, ok := l.runs[r.Job]; ok && r.EndedAt.Before(old.EndedAt) {
+		return
+	}
+	if l.runs == nil {
+		l.runs = make(map[string]jobs.Run)
+	}
+	l.runs[r.Job] = *r
+}
+
+func (l *lastRuns) get(name string) (jobs.Run, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r, ok := l.runs[name]
+	return r, ok
+}
+
+// admin is the Worker as the admin API sees it.
+type admin struct{ w *Worker }
+
+// Jobs lists every job the worker resolved, disabled ones included, with
+// the next scheduled time and the newest finished run.
+func (a admin) Jobs() ([]webpkg.JobStatus, error) {
+	w := a.w
+	w.mu.Lock()
+	list, err := w.planLocked()
+	sched := w.sched
+	w.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]webpkg.JobStatus, 0, len(list))
+	for _, j := range list {
+		s := webpkg.JobStatus{Name: j.Name, Kind: j.Kind, Schedule: j.Spec, Timeout: j.Timeout.String(), Enabled: j.Enabled}
+		if j.Enabled && sched != nil {
+			s.NextRun = webpkg.UTC(sched.Next(j.Name))
+		}
+		if r, ok := w.last.get(j.Name); ok {
+			s.LastRun = record(&r)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// RunNow runs a scheduled job now through Scheduler.RunOnce: the run is
+// recorded in job_runs and the metrics like a scheduled one, and skipped
+// (409) while the job's previous run is going.
+func (a admin) RunNow(name string) (*webpkg.RunRecord, error) {
+	w := a.w
+	w.mu.Lock()
+	sched, running, stopped := w.sched, w.running, w.stopped
+	w.mu.Unlock()
+	switch {
+	case stopped:
+		return nil, fmt.Errorf("%w: shutting down", webpkg.ErrUnavailable)
+	case !running:
+		return nil, fmt.Errorf("%w: starting", webpkg.ErrUnavailable)
+	}
+	r, err := sched.RunOnce(name)
+	switch {
+	case errors.Is(err, jobs.ErrUnknownJob):
+		return nil, fmt.Errorf("%w: %q is not scheduled (no such job, or disabled)", webpkg.ErrUnknownJob, name)
+	case errors.Is(err, jobs.ErrStopped):
+		return nil, fmt.Errorf("%w: shutting down", webpkg.ErrUnavailable)
+	case err != nil:
+		return nil, err
+	case r.Result == jobs.Skipped:
+		return record(r), fmt.Errorf("job %q: %w", name, webpkg.ErrJobRunning)
+	}
+	return record(r), nil
+}
+
+func record(r *jobs.Run) *webpkg.RunRecord {
+	rec := &webpkg.RunRecord{
+		Job:          r.Job,
+		ScheduledAt:  webpkg.UTC(r.ScheduledAt),
+		StartedAt:    webpkg.UTC(r.StartedAt),
+		EndedAt:      webpkg.UTC(r.EndedAt),
+		Result:       string(r.Result),
+		RowsAffected: r.RowsAffected,
+	}
+	if r.Err != nil {
+		rec.Error = r.Err.Error()
+	}
+	return rec
+}
