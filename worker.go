@@ -71,7 +71,7 @@ type Worker struct {
 	builtins  *jobs.Builtins
 	readiness *webpkg.Readiness
 	ready     chan struct{} // closed once Start succeeded
-	last      lastRuns      // each job's newest finished run, for the admin API
+	last      lastRuns      // each job's run that finished last, for the admin API
 
 	mu       sync.Mutex
 	goJobs   []goJob
@@ -109,11 +109,14 @@ func New(opts Options) (*Worker, error) {
 			MaxOpenConns: cfg.MaxOpenConns,
 			BusyTimeout:  cfg.BusyTimeout,
 			MaxPageCount: int64(cfg.MaxPageCount),
+			Checkpoint:   cfg.Checkpoint,
 			Logger:       logger,
 		}),
 		builtins: jobs.NewBuiltins(DefaultNamespace, v, cfg.HistoryRetention),
 	}
 	w.builtins.Verify = w.handle.Verify
+	w.builtins.HistoryMaxRowsPerJob = cfg.HistoryMaxRowsPerJob
+	w.builtins.NoCheckpoint = cfg.Checkpoint == config.CheckpointExternal
 	w.readiness.AddCheck("database", w.handle.Health)
 	return w, nil
 }
@@ -202,7 +205,8 @@ func (w *Worker) openLocked(ctx context.Context) error {
 	}
 	for _, p := range plan {
 		if p.Enabled {
-			w.list = append(w.list, jobs.Job{Name: p.Name, Spec: p.Spec, Schedule: p.Schedule, Timeout: p.Timeout, Func: p.fn})
+			w.list = append(w.list, jobs.Job{Name: p.Name, Spec: p.Spec, Schedule: p.Schedule, Timeout: p.Timeout, Func: p.fn,
+				RunAtStart: p.runAtStart, OmitSuccessRows: p.omitSuccessRows})
 		}
 	}
 	faults := &runFaults{readiness: w.readiness, logger: w.logger}
