@@ -267,10 +267,17 @@ func TestHandle_Verify_DroppedTables(t *testing.T) {
 // Ensure a removed -wal is noticed while connections have it open: Health
 // says so, no new connection is made (it would start a second -wal), Verify
 // checkpoints the removed -wal through an open connection and drops the
-// handle, and the next Init opens a database that has every committed row.
+// handle, and the next Init opens a database that has every committed row;
+// under CheckpointExternal too, the one case where that mode checkpoints.
 func TestHandle_Verify_WALRemoved(t *testing.T) {
+	for name, mode := range map[string]string{"Worker": db.CheckpointWorker, "External": db.CheckpointExternal} {
+		t.Run(name, func(t *testing.T) { testVerifyWALRemoved(t, mode) })
+	}
+}
+
+func testVerifyWALRemoved(t *testing.T, mode string) {
 	ctx := context.Background()
-	h := workertest.MustOpenHandle(t)
+	h := workertest.MustOpenHandleWith(t, db.Config{Checkpoint: mode})
 	d, err := h.Init(ctx)
 	if err != nil {
 		t.Fatal(err)
