@@ -55,7 +55,7 @@ type JobInfo struct {
 
 	fn              jobs.Func
 	runAtStart      bool // the config's RunAtStart
-	omitSuccessRows bool // the config's record_successes: false
+	omitSuccessRows bool // the config's OmitSuccessRows (record_successes: false)
 }
 
 // Jobs returns every job the worker would run, disabled ones included: the
@@ -78,7 +78,7 @@ func (w *Worker) planLocked() ([]JobInfo, error) {
 	inConfig := make(map[string]bool)
 	for _, j := range w.cfg.Jobs {
 		info := JobInfo{Name: j.Name, Spec: j.Spec, Schedule: j.Schedule, Timeout: j.Timeout, Enabled: j.Enabled,
-			runAtStart: j.RunAtStart, omitSuccessRows: !j.RecordSuccesses}
+			runAtStart: j.RunAtStart, omitSuccessRows: j.OmitSuccessRows}
 		switch {
 		case j.Builtin:
 			fn, err := w.builtins.Func(j.Name)

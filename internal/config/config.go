@@ -139,10 +139,11 @@ type Job struct {
 	Timeout  time.Duration // per run; default DefaultJobTimeout, a built-in's own, or 0 in a Go job's entry that keeps its own
 	Enabled  bool          // default true
 	SQL      string        // user jobs only: run in one transaction
-	// RecordSuccesses is record_successes, default true: false leaves a
-	// successful run out of job_runs (it is still counted in
-	// worker_job_runs_total; every other result is recorded).
-	RecordSuccesses bool
+	// OmitSuccessRows is record_successes: false (the default is true):
+	// a successful run leaves no job_runs row; it is still counted in
+	// worker_job_runs_total, and every other result is recorded. The zero
+	// value records, so a Job built in Go records every run.
+	OmitSuccessRows bool
 	// RunAtStart runs the job once when the worker starts too, besides its
 	// schedule: the quick_check built-in does. Not a key of the file.
 	RunAtStart bool
@@ -413,7 +414,6 @@ func (c *Config) job(field, name string, fj *fileJob, def Job) (Job, error) {
 	j := def
 	j.Name = name
 	j.Enabled = true
-	j.RecordSuccesses = true
 	if fj != nil {
 		if fj.Name != "" && fj.Name != name {
 			return Job{}, fmt.Errorf("%s.name: built-in jobs cannot be renamed", field)
@@ -428,7 +428,7 @@ func (c *Config) job(field, name string, fj *fileJob, def Job) (Job, error) {
 			j.Enabled = *fj.Enabled
 		}
 		if fj.RecordSuccesses != nil {
-			j.RecordSuccesses = *fj.RecordSuccesses
+			j.OmitSuccessRows = !*fj.RecordSuccesses
 		}
 		var err error
 		if j.Timeout, err = duration(field+".timeout", fj.Timeout, def.Timeout, true); err != nil {

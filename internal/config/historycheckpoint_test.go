@@ -92,8 +92,8 @@ func TestConfig_History(t *testing.T) {
 			t.Fatalf("HistoryMaxRowsPerJob: got %d, want 0", c.HistoryMaxRowsPerJob)
 		}
 		for _, j := range c.Jobs {
-			if !j.RecordSuccesses {
-				t.Fatalf("%s RecordSuccesses: got %v, want true", j.Name, j.RecordSuccesses)
+			if j.OmitSuccessRows {
+				t.Fatalf("%s OmitSuccessRows: got %v, want false", j.Name, j.OmitSuccessRows)
 			}
 		}
 	})
@@ -111,10 +111,10 @@ jobs:
 			t.Fatalf("HistoryMaxRowsPerJob: got %d, want 1000", c.HistoryMaxRowsPerJob)
 		}
 		for name, want := range map[string]bool{
-			"heartbeat": false, "quick_check": true, "quiet": false, "loud": true, "go_job": false,
+			"heartbeat": true, "quick_check": false, "quiet": true, "loud": false, "go_job": true,
 		} {
-			if got := jobByName(t, c, name).RecordSuccesses; got != want {
-				t.Errorf("%s RecordSuccesses: got %v, want %v", name, got, want)
+			if got := jobByName(t, c, name).OmitSuccessRows; got != want {
+				t.Errorf("%s OmitSuccessRows: got %v, want %v", name, got, want)
 			}
 		}
 	})
