@@ -6,12 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sqlworker/worker/internal/workertest"
 )
@@ -82,18 +78,7 @@ func api(c *http.Client, w *workertest.Worker, method, path string, v any) (int,
 func TestAdminAPI_RunNow(t *testing.T) {
 	t.Parallel()
 	const user, password = "admin", "correct horse battery staple"
-	dir := t.TempDir()
-	certFile, keyFile, pool := mustCert(t, dir)
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	webConfig := filepath.Join(dir, "web.yml")
-	err = os.WriteFile(webConfig, []byte("tls_server_config:\n  cert_file: "+certFile+"\n  key_file: "+keyFile+
-		"\nbasic_auth_users:\n  "+user+": "+string(hash)+"\n"), 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
+	webConfig, pool := mustWebConfig(t, user, password)
 	transport := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	t.Cleanup(transport.CloseIdleConnections)
 	anonymous := &http.Client{Timeout: time.Minute, Transport: transport}

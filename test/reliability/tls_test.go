@@ -67,14 +67,11 @@ func mustCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.Ce
 	return certFile, keyFile, pool
 }
 
-// Ensure --web.config.file serves TLS with basic auth: a real TLS client
-// gets 401 without credentials or with a wrong password, 200 with the right
-// one; plain HTTP to the TLS port gets nothing served; a client that does
-// not trust the certificate fails the handshake; and only the four paths
-// exist.
-func TestWeb_TLSBasicAuth(t *testing.T) {
-	t.Parallel()
-	const user, password = "prometheus", "correct horse battery staple"
+// mustWebConfig writes an exporter-toolkit web config that serves TLS with
+// a new self-signed certificate and basic auth for user, and returns its
+// path and a pool that trusts the certificate.
+func mustWebConfig(t *testing.T, user, password string) (string, *x509.CertPool) {
+	t.Helper()
 	dir := t.TempDir()
 	certFile, keyFile, pool := mustCert(t, dir)
 	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
@@ -87,6 +84,18 @@ func TestWeb_TLSBasicAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return webConfig, pool
+}
+
+// Ensure --web.config.file serves TLS with basic auth: a real TLS client
+// gets 401 without credentials or with a wrong password, 200 with the right
+// one; plain HTTP to the TLS port gets nothing served; a client that does
+// not trust the certificate fails the handshake; and only the four paths
+// exist.
+func TestWeb_TLSBasicAuth(t *testing.T) {
+	t.Parallel()
+	const user, password = "prometheus", "correct horse battery staple"
+	webConfig, pool := mustWebConfig(t, user, password)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 	}}
