@@ -13,30 +13,9 @@ import (
 	"time"
 
 	"github.com/sqlworker/worker"
+	"github.com/sqlworker/worker/internal/web"
 	"github.com/sqlworker/worker/internal/workertest"
 )
-
-// adminRun is a run record as the admin API answers it.
-type adminRun struct {
-	Job          string     `json:"job"`
-	ScheduledAt  *time.Time `json:"scheduled_at"`
-	StartedAt    *time.Time `json:"started_at"`
-	EndedAt      *time.Time `json:"ended_at"`
-	Result       string     `json:"result"`
-	Error        string     `json:"error"`
-	RowsAffected int64      `json:"rows_affected"`
-}
-
-// adminJob is a job as GET /api/v1/jobs lists it.
-type adminJob struct {
-	Name     string     `json:"name"`
-	Kind     string     `json:"kind"`
-	Schedule string     `json:"schedule"`
-	Timeout  string     `json:"timeout"`
-	Enabled  bool       `json:"enabled"`
-	NextRun  *time.Time `json:"next_run"`
-	LastRun  *adminRun  `json:"last_run"`
-}
 
 // do sends method path to srv and decodes the JSON answer into v, if not
 // nil; it returns the status.
@@ -113,7 +92,7 @@ jobs:
 
 	type answer struct {
 		code int
-		run  adminRun
+		run  web.RunRecord
 		err  error
 	}
 	first := make(chan answer, 1)
@@ -123,7 +102,7 @@ jobs:
 		first <- a
 	}()
 	wait(t, started, "start of the run now")
-	var skipped adminRun
+	var skipped web.RunRecord
 	if got, want := call(t, srv, "POST", "/api/v1/jobs/block/run", &skipped), 409; got != want {
 		t.Fatalf("run while running: got %v, want %v", got, want)
 	}
@@ -155,11 +134,11 @@ jobs:
 		t.Errorf("worker_job_runs_total{block,skipped}: got %v, want %v", got, want)
 	}
 
-	var list struct{ Jobs []adminJob }
+	var list struct{ Jobs []web.JobStatus }
 	if got, want := call(t, srv, "GET", "/api/v1/jobs", &list), 200; got != want {
 		t.Fatalf("GET /api/v1/jobs: got %v, want %v", got, want)
 	}
-	byName := make(map[string]adminJob)
+	byName := make(map[string]web.JobStatus)
 	for _, j := range list.Jobs {
 		byName[j.Name] = j
 	}

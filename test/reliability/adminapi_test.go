@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sqlworker/worker/internal/web"
 	"github.com/sqlworker/worker/internal/workertest"
 )
 
@@ -22,28 +23,6 @@ func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.SetBasicAuth(b.user, b.password)
 	return b.next.RoundTrip(r)
-}
-
-// apiRun is a run record of the admin API.
-type apiRun struct {
-	Job          string     `json:"job"`
-	ScheduledAt  *time.Time `json:"scheduled_at"`
-	StartedAt    *time.Time `json:"started_at"`
-	EndedAt      *time.Time `json:"ended_at"`
-	Result       string     `json:"result"`
-	Error        string     `json:"error"`
-	RowsAffected int64      `json:"rows_affected"`
-}
-
-// apiJob is a job of GET /api/v1/jobs.
-type apiJob struct {
-	Name     string     `json:"name"`
-	Kind     string     `json:"kind"`
-	Schedule string     `json:"schedule"`
-	Timeout  string     `json:"timeout"`
-	Enabled  bool       `json:"enabled"`
-	NextRun  *time.Time `json:"next_run"`
-	LastRun  *apiRun    `json:"last_run"`
 }
 
 // api sends method path with c and decodes the JSON answer into v when
@@ -122,11 +101,11 @@ jobs:
 		}
 	})
 	t.Run("List", func(t *testing.T) {
-		var list struct{ Jobs []apiJob }
+		var list struct{ Jobs []web.JobStatus }
 		if got, want := mustAPI(t, client, "GET", "/api/v1/jobs", &list), http.StatusOK; got != want {
 			t.Fatalf("GET /api/v1/jobs: got %v, want %v", got, want)
 		}
-		byName := make(map[string]apiJob)
+		byName := make(map[string]web.JobStatus)
 		for _, j := range list.Jobs {
 			byName[j.Name] = j
 		}
@@ -141,7 +120,7 @@ jobs:
 		}
 	})
 	t.Run("RunNow", func(t *testing.T) {
-		var r apiRun
+		var r web.RunRecord
 		if got, want := mustAPI(t, client, "POST", "/api/v1/jobs/adhoc/run", &r), http.StatusOK; got != want {
 			t.Fatalf("POST /api/v1/jobs/adhoc/run: got %v, want %v", got, want)
 		}
@@ -161,7 +140,7 @@ jobs:
 		if result != "success" || rows != r.RowsAffected {
 			t.Errorf("job_runs row: got %s %d, want success %d", result, rows, r.RowsAffected)
 		}
-		var list struct{ Jobs []apiJob }
+		var list struct{ Jobs []web.JobStatus }
 		mustAPI(t, client, "GET", "/api/v1/jobs", &list)
 		for _, j := range list.Jobs {
 			if j.Name == "adhoc" && (j.LastRun == nil || !j.LastRun.StartedAt.Equal(*r.StartedAt)) {
@@ -179,7 +158,7 @@ jobs:
 	t.Run("AlreadyRunning", func(t *testing.T) {
 		type answer struct {
 			code int
-			run  apiRun
+			run  web.RunRecord
 			err  error
 		}
 		first := make(chan answer, 1)
@@ -191,7 +170,7 @@ jobs:
 		w.WaitFor(t, "slow running", time.Minute, func() bool {
 			return workertest.Sum(w.Scrape(t)["worker_job_running"], map[string]string{"job": "slow"}) == 1
 		})
-		var skipped apiRun
+		var skipped web.RunRecord
 		if got, want := mustAPI(t, client, "POST", "/api/v1/jobs/slow/run", &skipped), http.StatusConflict; got != want {
 			t.Errorf("POST while slow runs: got %v, want %v", got, want)
 		}
