@@ -93,24 +93,6 @@ func TestHandle_Lock_HeldUntilLastConnection(t *testing.T) {
 	}
 }
 
-// dirState returns the bytes of path and the names beside it.
-func dirState(t *testing.T, path string) ([]byte, string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries, err := os.ReadDir(filepath.Dir(path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	return b, strings.Join(names, " ")
-}
-
 // Ensure a file the handle refuses is not changed at all: bytes and
 // directory are the same after Init as before.
 func TestHandle_Init_RefusedUnchanged(t *testing.T) {
@@ -141,7 +123,7 @@ func TestHandle_Init_RefusedUnchanged(t *testing.T) {
 				}
 				o.Close()
 			}
-			before, namesBefore := dirState(t, path)
+			before, namesBefore := workertest.FileAndDir(t, path)
 			h := db.New(db.Config{Path: path})
 			_, err := h.Init(ctx)
 			if err == nil || !strings.HasPrefix(err.Error(), "cannot open database "+path+": ") || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
@@ -150,7 +132,7 @@ func TestHandle_Init_RefusedUnchanged(t *testing.T) {
 			if err := h.Close(ctx); err != nil {
 				t.Fatal(err)
 			}
-			after, namesAfter := dirState(t, path)
+			after, namesAfter := workertest.FileAndDir(t, path)
 			if !bytes.Equal(before, after) {
 				t.Errorf("bytes of the refused file: changed (%d bytes before, %d after)", len(before), len(after))
 			}

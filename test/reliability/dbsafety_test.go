@@ -284,24 +284,6 @@ jobs:
 		detect.Round(time.Millisecond), time.Since(corrupted).Round(time.Millisecond), strings.TrimSpace(body), code)
 }
 
-// snapshot returns the bytes of path and the names in its directory.
-func snapshot(t *testing.T, path string) ([]byte, []string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries, err := os.ReadDir(filepath.Dir(path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	return b, names
-}
-
 // Ensure a database the worker refuses is left exactly as it was: its bytes
 // (the header's journal mode included) and its directory, with no -wal,
 // -shm, -journal or lock file created; and that a path that is not a regular
@@ -325,7 +307,7 @@ func TestDBSafety_RefusedUnchanged(t *testing.T) {
 				t.Fatal(err)
 			}
 			o.Close()
-			bytesBefore, namesBefore := snapshot(t, path)
+			bytesBefore, namesBefore := workertest.FileAndDir(t, path)
 			code, line := refusedStart(t, "--db.path", path)
 			if code != 1 {
 				t.Errorf("exit code: got %d, want 1", code)
@@ -333,11 +315,11 @@ func TestDBSafety_RefusedUnchanged(t *testing.T) {
 			if !strings.HasPrefix(line, "worker: cannot open database "+path+": ") || !strings.Contains(line, tc.want) {
 				t.Errorf("error: got %q, want one line naming %s and saying %q", line, path, tc.want)
 			}
-			bytesAfter, namesAfter := snapshot(t, path)
+			bytesAfter, namesAfter := workertest.FileAndDir(t, path)
 			if !bytes.Equal(bytesBefore, bytesAfter) {
 				t.Errorf("database bytes changed by a refused start (header bytes 18-19: %v before, %v after)", bytesBefore[18:20], bytesAfter[18:20])
 			}
-			if got, want := strings.Join(namesAfter, " "), strings.Join(namesBefore, " "); got != want {
+			if got, want := namesAfter, namesBefore; got != want {
 				t.Errorf("directory after a refused start: got %s, want %s", got, want)
 			}
 			t.Logf("refused, %d bytes unchanged: %s", len(bytesAfter), line)
