@@ -127,10 +127,10 @@ jobs:
 	if r.StartedAt != nil && r.StartedAt.Location() != time.UTC {
 		t.Errorf("started_at zone: got %v, want UTC", r.StartedAt.Location())
 	}
-	if got, want := sum(t, reg, "worker_job_runs_total", map[string]string{"job": "block", "result": "success"}), 1.0; got != want {
+	if got, want := sum(t, reg, "worker_job_runs_total", map[string]string{"job_name": "block", "result": "success"}), 1.0; got != want {
 		t.Errorf("worker_job_runs_total{block,success}: got %v, want %v", got, want)
 	}
-	if got, want := sum(t, reg, "worker_job_runs_total", map[string]string{"job": "block", "result": "skipped"}), 1.0; got != want {
+	if got, want := sum(t, reg, "worker_job_runs_total", map[string]string{"job_name": "block", "result": "skipped"}), 1.0; got != want {
 		t.Errorf("worker_job_runs_total{block,skipped}: got %v, want %v", got, want)
 	}
 

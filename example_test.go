@@ -82,7 +82,7 @@ func Example() {
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["job"] == "expire_sessions" && labels["result"] == "success" {
+			if labels["job_name"] == "expire_sessions" && labels["result"] == "success" {
 				total = m.GetCounter().GetValue()
 			}
 		}

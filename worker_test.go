@@ -123,7 +123,7 @@ func TestWorker_Run(t *testing.T) {
 	if len(got) == 0 || got[0] != "success 3" {
 		t.Fatalf("job_runs: got %v, want success 3 first", got)
 	}
-	n := sum(t, reg, "worker_job_runs_total", map[string]string{"job": "touch", "result": "success"})
+	n := sum(t, reg, "worker_job_runs_total", map[string]string{"job_name": "touch", "result": "success"})
 	if got, want := n, float64(len(got)); got != want {
 		t.Fatalf("worker_job_runs_total: got %v, want %v", got, want)
 	}
@@ -250,7 +250,7 @@ func TestWorker_Chain(t *testing.T) {
 		if got := runs(t, cfg.DBPath, job); len(got) == 0 || got[0] != want+" 0" {
 			t.Errorf("%s: job_runs got %v, want %s 0 first", job, got, want)
 		}
-		if got := sum(t, reg, "worker_job_runs_total", map[string]string{"job": job, "result": want}); got < 1 {
+		if got := sum(t, reg, "worker_job_runs_total", map[string]string{"job_name": job, "result": want}); got < 1 {
 			t.Errorf("%s: worker_job_runs_total{result=%q}: got %v, want at least 1", job, want, got)
 		}
 	}

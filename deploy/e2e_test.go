@@ -258,6 +258,23 @@ scrape_configs:
 		}
 	})
 
+	// The scrape config above is the default one (honor_labels false): no
+	// label of the worker's may collide with a target label and come back
+	// renamed with the exported_ prefix.
+	t.Run("NoExportedLabels", func(t *testing.T) {
+		v, err := api.query(`count by (__name__) ({exported_job!=""} or {exported_instance!=""})`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(v) != 0 {
+			t.Errorf("series with an exported_ label under the default scrape config: %v", v)
+		}
+		v, err = api.query(fmt.Sprintf(`worker_job_runs_total{job="worker", instance=%q, job_name="heartbeat", result="success"}`, clean))
+		if err != nil || len(v) != 1 {
+			t.Errorf("worker_job_runs_total{job_name=\"heartbeat\"} with the target's job and instance: got %v, %v; want one series", v, err)
+		}
+	})
+
 	t.Run("RuleExpressions", func(t *testing.T) {
 		f := loadAlerts(t)
 		n := 0

@@ -111,8 +111,8 @@ worker_db_statements_open 0
 worker_db_init_calls_total{result="opened"} 1
 worker_db_init_calls_total{result="reused"} %d
 # TYPE worker_job_runs_total counter
-worker_job_runs_total{job="heartbeat",result="success"} %d
-worker_job_runs_total{job="heartbeat",result="failure"} 0
+worker_job_runs_total{job_name="heartbeat",result="success"} %d
+worker_job_runs_total{job_name="heartbeat",result="failure"} 0
 `, 2+n%2, 1+n%2, n%2, handles, 1+n%2, n, jobs)
 	}
 }

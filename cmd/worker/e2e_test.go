@@ -51,11 +51,11 @@ func TestWorker_EndToEnd(t *testing.T) {
 		names = append(names, b.Name)
 	}
 	for _, job := range names {
-		if got := workertest.Sum(mfs["worker_job_runs_total"], map[string]string{"job": job, "result": "success"}); got < 1 {
-			t.Errorf("worker_job_runs_total{job=%q,result=\"success\"}: got %v, want ≥ 1", job, got)
+		if got := workertest.Sum(mfs["worker_job_runs_total"], map[string]string{"job_name": job, "result": "success"}); got < 1 {
+			t.Errorf("worker_job_runs_total{job_name=%q,result=\"success\"}: got %v, want ≥ 1", job, got)
 		}
-		if got := workertest.Sum(mfs["worker_job_runs_total"], map[string]string{"job": job, "result": "failure"}); got != 0 {
-			t.Errorf("worker_job_runs_total{job=%q,result=\"failure\"}: got %v, want 0", job, got)
+		if got := workertest.Sum(mfs["worker_job_runs_total"], map[string]string{"job_name": job, "result": "failure"}); got != 0 {
+			t.Errorf("worker_job_runs_total{job_name=%q,result=\"failure\"}: got %v, want 0", job, got)
 		}
 	}
 	for _, tc := range []struct {
@@ -154,7 +154,7 @@ jobs:
 `
 	w := MustStartWorker(t, config)
 	w.WaitFor(t, "running slow", waitLimit, func() bool {
-		return workertest.Sum(w.Scrape(t)["worker_job_running"], map[string]string{"job": "slow"}) == 1
+		return workertest.Sum(w.Scrape(t)["worker_job_running"], map[string]string{"job_name": "slow"}) == 1
 	})
 	if err := w.Cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)

@@ -37,10 +37,10 @@ func TestScheduler_OmitSuccessRows(t *testing.T) {
 		t.Fatalf("job_runs of kept: got %v, want %v", got, want)
 	}
 	if got := runs(t, reg, "beat", jobs.Success); got != 3 {
-		t.Fatalf("worker_job_runs_total{job=beat,result=success}: got %v, want 3", got)
+		t.Fatalf("worker_job_runs_total{job_name=beat,result=success}: got %v, want 3", got)
 	}
 	if got := runs(t, reg, "beat", jobs.Failure); got != 1 {
-		t.Fatalf("worker_job_runs_total{job=beat,result=failure}: got %v, want 1", got)
+		t.Fatalf("worker_job_runs_total{job_name=beat,result=failure}: got %v, want 1", got)
 	}
 }
 
@@ -108,6 +108,6 @@ func TestScheduler_RunAtStart(t *testing.T) {
 		t.Fatalf("Next: got %v, want after the run at start (%v): it ran before the first tick", next, r.StartedAt)
 	}
 	if got := runs(t, reg, "check", jobs.Success); got != 1 {
-		t.Fatalf("worker_job_runs_total{job=check,result=success}: got %v, want 1", got)
+		t.Fatalf("worker_job_runs_total{job_name=check,result=success}: got %v, want 1", got)
 	}
 }

@@ -67,7 +67,7 @@ func runs(t testing.TB, reg prometheus.Gatherer, name string, result jobs.Result
 			var j, r string
 			for _, l := range m.GetLabel() {
 				switch l.GetName() {
-				case "job":
+				case "job_name":
 					j = l.GetValue()
 				case "result":
 					r = l.GetValue()
@@ -78,7 +78,7 @@ func runs(t testing.TB, reg prometheus.Gatherer, name string, result jobs.Result
 			}
 		}
 	}
-	t.Fatalf("worker_job_runs_total{job=%q,result=%q} not found", name, result)
+	t.Fatalf("worker_job_runs_total{job_name=%q,result=%q} not found", name, result)
 	return 0
 }
 
@@ -363,7 +363,7 @@ func TestScheduler_Start(t *testing.T) {
 	const interval = `
 # HELP worker_job_interval_seconds Seconds between the job's next two scheduled runs: how long its schedule expects between successes.
 # TYPE worker_job_interval_seconds gauge
-worker_job_interval_seconds{job="tick"} 1
+worker_job_interval_seconds{job_name="tick"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(interval), "worker_job_interval_seconds"); err != nil {
 		t.Fatal(err)

@@ -27,33 +27,33 @@ func newMetrics(namespace string) *metrics {
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: sub, Name: "runs_total",
 			Help: "Finished job runs by result (success, failure, skipped, panic, timeout, cancelled).",
-		}, []string{"job", "result"}),
+		}, []string{"job_name", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: sub, Name: "duration_seconds",
 			Help:    "Wall time of job runs that were not skipped.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
-		}, []string{"job"}),
+		}, []string{"job_name"}),
 		startDelay: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: sub, Name: "start_delay_seconds",
 			Help:    "Scheduling lateness: the start of a run minus its scheduled time.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
-		}, []string{"job"}),
+		}, []string{"job_name"}),
 		running: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: sub, Name: "running",
 			Help: "1 while a run of the job is in progress.",
-		}, []string{"job"}),
+		}, []string{"job_name"}),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: sub, Name: "last_success_timestamp_seconds",
 			Help: "Unix time of the job's last successful run; 0 until the first.",
-		}, []string{"job"}),
+		}, []string{"job_name"}),
 		nextRun: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: sub, Name: "next_run_timestamp_seconds",
 			Help: "Unix time of the job's next scheduled run.",
-		}, []string{"job"}),
+		}, []string{"job_name"}),
 		interval: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: sub, Name: "interval_seconds",
 			Help: "Seconds between the job's next two scheduled runs: how long its schedule expects between successes.",
-		}, []string{"job"}),
+		}, []string{"job_name"}),
 		historyPending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: sub, Name: "history_pending",
 			Help: "Finished runs held in memory because their job_runs row could not be written yet.",

@@ -97,7 +97,7 @@ jobs:
 			}
 		}
 		if got := runs(w.Scrape(t), "adhoc", "success"); got != 0 {
-			t.Errorf("worker_job_runs_total{job=adhoc} after an unauthenticated POST: got %v, want 0", got)
+			t.Errorf("worker_job_runs_total{job_name=adhoc} after an unauthenticated POST: got %v, want 0", got)
 		}
 	})
 	t.Run("List", func(t *testing.T) {
@@ -128,7 +128,7 @@ jobs:
 			t.Fatalf("run record: got %+v, want adhoc success with its times", r)
 		}
 		if got := runs(w.Scrape(t), "adhoc", "success"); got != 1 {
-			t.Errorf("worker_job_runs_total{job=adhoc,result=success}: got %v, want 1", got)
+			t.Errorf("worker_job_runs_total{job_name=adhoc,result=success}: got %v, want 1", got)
 		}
 		d := workertest.OpenDB(t, w.DBPath, "mode=ro")
 		var result string
@@ -168,7 +168,7 @@ jobs:
 			first <- a
 		}()
 		w.WaitFor(t, "slow running", time.Minute, func() bool {
-			return workertest.Sum(w.Scrape(t)["worker_job_running"], map[string]string{"job": "slow"}) == 1
+			return workertest.Sum(w.Scrape(t)["worker_job_running"], map[string]string{"job_name": "slow"}) == 1
 		})
 		var skipped web.RunRecord
 		if got, want := mustAPI(t, client, "POST", "/api/v1/jobs/slow/run", &skipped), http.StatusConflict; got != want {
@@ -186,10 +186,10 @@ jobs:
 		}
 		mfs := w.Scrape(t)
 		if got := runs(mfs, "slow", "skipped"); got != 1 {
-			t.Errorf("worker_job_runs_total{job=slow,result=skipped}: got %v, want 1", got)
+			t.Errorf("worker_job_runs_total{job_name=slow,result=skipped}: got %v, want 1", got)
 		}
 		if got := runs(mfs, "slow", "timeout"); got != 1 {
-			t.Errorf("worker_job_runs_total{job=slow,result=timeout}: got %v, want 1", got)
+			t.Errorf("worker_job_runs_total{job_name=slow,result=timeout}: got %v, want 1", got)
 		}
 		d := workertest.OpenDB(t, w.DBPath, "mode=ro")
 		w.WaitFor(t, "the skipped run in job_runs", time.Minute, func() bool {

@@ -53,7 +53,7 @@ func countedRuns(mfs map[string]*dto.MetricFamily) map[string]float64 {
 		var job, result string
 		for _, l := range m.GetLabel() {
 			switch l.GetName() {
-			case "job":
+			case "job_name":
 				job = l.GetValue()
 			case "result":
 				result = l.GetValue()

@@ -61,7 +61,7 @@ func TestHistoryControls(t *testing.T) {
 		return writes >= historyCap+3 && writeRows <= historyCap
 	})
 	if beats < 3 {
-		t.Errorf("worker_job_runs_total{job=heartbeat,result=success}: got %v, want ≥ 3", beats)
+		t.Errorf("worker_job_runs_total{job_name=heartbeat,result=success}: got %v, want ≥ 3", beats)
 	}
 	w.WaitFor(t, "the heartbeat count to grow", 30*time.Second, func() bool {
 		return runs(w.Scrape(t), "heartbeat", "success") > beats

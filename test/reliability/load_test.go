@@ -50,7 +50,7 @@ type histogram struct {
 func loadHistogram(mf *dto.MetricFamily) histogram {
 	var h histogram
 	for _, m := range mf.GetMetric() {
-		if !strings.HasPrefix(label(m, "job"), "load_") {
+		if !strings.HasPrefix(label(m, "job_name"), "load_") {
 			continue
 		}
 		hist := m.GetHistogram()
@@ -128,7 +128,7 @@ func TestLoad(t *testing.T) {
 	w := StartWorker(t, workertest.Options{Config: loadConfig(), LogLevel: "info"})
 	// Skip the first partial second, then take the baseline.
 	w.WaitFor(t, "the first load runs", 30*time.Second, func() bool {
-		return workertest.Sum(w.Scrape(t)["worker_job_runs_total"], map[string]string{"job": "load_000"}) >= 2
+		return workertest.Sum(w.Scrape(t)["worker_job_runs_total"], map[string]string{"job_name": "load_000"}) >= 2
 	})
 	base := w.Scrape(t)
 	start := time.Now()

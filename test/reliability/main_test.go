@@ -37,7 +37,7 @@ func StartWorker(tb testing.TB, o workertest.Options) *workertest.Worker {
 
 // runs returns worker_job_runs_total{job, result}.
 func runs(mfs map[string]*dto.MetricFamily, job, result string) float64 {
-	return workertest.Sum(mfs["worker_job_runs_total"], map[string]string{"job": job, "result": result})
+	return workertest.Sum(mfs["worker_job_runs_total"], map[string]string{"job_name": job, "result": result})
 }
 
 // integrityCheck runs PRAGMA integrity_check and returns its lines.

@@ -23,7 +23,7 @@ func TestQuickCheck_AtStart(t *testing.T) {
 		t.Fatalf("worker_db_quick_check_ok: got %v, want 1", got)
 	}
 	if got := runs(mfs, "quick_check", "success"); got < 1 {
-		t.Fatalf("worker_job_runs_total{job=quick_check,result=success}: got %v, want ≥ 1", got)
+		t.Fatalf("worker_job_runs_total{job_name=quick_check,result=success}: got %v, want ≥ 1", got)
 	}
 	if code, _ := w.Stop(t, 60*time.Second); code != 0 {
 		t.Fatalf("exit code: got %d, want 0\n%s", code, w.Logs())

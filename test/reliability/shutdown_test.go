@@ -31,7 +31,7 @@ jobs:
 `
 	w := StartWorker(t, workertest.Options{Bin: leakBin, Config: config, Env: []string{"WORKER_LEAK=hang"}})
 	w.WaitFor(t, "running stuck", 30*time.Second, func() bool {
-		return workertest.Sum(w.Scrape(t)["worker_job_running"], map[string]string{"job": "stuck"}) == 1
+		return workertest.Sum(w.Scrape(t)["worker_job_running"], map[string]string{"job_name": "stuck"}) == 1
 	})
 	bound := grace + jobs.DefaultForceTimeout + 5*time.Second // 5 s: HTTP shutdown and the final checkpoint
 	code, took := w.Stop(t, bound)

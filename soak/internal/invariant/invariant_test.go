@@ -49,7 +49,7 @@ func TestChecker_Healthy(t *testing.T) {
 	for i := range 5 {
 		c.Observe(float64(i), vec(t, poolText("2", "1", "0")+`worker_db_handles_open 1
 worker_db_init_calls_total{result="opened"} 1
-worker_job_runs_total{job="a",result="success"} `+string(rune('0'+i))+"\n"))
+worker_job_runs_total{job_name="a",result="success"} `+string(rune('0'+i))+"\n"))
 	}
 	for _, r := range c.Finish() {
 		if !r.Applies || r.Broken {
@@ -117,8 +117,8 @@ func TestChecker_Broken(t *testing.T) {
 	})
 	t.Run("NoJobRan", func(t *testing.T) {
 		c := invariant.New(time.Second)
-		c.Observe(0, vec(t, `worker_job_runs_total{job="a",result="success"} 7`+"\n"))
-		c.Observe(1, vec(t, `worker_job_runs_total{job="a",result="success"} 7`+"\n"))
+		c.Observe(0, vec(t, `worker_job_runs_total{job_name="a",result="success"} 7`+"\n"))
+		c.Observe(1, vec(t, `worker_job_runs_total{job_name="a",result="success"} 7`+"\n"))
 		if got := result(c.Broken(), invariant.RuleJobsRan); got.Broken {
 			t.Fatal("jobs_ran broken before the end, want judged only at Finish")
 		}
@@ -128,7 +128,7 @@ func TestChecker_Broken(t *testing.T) {
 	})
 	t.Run("StoppedEarly", func(t *testing.T) {
 		c := invariant.New(time.Second)
-		c.Observe(0, vec(t, `worker_job_runs_total{job="a",result="success"} 7`+"\n"))
+		c.Observe(0, vec(t, `worker_job_runs_total{job_name="a",result="success"} 7`+"\n"))
 		c.StoppedEarly()
 		if got := result(c.Finish(), invariant.RuleJobsRan); got.Broken {
 			t.Fatalf("got %+v, want not judged", got)

@@ -23,10 +23,10 @@ process_open_fds 12
 worker_open_fds{type="file"} 3
 worker_open_fds{type="socket"} 2
 # TYPE worker_job_duration_seconds histogram
-worker_job_duration_seconds_bucket{job="a",le="0.1"} 4
-worker_job_duration_seconds_bucket{job="a",le="+Inf"} 5
-worker_job_duration_seconds_sum{job="a"} 0.3
-worker_job_duration_seconds_count{job="a"} 5
+worker_job_duration_seconds_bucket{job_name="a",le="0.1"} 4
+worker_job_duration_seconds_bucket{job_name="a",le="+Inf"} 5
+worker_job_duration_seconds_sum{job_name="a"} 0.3
+worker_job_duration_seconds_count{job_name="a"} 5
 `
 
 func value(v model.Vector, name string, labels ...string) (float64, bool) {
@@ -66,7 +66,7 @@ func TestScraper_Scrape(t *testing.T) {
 		{"process_open_fds", nil, 12},
 		{"worker_open_fds", []string{"type", "file"}, 3},
 		{"worker_open_fds", []string{"type", "socket"}, 2},
-		{"worker_job_duration_seconds_count", []string{"job", "a"}, 5},
+		{"worker_job_duration_seconds_count", []string{"job_name", "a"}, 5},
 	} {
 		got, ok := value(v, tc.name, tc.labels...)
 		if !ok || got != tc.want {
