@@ -12,6 +12,9 @@ import (
 	"testing"
 
 	"github.com/goccy/go-yaml"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 )
 
 var update = flag.Bool("update", false, "regenerate deploy/kubernetes/prometheusrule.yaml from deploy/prometheus/alerts.yml")
@@ -78,69 +81,6 @@ func keys(m map[string]any) []string {
 	return out
 }
 
-type k8sMeta struct {
-	Name      string            `yaml:"name"`
-	Namespace string            `yaml:"namespace"`
-	Labels    map[string]string `yaml:"labels"`
-}
-
-type k8sProbe struct {
-	HTTPGet struct {
-		Path string `yaml:"path"`
-		Port string `yaml:"port"`
-	} `yaml:"httpGet"`
-}
-
-type statefulSet struct {
-	Kind     string  `yaml:"kind"`
-	Metadata k8sMeta `yaml:"metadata"`
-	Spec     struct {
-		ServiceName string `yaml:"serviceName"`
-		Replicas    int    `yaml:"replicas"`
-		Selector    struct {
-			MatchLabels map[string]string `yaml:"matchLabels"`
-		} `yaml:"selector"`
-		Template struct {
-			Metadata k8sMeta `yaml:"metadata"`
-			Spec     struct {
-				TerminationGracePeriodSeconds int `yaml:"terminationGracePeriodSeconds"`
-				SecurityContext               struct {
-					RunAsNonRoot bool `yaml:"runAsNonRoot"`
-					RunAsUser    int  `yaml:"runAsUser"`
-				} `yaml:"securityContext"`
-				Containers []struct {
-					Name  string   `yaml:"name"`
-					Image string   `yaml:"image"`
-					Args  []string `yaml:"args"`
-					Ports []struct {
-						Name          string `yaml:"name"`
-						ContainerPort int    `yaml:"containerPort"`
-					} `yaml:"ports"`
-					LivenessProbe   k8sProbe `yaml:"livenessProbe"`
-					ReadinessProbe  k8sProbe `yaml:"readinessProbe"`
-					SecurityContext struct {
-						AllowPrivilegeEscalation *bool `yaml:"allowPrivilegeEscalation"`
-						ReadOnlyRootFilesystem   bool  `yaml:"readOnlyRootFilesystem"`
-					} `yaml:"securityContext"`
-					VolumeMounts []struct {
-						Name      string `yaml:"name"`
-						MountPath string `yaml:"mountPath"`
-					} `yaml:"volumeMounts"`
-				} `yaml:"containers"`
-				Volumes []struct {
-					Name      string `yaml:"name"`
-					ConfigMap *struct {
-						Name string `yaml:"name"`
-					} `yaml:"configMap"`
-				} `yaml:"volumes"`
-			} `yaml:"spec"`
-		} `yaml:"template"`
-		VolumeClaimTemplates []struct {
-			Metadata k8sMeta `yaml:"metadata"`
-		} `yaml:"volumeClaimTemplates"`
-	} `yaml:"spec"`
-}
-
 func loadYAML(t testing.TB, v any, elem ...string) {
 	t.Helper()
 	if err := yaml.Unmarshal(readFile(t, elem...), v); err != nil {
@@ -160,72 +100,46 @@ func subset(sel, labels map[string]string) bool {
 	return true
 }
 
-// TestKubernetes_Manifests checks the StatefulSet, its ConfigMap, Service
-// and ServiceMonitor against each other, the worker's flags and config,
-// and issue 4's requirements.
+// TestKubernetes_Manifests renders deploy/kubernetes, strictly decodes every
+// object into its k8s.io/api or prometheus-operator type, and checks the
+// StatefulSet, its ConfigMap, Service and ServiceMonitor against each other,
+// the worker's flags and config, and issue 4's requirements.
 func TestKubernetes_Manifests(t *testing.T) {
-	var ss statefulSet
-	loadYAML(t, &ss, "deploy", "kubernetes", "statefulset.yaml")
-	var cm struct {
-		Metadata k8sMeta           `yaml:"metadata"`
-		Data     map[string]string `yaml:"data"`
-	}
-	loadYAML(t, &cm, "deploy", "kubernetes", "configmap.yaml")
-	var svc struct {
-		Metadata k8sMeta `yaml:"metadata"`
-		Spec     struct {
-			ClusterIP string            `yaml:"clusterIP"`
-			Selector  map[string]string `yaml:"selector"`
-			Ports     []struct {
-				Name       string `yaml:"name"`
-				Port       int    `yaml:"port"`
-				TargetPort string `yaml:"targetPort"`
-			} `yaml:"ports"`
-		} `yaml:"spec"`
-	}
-	loadYAML(t, &svc, "deploy", "kubernetes", "service.yaml")
-	var sm struct {
-		Kind     string  `yaml:"kind"`
-		Metadata k8sMeta `yaml:"metadata"`
-		Spec     struct {
-			Selector struct {
-				MatchLabels map[string]string `yaml:"matchLabels"`
-			} `yaml:"selector"`
-			Endpoints []struct {
-				Port        string `yaml:"port"`
-				Path        string `yaml:"path"`
-				HonorLabels bool   `yaml:"honorLabels"`
-			} `yaml:"endpoints"`
-		} `yaml:"spec"`
-	}
-	loadYAML(t, &sm, "deploy", "kubernetes", "servicemonitor.yaml")
+	objs := mustDecodeManifests(t, "deploy", "kubernetes")
+	ss := findObject[*appsv1.StatefulSet](t, objs, "worker")
+	cm := findObject[*corev1.ConfigMap](t, objs, "worker-config")
+	svc := findObject[*corev1.Service](t, objs, "worker")
+	sm := findObject[*monitoringv1.ServiceMonitor](t, objs, "worker")
+	findObject[*monitoringv1.PrometheusRule](t, objs, "worker")
+	findObject[*corev1.Namespace](t, objs, "worker")
 
 	s := ss.Spec
-	if s.Replicas != 1 {
-		t.Errorf("replicas = %d, want 1 (one writer per SQLite file)", s.Replicas)
+	if s.Replicas == nil || *s.Replicas != 1 {
+		t.Errorf("replicas = %v, want 1 (one writer per SQLite file)", s.Replicas)
 	}
-	if !subset(s.Selector.MatchLabels, s.Template.Metadata.Labels) {
-		t.Errorf("selector %v does not match the pod labels %v", s.Selector.MatchLabels, s.Template.Metadata.Labels)
+	if s.Selector == nil || !subset(s.Selector.MatchLabels, s.Template.Labels) {
+		t.Errorf("selector %v does not match the pod labels %v", s.Selector, s.Template.Labels)
 	}
-	if s.ServiceName != svc.Metadata.Name {
-		t.Errorf("serviceName %q, want the Service %q", s.ServiceName, svc.Metadata.Name)
+	if s.ServiceName != svc.Name {
+		t.Errorf("serviceName %q, want the Service %q", s.ServiceName, svc.Name)
 	}
 	ps := s.Template.Spec
-	if !ps.SecurityContext.RunAsNonRoot || ps.SecurityContext.RunAsUser == 0 {
-		t.Errorf("pod securityContext %+v: want runAsNonRoot and a non-zero runAsUser", ps.SecurityContext)
+	if psc := ps.SecurityContext; psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0 {
+		t.Errorf("pod securityContext %+v: want runAsNonRoot and a non-zero runAsUser", psc)
 	}
-	if ps.TerminationGracePeriodSeconds < 40 {
-		t.Errorf("terminationGracePeriodSeconds = %d, want above shutdown_grace (30s) plus a margin", ps.TerminationGracePeriodSeconds)
+	if g := ps.TerminationGracePeriodSeconds; g == nil || *g < 40 {
+		t.Errorf("terminationGracePeriodSeconds = %v, want above shutdown_grace (30s) plus a margin", g)
 	}
 	if len(ps.Containers) != 1 {
 		t.Fatalf("%d containers, want 1", len(ps.Containers))
 	}
 	c := ps.Containers[0]
-	if !c.SecurityContext.ReadOnlyRootFilesystem || c.SecurityContext.AllowPrivilegeEscalation == nil || *c.SecurityContext.AllowPrivilegeEscalation {
-		t.Errorf("container securityContext %+v: want readOnlyRootFilesystem and no privilege escalation", c.SecurityContext)
+	if csc := c.SecurityContext; csc == nil || csc.ReadOnlyRootFilesystem == nil || !*csc.ReadOnlyRootFilesystem || csc.AllowPrivilegeEscalation == nil || *csc.AllowPrivilegeEscalation {
+		t.Errorf("container securityContext %+v: want readOnlyRootFilesystem and no privilege escalation", csc)
 	}
-	if c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
-		t.Errorf("probes liveness %q readiness %q, want /healthz and /readyz", c.LivenessProbe.HTTPGet.Path, c.ReadinessProbe.HTTPGet.Path)
+	probes := containerProbes(t, c)
+	if probes["liveness"].HTTPGet.Path != "/healthz" || probes["readiness"].HTTPGet.Path != "/readyz" {
+		t.Errorf("probes liveness %q readiness %q, want /healthz and /readyz", probes["liveness"].HTTPGet.Path, probes["readiness"].HTTPGet.Path)
 	}
 	checkFlags(t, "statefulset args", c.Args)
 	listen, ok := flagValue(c.Args, "web.listen-address")
@@ -233,12 +147,12 @@ func TestKubernetes_Manifests(t *testing.T) {
 		t.Fatal("statefulset args: no --web.listen-address (the default listens on 127.0.0.1 only)")
 	}
 	port := portOf(t, listen)
-	if len(c.Ports) != 1 || c.Ports[0].Name != "metrics" || itoa(c.Ports[0].ContainerPort) != port {
+	if len(c.Ports) != 1 || c.Ports[0].Name != "metrics" || itoa(int(c.Ports[0].ContainerPort)) != port {
 		t.Errorf("container ports %+v, want one named metrics on %s", c.Ports, port)
 	}
-	for _, p := range []k8sProbe{c.LivenessProbe, c.ReadinessProbe} {
-		if p.HTTPGet.Port != "metrics" {
-			t.Errorf("probe port %q, want metrics", p.HTTPGet.Port)
+	for name, p := range probes {
+		if p.HTTPGet.Port.String() != "metrics" {
+			t.Errorf("%s probe port %q, want metrics", name, p.HTTPGet.Port.String())
 		}
 	}
 
@@ -253,16 +167,16 @@ func TestKubernetes_Manifests(t *testing.T) {
 	vol := mounts[filepath.Clean(dir)]
 	cmOK := false
 	for _, v := range ps.Volumes {
-		if v.Name == vol && v.ConfigMap != nil && v.ConfigMap.Name == cm.Metadata.Name {
+		if v.Name == vol && v.ConfigMap != nil && v.ConfigMap.Name == cm.Name {
 			cmOK = true
 		}
 	}
 	doc, ok := cm.Data[file]
 	if !cmOK || !ok {
-		t.Fatalf("--config.file=%s: not a key of the mounted ConfigMap %s", cfgFile, cm.Metadata.Name)
+		t.Fatalf("--config.file=%s: not a key of the mounted ConfigMap %s", cfgFile, cm.Name)
 	}
 	checkConfig(t, "configmap "+file, []byte(doc))
-	if len(s.VolumeClaimTemplates) != 1 || mounts[dbDir(t, []byte(doc))] != s.VolumeClaimTemplates[0].Metadata.Name {
+	if len(s.VolumeClaimTemplates) != 1 || mounts[dbDir(t, []byte(doc))] != s.VolumeClaimTemplates[0].Name {
 		t.Errorf("database directory %s is not on the volume claim template", dbDir(t, []byte(doc)))
 	}
 
@@ -270,22 +184,35 @@ func TestKubernetes_Manifests(t *testing.T) {
 	if svc.Spec.ClusterIP != "None" {
 		t.Errorf("Service clusterIP %q, want None (the StatefulSet's headless governing Service)", svc.Spec.ClusterIP)
 	}
-	if !subset(svc.Spec.Selector, s.Template.Metadata.Labels) {
+	if !subset(svc.Spec.Selector, s.Template.Labels) {
 		t.Errorf("Service selector %v does not match the pod labels", svc.Spec.Selector)
 	}
-	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort != "metrics" || itoa(svc.Spec.Ports[0].Port) != port {
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort.String() != "metrics" || itoa(int(svc.Spec.Ports[0].Port)) != port {
 		t.Errorf("Service ports %+v, want %s -> metrics", svc.Spec.Ports, port)
 	}
-	if sm.Kind != "ServiceMonitor" || !subset(sm.Spec.Selector.MatchLabels, svc.Metadata.Labels) {
-		t.Errorf("ServiceMonitor selector %v does not match the Service labels %v", sm.Spec.Selector.MatchLabels, svc.Metadata.Labels)
+	if !subset(sm.Spec.Selector.MatchLabels, svc.Labels) {
+		t.Errorf("ServiceMonitor selector %v does not match the Service labels %v", sm.Spec.Selector.MatchLabels, svc.Labels)
 	}
 	if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != svc.Spec.Ports[0].Name || sm.Spec.Endpoints[0].HonorLabels {
 		t.Errorf("ServiceMonitor endpoints %+v, want the Service port %q without honorLabels", sm.Spec.Endpoints, svc.Spec.Ports[0].Name)
 	}
 	// The job label is the Service's name: the rules select job="worker".
-	if svc.Metadata.Name != "worker" {
-		t.Errorf("Service name %q: the job label would not be \"worker\", which the rules select", svc.Metadata.Name)
+	if svc.Name != "worker" {
+		t.Errorf("Service name %q: the job label would not be \"worker\", which the rules select", svc.Name)
 	}
+}
+
+// containerProbes returns a container's liveness, readiness and startup
+// probes by name; each must be an httpGet probe.
+func containerProbes(t testing.TB, c corev1.Container) map[string]*corev1.Probe {
+	t.Helper()
+	probes := map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe, "startup": c.StartupProbe}
+	for name, p := range probes {
+		if p == nil || p.HTTPGet == nil {
+			t.Fatalf("container %s: %s probe %+v, want an httpGet probe", c.Name, name, p)
+		}
+	}
+	return probes
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
@@ -312,5 +239,40 @@ func TestKubernetes_Kustomization(t *testing.T) {
 	sort.Strings(want)
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("kustomization resources %v, want %v", got, want)
+	}
+}
+
+// TestKubernetes_StrictDecoding proves that the decoder of the manifest
+// tests refuses what the API server's strict field validation refuses: each
+// case changes one line of the rendered deploy/kubernetes and must fail,
+// naming the field.
+func TestKubernetes_StrictDecoding(t *testing.T) {
+	rendered := string(renderKustomize(t, "deploy", "kubernetes"))
+	if _, err := decodeManifests([]byte(rendered)); err != nil {
+		t.Fatalf("rendered deploy/kubernetes: %v", err)
+	}
+	for _, tc := range []struct {
+		name, old, new, want string
+	}{
+		{"misspelt probe port", "            path: /healthz\n", "            path: /healthz\n            prot: metrics\n",
+			`unknown field "spec.template.spec.containers[0].livenessProbe.httpGet.prot"`},
+		{"duplicate field", "  serviceName: worker\n", "  serviceName: worker\n  serviceName: other\n",
+			`"serviceName" already set in map`},
+		{"ServiceMonitor", "  - honorLabels: false\n", "  - honorLabels: false\n    honourLabels: false\n",
+			`unknown field "spec.endpoints[0].honourLabels"`},
+		{"PrometheusRule", "    - alert: WorkerDown\n", "    - alert: WorkerDown\n      severity: critical\n",
+			`unknown field "spec.groups[1].rules[0].severity"`},
+		{"unknown kind", "kind: ServiceMonitor\n", "kind: ServiceMonitors\n",
+			`no kind "ServiceMonitors" is registered`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if strings.Count(rendered, tc.old) < 1 {
+				t.Fatalf("rendered deploy/kubernetes has no %q", tc.old)
+			}
+			_, err := decodeManifests([]byte(strings.Replace(rendered, tc.old, tc.new, 1)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error containing %s", err, tc.want)
+			}
+		})
 	}
 }

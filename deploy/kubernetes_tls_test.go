@@ -1,89 +1,35 @@
 package deploy_test
 
 import (
-	"bytes"
-	"os/exec"
 	"path"
-	"strings"
 	"testing"
 
 	"github.com/goccy/go-yaml"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // TestKubernetes_TLSOverlay renders deploy/kubernetes-tls with kubectl
-// kustomize and checks that the worker gets its web config and
-// certificate, that every probe speaks HTTPS to the same paths, and that
-// the ServiceMonitor scrapes https.
+// kustomize, strictly decodes every object, and checks that the worker
+// gets its web config and certificate, that every probe speaks HTTPS to
+// the same paths, and that the ServiceMonitor scrapes https.
 func TestKubernetes_TLSOverlay(t *testing.T) {
-	kubectl := tool(t, "KUBECTL", "kubectl")
-	cmd := exec.Command(kubectl, "kustomize", repoPath(t, "deploy", "kubernetes-tls"))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("kubectl kustomize deploy/kubernetes-tls: %v\n%s", err, stderr.String())
-	}
-	type probe struct {
-		HTTPGet struct {
-			Path   string `yaml:"path"`
-			Port   string `yaml:"port"`
-			Scheme string `yaml:"scheme"`
-		} `yaml:"httpGet"`
-	}
-	type doc struct {
-		Kind     string            `yaml:"kind"`
-		Metadata k8sMeta           `yaml:"metadata"`
-		Data     map[string]string `yaml:"data"`
-		Spec     struct {
-			Template struct {
-				Spec struct {
-					Containers []struct {
-						Args           []string `yaml:"args"`
-						LivenessProbe  probe    `yaml:"livenessProbe"`
-						ReadinessProbe probe    `yaml:"readinessProbe"`
-						StartupProbe   probe    `yaml:"startupProbe"`
-						VolumeMounts   []struct {
-							Name      string `yaml:"name"`
-							MountPath string `yaml:"mountPath"`
-						} `yaml:"volumeMounts"`
-					} `yaml:"containers"`
-					Volumes []struct {
-						Name      string `yaml:"name"`
-						ConfigMap *struct {
-							Name string `yaml:"name"`
-						} `yaml:"configMap"`
-						Secret *struct {
-							SecretName string `yaml:"secretName"`
-						} `yaml:"secret"`
-					} `yaml:"volumes"`
-				} `yaml:"spec"`
-			} `yaml:"template"`
-			Endpoints []struct {
-				Port   string `yaml:"port"`
-				Scheme string `yaml:"scheme"`
-			} `yaml:"endpoints"`
-		} `yaml:"spec"`
-	}
-	docs := map[string]doc{}
-	configMaps := map[string]doc{}
-	for _, part := range strings.Split(string(out), "\n---\n") {
-		var d doc
-		if err := yaml.Unmarshal([]byte(part), &d); err != nil {
-			t.Fatalf("rendered manifest: %v\n%s", err, part)
+	objs := mustDecodeManifests(t, "deploy", "kubernetes-tls")
+	ss := findObject[*appsv1.StatefulSet](t, objs, "worker")
+	configMaps := map[string]*corev1.ConfigMap{}
+	for _, o := range objs {
+		if cm, ok := o.(*corev1.ConfigMap); ok {
+			configMaps[cm.Name] = cm
 		}
-		if d.Kind == "ConfigMap" {
-			configMaps[d.Metadata.Name] = d
-		}
-		docs[d.Kind] = d
 	}
-	ss, ok := docs["StatefulSet"]
-	if !ok || len(ss.Spec.Template.Spec.Containers) != 1 {
-		t.Fatalf("rendered: no StatefulSet with one container in\n%s", out)
+	if len(ss.Spec.Template.Spec.Containers) != 1 {
+		t.Fatalf("rendered: StatefulSet with %d containers, want 1", len(ss.Spec.Template.Spec.Containers))
 	}
 	c := ss.Spec.Template.Spec.Containers[0]
 	checkFlags(t, "tls statefulset args", c.Args)
-	for name, p := range map[string]probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe, "startup": c.StartupProbe} {
-		if p.HTTPGet.Scheme != "HTTPS" || p.HTTPGet.Port != "metrics" || p.HTTPGet.Path == "" {
+	for name, p := range containerProbes(t, c) {
+		if p.HTTPGet.Scheme != corev1.URISchemeHTTPS || p.HTTPGet.Port.String() != "metrics" || p.HTTPGet.Path == "" {
 			t.Errorf("%s probe %+v: want HTTPS on port metrics", name, p.HTTPGet)
 		}
 	}
@@ -104,8 +50,11 @@ func TestKubernetes_TLSOverlay(t *testing.T) {
 			secret, secretVol = v.Secret.SecretName, v.Name
 		}
 	}
-	web, ok := configMaps[cm].Data[path.Base(webConfig)]
-	if !ok {
+	var web string
+	if m := configMaps[cm]; m != nil {
+		web, ok = m.Data[path.Base(webConfig)]
+	}
+	if web == "" || !ok {
 		t.Fatalf("--web.config.file=%s: not a key of a mounted ConfigMap (volume %q)", webConfig, mounts[path.Dir(webConfig)])
 	}
 	var wc struct {
@@ -122,7 +71,8 @@ func TestKubernetes_TLSOverlay(t *testing.T) {
 			t.Errorf("web config file %q: not on the mounted Secret %q", f, secret)
 		}
 	}
-	if sm := docs["ServiceMonitor"]; len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Scheme != "https" {
+	sm := findObject[*monitoringv1.ServiceMonitor](t, objs, "worker")
+	if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Scheme.String() != "https" {
 		t.Errorf("ServiceMonitor endpoints %+v: want one, scheme https", sm.Spec.Endpoints)
 	}
 }
