@@ -1,94 +1,72 @@
 package deploy_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/goccy/go-yaml"
+	gcommon "github.com/grafana/grafana-foundation-sdk/go/common"
+	gdash "github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	gprom "github.com/grafana/grafana-foundation-sdk/go/prometheus"
 )
 
-// dashboard is the part of the Grafana dashboard JSON model the tests read.
-type dashboard struct {
-	UID           string  `json:"uid"`
-	Title         string  `json:"title"`
-	SchemaVersion int     `json:"schemaVersion"`
-	Panels        []panel `json:"panels"`
-	Annotations   struct {
-		List []struct {
-			Name       string     `json:"name"`
-			Expr       string     `json:"expr"`
-			Datasource datasource `json:"datasource"`
-		} `json:"list"`
-	} `json:"annotations"`
-	Templating struct {
-		List []struct {
-			Type       string     `json:"type"`
-			Name       string     `json:"name"`
-			Query      any        `json:"query"`
-			Definition string     `json:"definition"`
-			Datasource datasource `json:"datasource"`
-			Multi      bool       `json:"multi"`
-			IncludeAll bool       `json:"includeAll"`
-			AllValue   string     `json:"allValue"`
-		} `json:"list"`
-	} `json:"templating"`
-}
-
-type datasource struct {
-	Type string `json:"type"`
-	UID  string `json:"uid"`
-}
-
-type panel struct {
-	ID          int        `json:"id"`
-	Type        string     `json:"type"`
-	Title       string     `json:"title"`
-	Description string     `json:"description"`
-	Datasource  datasource `json:"datasource"`
-	GridPos     struct {
-		H, W, X, Y int
-	} `json:"gridPos"`
-	FieldConfig struct {
-		Defaults struct {
-			Unit string `json:"unit"`
-		} `json:"defaults"`
-	} `json:"fieldConfig"`
-	Targets []struct {
-		RefID      string     `json:"refId"`
-		Expr       string     `json:"expr"`
-		Datasource datasource `json:"datasource"`
-	} `json:"targets"`
-	Panels []panel `json:"panels"`
-}
-
-func loadDashboard(t testing.TB) dashboard {
+// loadDashboard strictly decodes grafana/dashboards/worker.json into the
+// grafana-foundation-sdk's dashboard types (decodeDashboard).
+func loadDashboard(t testing.TB) gdash.Dashboard {
 	t.Helper()
-	var d dashboard
-	dec := json.NewDecoder(bytes.NewReader(readFile(t, "grafana", "dashboards", "worker.json")))
-	if err := dec.Decode(&d); err != nil {
+	d, err := decodeDashboard(readFile(t, "grafana", "dashboards", "worker.json"))
+	if err != nil {
 		t.Fatalf("grafana/dashboards/worker.json: %v", err)
 	}
 	return d
 }
 
 // allPanels returns the panels that show data: rows are flattened away.
-func (d dashboard) allPanels() []panel {
-	var out []panel
-	var walk func([]panel)
-	walk = func(ps []panel) {
-		for _, p := range ps {
-			if p.Type == "row" {
-				walk(p.Panels)
-				continue
-			}
-			out = append(out, p)
+func allPanels(d gdash.Dashboard) []gdash.Panel {
+	var out []gdash.Panel
+	for _, p := range d.Panels {
+		if p.RowPanel != nil {
+			out = append(out, p.RowPanel.Panels...)
+			continue
+		}
+		if p.Panel != nil {
+			out = append(out, *p.Panel)
 		}
 	}
-	walk(d.Panels)
 	return out
+}
+
+// promTargets returns the queries of a panel; every one must be a
+// Prometheus query.
+func promTargets(t testing.TB, p gdash.Panel) []*gprom.Dataquery {
+	t.Helper()
+	var out []*gprom.Dataquery
+	for i, tg := range p.Targets {
+		q, ok := tg.(*gprom.Dataquery)
+		if !ok {
+			t.Fatalf("panel %q target %d: %T, want a Prometheus query", deref(p.Title), i, tg)
+		}
+		out = append(out, q)
+	}
+	return out
+}
+
+// deref is the value of an optional field of the SDK's types, or its zero.
+func deref[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *p
+}
+
+// dsUID is the uid of an optional data source reference.
+func dsUID(ds *gcommon.DataSourceRef) string {
+	if ds == nil {
+		return ""
+	}
+	return deref(ds.Uid)
 }
 
 var rateRE = regexp.MustCompile(`\b(rate|irate|increase|deriv|delta)\([^\[]*\[([^\]]+)\]`)
@@ -99,11 +77,11 @@ var rateRE = regexp.MustCompile(`\b(rate|irate|increase|deriv|delta)\([^\[]*\[([
 // and a unit and a description on every panel.
 func TestDashboard_Structure(t *testing.T) {
 	d := loadDashboard(t)
-	if got, want := d.UID, "sqlworker-worker"; got != want {
+	if got, want := deref(d.Uid), "sqlworker-worker"; got != want {
 		t.Errorf("uid = %q, want %q (a stable uid updates the dashboard instead of duplicating it)", got, want)
 	}
-	if d.Title == "" || d.SchemaVersion < 36 {
-		t.Errorf("title %q, schemaVersion %d: want a title and schemaVersion >= 36", d.Title, d.SchemaVersion)
+	if deref(d.Title) == "" || d.SchemaVersion < 36 {
+		t.Errorf("title %q, schemaVersion %d: want a title and schemaVersion >= 36", deref(d.Title), d.SchemaVersion)
 	}
 
 	vars := map[string]bool{}
@@ -111,11 +89,11 @@ func TestDashboard_Structure(t *testing.T) {
 		vars[v.Name] = true
 		switch v.Name {
 		case "datasource":
-			if v.Type != "datasource" || v.Query != "prometheus" {
-				t.Errorf("variable datasource: type %q query %v, want datasource/prometheus", v.Type, v.Query)
+			if v.Type != gdash.VariableTypeDatasource || v.Query == nil || deref(v.Query.String) != "prometheus" {
+				t.Errorf("variable datasource: type %q query %+v, want datasource/prometheus", v.Type, v.Query)
 			}
 		case "job", "instance":
-			if v.Type != "query" || v.Datasource.UID != "${datasource}" || !v.Multi || !v.IncludeAll || v.AllValue != ".+" {
+			if v.Type != gdash.VariableTypeQuery || dsUID(v.Datasource) != "${datasource}" || !deref(v.Multi) || !deref(v.IncludeAll) || deref(v.AllValue) != ".+" {
 				t.Errorf("variable %s: want a multi-value query variable on ${datasource} with All = .+, got %+v", v.Name, v)
 			}
 		}
@@ -126,54 +104,90 @@ func TestDashboard_Structure(t *testing.T) {
 		}
 	}
 
-	ids := map[int]bool{}
+	ids := map[uint32]bool{}
 	rows := 0
 	for _, p := range d.Panels {
-		if p.Type == "row" {
+		var id uint32
+		switch {
+		case p.RowPanel != nil:
 			rows++
+			id = p.RowPanel.Id
+		case p.Panel != nil:
+			id = deref(p.Panel.Id)
 		}
-		if ids[p.ID] {
-			t.Errorf("panel id %d used twice", p.ID)
+		if ids[id] {
+			t.Errorf("panel id %d used twice", id)
 		}
-		ids[p.ID] = true
+		ids[id] = true
 	}
-	panels := d.allPanels()
+	panels := allPanels(d)
 	if len(panels) < 20 || rows < 5 {
 		t.Errorf("%d panels in %d rows, want the rows of issue 4 (connections, FDs, goroutines and memory, jobs, database)", len(panels), rows)
 	}
 	for _, p := range panels {
-		where := "panel " + p.Title
-		if p.Title == "" {
-			t.Errorf("panel %d has no title", p.ID)
+		where := "panel " + deref(p.Title)
+		if deref(p.Title) == "" {
+			t.Errorf("panel %d has no title", deref(p.Id))
 		}
-		if len(p.Description) < 20 {
-			t.Errorf("%s: description %q, want a real one", where, p.Description)
+		if len(deref(p.Description)) < 20 {
+			t.Errorf("%s: description %q, want a real one", where, deref(p.Description))
 		}
-		if p.FieldConfig.Defaults.Unit == "" {
+		if p.FieldConfig == nil || deref(p.FieldConfig.Defaults.Unit) == "" {
 			t.Errorf("%s: no unit", where)
 		}
-		if p.Datasource.UID != "${datasource}" {
+		if dsUID(p.Datasource) != "${datasource}" {
 			t.Errorf("%s: datasource %+v, want ${datasource}", where, p.Datasource)
 		}
-		if p.GridPos.W <= 0 || p.GridPos.H <= 0 || p.GridPos.X+p.GridPos.W > 24 {
-			t.Errorf("%s: gridPos %+v out of the 24-column grid", where, p.GridPos)
+		if g := p.GridPos; g == nil || g.W == 0 || g.H == 0 || g.X+g.W > 24 {
+			t.Errorf("%s: gridPos %+v out of the 24-column grid", where, g)
 		}
 		if len(p.Targets) == 0 {
 			t.Errorf("%s: no query", where)
 		}
-		for _, tg := range p.Targets {
-			if tg.Datasource.UID != "${datasource}" {
-				t.Errorf("%s target %s: datasource %+v, want ${datasource}", where, tg.RefID, tg.Datasource)
+		for _, tg := range promTargets(t, p) {
+			refID := deref(tg.RefId)
+			if dsUID(tg.Datasource) != "${datasource}" {
+				t.Errorf("%s target %s: datasource %+v, want ${datasource}", where, refID, tg.Datasource)
 			}
 			if !strings.Contains(tg.Expr, `job=~"$job"`) || !strings.Contains(tg.Expr, `instance=~"$instance"`) {
-				t.Errorf("%s target %s: want job=~\"$job\" and instance=~\"$instance\" matchers: %s", where, tg.RefID, tg.Expr)
+				t.Errorf("%s target %s: want job=~\"$job\" and instance=~\"$instance\" matchers: %s", where, refID, tg.Expr)
 			}
 			for _, m := range rateRE.FindAllStringSubmatch(tg.Expr, -1) {
 				if m[2] != "$__rate_interval" {
-					t.Errorf("%s target %s: %s over [%s], want [$__rate_interval]", where, tg.RefID, m[1], m[2])
+					t.Errorf("%s target %s: %s over [%s], want [$__rate_interval]", where, refID, m[1], m[2])
 				}
 			}
 		}
+	}
+}
+
+// TestDashboard_StrictDecoding proves that loadDashboard refuses what
+// Grafana's schema does not know: each case changes one field of the
+// shipped dashboard and must fail, naming it.
+func TestDashboard_StrictDecoding(t *testing.T) {
+	raw := string(readFile(t, "grafana", "dashboards", "worker.json"))
+	if _, err := decodeDashboard([]byte(raw)); err != nil {
+		t.Fatalf("grafana/dashboards/worker.json: %v", err)
+	}
+	for _, tc := range []struct {
+		name, old, new, want string
+	}{
+		{"misspelt panel field", `"title": "Up",`, `"title": "Up", "descripton": "x",`, `unexpected field 'descripton'`},
+		{"heatmap tooltip.show", `"mode": "single",` + "\n          \"yHistogram\"", `"show": true,` + "\n          \"yHistogram\"", `unexpected field 'show'`},
+		{"fieldConfig", `"unit": "none",`, `"unit": "none", "unitt": "s",`, `panels[1].fieldConfig.defaults.unitt: unknown to the SDK`},
+		{"wrong type", `"multi": true,`, `"multi": "yes",`, `cannot unmarshal string`},
+		{"duplicate field", `"uid": "sqlworker-worker",`, `"uid": "sqlworker-worker", "uid": "other",`, `duplicate field "uid"`},
+		{"required field Grafana does not fill", `"schemaVersion": 39,`, ``, `schemaVersion: required field is missing`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(raw, tc.old) {
+				t.Fatalf("worker.json has no %q", tc.old)
+			}
+			_, err := decodeDashboard([]byte(strings.Replace(raw, tc.old, tc.new, 1)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error containing %s", err, tc.want)
+			}
+		})
 	}
 }
 
@@ -184,12 +198,12 @@ func TestDashboard_Structure(t *testing.T) {
 func TestDashboard_UsesContractMetrics(t *testing.T) {
 	doc := string(readFile(t, "docs", "metrics.md"))
 	nameRE := regexp.MustCompile(`\b((?:worker|go_sql)_[a-z_]+)`)
-	for _, p := range loadDashboard(t).allPanels() {
-		for _, tg := range p.Targets {
+	for _, p := range allPanels(loadDashboard(t)) {
+		for _, tg := range promTargets(t, p) {
 			for _, m := range nameRE.FindAllString(tg.Expr, -1) {
 				base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_count"), "_sum")
 				if !strings.Contains(doc, "`"+base+"`") {
-					t.Errorf("panel %q: metric %s is not in docs/metrics.md", p.Title, m)
+					t.Errorf("panel %q: metric %s is not in docs/metrics.md", deref(p.Title), m)
 				}
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+	gdash "github.com/grafana/grafana-foundation-sdk/go/dashboard"
 
 	"github.com/sqlworker/worker/internal/workertest"
 )
@@ -370,23 +371,23 @@ func dashboardQueries(t *testing.T) []dashQuery {
 	t.Helper()
 	d := loadDashboard(t)
 	var out []dashQuery
-	for _, p := range d.allPanels() {
-		for _, tg := range p.Targets {
-			out = append(out, dashQuery{where: fmt.Sprintf("panel %q target %s", p.Title, tg.RefID), expr: tg.Expr, needData: true})
+	for _, p := range allPanels(d) {
+		for _, tg := range promTargets(t, p) {
+			out = append(out, dashQuery{where: fmt.Sprintf("panel %q target %s", deref(p.Title), deref(tg.RefId)), expr: tg.Expr, needData: true})
 		}
 	}
 	for _, a := range d.Annotations.List {
-		if a.Expr != "" {
-			out = append(out, dashQuery{where: "annotation " + a.Name, expr: a.Expr})
+		if deref(a.Expr) != "" {
+			out = append(out, dashQuery{where: "annotation " + a.Name, expr: *a.Expr})
 		}
 	}
 	for _, v := range d.Templating.List {
-		if v.Type != "query" {
+		if v.Type != gdash.VariableTypeQuery {
 			continue
 		}
-		sel, ok := strings.CutPrefix(v.Definition, "label_values(")
+		sel, ok := strings.CutPrefix(deref(v.Definition), "label_values(")
 		if !ok {
-			t.Errorf("variable %s: definition %q: want label_values(...)", v.Name, v.Definition)
+			t.Errorf("variable %s: definition %q: want label_values(...)", v.Name, deref(v.Definition))
 			continue
 		}
 		sel = sel[:strings.LastIndex(sel, ",")]
