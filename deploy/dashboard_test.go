@@ -13,7 +13,7 @@ import (
 
 // loadDashboard strictly decodes grafana/dashboards/worker.json into the
 // grafana-foundation-sdk's dashboard types (decodeDashboard).
-func loadDashboard(t testing.TB) gdash.Dashboard {
+func loadDashboard(t testing.TB) grafanaDashboard {
 	t.Helper()
 	d, err := decodeDashboard(readFile(t, "grafana", "dashboards", "worker.json"))
 	if err != nil {
@@ -23,7 +23,7 @@ func loadDashboard(t testing.TB) gdash.Dashboard {
 }
 
 // allPanels returns the panels that show data: rows are flattened away.
-func allPanels(d gdash.Dashboard) []gdash.Panel {
+func allPanels(d grafanaDashboard) []gdash.Panel {
 	var out []gdash.Panel
 	for _, p := range d.Panels {
 		if p.RowPanel != nil {
@@ -172,7 +172,7 @@ func TestDashboard_StrictDecoding(t *testing.T) {
 	for _, tc := range []struct {
 		name, old, new, want string
 	}{
-		{"misspelt panel field", `"title": "Up",`, `"title": "Up", "descripton": "x",`, `unexpected field 'descripton'`},
+		{"misspelt panel field", `"title": "Up",`, `"title": "Up", "descriptionn": "x",`, `unexpected field 'descriptionn'`},
 		{"heatmap tooltip.show", `"mode": "single",` + "\n          \"yHistogram\"", `"show": true,` + "\n          \"yHistogram\"", `unexpected field 'show'`},
 		{"fieldConfig", `"unit": "none",`, `"unit": "none", "unitt": "s",`, `panels[1].fieldConfig.defaults.unitt: unknown to the SDK`},
 		{"wrong type", `"multi": true,`, `"multi": "yes",`, `cannot unmarshal string`},

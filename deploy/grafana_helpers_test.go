@@ -15,6 +15,12 @@ import (
 	sigsjson "sigs.k8s.io/json"
 )
 
+// grafanaDashboard is the SDK's type of Grafana's classic dashboard JSON
+// model, the one file provisioning and import read and worker.json is in.
+// The SDK marks it deprecated in favour of dashboardv2, a different model
+// (Grafana's v2 resource), which does not describe this file.
+type grafanaDashboard = gdash.Dashboard //nolint:staticcheck // see above
+
 // registerGrafanaPlugins registers the SDK's panel and query types, which
 // its decoders look up by panel type and data source type.
 var registerGrafanaPlugins = sync.OnceFunc(plugins.RegisterDefaultPlugins)
@@ -43,17 +49,17 @@ const sdkMissing = "required field is missing from input"
 //   - sigs.k8s.io/json refuses a field given twice, which encoding/json
 //     takes silently (the last one wins).
 //
-// The Dashboard returned is the lenient decoding, which keeps panels whose
+// The dashboard returned is the lenient decoding, which keeps panels whose
 // options leave out Grafana's defaults (the strict one drops them).
-func decodeDashboard(raw []byte) (gdash.Dashboard, error) {
+func decodeDashboard(raw []byte) (grafanaDashboard, error) {
 	registerGrafanaPlugins()
 	var errs []string
 
-	var strict gdash.Dashboard
+	var strict grafanaDashboard
 	if err := strict.UnmarshalJSONStrict(raw); err != nil {
 		var be cog.BuildErrors
 		if !errors.As(err, &be) {
-			return gdash.Dashboard{}, err
+			return grafanaDashboard{}, err
 		}
 		for _, e := range be {
 			if e.Message == sdkMissing && grafanaFills.MatchString(e.Path) {
@@ -63,25 +69,25 @@ func decodeDashboard(raw []byte) (gdash.Dashboard, error) {
 		}
 	}
 
-	var d gdash.Dashboard
+	var d grafanaDashboard
 	if err := json.Unmarshal(raw, &d); err != nil {
-		return gdash.Dashboard{}, err
+		return grafanaDashboard{}, err
 	}
 	var in any
 	strictErrs, err := sigsjson.UnmarshalStrict(raw, &in, sigsjson.DisallowDuplicateFields)
 	if err != nil {
-		return gdash.Dashboard{}, err
+		return grafanaDashboard{}, err
 	}
 	for _, e := range strictErrs {
 		errs = append(errs, e.Error())
 	}
 	b, err := json.Marshal(d)
 	if err != nil {
-		return gdash.Dashboard{}, err
+		return grafanaDashboard{}, err
 	}
 	var out any
 	if err := json.Unmarshal(b, &out); err != nil {
-		return gdash.Dashboard{}, err
+		return grafanaDashboard{}, err
 	}
 	for _, p := range droppedFields("", in, out) {
 		errs = append(errs, p+": unknown to the SDK's dashboard schema")
@@ -89,7 +95,7 @@ func decodeDashboard(raw []byte) (gdash.Dashboard, error) {
 
 	if len(errs) > 0 {
 		sort.Strings(errs)
-		return gdash.Dashboard{}, errors.New(strings.Join(errs, "; "))
+		return grafanaDashboard{}, errors.New(strings.Join(errs, "; "))
 	}
 	return d, nil
 }
