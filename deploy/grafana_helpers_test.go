@@ -41,8 +41,9 @@ const sdkMissing = "required field is missing from input"
 //     unknown fields, wrong types and missing required fields in the
 //     dashboard, panels, panel options and queries; of the missing ones
 //     only those Grafana fills in itself (grafanaFills) are let through.
-//     (json.Decoder.DisallowUnknownFields does not help: the SDK's
-//     UnmarshalJSON methods decode with plain json.Unmarshal.)
+//     (json.Decoder.DisallowUnknownFields catches only the top level: the
+//     SDK's UnmarshalJSON methods of panels and queries decode with plain
+//     json.Unmarshal, so an unknown panel field passes.)
 //   - Its strict path decodes fieldConfig leniently, so the model is also
 //     decoded with the SDK's UnmarshalJSON, encoded again, and every field
 //     of the input must come back: one that does not is unknown to the SDK.
