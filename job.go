@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -27,6 +28,80 @@ func WithTimeout(d time.Duration) JobOption {
 	return func(g *goJob) { g.timeout = max(0, d) }
 }
 
+// CatchUp is a Go job's policy for the ticks it missed while the worker was
+// down or paused (WithCatchUp); see the README's "Missed ticks".
+type CatchUp = jobs.CatchUp
+
+// The catch-up policies.
+const (
+	CatchUpSkip = jobs.CatchUpSkip // run none of the ticks missed while down: the default
+	CatchUpOnce = jobs.CatchUpOnce // run the newest missed tick
+	CatchUpAll  = jobs.CatchUpAll  // run the newest missed ticks, up to a limit, oldest first
+)
+
+// Bounds and defaults of the job options.
+const (
+	DefaultCatchUpLimit = jobs.DefaultCatchUpLimit // of WithCatchUp(CatchUpAll, 0)
+	MaxCatchUpLimit     = jobs.MaxCatchUpLimit
+	MaxRetries          = jobs.MaxRetries
+	DefaultRetryBackoff = jobs.DefaultRetryBackoff // of WithRetries(n, 0)
+	MaxRetryBackoff     = jobs.MaxRetryBackoff     // also the cap of each doubled wait
+)
+
+// WithCatchUp sets what happens to the ticks the job missed while the
+// worker was down or paused, found from job_runs at Start: CatchUpSkip (the
+// default), CatchUpOnce, or CatchUpAll, which runs the newest limit of them
+// (0 means DefaultCatchUpLimit). A config entry's catch_up overrides it.
+func WithCatchUp(p CatchUp, limit int) JobOption {
+	return func(g *goJob) {
+		switch {
+		case jobs.CheckCatchUp(p) != nil:
+			g.err = fmt.Errorf("WithCatchUp: %w", jobs.CheckCatchUp(p))
+		case limit != 0 && jobs.CheckCatchUpLimit(limit) != nil:
+			g.err = fmt.Errorf("WithCatchUp: limit %w", jobs.CheckCatchUpLimit(limit))
+		default:
+			g.policy.catchUp, g.policy.catchUpLimit = p, limit
+		}
+	}
+}
+
+// WithRetries gives each run n more attempts after a retryable failure
+// (a timeout, SQLITE_BUSY or SQLITE_LOCKED, or an error wrapped with
+// Retryable), waiting backoff before the first (0 means
+// DefaultRetryBackoff) and twice as long before each next one, at most
+// MaxRetryBackoff. A retry whose wait would end after the job's next tick
+// is not started. A config entry's retries and retry_backoff override it.
+func WithRetries(n int, backoff time.Duration) JobOption {
+	return func(g *goJob) {
+		switch {
+		case jobs.CheckRetries(n) != nil:
+			g.err = fmt.Errorf("WithRetries: %w", jobs.CheckRetries(n))
+		case backoff != 0 && jobs.CheckRetryBackoff(backoff) != nil:
+			g.err = fmt.Errorf("WithRetries: backoff %w", jobs.CheckRetryBackoff(backoff))
+		default:
+			g.policy.retries, g.policy.retryBackoff = n, backoff
+		}
+	}
+}
+
+// WithJitter delays each scheduled run by a random duration in [0, d);
+// d must be less than the schedule's interval. A config entry's jitter
+// overrides it.
+func WithJitter(d time.Duration) JobOption {
+	return func(g *goJob) {
+		if err := jobs.CheckJitter(d, g.schedule); err != nil {
+			g.err = fmt.Errorf("WithJitter: %w", err)
+			return
+		}
+		g.policy.jitter = d
+	}
+}
+
+// Retryable wraps err, returned by a Go job, so that WithRetries retries
+// it: for a failure that can pass, such as a service that is down. It
+// returns nil for nil.
+func Retryable(err error) error { return jobs.MarkRetryable(err) }
+
 // goJob is a registered Go job.
 type goJob struct {
 	name     string
@@ -34,6 +109,17 @@ type goJob struct {
 	schedule cron.Schedule
 	timeout  time.Duration
 	fn       Func
+	policy   policy
+	err      error // of an option with a bad value, returned by Register
+}
+
+// policy is a job's catch-up, retry and jitter settings.
+type policy struct {
+	catchUp      CatchUp
+	catchUpLimit int
+	retries      int
+	retryBackoff time.Duration
+	jitter       time.Duration
 }
 
 // Job kinds, as JobInfo.Kind says them.
@@ -52,6 +138,19 @@ type JobInfo struct {
 	Schedule cron.Schedule // Spec parsed
 	Timeout  time.Duration // per run; 0 means none
 	Enabled  bool
+
+	// CatchUp is the policy for ticks missed while the worker was down
+	// or paused; CatchUpLimit bounds what CatchUpAll runs (0: the
+	// default, jobs.DefaultCatchUpLimit).
+	CatchUp      CatchUp
+	CatchUpLimit int
+	// Retries is how many more attempts a run gets after a retryable
+	// failure, waiting RetryBackoff (0: DefaultRetryBackoff) before the
+	// first, doubled for each next one.
+	Retries      int
+	RetryBackoff time.Duration
+	// Jitter bounds the random delay of each scheduled run; 0 means none.
+	Jitter time.Duration
 
 	fn              jobs.Func
 	runAtStart      bool // the config's RunAtStart
@@ -78,6 +177,7 @@ func (w *Worker) planLocked() ([]JobInfo, error) {
 	inConfig := make(map[string]bool)
 	for _, j := range w.cfg.Jobs {
 		info := JobInfo{Name: j.Name, Spec: j.Spec, Schedule: j.Schedule, Timeout: j.Timeout, Enabled: j.Enabled,
+			CatchUp: j.CatchUp, CatchUpLimit: j.CatchUpLimit, Retries: j.Retries, RetryBackoff: j.RetryBackoff, Jitter: j.Jitter,
 			runAtStart: j.RunAtStart, omitSuccessRows: j.OmitSuccessRows}
 		switch {
 		case j.Builtin:
@@ -101,14 +201,54 @@ func (w *Worker) planLocked() ([]JobInfo, error) {
 			if j.Timeout == 0 {
 				info.Timeout = g.timeout
 			}
+			if err := info.keepPolicy(g.policy, j, w.cfg.Source); err != nil {
+				return nil, err
+			}
+		}
+		if info.CatchUp == "" {
+			info.CatchUp = CatchUpSkip
 		}
 		out = append(out, info)
 	}
 	for _, g := range w.goJobs {
 		if !inConfig[g.name] {
+			p := g.policy
 			out = append(out, JobInfo{Name: g.name, Kind: KindGo, Spec: g.spec, Schedule: g.schedule,
-				Timeout: g.timeout, Enabled: true, fn: jobs.Func(g.fn)})
+				Timeout: g.timeout, Enabled: true, fn: jobs.Func(g.fn),
+				CatchUp: p.catchUp, CatchUpLimit: p.catchUpLimit, Retries: p.retries, RetryBackoff: p.retryBackoff, Jitter: p.jitter})
 		}
 	}
 	return out, nil
+}
+
+// keepPolicy fills the settings a Go job's config entry j leaves out with
+// the Go job's own, and checks the jitter against the schedule the entry
+// ends up with, naming the entry's field.
+func (info *JobInfo) keepPolicy(p policy, j JobConfig, source string) error {
+	if info.CatchUp == "" {
+		info.CatchUp = p.catchUp
+	}
+	if info.CatchUpLimit == 0 {
+		info.CatchUpLimit = p.catchUpLimit
+	}
+	if info.Retries == 0 {
+		info.Retries = p.retries
+	}
+	if info.RetryBackoff == 0 {
+		info.RetryBackoff = p.retryBackoff
+	}
+	if info.Jitter == 0 {
+		info.Jitter = p.jitter
+	}
+	err := jobs.CheckJitter(info.Jitter, info.Schedule)
+	if err == nil && info.CatchUp != CatchUpSkip && info.CatchUp != "" && j.OmitSuccessRows {
+		return fmt.Errorf("%s.catch_up: %s needs record_successes: true: the last tick is read from job_runs, which keeps no successes under record_successes: false", j.Field, info.CatchUp)
+	}
+	if err != nil {
+		err = fmt.Errorf("%s.jitter: %w", j.Field, err)
+		if source != "" {
+			err = fmt.Errorf("config file %s: %w", source, err)
+		}
+	}
+	return err
 }

@@ -158,6 +158,9 @@ func (w *Worker) Register(name, spec string, fn Func, opts ...JobOption) error {
 	for _, o := range opts {
 		o(&g)
 	}
+	if g.err != nil {
+		return fmt.Errorf("worker: job %q: %w", name, g.err)
+	}
 	w.goJobs = append(w.goJobs, g)
 	return nil
 }
@@ -206,7 +209,8 @@ func (w *Worker) openLocked(ctx context.Context) error {
 	for _, p := range plan {
 		if p.Enabled {
 			w.list = append(w.list, jobs.Job{Name: p.Name, Spec: p.Spec, Schedule: p.Schedule, Timeout: p.Timeout, Func: p.fn,
-				RunAtStart: p.runAtStart, OmitSuccessRows: p.omitSuccessRows})
+				RunAtStart: p.runAtStart, OmitSuccessRows: p.omitSuccessRows,
+				CatchUp: p.CatchUp, CatchUpLimit: p.CatchUpLimit, Retries: p.Retries, RetryBackoff: p.RetryBackoff, Jitter: p.Jitter})
 		}
 	}
 	faults := &runFaults{readiness: w.readiness, logger: w.logger}

@@ -241,14 +241,46 @@ func printPlan(out io.Writer, cfg *worker.Config, w *worker.Worker) error {
 	fmt.Fprintf(out, "config ok\ndatabase: %s (max_open_conns %d, busy_timeout %s)\n", cfg.DBPath, cfg.MaxOpenConns, cfg.BusyTimeout)
 	fmt.Fprintf(out, "timezone: %s, shutdown_grace: %s, history retention: %s\n\n", cfg.Location, cfg.ShutdownGrace, cfg.HistoryRetention)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tKIND\tSCHEDULE\tTIMEOUT\tENABLED\tNEXT RUN")
+	fmt.Fprintln(tw, "JOB\tKIND\tSCHEDULE\tTIMEOUT\tENABLED\tNEXT RUN\tCATCH UP\tRETRIES\tJITTER")
 	now := time.Now().In(cfg.Location)
 	for _, j := range list {
 		next := "-"
 		if j.Enabled {
 			next = j.Schedule.Next(now).Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%s\n", j.Name, j.Kind, j.Spec, j.Timeout, j.Enabled, next)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%s\t%s\t%s\t%s\n", j.Name, j.Kind, j.Spec, j.Timeout, j.Enabled, next,
+			planCatchUp(j), planRetries(j), planDuration(j.Jitter))
 	}
 	return tw.Flush()
+}
+
+// planCatchUp says a job's catch-up policy, with the limit of "all".
+func planCatchUp(j worker.JobInfo) string {
+	if j.CatchUp != worker.CatchUpAll {
+		return string(j.CatchUp)
+	}
+	limit := j.CatchUpLimit
+	if limit == 0 {
+		limit = worker.DefaultCatchUpLimit
+	}
+	return fmt.Sprintf("all (limit %d)", limit)
+}
+
+// planRetries says a job's retries and the first backoff, "-" for none.
+func planRetries(j worker.JobInfo) string {
+	if j.Retries == 0 {
+		return "-"
+	}
+	b := j.RetryBackoff
+	if b == 0 {
+		b = worker.DefaultRetryBackoff
+	}
+	return fmt.Sprintf("%d (backoff %s)", j.Retries, b)
+}
+
+func planDuration(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return d.String()
 }

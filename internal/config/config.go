@@ -144,6 +144,28 @@ type Job struct {
 	// worker_job_runs_total, and every other result is recorded. The zero
 	// value records, so a Job built in Go records every run.
 	OmitSuccessRows bool
+	// CatchUp is catch_up, what happens to the ticks missed while the
+	// worker was down or paused: jobs.CatchUpSkip (the default),
+	// jobs.CatchUpOnce or jobs.CatchUpAll. It needs record_successes:
+	// true, since the last tick is read from job_runs. "" in a Go job's
+	// entry keeps the Go job's own.
+	CatchUp jobs.CatchUp
+	// CatchUpLimit is catch_up_limit, how many missed ticks catch_up: all
+	// runs at most, the newest; 0 means jobs.DefaultCatchUpLimit (or the
+	// Go job's own).
+	CatchUpLimit int
+	// Retries is retries, how many more attempts a run gets after a
+	// retryable failure (see jobs.Retryable); 0 means none (or the Go
+	// job's own).
+	Retries int
+	// RetryBackoff is retry_backoff, the wait before the first retry,
+	// doubled for each next one; 0 means jobs.DefaultRetryBackoff (or the
+	// Go job's own).
+	RetryBackoff time.Duration
+	// Jitter is jitter, the bound of the random delay of each scheduled
+	// run, less than the schedule's interval; 0 means none (or the Go
+	// job's own).
+	Jitter time.Duration
 	// RunAtStart runs the job once when the worker starts too, besides its
 	// schedule: the quick_check built-in does. Not a key of the file.
 	RunAtStart bool
@@ -196,6 +218,11 @@ type fileJob struct {
 	Enabled         *bool  `yaml:"enabled"`
 	SQL             string `yaml:"sql"`
 	RecordSuccesses *bool  `yaml:"record_successes"`
+	CatchUp         string `yaml:"catch_up"`
+	CatchUpLimit    *int   `yaml:"catch_up_limit"`
+	Retries         *int   `yaml:"retries"`
+	RetryBackoff    string `yaml:"retry_backoff"`
+	Jitter          string `yaml:"jitter"`
 }
 
 // Default returns the embedded default configuration: the database at
@@ -434,6 +461,9 @@ func (c *Config) job(field, name string, fj *fileJob, def Job) (Job, error) {
 		if j.Timeout, err = duration(field+".timeout", fj.Timeout, def.Timeout, true); err != nil {
 			return Job{}, err
 		}
+		if err := fj.reliability(field, &j); err != nil {
+			return Job{}, err
+		}
 	}
 	if j.Spec == "" { // a Go job's entry that keeps its schedule
 		return j, nil
@@ -446,6 +476,9 @@ func (c *Config) job(field, name string, fj *fileJob, def Job) (Job, error) {
 		return Job{}, fmt.Errorf("%s.schedule: invalid schedule %q: %v", field, j.Spec, err)
 	}
 	j.Schedule = s
+	if err := jobs.CheckJitter(j.Jitter, s); err != nil {
+		return Job{}, fmt.Errorf("%s.jitter: %w", field, err)
+	}
 	return j, nil
 }
 

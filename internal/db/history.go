@@ -27,6 +27,8 @@ type RunRow struct {
 	Result                          string // one of the CHECK constraint's results
 	Error                           string // "" for none
 	RowsAffected                    int64
+	Attempt                         int           // 1 for a run's first attempt, 2 for its first retry, ...; 0 is stored as 1
+	Jitter                          time.Duration // the random delay before the run started; stored in whole milliseconds
 }
 
 // InsertRuns writes rows to job_runs with one statement, so that they are
@@ -34,18 +36,36 @@ type RunRow struct {
 func InsertRuns(ctx context.Context, db *sql.DB, rows []RunRow) error {
 	var b strings.Builder
 	b.WriteString(`INSERT INTO job_runs
-		(job, scheduled_at, started_at, ended_at, result, error, rows_affected) VALUES `)
-	args := make([]any, 0, 7*len(rows))
+		(job, scheduled_at, started_at, ended_at, result, error, rows_affected, attempt, jitter_ms) VALUES `)
+	args := make([]any, 0, 9*len(rows))
 	for i, r := range rows {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?)")
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
 		args = append(args, r.Job, FormatTime(r.ScheduledAt), FormatTime(r.StartedAt), FormatTime(r.EndedAt),
-			r.Result, r.Error, r.RowsAffected)
+			r.Result, r.Error, r.RowsAffected, max(1, r.Attempt), r.Jitter.Milliseconds())
 	}
 	_, err := db.ExecContext(ctx, b.String(), args...)
 	return err
+}
+
+// LastScheduled returns the newest scheduled_at of the job's job_runs rows,
+// and false when it has none: the last tick the job ran for, which catch-up
+// counts missed ticks from. It is one seek in job_runs_job_scheduled.
+func LastScheduled(ctx context.Context, db *sql.DB, job string) (time.Time, bool, error) {
+	var s sql.NullString
+	if err := db.QueryRowContext(ctx, "SELECT max(scheduled_at) FROM job_runs WHERE job = ?", job).Scan(&s); err != nil {
+		return time.Time{}, false, err
+	}
+	if !s.Valid {
+		return time.Time{}, false, nil
+	}
+	t, err := time.Parse(TimeFormat, s.String)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("job_runs.scheduled_at of job %q: %w", job, err)
+	}
+	return t, true, nil
 }
 
 // PruneRuns deletes the job_runs rows of runs that ended before cutoff and

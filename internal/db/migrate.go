@@ -30,6 +30,11 @@ var migrations = []string{
 		started_at TEXT    NOT NULL,
 		beat_at    TEXT    NOT NULL
 	);`,
+	// 2: which attempt of a run a row is (retries), the random delay of
+	// the run (jitter), and the index catch-up finds a job's last tick by.
+	`ALTER TABLE job_runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+	ALTER TABLE job_runs ADD COLUMN jitter_ms INTEGER NOT NULL DEFAULT 0;
+	CREATE INDEX job_runs_job_scheduled ON job_runs (job, scheduled_at);`,
 }
 
 // SchemaVersion is the user_version of a fully migrated database.

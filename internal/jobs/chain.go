@@ -41,6 +41,7 @@ func (s *Scheduler) record(next handler) handler {
 		if a, ok := ctx.Value(activeKey{}).(*active); ok && !a.recorded.CompareAndSwap(false, true) {
 			return err // Stop already recorded it as abandoned
 		}
+		s.planRetry(e, r)
 		s.finish(r)
 		return err
 	}
@@ -68,11 +69,18 @@ func (s *Scheduler) classify(err error) Result {
 func (s *Scheduler) finish(r *Run) {
 	m := s.metrics
 	e := s.byName[r.Job]
-	m.runs.WithLabelValues(r.Job, string(r.Result)).Inc()
+	if r.retryIn == 0 { // an attempt a retry follows is counted by the retry (retries_total)
+		m.runs.WithLabelValues(r.Job, string(r.Result)).Inc()
+	}
+	if r.gaveUp {
+		m.retriesGivenUp.WithLabelValues(r.Job).Inc()
+	}
 	if r.Result != Skipped {
 		m.duration.WithLabelValues(r.Job).Observe(r.EndedAt.Sub(r.StartedAt).Seconds())
-		if !r.ScheduledAt.IsZero() {
-			m.startDelay.WithLabelValues(r.Job).Observe(max(0, r.StartedAt.Sub(r.ScheduledAt).Seconds()))
+		// Caught-up runs and retries are late on purpose: their delay
+		// would hide the scheduler's own lateness in the quantiles.
+		if !r.ScheduledAt.IsZero() && !r.CatchUp && r.Attempt <= 1 {
+			m.startDelay.WithLabelValues(r.Job).Observe(max(0, r.StartedAt.Sub(r.ScheduledAt.Add(r.Jitter)).Seconds()))
 		}
 	}
 	if r.Result == Success {
@@ -108,6 +116,15 @@ func setMax(a *atomic.Int64, v int64) bool {
 
 func (s *Scheduler) log(r *Run) {
 	attrs := []any{"job", r.Job, "result", r.Result, "duration", r.EndedAt.Sub(r.StartedAt), "rows", r.RowsAffected}
+	if r.Attempt > 1 {
+		attrs = append(attrs, "attempt", r.Attempt)
+	}
+	switch {
+	case r.retryIn > 0:
+		attrs = append(attrs, "retry_in", r.retryIn)
+	case r.gaveUp:
+		attrs = append(attrs, "retry", "given up: the next tick comes first")
+	}
 	var pe *PanicError
 	switch r.Result {
 	case Success:

@@ -57,7 +57,7 @@ func (e *HistoryError) Unwrap() error { return e.Err }
 func newHistoryRow(r *Run) db.RunRow {
 	row := db.RunRow{
 		Job: r.Job, ScheduledAt: r.ScheduledAt, StartedAt: r.StartedAt, EndedAt: r.EndedAt,
-		Result: string(r.Result), RowsAffected: r.RowsAffected,
+		Result: string(r.Result), RowsAffected: r.RowsAffected, Attempt: max(1, r.Attempt), Jitter: r.Jitter,
 	}
 	if row.ScheduledAt.IsZero() {
 		row.ScheduledAt = r.StartedAt

@@ -32,6 +32,21 @@ type Job struct {
 	// OmitSuccessRows leaves a successful run out of job_runs; it is still
 	// counted in the metrics, and every other result is recorded.
 	OmitSuccessRows bool
+	// CatchUp is what happens to the ticks missed while the worker was
+	// down or paused (see CatchUp); "" is CatchUpSkip.
+	CatchUp CatchUp
+	// CatchUpLimit bounds the missed ticks CatchUpAll runs; 0 means
+	// DefaultCatchUpLimit.
+	CatchUpLimit int
+	// Retries is how many more attempts a run gets after a retryable
+	// failure (see Retryable); 0 means none.
+	Retries int
+	// RetryBackoff is the wait before the first retry, doubled for each
+	// one after it up to MaxRetryBackoff; 0 means DefaultRetryBackoff.
+	RetryBackoff time.Duration
+	// Jitter delays each scheduled run by a random duration in [0, Jitter);
+	// it must be less than the schedule's interval. 0 means none.
+	Jitter time.Duration
 }
 
 // Result is the outcome of a run, as recorded in history and metrics.
@@ -75,4 +90,16 @@ type Run struct {
 	Result       Result
 	Err          error
 	RowsAffected int64
+	// Attempt is 1 for a run's first attempt and n+1 for its nth retry;
+	// every attempt has a Run of its own, with the same ScheduledAt.
+	Attempt int
+	// Jitter is the random delay the run waited after ScheduledAt; its
+	// start delay is counted from ScheduledAt + Jitter.
+	Jitter time.Duration
+	// CatchUp is set on the run of a tick that was missed: it is late on
+	// purpose and left out of worker_job_start_delay_seconds.
+	CatchUp bool
+
+	retryIn time.Duration // > 0: a retry follows after this wait (set by record)
+	gaveUp  bool          // a retryable failure that was not retried
 }

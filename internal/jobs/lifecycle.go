@@ -29,8 +29,17 @@ func (s *Scheduler) Start() error {
 		s.metrics.setNext(e.job, e.next)
 		e.mu.Unlock()
 	}
+	missed := s.missedAtStart(now)
 	s.cron.Start()
 	for _, e := range s.entries {
+		if ticks := missed[e]; len(ticks) > 0 {
+			// In flight from here, as a RunAtStart run; the catch-up
+			// runs stand in for it.
+			r := &Run{Job: e.job.Name, ScheduledAt: ticks[0], CatchUp: true}
+			a := s.beginLocked(r)
+			go s.catchUp(e, ticks, r, a)
+			continue
+		}
 		if e.job.RunAtStart {
 			// In flight from here, under mu, so that a Stop right after
 			// Start waits for it; run in the background, so that Start
@@ -58,6 +67,7 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 		return nil
 	}
 	s.stopped = true
+	close(s.quit) // ends jitter and retry waits
 	started := s.started
 	s.mu.Unlock()
 	err := s.stopRuns(ctx, started)
@@ -115,21 +125,20 @@ func (s *Scheduler) runScheduled(e *entry) {
 	e.next = e.job.Schedule.Next(now.In(s.cfg.Location))
 	s.metrics.setNext(e.job, e.next)
 	e.mu.Unlock()
-	_ = s.run(e, &Run{Job: e.job.Name, ScheduledAt: scheduled})
+	s.runTick(e, scheduled, now)
 }
 
 // run registers the run as in flight, unless the scheduler has stopped, and
-// passes it down the chain.
-func (s *Scheduler) run(e *entry, r *Run) error {
+// passes it down the chain; it returns the run's last attempt.
+func (s *Scheduler) run(e *entry, r *Run) (*Run, error) {
 	s.mu.Lock()
 	if s.stopped && s.runCtx.Err() != nil {
 		s.mu.Unlock()
-		return ErrStopped
+		return nil, ErrStopped
 	}
 	a := s.beginLocked(r)
 	s.mu.Unlock()
-	s.exec(e, r, a)
-	return nil
+	return s.exec(e, r, a), nil
 }
 
 // beginLocked registers r as in flight; called with mu held.
@@ -140,10 +149,18 @@ func (s *Scheduler) beginLocked(r *Run) *active {
 	return a
 }
 
-// exec passes a run registered by beginLocked down the chain, and
-// unregisters it once done.
-func (s *Scheduler) exec(e *entry, r *Run, a *active) {
-	defer func() {
+// exec passes a run registered by beginLocked down the chain, and each of
+// its retries after it (see planRetry), and unregisters each once done. It
+// returns the last attempt.
+func (s *Scheduler) exec(e *entry, r *Run, a *active) *Run {
+	for {
+		ctx := context.WithValue(s.runCtx, activeKey{}, a)
+		_ = s.handle(ctx, e, r)
+		var next *Run
+		var na *active
+		if r.retryIn > 0 {
+			next, na = s.retryAfter(e, r) // a stays in flight while it waits
+		}
 		s.mu.Lock()
 		delete(s.inflight, a)
 		s.mu.Unlock()
@@ -151,9 +168,11 @@ func (s *Scheduler) exec(e *entry, r *Run, a *active) {
 		case s.changed <- struct{}{}:
 		default:
 		}
-	}()
-	ctx := context.WithValue(s.runCtx, activeKey{}, a)
-	_ = s.handle(ctx, e, r)
+		if next == nil {
+			return r
+		}
+		r, a = next, na
+	}
 }
 
 type activeKey struct{}
@@ -201,6 +220,9 @@ func (s *Scheduler) abandon() {
 			EndedAt:     time.Now(),
 			Result:      Cancelled,
 			Err:         ErrAbandoned,
+			Attempt:     a.run.Attempt,
+			Jitter:      a.run.Jitter,
+			CatchUp:     a.run.CatchUp,
 		}
 		wg.Go(func() { s.finish(r) })
 	}

@@ -19,6 +19,13 @@ type metrics struct {
 
 	historyPending prometheus.Gauge
 	historyDropped prometheus.Counter
+
+	// Catch-up, retries and jitter (catchup.go, retry.go, jitter.go).
+	ticksSkipped   *prometheus.CounterVec
+	ticksCaughtUp  *prometheus.CounterVec
+	retries        *prometheus.CounterVec
+	retriesGivenUp *prometheus.CounterVec
+	jitter         *prometheus.HistogramVec
 }
 
 func newMetrics(namespace string) *metrics {
@@ -62,12 +69,33 @@ func newMetrics(namespace string) *metrics {
 			Namespace: namespace, Subsystem: sub, Name: "history_dropped_total",
 			Help: "Finished runs never written to job_runs: the buffer of held runs was full, or they could not be written at shutdown.",
 		}),
+		ticksSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: sub, Name: "ticks_skipped_total",
+			Help: "Scheduled ticks never run: missed while the worker was down or paused and not caught up, or stopped during their jitter.",
+		}, []string{"job_name"}),
+		ticksCaughtUp: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: sub, Name: "ticks_caught_up_total",
+			Help: "Missed ticks run late by the job's catch_up policy.",
+		}, []string{"job_name"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: sub, Name: "retries_total",
+			Help: "Retry attempts started after a retryable failure; the attempts that failed before them are not in runs_total.",
+		}, []string{"job_name"}),
+		retriesGivenUp: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: sub, Name: "retries_given_up_total",
+			Help: "Retryable failures with retries left that were not retried: the wait would have ended after the next tick, or the worker was stopping.",
+		}, []string{"job_name"}),
+		jitter: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: sub, Name: "jitter_seconds",
+			Help:    "Random delay of scheduled runs after their tick (the job's jitter); start delay is counted after it.",
+			Buckets: []float64{.01, .05, .1, .5, 1, 5, 10, 30, 60, 300, 900, 3600},
+		}, []string{"job_name"}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.runs, m.duration, m.startDelay, m.running, m.lastSuccess, m.nextRun, m.interval,
-		m.historyPending, m.historyDropped}
+		m.historyPending, m.historyDropped, m.ticksSkipped, m.ticksCaughtUp, m.retries, m.retriesGivenUp, m.jitter}
 }
 
 func (m *metrics) init(job string) {
@@ -80,6 +108,10 @@ func (m *metrics) init(job string) {
 	m.lastSuccess.WithLabelValues(job)
 	m.nextRun.WithLabelValues(job)
 	m.interval.WithLabelValues(job)
+	m.ticksSkipped.WithLabelValues(job)
+	m.ticksCaughtUp.WithLabelValues(job)
+	m.retries.WithLabelValues(job)
+	m.retriesGivenUp.WithLabelValues(job)
 }
 
 // setNext exports a job's next run and the interval after it.

@@ -74,6 +74,7 @@ type Scheduler struct {
 	stopped  bool
 	inflight map[*active]struct{}
 	changed  chan struct{} // a run ended
+	quit     chan struct{} // closed when Stop begins
 }
 
 // entry is a job and its scheduling state.
@@ -121,6 +122,7 @@ func New(cfg Config, jobs []Job) (*Scheduler, error) {
 		byName:   make(map[string]*entry),
 		inflight: make(map[*active]struct{}),
 		changed:  make(chan struct{}, 1),
+		quit:     make(chan struct{}),
 		cron: cron.New(
 			cron.WithLocation(cfg.Location),
 			cron.WithLogger(cronLogger{logger}),
@@ -135,10 +137,16 @@ func New(cfg Config, jobs []Job) (*Scheduler, error) {
 		if _, ok := s.byName[j.Name]; ok {
 			return nil, fmt.Errorf("jobs: duplicate job name %q", j.Name)
 		}
+		if err := checkJob(j); err != nil {
+			return nil, fmt.Errorf("jobs: job %q: %w", j.Name, err)
+		}
 		e := &entry{job: j}
 		s.entries = append(s.entries, e)
 		s.byName[j.Name] = e
 		s.metrics.init(j.Name)
+		if j.Jitter > 0 {
+			s.metrics.jitter.WithLabelValues(j.Name)
+		}
 		s.cron.Schedule(j.Schedule, cron.FuncJob(func() { s.runScheduled(e) }))
 	}
 	if cfg.Registerer != nil {
@@ -196,17 +204,13 @@ func (s *Scheduler) Overdue(name string, intervals int) error {
 }
 
 // RunOnce runs a job now, through the same chain as a scheduled run, and
-// returns its record.
+// returns its record: that of its last attempt when it was retried.
 func (s *Scheduler) RunOnce(name string) (*Run, error) {
 	e, ok := s.byName[name]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownJob, name)
 	}
-	r := &Run{Job: name, ScheduledAt: time.Now()}
-	if err := s.run(e, r); err != nil {
-		return nil, err
-	}
-	return r, nil
+	return s.run(e, &Run{Job: name, ScheduledAt: time.Now()})
 }
 
 // JobNames returns the names of the scheduled jobs.

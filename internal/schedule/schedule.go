@@ -106,3 +106,26 @@ func checkEvery(s string) error {
 	}
 	return nil
 }
+
+// intervalTicks is how many of the next ticks MinInterval looks at.
+const intervalTicks = 100
+
+// MinInterval returns the shortest time between two of the next ticks of s
+// after from: the interval of a regular schedule, and the shortest one of a
+// schedule such as "0 9 * * 1-5" (a day, not the weekend's three). It is 0
+// for a schedule that never fires.
+func MinInterval(s cron.Schedule, from time.Time) time.Duration {
+	var shortest time.Duration
+	prev := s.Next(from)
+	for i := 0; i < intervalTicks && !prev.IsZero(); i++ {
+		t := s.Next(prev)
+		if t.IsZero() {
+			break
+		}
+		if d := t.Sub(prev); shortest == 0 || d < shortest {
+			shortest = d
+		}
+		prev = t
+	}
+	return shortest
+}

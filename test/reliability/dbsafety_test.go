@@ -294,7 +294,7 @@ func TestDBSafety_RefusedUnchanged(t *testing.T) {
 		{"OtherJobRuns", "CREATE TABLE job_runs (id INTEGER PRIMARY KEY, name TEXT, payload BLOB); INSERT INTO job_runs VALUES (1, 'theirs', x'00');",
 			"table job_runs has columns (id, name, payload), want (id, job, scheduled_at, started_at, ended_at, result, error, rows_affected)"},
 		{"NewerVersion", "CREATE TABLE notes (x); INSERT INTO notes VALUES (1); PRAGMA user_version = 99;",
-			"schema version 99 is newer than this worker's 1"},
+			"schema version 99 is newer than this worker's 2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

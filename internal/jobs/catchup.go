@@ -1,0 +1,206 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/sqlworker/worker/internal/db"
+)
+
+// CatchUp is a job's policy for the ticks it missed while the worker was
+// down or paused. At Start the Scheduler takes the job's last tick from
+// job_runs (its newest scheduled_at), and every tick of the schedule after
+// it, up to Start, is missed; while running, the ticks cron passes over
+// after a pause (SIGSTOP, a suspended VM) are missed too. The missed ticks
+// that are not run are counted in worker_job_ticks_skipped_total. A job
+// with no row in job_runs has missed nothing.
+type CatchUp string
+
+// The catch-up policies.
+const (
+	// CatchUpSkip runs none of the ticks missed while the worker was down,
+	// and after a pause only the oldest, as cron does: the default.
+	CatchUpSkip CatchUp = "skip"
+	// CatchUpOnce runs the newest missed tick, once.
+	CatchUpOnce CatchUp = "once"
+	// CatchUpAll runs the newest Job.CatchUpLimit missed ticks, oldest
+	// first, one after the other.
+	CatchUpAll CatchUp = "all"
+)
+
+// Catch-up bounds.
+const (
+	// DefaultCatchUpLimit is Job.CatchUpLimit's default.
+	DefaultCatchUpLimit = 10
+	// MaxCatchUpLimit bounds Job.CatchUpLimit.
+	MaxCatchUpLimit = 1000
+	// maxMissedWalk bounds the ticks counted one by one; beyond it, the
+	// count is estimated from the schedule's interval (a job every second
+	// down for a year).
+	maxMissedWalk = 1_000_000
+)
+
+// CheckCatchUp returns an error when p is no valid CatchUp; "" is valid.
+func CheckCatchUp(p CatchUp) error {
+	switch p {
+	case "", CatchUpSkip, CatchUpOnce, CatchUpAll:
+		return nil
+	}
+	return fmt.Errorf("must be %s, %s or %s, got %q", CatchUpSkip, CatchUpOnce, CatchUpAll, string(p))
+}
+
+// CheckCatchUpLimit returns an error when n is no valid Job.CatchUpLimit.
+func CheckCatchUpLimit(n int) error {
+	if n < 1 || n > MaxCatchUpLimit {
+		return fmt.Errorf("must be between 1 and %d, got %d", MaxCatchUpLimit, n)
+	}
+	return nil
+}
+
+// missedTicks returns the ticks of s after last and not after now: at most
+// keep of them, the newest, oldest first, and how many there are in all.
+func missedTicks(s cron.Schedule, last, now time.Time, keep int) (ticks []time.Time, n int) {
+	keep = max(1, keep)
+	prev := last
+	for t := s.Next(last); !t.IsZero() && !t.After(now); t = s.Next(t) {
+		n++
+		if len(ticks) == keep {
+			ticks = append(ticks[:0], ticks[1:]...)
+		}
+		ticks = append(ticks, t)
+		if n == maxMissedWalk {
+			// Skip to keep intervals before now, counting the skipped
+			// ticks by the interval the schedule has here.
+			if gap := t.Sub(prev); gap > 0 {
+				if from := now.Add(-time.Duration(keep+1) * gap); from.After(t) {
+					n += int(from.Sub(t) / gap)
+					t = from
+				}
+			}
+		}
+		prev = t
+	}
+	return ticks, n
+}
+
+// pick applies the policy to the missed ticks (the newest of them, oldest
+// first, of n in all): it returns those to run and how many are skipped.
+func pick(j Job, ticks []time.Time, n int) (run []time.Time, skipped int) {
+	switch j.CatchUp {
+	case CatchUpOnce:
+		run = ticks[len(ticks)-1:]
+	case CatchUpAll:
+		run = ticks[len(ticks)-min(len(ticks), catchUpLimit(j)):]
+	}
+	return run, n - len(run)
+}
+
+func catchUpLimit(j Job) int {
+	if j.CatchUpLimit > 0 {
+		return j.CatchUpLimit
+	}
+	return DefaultCatchUpLimit
+}
+
+// keep is how many of the newest missed ticks the job's policy can run.
+func keep(j Job) int {
+	if j.CatchUp == CatchUpAll {
+		return catchUpLimit(j)
+	}
+	return 1
+}
+
+// missedAtStart returns, for each job that has missed ticks, the ticks to
+// run now, counting those skipped. A job whose last tick cannot be read is
+// logged and caught up on nothing: Start does not fail for it.
+func (s *Scheduler) missedAtStart(now time.Time) map[*entry][]time.Time {
+	ctx, cancel := context.WithTimeout(context.Background(), historyWriteTimeout)
+	defer cancel()
+	sdb, err := s.cfg.DB.Init(ctx)
+	if err != nil {
+		s.logger.Error("Cannot read the last ticks of the jobs: missed ticks are neither run nor counted", "err", err)
+		return nil
+	}
+	out := make(map[*entry][]time.Time)
+	for _, e := range s.entries {
+		last, ok, err := db.LastScheduled(ctx, sdb, e.job.Name)
+		if err != nil {
+			s.logger.Error("Cannot read the job's last tick: missed ticks are neither run nor counted", "job", e.job.Name, "err", err)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		ticks, n := missedTicks(e.job.Schedule, last.In(s.cfg.Location), now, keep(e.job))
+		if n == 0 {
+			continue
+		}
+		run, skipped := pick(e.job, ticks, n)
+		s.metrics.ticksSkipped.WithLabelValues(e.job.Name).Add(float64(skipped))
+		s.logger.Info("Missed ticks", "job", e.job.Name, "last", last, "missed", n, "run", len(run), "skipped", skipped,
+			"catch_up", catchUpPolicy(e.job))
+		if len(run) > 0 {
+			out[e] = run
+		}
+	}
+	return out
+}
+
+func catchUpPolicy(j Job) CatchUp {
+	if j.CatchUp == "" {
+		return CatchUpSkip
+	}
+	return j.CatchUp
+}
+
+// catchUp runs the missed ticks of a job one after the other; the first is
+// registered as a, in flight since Start. It stops at Stop.
+func (s *Scheduler) catchUp(e *entry, ticks []time.Time, r *Run, a *active) {
+	for i := range ticks {
+		if i > 0 {
+			s.mu.Lock()
+			if s.stopped {
+				s.mu.Unlock()
+				s.metrics.ticksSkipped.WithLabelValues(e.job.Name).Add(float64(len(ticks) - i))
+				return
+			}
+			r = &Run{Job: e.job.Name, ScheduledAt: ticks[i], CatchUp: true}
+			a = s.beginLocked(r)
+			s.mu.Unlock()
+		}
+		s.metrics.ticksCaughtUp.WithLabelValues(e.job.Name).Inc()
+		s.exec(e, r, a)
+	}
+}
+
+// runTick runs the tick cron fired for, scheduled, at now. When cron passed
+// over ticks after it (the process was paused), the job's policy picks what
+// runs: skip runs scheduled, as cron always did, once the newest tick, all
+// the newest CatchUpLimit ticks, scheduled included; the others are counted
+// as skipped. A tick on time waits the job's jitter first.
+func (s *Scheduler) runTick(e *entry, scheduled, now time.Time) {
+	ticks, n := missedTicks(e.job.Schedule, scheduled, now.In(s.cfg.Location), keep(e.job))
+	if n == 0 || catchUpPolicy(e.job) == CatchUpSkip {
+		s.metrics.ticksSkipped.WithLabelValues(e.job.Name).Add(float64(n))
+		r := &Run{Job: e.job.Name, ScheduledAt: scheduled}
+		if n == 0 && !s.waitJitter(e, r) {
+			return
+		}
+		_, _ = s.run(e, r)
+		return
+	}
+	run, skipped := pick(e.job, append([]time.Time{scheduled}, ticks...), n+1)
+	s.metrics.ticksSkipped.WithLabelValues(e.job.Name).Add(float64(skipped))
+	s.logger.Info("Missed ticks after a pause", "job", e.job.Name, "missed", n, "run", len(run), "skipped", skipped,
+		"catch_up", catchUpPolicy(e.job))
+	for i, t := range run {
+		s.metrics.ticksCaughtUp.WithLabelValues(e.job.Name).Inc()
+		if _, err := s.run(e, &Run{Job: e.job.Name, ScheduledAt: t, CatchUp: true}); err != nil {
+			s.metrics.ticksSkipped.WithLabelValues(e.job.Name).Add(float64(len(run) - i))
+			return
+		}
+	}
+}
