@@ -145,6 +145,7 @@ func (s *Scheduler) run(e *entry, r *Run) (*Run, error) {
 func (s *Scheduler) beginLocked(r *Run) *active {
 	a := &active{run: r}
 	r.StartedAt = time.Now() // before registering, so abandon reads it safely
+	r.Attempt = max(1, r.Attempt)
 	s.inflight[a] = struct{}{}
 	return a
 }
