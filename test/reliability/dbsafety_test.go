@@ -292,7 +292,7 @@ func TestDBSafety_RefusedUnchanged(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ name, sql, want string }{
 		{"OtherJobRuns", "CREATE TABLE job_runs (id INTEGER PRIMARY KEY, name TEXT, payload BLOB); INSERT INTO job_runs VALUES (1, 'theirs', x'00');",
-			"table job_runs has columns (id, name, payload), want (id, job, scheduled_at, started_at, ended_at, result, error, rows_affected)"},
+			"table job_runs has columns (id, name, payload), want (id, job, scheduled_at, started_at, ended_at, result, error, rows_affected, attempt, jitter_ms)"},
 		{"NewerVersion", "CREATE TABLE notes (x); INSERT INTO notes VALUES (1); PRAGMA user_version = 99;",
 			"schema version 99 is newer than this worker's 2"},
 	} {
