@@ -27,6 +27,7 @@ var contract = []string{
 	"worker_job_runs_total", "worker_job_duration_seconds", "worker_job_start_delay_seconds", "worker_job_running",
 	"worker_job_last_success_timestamp_seconds", "worker_job_next_run_timestamp_seconds", "worker_job_interval_seconds",
 	"worker_job_history_pending", "worker_job_history_dropped_total",
+	"worker_job_ticks_skipped_total", "worker_job_ticks_caught_up_total", "worker_job_retries_total", "worker_job_retries_given_up_total",
 	"promhttp_metric_handler_requests_in_flight", "promhttp_metric_handler_requests_total",
 }
 
@@ -245,7 +246,7 @@ func TestWorker_ExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("exit: %v\n%s", err, out)
 	}
-	for _, want := range []string{"expire_sessions", "nightly_rollup", "CRON_TZ=Europe/Berlin 30 2 * * *"} {
+	for _, want := range []string{"expire_sessions", "nightly_rollup", "CRON_TZ=Europe/Berlin 30 2 * * *", "CATCH UP", "2 (backoff 1s)", "30s"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output: missing %q in\n%s", want, out)
 		}
