@@ -30,7 +30,8 @@
 // driver-specific argument types keep working. A generated type for each
 // combination does it (wrap_gen.go). A wrapped connection also has
 // Unwrap() driver.Conn, for code that needs the driver's own connection
-// from (*sql.Conn).Raw.
+// from (*sql.Conn).Raw, and the wrapping driver, (*sql.DB).Driver(), has
+// Unwrap() driver.Driver, for code that tells drivers apart by type.
 //
 // With pgx, wrap stdlib.GetConnector(config), not a pgxpool connector: the
 // pool's Connect and Close only borrow and return its own connections. A

@@ -104,6 +104,9 @@ var (
 	_ driver.DriverContext = (*countingDriver)(nil)
 )
 
+// Unwrap returns the driver it wraps, for callers that need its type.
+func (d *countingDriver) Unwrap() driver.Driver { return d.base }
+
 // Open opens a connection of base and counts it.
 func (d *countingDriver) Open(name string) (driver.Conn, error) {
 	c, err := d.base.Open(name)

@@ -61,7 +61,18 @@ type Config struct {
 	// never does, for Litestream. Another value fails the open with
 	// ErrCheckpointMode.
 	Checkpoint string
-	Logger     *slog.Logger
+	// URL, when set, is a postgres:// URL: the Handle then opens PostgreSQL
+	// there instead of the SQLite file at Path (postgres.go). Check it with
+	// CheckURL first; Path and the SQLite settings are then unused.
+	URL string
+	// PasswordFile, with URL, is a file whose first line is the password,
+	// read at each connect: it wins over the URL's, PGPASSWORD and PGPASSFILE.
+	PasswordFile string
+	// ReplicaID, with URL, tells this process apart on the server: its
+	// application_name is ApplicationName(ReplicaID). Default
+	// DefaultReplicaID().
+	ReplicaID string
+	Logger    *slog.Logger
 }
 
 // Handle is the one shared *sql.DB of the process. Init opens it on the first
@@ -69,6 +80,8 @@ type Config struct {
 type Handle struct {
 	cfg    Config
 	logger *slog.Logger
+	be     backend // the Handle itself for SQLite (sqlite.go), or *postgres
+	where  string  // the path, or the URL with its password masked, for logs and errors
 
 	db atomic.Pointer[sql.DB] // set once open; the lock-free fast path
 
@@ -110,12 +123,40 @@ func New(cfg Config) *Handle {
 	if cfg.CloseTimeout <= 0 {
 		cfg.CloseTimeout = DefaultCloseTimeout
 	}
+	if cfg.URL != "" && cfg.ReplicaID == "" {
+		cfg.ReplicaID = DefaultReplicaID()
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handle{cfg: cfg, logger: logger}
+	h := &Handle{cfg: cfg, logger: logger, where: cfg.Path}
+	h.be = h
+	if cfg.URL != "" {
+		h.be = &postgres{h: h}
+		h.where = RedactURL(cfg.URL)
+	}
+	return h
 }
+
+// Postgres reports whether the handle opens PostgreSQL (Config.URL).
+func (h *Handle) Postgres() bool { return h.cfg.URL != "" }
+
+// Where returns what the handle opens, for logs: the database file's path,
+// or the URL with its password masked.
+func (h *Handle) Where() string { return h.where }
+
+// ApplicationName returns the application_name of a PostgreSQL handle's
+// connections, "" for SQLite.
+func (h *Handle) ApplicationName() string {
+	if !h.Postgres() {
+		return ""
+	}
+	return ApplicationName(h.cfg.ReplicaID)
+}
+
+// ReplicaID returns the replica id of a PostgreSQL handle, "" for SQLite.
+func (h *Handle) ReplicaID() string { return h.cfg.ReplicaID }
 
 // Path returns the path of the database file.
 func (h *Handle) Path() string { return h.cfg.Path }
@@ -153,7 +194,7 @@ func (h *Handle) initSlow(ctx context.Context) (*sql.DB, error) {
 		h.reused.Add(1)
 		return db, nil
 	}
-	db, err := h.open(ctx)
+	db, err := h.be.open(ctx)
 	if err != nil {
 		h.failed.Add(1)
 		h.state.Store(&handleState{err: err})
@@ -169,7 +210,7 @@ func (h *Handle) initSlow(ctx context.Context) (*sql.DB, error) {
 		return nil, err
 	}
 	h.opened.Add(1)
-	h.logger.Info("Database opened", "path", h.cfg.Path, "max_open_conns", h.cfg.MaxOpenConns)
+	h.logger.Info("Database opened", "database", h.where, "max_open_conns", h.cfg.MaxOpenConns)
 	return db, nil
 }
 
@@ -211,7 +252,7 @@ func (h *Handle) Close(ctx context.Context) error {
 	h.closed = true
 	h.state.Store(&handleState{closed: true})
 	h.db.Store(nil)
-	db, conn := h.cur, h.conn
+	db, pending := h.cur, h.be.pending()
 	h.cur, h.conn = nil, nil
 	h.pool.Store(nil)
 	corrupt := h.Corrupt()
@@ -225,7 +266,7 @@ func (h *Handle) Close(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.CloseTimeout)
 	defer cancel()
 	var errs []error
-	if err := h.checkpoint(ctx, db); err != nil {
+	if err := h.be.checkpoint(ctx, db); err != nil {
 		errs = append(errs, err)
 	}
 	// (*sql.DB).Close closes the idle connections and returns; those in use
@@ -234,7 +275,7 @@ func (h *Handle) Close(ctx context.Context) error {
 	if err := db.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("cannot close database: %w", err))
 	}
-	for conn.open.Load() > 0 {
+	for pending() > 0 {
 		if ctx.Err() != nil {
 			errs = append(errs, fmt.Errorf("%w after %s", ErrCloseTimeout, h.cfg.CloseTimeout))
 			break
@@ -244,7 +285,7 @@ func (h *Handle) Close(ctx context.Context) error {
 	if corrupt != nil {
 		errs = append(errs, corrupt)
 	}
-	h.logger.Info("Database closed", "path", h.cfg.Path)
+	h.logger.Info("Database closed", "database", h.where)
 	return errors.Join(errs...)
 }
 
@@ -289,7 +330,7 @@ func (h *Handle) Health() error {
 	case !st.open:
 		return ErrNotOpen
 	}
-	return h.checkFiles(st)
+	return h.be.checkFiles(st)
 }
 
 // handleState is a snapshot of the handle for Health.

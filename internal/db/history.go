@@ -3,14 +3,39 @@ package db
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
 
 // The worker's own tables, job_runs and heartbeat, are created by the
-// migrations (migrate.go), repaired by schema.go and written here only:
-// their columns and their time format have this one owner.
+// migrations (migrate.go, and pgMigrations for PostgreSQL), repaired by
+// schema.go and written here only: their columns and their time format have
+// this one owner. Each statement is written once, with ? placeholders;
+// bind turns them into PostgreSQL's $n on a pool of pgx's. Times are passed
+// as TimeFormat text either way: SQLite stores it, PostgreSQL parses it into
+// its timestamptz columns.
+
+// bind returns q for d's engine: ? placeholders become $1, $2, ... on
+// PostgreSQL. q must have no ? but its placeholders.
+func bind(d *sql.DB, q string) string {
+	if !isPostgres(d) {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
 
 // TimeFormat is how times are stored in the worker's tables: UTC, fixed
 // width, so that text order is time order.
@@ -46,7 +71,7 @@ func InsertRuns(ctx context.Context, db *sql.DB, rows []RunRow) error {
 		args = append(args, r.Job, FormatTime(r.ScheduledAt), FormatTime(r.StartedAt), FormatTime(r.EndedAt),
 			r.Result, r.Error, r.RowsAffected, max(1, r.Attempt), r.Jitter.Milliseconds())
 	}
-	_, err := db.ExecContext(ctx, b.String(), args...)
+	_, err := db.ExecContext(ctx, bind(db, b.String()), args...)
 	return err
 }
 
@@ -71,7 +96,7 @@ func LastScheduled(ctx context.Context, db *sql.DB, job string) (time.Time, bool
 // PruneRuns deletes the job_runs rows of runs that ended before cutoff and
 // returns how many it deleted.
 func PruneRuns(ctx context.Context, db *sql.DB, cutoff time.Time) (int64, error) {
-	res, err := db.ExecContext(ctx, "DELETE FROM job_runs WHERE ended_at < ?", FormatTime(cutoff))
+	res, err := db.ExecContext(ctx, bind(db, "DELETE FROM job_runs WHERE ended_at < ?"), FormatTime(cutoff))
 	if err != nil {
 		return 0, err
 	}
@@ -87,7 +112,7 @@ func CapRuns(ctx context.Context, db *sql.DB, keep int) (int64, error) {
 	if keep <= 0 {
 		return 0, fmt.Errorf("cannot cap job_runs: want a positive row count, got %d", keep)
 	}
-	rows, err := db.QueryContext(ctx, "SELECT job FROM job_runs GROUP BY job HAVING count(*) > ?", keep)
+	rows, err := db.QueryContext(ctx, bind(db, "SELECT job FROM job_runs GROUP BY job HAVING count(*) > ?"), keep)
 	if err != nil {
 		return 0, err
 	}
@@ -104,10 +129,16 @@ func CapRuns(ctx context.Context, db *sql.DB, keep int) (int64, error) {
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
+	// No limit is LIMIT -1 to SQLite, LIMIT ALL to PostgreSQL.
+	all := "-1"
+	if isPostgres(db) {
+		all = "ALL"
+	}
+	del := bind(db, `DELETE FROM job_runs WHERE id IN (
+		SELECT id FROM job_runs WHERE job = ? ORDER BY started_at DESC, id DESC LIMIT `+all+` OFFSET ?)`)
 	var deleted int64
 	for _, job := range over {
-		res, err := db.ExecContext(ctx, `DELETE FROM job_runs WHERE id IN (
-			SELECT id FROM job_runs WHERE job = ? ORDER BY started_at DESC, id DESC LIMIT -1 OFFSET ?)`, job, keep)
+		res, err := db.ExecContext(ctx, del, job, keep)
 		if err != nil {
 			return deleted, err
 		}
@@ -120,8 +151,11 @@ func CapRuns(ctx context.Context, db *sql.DB, keep int) (int64, error) {
 	return deleted, nil
 }
 
-// Beat is the heartbeat table's one row: which worker process is alive.
+// Beat is a heartbeat row: which worker process is alive. SQLite's
+// heartbeat has one row (id 1); PostgreSQL's one per replica, keyed by
+// ReplicaID.
 type Beat struct {
+	ReplicaID string // PostgreSQL's key; unused on SQLite
 	PID       int
 	Hostname  string
 	Version   string
@@ -129,13 +163,21 @@ type Beat struct {
 	BeatAt    time.Time
 }
 
-// WriteHeartbeat upserts the heartbeat row and returns the rows changed.
+// WriteHeartbeat upserts the heartbeat row (of b.ReplicaID on PostgreSQL)
+// and returns the rows changed.
 func WriteHeartbeat(ctx context.Context, db *sql.DB, b Beat) (int64, error) {
-	res, err := db.ExecContext(ctx, `INSERT INTO heartbeat (id, pid, hostname, version, started_at, beat_at)
-		VALUES (1, ?, ?, ?, ?, ?)
+	var id any = 1
+	if isPostgres(db) {
+		if b.ReplicaID == "" {
+			return 0, errors.New("cannot write heartbeat: no replica id")
+		}
+		id = b.ReplicaID
+	}
+	res, err := db.ExecContext(ctx, bind(db, `INSERT INTO heartbeat (id, pid, hostname, version, started_at, beat_at)
+		VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, hostname = excluded.hostname,
-			version = excluded.version, started_at = excluded.started_at, beat_at = excluded.beat_at`,
-		b.PID, b.Hostname, b.Version, FormatTime(b.StartedAt), FormatTime(b.BeatAt))
+			version = excluded.version, started_at = excluded.started_at, beat_at = excluded.beat_at`),
+		id, b.PID, b.Hostname, b.Version, FormatTime(b.StartedAt), FormatTime(b.BeatAt))
 	if err != nil {
 		return 0, err
 	}

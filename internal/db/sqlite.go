@@ -24,10 +24,9 @@ import (
 // sqlcount), the migrations and the history writes are every backend's;
 // backend says what a second one provides.
 
-// backend is the seam for a second database engine (PostgreSQL is next):
-// what the shared lifecycle of a Handle calls that is the engine's own.
-// Here the Handle's methods in this file implement it for SQLite; a second
-// engine gives a type of its own behind it.
+// backend is the seam between the shared lifecycle of a Handle and what is
+// the engine's own. Here the Handle's methods in this file implement it for
+// SQLite; PostgreSQL has a type of its own behind it (postgres.go).
 type backend interface {
 	// open opens, inspects, repairs and migrates the database, and returns
 	// the pool; it runs under the Handle's lock.
@@ -37,6 +36,10 @@ type backend interface {
 	// checkFiles is Health's part after the lifecycle (SQLite: the file
 	// and its -wal and -shm are the ones open). It must not block.
 	checkFiles(st *handleState) error
+	// pending returns a func that reports the connections of the pool
+	// open now that are not closed yet; Close waits for 0. Called under
+	// the Handle's lock, before the pool is forgotten.
+	pending() func() int64
 }
 
 var _ backend = (*Handle)(nil)
@@ -55,6 +58,15 @@ func (h *Handle) checkpoint(ctx context.Context, db *sql.DB) error {
 		return fmt.Errorf("cannot checkpoint wal: %w", err)
 	}
 	return nil
+}
+
+// pending reports the connections of the open pool's connector.
+func (h *Handle) pending() func() int64 {
+	c := h.conn
+	if c == nil {
+		return func() int64 { return 0 }
+	}
+	return c.open.Load
 }
 
 // checkFiles reports whether the database file at the path is the one
@@ -228,6 +240,8 @@ func statID(path string) (fileID, error) {
 // When a table or index of the worker's schema is missing (an operator's
 // DROP TABLE), Verify creates it again, and logs it.
 //
+// On PostgreSQL, Verify is Health: there are no files to check.
+//
 // Verify returns the error that made it drop the handle, or Health's error
 // when the handle is not open; nil when all is well.
 func (h *Handle) Verify() error {
@@ -259,6 +273,9 @@ func (h *Handle) Verify() error {
 	}
 	db := h.cur
 	h.mu.Unlock()
+	if h.Postgres() {
+		return nil // the server owns its files; the schema is the migrations'
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.BusyTimeout+5*time.Second)
 	defer cancel()
 	missing, err := checkSchema(ctx, db)

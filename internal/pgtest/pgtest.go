@@ -12,6 +12,7 @@ package pgtest
 import (
 	"bytes"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -37,6 +38,22 @@ const StartTimeout = 60 * time.Second
 // files are removed in tb.Cleanup.
 func Start(tb testing.TB) string {
 	tb.Helper()
+	s := New(tb)
+	s.Start(tb)
+	return s.DSN()
+}
+
+// Server is a server's data directory that a test starts and stops, for
+// tests of a server that is down, or comes up late.
+type Server struct {
+	dir, data, bin, runAs string
+	running               bool
+}
+
+// New runs initdb for a server for tb and returns it, not running. Its
+// files are removed, and it is stopped when running, in tb.Cleanup.
+func New(tb testing.TB) *Server {
+	tb.Helper()
 	bin, err := binDir()
 	if err != nil {
 		unavailable(tb, err)
@@ -57,36 +74,64 @@ func Start(tb testing.TB) string {
 			tb.Fatalf("cannot give %s to the postgres user: %v", dir, err)
 		}
 	}
-	data := filepath.Join(dir, "data")
-	run := func(name string, args ...string) error {
-		cmd := exec.Command(filepath.Join(bin, name), args...)
-		if runAs != "" {
-			cmd = exec.Command("runuser", append([]string{"-u", runAs, "--", filepath.Join(bin, name)}, args...)...)
-		}
-		cmd.Dir = dir
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("%s: %w\n%s", name, err, out.Bytes())
-		}
-		return nil
-	}
-	if err := run("initdb", "-D", data, "-U", User, "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"); err != nil {
+	s := &Server{dir: dir, data: filepath.Join(dir, "data"), bin: bin, runAs: runAs}
+	if err := s.run("initdb", "-D", s.data, "-U", User, "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"); err != nil {
 		tb.Fatalf("cannot initialise the server: %v", err)
 	}
-	opts := "-c listen_addresses='' -c unix_socket_directories=" + dir +
+	tb.Cleanup(func() {
+		if s.running {
+			s.Stop(tb)
+		}
+	})
+	return s
+}
+
+func (s *Server) run(name string, args ...string) error {
+	cmd := exec.Command(filepath.Join(s.bin, name), args...)
+	if s.runAs != "" {
+		cmd = exec.Command("runuser", append([]string{"-u", s.runAs, "--", filepath.Join(s.bin, name)}, args...)...)
+	}
+	cmd.Dir = s.dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w\n%s", name, err, out.Bytes())
+	}
+	return nil
+}
+
+// Start starts the server and waits until it accepts connections.
+func (s *Server) Start(tb testing.TB) {
+	tb.Helper()
+	opts := "-c listen_addresses='' -c unix_socket_directories=" + s.dir +
 		" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-	logFile := filepath.Join(dir, "server.log")
-	if err := run("pg_ctl", "-D", data, "-l", logFile, "-o", opts, "-w", "-t", strconv.Itoa(int(StartTimeout.Seconds())), "start"); err != nil {
+	logFile := filepath.Join(s.dir, "server.log")
+	if err := s.run("pg_ctl", "-D", s.data, "-l", logFile, "-o", opts, "-w", "-t", strconv.Itoa(int(StartTimeout.Seconds())), "start"); err != nil {
 		log, _ := os.ReadFile(logFile)
 		tb.Fatalf("cannot start the server: %v\n%s", err, log)
 	}
-	tb.Cleanup(func() {
-		if err := run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"); err != nil {
-			tb.Errorf("cannot stop the server: %v", err)
-		}
-	})
-	return fmt.Sprintf("host=%s port=5432 user=%s dbname=%s sslmode=disable", dir, User, Database)
+	s.running = true
+}
+
+// Stop stops the server at once (pg_ctl -m immediate).
+func (s *Server) Stop(tb testing.TB) {
+	tb.Helper()
+	if err := s.run("pg_ctl", "-D", s.data, "-m", "immediate", "-w", "stop"); err != nil {
+		tb.Errorf("cannot stop the server: %v", err)
+		return
+	}
+	s.running = false
+}
+
+// DSN returns the server's DSN, in the key=value form.
+func (s *Server) DSN() string {
+	return fmt.Sprintf("host=%s port=5432 user=%s dbname=%s sslmode=disable", s.dir, User, Database)
+}
+
+// URL returns the server's postgres:// URL, with the socket directory in
+// the host parameter.
+func (s *Server) URL() string {
+	return "postgres://" + User + "@/" + Database + "?host=" + url.QueryEscape(s.dir) + "&sslmode=disable"
 }
 
 // unavailable fails tb, on CI and as root (who can install the package),

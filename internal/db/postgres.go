@@ -1,0 +1,355 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/sqlworker/worker/sqlcount"
+)
+
+// This file is what the Handle does that is PostgreSQL's own: the URL, its
+// checks and its masking, the application_name that tells the replicas
+// apart on the server, the pool made of pgx's database/sql connector (not
+// pgxpool's: each Connect and Close is then a real connection, which the
+// counting sees), and the migrations under a transaction-scoped advisory
+// lock. The server owns its files, so there is no checkpoint and no file
+// check.
+
+// Defaults of the PostgreSQL backend.
+const (
+	// ApplicationNamePrefix is the worker's name in application_name; the
+	// replica id follows it.
+	ApplicationNamePrefix = "worker-"
+	// MaxApplicationName is the longest application_name the server keeps
+	// (NAMEDATALEN-1): a longer one is truncated, and would then no longer
+	// select this replica's backends in pg_stat_activity.
+	MaxApplicationName = 63
+	// DefaultConnectTimeout bounds a connection attempt when the URL sets
+	// no connect_timeout: a server that does not answer must not hold the
+	// handle's lock, and the retries behind it, for the kernel's TCP timeout.
+	DefaultConnectTimeout = 10 * time.Second
+)
+
+// ErrReplicaID is the error of a replica id that application_name cannot
+// carry.
+var ErrReplicaID = errors.New("want 1 to 56 letters, digits, '.', '_' or '-', starting with a letter or digit")
+
+var replicaIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,55}$`)
+
+// CheckReplicaID returns ErrReplicaID when id cannot be a replica id.
+func CheckReplicaID(id string) error {
+	if !replicaIDRE.MatchString(id) {
+		return fmt.Errorf("%w, got %q", ErrReplicaID, id)
+	}
+	return nil
+}
+
+// DefaultReplicaID returns <hostname>-<pid>, shortened so that
+// application_name holds it whole, with what a replica id cannot hold
+// replaced by '-'.
+func DefaultReplicaID() string {
+	host, _ := os.Hostname()
+	host = strings.Map(func(r rune) rune {
+		if r < 128 && (r == '.' || r == '_' || r == '-' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9') {
+			return r
+		}
+		return '-'
+	}, host)
+	pid := strconv.Itoa(os.Getpid())
+	if n := MaxApplicationName - len(ApplicationNamePrefix) - len(pid) - 1; len(host) > n {
+		host = host[:n]
+	}
+	if host == "" || CheckReplicaID(host) != nil {
+		host = "host" + host
+	}
+	return host + "-" + pid
+}
+
+// ApplicationName returns the application_name of the replica id.
+func ApplicationName(replicaID string) string { return ApplicationNamePrefix + replicaID }
+
+// urlParams are the URL parameters the worker passes on: pgx's and libpq's
+// own connection settings, and the session settings an operator may want
+// per URL. Another parameter would reach the server as a run-time setting
+// and fail every connect (or set something nobody meant to), so CheckURL
+// refuses it. application_name is the worker's (see ApplicationName).
+var urlParams = map[string]bool{
+	"host": true, "port": true, "dbname": true, "database": true, "user": true, "password": true,
+	"passfile": true, "connect_timeout": true, "sslmode": true, "sslkey": true, "sslcert": true,
+	"sslcertmode": true, "sslrootcert": true, "sslnegotiation": true, "sslpassword": true, "sslsni": true,
+	"krbspn": true, "krbsrvname": true, "target_session_attrs": true, "service": true, "servicefile": true,
+	"min_protocol_version": true, "max_protocol_version": true, "channel_binding": true, "require_auth": true,
+	"statement_cache_capacity": true, "description_cache_capacity": true, "default_query_exec_mode": true,
+	"search_path": true, "statement_timeout": true, "lock_timeout": true,
+	"idle_in_transaction_session_timeout": true, "timezone": true, "options": true,
+}
+
+// CheckURL returns an error, without the password, when s is not a
+// postgres:// or postgresql:// URL that pgx parses, or has a parameter
+// urlParams does not list.
+func CheckURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		// url's errors quote the URL, password and all.
+		return errors.New("not a URL: want postgres://user@host:5432/dbname?sslmode=...")
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return fmt.Errorf("scheme %q: want postgres:// or postgresql://", u.Scheme)
+	}
+	if u.Opaque != "" {
+		return errors.New("want postgres://host/dbname, with the two slashes")
+	}
+	if u.Fragment != "" {
+		return errors.New("must not have a #fragment")
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return errors.New("the query string does not parse")
+	}
+	keys := make([]string, 0, len(q))
+	for k := range q {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		switch {
+		case k == "application_name":
+			return errors.New("parameter application_name: the worker sets it (worker-<replica id>); set database.replica_id or --db.replica-id instead")
+		case !urlParams[k]:
+			return fmt.Errorf("unknown parameter %q", k)
+		case len(q[k]) > 1:
+			return fmt.Errorf("parameter %q given %d times", k, len(q[k]))
+		}
+	}
+	if _, err := pgx.ParseConfig(s); err != nil {
+		return fmt.Errorf("%s", oneLineErr(err))
+	}
+	return nil
+}
+
+// RedactURL returns s with its password masked, in the user info and in a
+// password parameter, for logs, --config.check and the landing page. A
+// string that is not a URL is masked whole.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
+}
+
+func oneLineErr(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
+
+// migrationLock is the key of the advisory lock the migrations run under.
+const migrationLock int64 = 0x776f726b65720001 // "worker", 1
+
+// pgMigrations are PostgreSQL's migrations, applied in order; the version
+// is in worker_schema_version. Append only: never edit one that has shipped.
+// The tables have SQLite's columns, with timestamptz times; the heartbeat has
+// one row per replica, keyed by its id.
+var pgMigrations = []string{
+	// 1: run history and the liveness rows.
+	`CREATE TABLE job_runs (
+		id            bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		job           text        NOT NULL,
+		scheduled_at  timestamptz NOT NULL,
+		started_at    timestamptz NOT NULL,
+		ended_at      timestamptz NOT NULL,
+		result        text        NOT NULL CHECK (result IN ('success','failure','skipped','panic','timeout','cancelled')),
+		error         text        NOT NULL DEFAULT '',
+		rows_affected bigint      NOT NULL DEFAULT 0
+	);
+	CREATE INDEX job_runs_job_started ON job_runs (job, started_at);
+	CREATE INDEX job_runs_ended ON job_runs (ended_at);
+	CREATE TABLE heartbeat (
+		id         text        PRIMARY KEY,
+		pid        integer     NOT NULL,
+		hostname   text        NOT NULL,
+		version    text        NOT NULL,
+		started_at timestamptz NOT NULL,
+		beat_at    timestamptz NOT NULL
+	);`,
+}
+
+// PGSchemaVersion is the worker_schema_version of a fully migrated
+// PostgreSQL database.
+var PGSchemaVersion = len(pgMigrations)
+
+// migratePG applies the migrations the database has not seen, each in its
+// own transaction that first takes the advisory lock: replicas that start
+// together wait for each other, and each sees the version the one before
+// it committed. The lock is the transaction's (pg_advisory_xact_lock), so
+// it goes with the commit or rollback on whichever pooled connection ran
+// it; a session lock would stay with the connection.
+func migratePG(ctx context.Context, d *sql.DB) error {
+	for {
+		done, err := migratePGOne(ctx, d)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+func migratePGOne(ctx context.Context, d *sql.DB) (done bool, err error) {
+	tx, err := d.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLock); err != nil {
+		return false, err
+	}
+	if _, err := tx.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS worker_schema_version (version integer NOT NULL)"); err != nil {
+		return false, err
+	}
+	var v int
+	switch err := tx.QueryRowContext(ctx, "SELECT version FROM worker_schema_version").Scan(&v); {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := tx.ExecContext(ctx, "INSERT INTO worker_schema_version (version) VALUES (0)"); err != nil {
+			return false, err
+		}
+	case err != nil:
+		return false, err
+	}
+	switch {
+	case v == len(pgMigrations):
+		return true, nil
+	case v > len(pgMigrations):
+		return false, fmt.Errorf("schema version %d is newer than this worker's %d", v, len(pgMigrations))
+	}
+	if _, err := tx.ExecContext(ctx, pgMigrations[v]); err != nil {
+		return false, fmt.Errorf("migration %d: %w", v+1, err)
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE worker_schema_version SET version = $1", v+1); err != nil {
+		return false, fmt.Errorf("migration %d: %w", v+1, err)
+	}
+	return false, tx.Commit()
+}
+
+// postgres is the PostgreSQL backend of a Handle.
+type postgres struct {
+	h *Handle
+	// conns counts the connections of the pool open now, for Close's wait;
+	// a new one per open, so that a dropped pool's connections do not count.
+	conns *sqlcount.Counter
+}
+
+var _ backend = (*postgres)(nil)
+
+// pgConfig returns the pgx configuration of the handle's URL: its
+// application_name, the connect timeout, and the password of the password
+// file read at each connect, so that a rotated one is picked up.
+func (p *postgres) pgConfig() (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(p.h.cfg.URL)
+	if err != nil {
+		return nil, errors.New(oneLineErr(err))
+	}
+	cfg.RuntimeParams["application_name"] = ApplicationName(p.h.cfg.ReplicaID)
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = DefaultConnectTimeout
+	}
+	return cfg, nil
+}
+
+// beforeConnect reads the password file, when there is one.
+func (p *postgres) beforeConnect(_ context.Context, cfg *pgx.ConnConfig) error {
+	if p.h.cfg.PasswordFile == "" {
+		return nil
+	}
+	pw, err := ReadPasswordFile(p.h.cfg.PasswordFile)
+	if err != nil {
+		return err
+	}
+	cfg.Password = pw
+	return nil
+}
+
+// ReadPasswordFile returns the password in the file at path: its first
+// line, without the line end.
+func ReadPasswordFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("cannot read password file: %w", err)
+	}
+	pw, _, _ := strings.Cut(string(b), "\n")
+	pw = strings.TrimSuffix(pw, "\r")
+	if pw == "" {
+		return "", fmt.Errorf("password file %s is empty", path)
+	}
+	return pw, nil
+}
+
+func (p *postgres) open(ctx context.Context) (_ *sql.DB, err error) {
+	where := p.h.where
+	cfg, err := p.pgConfig()
+	if err != nil {
+		return nil, fmt.Errorf("cannot open database %s: %w", where, err)
+	}
+	conns := new(sqlcount.Counter)
+	base := stdlib.GetConnector(*cfg, stdlib.OptionBeforeConnect(p.beforeConnect))
+	// The inner counter is this pool's, for Close; the outer one the
+	// process's, for the metrics.
+	db := sql.OpenDB(sqlcount.NewConnector(sqlcount.NewConnector(base, conns), &accounting))
+	defer func() {
+		if err != nil {
+			db.Close()
+		}
+	}()
+	db.SetMaxOpenConns(p.h.cfg.MaxOpenConns)
+	db.SetMaxIdleConns(p.h.cfg.MaxOpenConns)
+	if err := db.PingContext(ctx); err != nil {
+		return nil, fmt.Errorf("cannot open database %s: %s", where, oneLineErr(err))
+	}
+	if err := migratePG(ctx, db); err != nil {
+		return nil, fmt.Errorf("cannot migrate database %s: %s", where, oneLineErr(err))
+	}
+	p.conns = conns
+	return db, nil
+}
+
+// checkpoint does nothing: the server owns its WAL.
+func (p *postgres) checkpoint(context.Context, *sql.DB) error { return nil }
+
+// checkFiles does nothing: the server owns its files.
+func (p *postgres) checkFiles(*handleState) error { return nil }
+
+// pending reports the connections of the pool opened last that are open.
+func (p *postgres) pending() func() int64 {
+	c := p.conns
+	if c == nil {
+		return func() int64 { return 0 }
+	}
+	return func() int64 { return int64(c.Counts().ConnectionsOpen()) }
+}
+
+// isPostgres reports whether d is a pool of pgx's driver, through the
+// counting wrappers.
+func isPostgres(d *sql.DB) bool {
+	drv := d.Driver()
+	for {
+		u, ok := drv.(interface{ Unwrap() driver.Driver })
+		if !ok {
+			break
+		}
+		drv = u.Unwrap()
+	}
+	_, ok := drv.(*stdlib.Driver)
+	return ok
+}

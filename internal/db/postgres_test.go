@@ -1,0 +1,273 @@
+package db_test
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/pgtest"
+)
+
+// pgHandle returns a new, unopened handle on srv's URL for replica id.
+func pgHandle(t *testing.T, srv *pgtest.Server, id string) *db.Handle {
+	t.Helper()
+	h := db.New(db.Config{URL: srv.URL(), ReplicaID: id, MaxOpenConns: 3})
+	t.Cleanup(func() {
+		if err := h.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return h
+}
+
+// startPG returns a running server for t.
+func startPG(t *testing.T) *pgtest.Server {
+	t.Helper()
+	srv := pgtest.New(t)
+	srv.Start(t)
+	return srv
+}
+
+func mustInit(t *testing.T, h *db.Handle) *sql.DB {
+	t.Helper()
+	d, err := h.Init(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// Ensure two handles on one fresh server, opened at the same moment,
+// migrate it once between them (the advisory lock orders them), that a
+// reopen migrates nothing, and that Close is safe twice.
+func TestPostgres_MigrateRace(t *testing.T) {
+	srv := startPG(t)
+	for round := range 2 { // the second round opens a migrated database
+		hs := []*db.Handle{pgHandle(t, srv, "a"), pgHandle(t, srv, "b")}
+		var wg sync.WaitGroup
+		errs := make([]error, len(hs))
+		start := make(chan struct{})
+		for i, h := range hs {
+			wg.Go(func() {
+				<-start
+				_, errs[i] = h.Init(context.Background())
+			})
+		}
+		close(start)
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: handle %d: Init: %v", round, i, err)
+			}
+		}
+		var v, n int
+		d := mustInit(t, hs[0])
+		if err := d.QueryRow("SELECT version, (SELECT count(*) FROM worker_schema_version) FROM worker_schema_version").Scan(&v, &n); err != nil {
+			t.Fatal(err)
+		}
+		if v != db.PGSchemaVersion || n != 1 {
+			t.Fatalf("round %d: worker_schema_version: got version %d in %d rows, want %d in 1", round, v, n, db.PGSchemaVersion)
+		}
+		for _, h := range hs {
+			if err := h.Health(); err != nil {
+				t.Errorf("round %d: Health: got %v, want nil", round, err)
+			}
+			if err := h.Close(context.Background()); err != nil {
+				t.Fatalf("round %d: Close: %v", round, err)
+			}
+			if err := h.Close(context.Background()); err != nil {
+				t.Fatalf("round %d: second Close: got %v, want nil", round, err)
+			}
+		}
+	}
+}
+
+// Ensure the history statements work on PostgreSQL: InsertRuns writes
+// timestamptz times, PruneRuns deletes by ended_at and CapRuns keeps each
+// job's newest rows.
+func TestPostgres_History(t *testing.T) {
+	ctx := context.Background()
+	d := mustInit(t, pgHandle(t, startPG(t), "a"))
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var rows []db.RunRow
+	for job, n := range map[string]int{"a": 10, "b": 3} {
+		for i := n - 1; i >= 0; i-- {
+			at := base.Add(time.Duration(i) * time.Minute)
+			rows = append(rows, db.RunRow{Job: job, ScheduledAt: at, StartedAt: at, EndedAt: at.Add(1500 * time.Microsecond),
+				Result: "success", RowsAffected: int64(i)})
+		}
+	}
+	if err := db.InsertRuns(ctx, d, rows); err != nil {
+		t.Fatal(err)
+	}
+	var ended time.Time
+	if err := d.QueryRow("SELECT ended_at FROM job_runs WHERE job = 'a' AND rows_affected = 9").Scan(&ended); err != nil {
+		t.Fatal(err)
+	}
+	if want := base.Add(9*time.Minute + time.Millisecond); !ended.Equal(want) {
+		t.Errorf("ended_at: got %v, want %v (to the millisecond)", ended, want)
+	}
+	n, err := db.PruneRuns(ctx, d, base.Add(2*time.Minute)) // ends at 0:00.0015 and 1:00.0015 of both jobs
+	if err != nil || n != 4 {
+		t.Fatalf("PruneRuns: got %d (%v), want 4", n, err)
+	}
+	n, err = db.CapRuns(ctx, d, 3)
+	if err != nil || n != 5 {
+		t.Fatalf("CapRuns: got %d (%v), want 5 (a's 8 rows less 3)", n, err)
+	}
+	var kept string
+	if err := d.QueryRow("SELECT string_agg(job || extract(minute FROM started_at)::int, ',' ORDER BY job, started_at) FROM job_runs").Scan(&kept); err != nil {
+		t.Fatal(err)
+	}
+	if want := "a7,a8,a9,b2"; kept != want {
+		t.Errorf("rows kept: got %v, want %v", kept, want)
+	}
+}
+
+// Ensure the heartbeat keeps one row per replica, updated in place.
+func TestPostgres_HeartbeatPerReplica(t *testing.T) {
+	ctx := context.Background()
+	srv := startPG(t)
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, id := range []string{"a", "b", "a"} {
+		d := mustInit(t, pgHandle(t, srv, id))
+		at = at.Add(time.Second)
+		if n, err := db.WriteHeartbeat(ctx, d, db.Beat{ReplicaID: id, PID: 1, Hostname: "h", Version: "v", StartedAt: at, BeatAt: at}); err != nil || n != 1 {
+			t.Fatalf("WriteHeartbeat %s: got %d (%v), want 1", id, n, err)
+		}
+	}
+	d := mustInit(t, pgHandle(t, srv, "c"))
+	var got string
+	if err := d.QueryRow("SELECT string_agg(id || '@' || extract(second FROM beat_at)::int, ',' ORDER BY id) FROM heartbeat").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := "a@3,b@2"; got != want {
+		t.Errorf("heartbeat rows: got %v, want %v", got, want)
+	}
+	if _, err := db.WriteHeartbeat(ctx, d, db.Beat{}); err == nil {
+		t.Error("WriteHeartbeat without a replica id: got nil, want an error")
+	}
+}
+
+// Ensure a handle's connections are counted in Accounting, carry its
+// application_name to the server, and are all closed by Close.
+func TestPostgres_CountsAndApplicationName(t *testing.T) {
+	srv := startPG(t)
+	observer := mustInit(t, pgHandle(t, srv, "observer"))
+	before := db.Accounting()
+	h := pgHandle(t, srv, "r1")
+	d := mustInit(t, h)
+	if got, want := h.ApplicationName(), "worker-r1"; got != want {
+		t.Fatalf("ApplicationName: got %v, want %v", got, want)
+	}
+	// Hold three connections open at once.
+	var conns []*sql.Conn
+	for range 3 {
+		c, err := d.Conn(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	server := func() int {
+		var n int
+		if err := observer.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", h.ApplicationName()).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	a := db.Accounting()
+	if got, want := a.ConnectionsOpened-before.ConnectionsOpened, uint64(3); got != want {
+		t.Errorf("connections opened: got %v, want %v", got, want)
+	}
+	if got, want := a.HandlesOpened-before.HandlesOpened, uint64(1); got != want {
+		t.Errorf("handles opened: got %v, want %v", got, want)
+	}
+	if got, want := server(), 3; got != want {
+		t.Errorf("backends of worker-r1 in pg_stat_activity: got %v, want %v", got, want)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	if err := h.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a = db.Accounting()
+	if got, want := a.ConnectionsClosed-before.ConnectionsClosed, uint64(3); got != want {
+		t.Errorf("connections closed: got %v, want %v", got, want)
+	}
+	if got, want := a.HandlesClosed-before.HandlesClosed, uint64(1); got != want {
+		t.Errorf("handles closed: got %v, want %v", got, want)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for server() != 0 { // a backend leaves a moment after its client closed
+		if time.Now().After(deadline) {
+			t.Fatalf("backends of worker-r1 after Close: got %v, want 0", server())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Ensure a handle on a server that is down fails Init naming the cause,
+// without the password, and opens once the server is up.
+func TestPostgres_ServerDownAtInit(t *testing.T) {
+	srv := pgtest.New(t)
+	u := strings.Replace(srv.URL(), "postgres@", "postgres:s3cret@", 1)
+	h := db.New(db.Config{URL: u, ReplicaID: "a"})
+	defer h.Close(context.Background())
+	_, err := h.Init(context.Background())
+	if err == nil {
+		t.Fatal("Init with the server down: got nil, want an error")
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("Init's error has the password: %v", err)
+	}
+	if herr := h.Health(); herr == nil || !strings.Contains(herr.Error(), "cannot open database postgres://postgres:xxxxx@") {
+		t.Fatalf("Health: got %v, want the failed open, with the URL masked", herr)
+	}
+	srv.Start(t)
+	if _, err := h.Init(context.Background()); err != nil {
+		t.Fatalf("Init once the server is up: %v", err)
+	}
+	if err := h.Health(); err != nil {
+		t.Errorf("Health: got %v, want nil", err)
+	}
+}
+
+// Ensure CheckURL refuses what pgx would not take or would send to the
+// server as a setting, and RedactURL masks the password wherever it is.
+func TestCheckURL(t *testing.T) {
+	for _, tc := range []struct{ url, want string }{
+		{"postgres://u@h/db?sslmode=disable", ""},
+		{"postgresql://u:p@h:5433/db?connect_timeout=3&search_path=s", ""},
+		{"postgres://u@h/db?bogus=1", `unknown parameter "bogus"`},
+		{"postgres://u@h/db?application_name=x", "the worker sets it"},
+		{"postgres://u@h/db?sslmode=sometimes", "sslmode"},
+		{"mysql://u@h/db", `scheme "mysql"`},
+		{"postgres://u:p@h:notaport/db", "not a URL"},
+		{"postgres:u@h/db", "two slashes"},
+	} {
+		err := db.CheckURL(tc.url)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("CheckURL(%q): got %v, want nil", tc.url, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("CheckURL(%q): got %v, want an error with %q", tc.url, err, tc.want)
+		case err != nil && strings.Contains(err.Error(), ":p@"):
+			t.Errorf("CheckURL(%q): error has the password: %v", tc.url, err)
+		}
+	}
+	for in, want := range map[string]string{
+		"postgres://u:secret@h/db":              "postgres://u:xxxxx@h/db",
+		"postgres://u@h/db?password=secret&x=1": "postgres://u@h/db?password=xxxxx&x=1",
+		"postgres://u@h/db":                     "postgres://u@h/db",
+	} {
+		if got := db.RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q): got %v, want %v", in, got, want)
+		}
+	}
+}
