@@ -110,10 +110,24 @@ func New(opts Options) (*Worker, error) {
 			BusyTimeout:  cfg.BusyTimeout,
 			MaxPageCount: int64(cfg.MaxPageCount),
 			Checkpoint:   cfg.Checkpoint,
+			URL:          cfg.DBURL,
+			PasswordFile: cfg.DBPasswordFile,
+			ReplicaID:    cfg.DBReplicaID,
 			Logger:       logger,
 		}),
 		builtins: jobs.NewBuiltins(DefaultNamespace, v, cfg.HistoryRetention),
 	}
+	if cfg.Postgres() {
+		if err := db.CheckURL(cfg.DBURL); err != nil {
+			return nil, fmt.Errorf("worker: Config.DBURL: %w", err)
+		}
+		for _, j := range cfg.Jobs {
+			if j.Builtin && j.Enabled && jobs.SQLiteOnly(j.Name) {
+				return nil, fmt.Errorf("worker: %s: is SQLite's; not offered on PostgreSQL (Config.DBURL)", j.Field)
+			}
+		}
+	}
+	w.builtins.ReplicaID = w.handle.ReplicaID()
 	w.builtins.Verify = w.handle.Verify
 	w.builtins.HistoryMaxRowsPerJob = cfg.HistoryMaxRowsPerJob
 	w.builtins.NoCheckpoint = cfg.Checkpoint == config.CheckpointExternal

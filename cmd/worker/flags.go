@@ -40,6 +40,9 @@ type flags struct {
 	maxRequests   int
 	configFile    string
 	dbPath        string
+	dbURL         string
+	dbPassword    string // --db.password-file
+	dbReplicaID   string
 	configCheck   bool
 	adminAPI      bool
 	pprof         bool
@@ -64,6 +67,9 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 		Default("false").BoolVar(&f.pprof)
 	app.Flag("config.file", "Path to the YAML configuration file; without it the embedded defaults run.").StringVar(&f.configFile)
 	app.Flag("db.path", "Path to the SQLite database; overrides database.path in the config file.").StringVar(&f.dbPath)
+	app.Flag("db.url", "postgres:// URL of a PostgreSQL database to use instead of SQLite; overrides database.url. Give the password with --db.password-file, PGPASSWORD or PGPASSFILE, not here: the command line is visible to every user.").StringVar(&f.dbURL)
+	app.Flag("db.password-file", "File whose first line is the PostgreSQL password; overrides database.password_file.").StringVar(&f.dbPassword)
+	app.Flag("db.replica-id", "This replica's id on PostgreSQL, in application_name worker-<id>; overrides database.replica_id. Default <hostname>-<pid>.").StringVar(&f.dbReplicaID)
 	app.Flag("config.check", "Validate the configuration, print the jobs that would run, and exit.").BoolVar(&f.configCheck)
 	promslogflag.AddFlags(app, &f.log)
 	if _, err := app.Parse(args); err != nil {
@@ -102,21 +108,27 @@ func (f *flags) load() (*config.Config, error) {
 			return nil, usagef("--web.config.file %s: %s", p, oneLine(err.Error()))
 		}
 	}
-	cfg := config.Default()
-	if f.configFile != "" {
-		var err error
-		if cfg, err = config.Load(f.configFile); err != nil {
-			if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
-				return nil, usagef("--config.file: %v", err)
-			}
-			return nil, &usageError{err}
-		}
-	}
 	if f.dbPath != "" {
 		if strings.ContainsAny(f.dbPath, "?#\x00") || strings.HasSuffix(f.dbPath, "/") {
 			return nil, usagef("--db.path: want a file path without '?' or '#', got %q", f.dbPath)
 		}
-		cfg.DBPath = f.dbPath
+	}
+	o := config.Overrides{DBPath: f.dbPath, DBURL: f.dbURL, DBPasswordFile: f.dbPassword, DBReplicaID: f.dbReplicaID}
+	if f.configFile == "" {
+		cfg, err := config.ParseWith(nil, o)
+		if err != nil {
+			return nil, &usageError{err}
+		}
+		return cfg, nil
+	}
+	cfg, err := config.LoadWith(f.configFile, o)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
+			if !strings.HasPrefix(err.Error(), "config file ") { // the file's field (a password file) names itself
+				return nil, usagef("--config.file: %v", err)
+			}
+		}
+		return nil, &usageError{err}
 	}
 	return cfg, nil
 }

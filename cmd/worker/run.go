@@ -81,6 +81,9 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	if leak.Enabled {
 		logger.Warn("Leak-injection build: this binary leaks on purpose", "mode", leak.Mode())
 	}
+	if f.dbURL != "" && cfg.Database() != cfg.DBURL {
+		logger.Warn("The --db.url has a password, which every user can read in the process list: use --db.password-file, PGPASSWORD or PGPASSFILE", "url", cfg.Database())
+	}
 
 	// Signals are caught from here on: one that arrives while the database
 	// opens is handled as soon as the worker is up, as a graceful stop.
@@ -238,7 +241,11 @@ func printPlan(out io.Writer, cfg *worker.Config, w *worker.Worker) error {
 	if err != nil {
 		return &usageError{err}
 	}
-	fmt.Fprintf(out, "config ok\ndatabase: %s (max_open_conns %d, busy_timeout %s)\n", cfg.DBPath, cfg.MaxOpenConns, cfg.BusyTimeout)
+	if cfg.Postgres() {
+		fmt.Fprintf(out, "config ok\ndatabase: %s (PostgreSQL, application_name %s, max_open_conns %d)\n", cfg.Database(), cfg.ApplicationName(), cfg.MaxOpenConns)
+	} else {
+		fmt.Fprintf(out, "config ok\ndatabase: %s (max_open_conns %d, busy_timeout %s)\n", cfg.DBPath, cfg.MaxOpenConns, cfg.BusyTimeout)
+	}
 	fmt.Fprintf(out, "timezone: %s, shutdown_grace: %s, history retention: %s\n\n", cfg.Location, cfg.ShutdownGrace, cfg.HistoryRetention)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "JOB\tKIND\tSCHEDULE\tTIMEOUT\tENABLED\tNEXT RUN\tCATCH UP\tRETRIES\tJITTER")

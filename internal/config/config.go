@@ -112,7 +112,19 @@ var builtinSection = func() reflect.Type {
 // in Go must set Location and give each job a Schedule. Changing DBPath
 // after Parse (as --db.path does) is allowed.
 type Config struct {
-	DBPath           string         // database.path; default DefaultDBPath
+	DBPath string // database.path; default DefaultDBPath; unused with DBURL
+	// DBURL is database.url (or --db.url): a postgres:// URL. Set, the
+	// worker uses PostgreSQL there instead of the SQLite file at DBPath, and
+	// the SQLite-only settings and built-in jobs are not offered.
+	DBURL string
+	// DBPasswordFile is database.password_file, with DBURL: the password
+	// is its first line, read at each connect, so that it is never on the
+	// command line; it wins over PGPASSWORD and PGPASSFILE.
+	DBPasswordFile string
+	// DBReplicaID is database.replica_id, with DBURL: the server tells the
+	// replicas apart by application_name worker-<replica id>; default
+	// <hostname>-<pid>.
+	DBReplicaID      string
 	MaxOpenConns     int            // database.max_open_conns, the pool bound; default DefaultMaxOpenConns
 	BusyTimeout      time.Duration  // database.busy_timeout; default DefaultBusyTimeout
 	MaxPageCount     int            // database.max_page_count, PRAGMA max_page_count on every connection; 0: SQLite's limit
@@ -128,6 +140,8 @@ type Config struct {
 	// Source is the file Load read, "" otherwise; errors found later, when
 	// the jobs are resolved against the registered Go jobs, name it.
 	Source string
+
+	dbField string // the field or flag that set DBURL, for errors
 }
 
 // Job is one scheduled job of the config.
@@ -194,6 +208,9 @@ func (c *Config) EnabledJobs() []Job {
 type file struct {
 	Database struct {
 		Path         string `yaml:"path"`
+		URL          string `yaml:"url"`
+		PasswordFile string `yaml:"password_file"`
+		ReplicaID    string `yaml:"replica_id"`
 		MaxOpenConns *int   `yaml:"max_open_conns"`
 		BusyTimeout  string `yaml:"busy_timeout"`
 		MaxPageCount *int   `yaml:"max_page_count"`
@@ -235,10 +252,44 @@ func Default() *Config {
 	return c
 }
 
+// Overrides are the command line's settings over the file's, applied
+// before it is validated, so that each error names the flag it is about.
+// A field left "" keeps the file's.
+type Overrides struct {
+	DBPath         string // --db.path
+	DBURL          string // --db.url
+	DBPasswordFile string // --db.password-file
+	DBReplicaID    string // --db.replica-id
+}
+
+// Postgres reports whether the configuration uses PostgreSQL (DBURL).
+func (c *Config) Postgres() bool { return c.DBURL != "" }
+
+// Database returns what the worker opens, for logs and display: the
+// database file's path, or the URL with its password masked.
+func (c *Config) Database() string {
+	if c.DBURL != "" {
+		return db.RedactURL(c.DBURL)
+	}
+	return c.DBPath
+}
+
+// ApplicationName returns the application_name of the worker's
+// PostgreSQL connections, "" for SQLite.
+func (c *Config) ApplicationName() string {
+	if !c.Postgres() {
+		return ""
+	}
+	return db.ApplicationName(c.DBReplicaID)
+}
+
 // Load reads and validates the file at path. It reads at most one byte
 // more than MaxSize, so that a huge file (or /dev/zero) is refused without
 // being read.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return LoadWith(path, Overrides{}) }
+
+// LoadWith is Load with the command line's overrides.
+func LoadWith(path string, o Overrides) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read config file: %w", err)
@@ -248,7 +299,7 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot read config file: %w", err)
 	}
-	c, err := Parse(b)
+	c, err := ParseWith(b, o)
 	if err != nil {
 		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
@@ -260,12 +311,15 @@ func Load(path string) (*Config, error) {
 // document yields the defaults. Every error is one line that starts with
 // the field it is about, as in `jobs[2].schedule: ...`, or with `config:`
 // and the line and column when the YAML itself is malformed.
-func Parse(b []byte) (*Config, error) {
+func Parse(b []byte) (*Config, error) { return ParseWith(b, Overrides{}) }
+
+// ParseWith is Parse with the command line's overrides.
+func ParseWith(b []byte, o Overrides) (*Config, error) {
 	var f file
 	if err := decode(b, &f); err != nil {
 		return nil, err
 	}
-	return f.validate()
+	return f.validate(o)
 }
 
 var jobNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
@@ -297,7 +351,7 @@ func (c *Config) GoJobError(j Job) error {
 	return err
 }
 
-func (f *file) validate() (*Config, error) {
+func (f *file) validate(o Overrides) (*Config, error) {
 	c := &Config{
 		DBPath:       DefaultDBPath,
 		MaxOpenConns: DefaultMaxOpenConns,
@@ -305,14 +359,21 @@ func (f *file) validate() (*Config, error) {
 		Location:     time.Local,
 	}
 	var err error
-	if f.Database.Path != "" {
-		c.DBPath = f.Database.Path
+	pathField, path := "database.path", f.Database.Path
+	if o.DBPath != "" {
+		pathField, path = "--db.path", o.DBPath
+	}
+	if path != "" {
+		c.DBPath = path
 	}
 	if strings.ContainsAny(c.DBPath, "?#\x00") {
-		return nil, fmt.Errorf("database.path: must not contain '?', '#' or NUL: %q", c.DBPath)
+		return nil, fmt.Errorf("%s: must not contain '?', '#' or NUL: %q", pathField, c.DBPath)
 	}
 	if strings.HasSuffix(c.DBPath, "/") {
-		return nil, fmt.Errorf("database.path: is a directory, want a file path: %q", c.DBPath)
+		return nil, fmt.Errorf("%s: is a directory, want a file path: %q", pathField, c.DBPath)
+	}
+	if err := f.validatePostgres(c, o, pathField, path); err != nil {
+		return nil, err
 	}
 	if f.Database.MaxOpenConns != nil {
 		if n := *f.Database.MaxOpenConns; n < 1 || n > 1024 {
@@ -320,18 +381,26 @@ func (f *file) validate() (*Config, error) {
 		}
 		c.MaxOpenConns = *f.Database.MaxOpenConns
 	}
+	if f.Database.MaxPageCount != nil && c.Postgres() {
+		return nil, fmt.Errorf("database.max_page_count: is SQLite's; not offered with %s", c.dbField)
+	}
 	if f.Database.MaxPageCount != nil {
 		if n := *f.Database.MaxPageCount; n < 0 || n > MaxPageCount {
 			return nil, fmt.Errorf("database.max_page_count: must be between 0 (no limit) and %d, got %d", MaxPageCount, n)
 		}
 		c.MaxPageCount = *f.Database.MaxPageCount
 	}
-	switch m := f.Database.Checkpoint; m {
-	case "":
-	case CheckpointWorker, CheckpointExternal:
+	switch m := f.Database.Checkpoint; {
+	case m != "" && c.Postgres():
+		return nil, fmt.Errorf("database.checkpoint: is SQLite's; not offered with %s", c.dbField)
+	case m == "":
+	case m == CheckpointWorker || m == CheckpointExternal:
 		c.Checkpoint = m
 	default:
 		return nil, fmt.Errorf("database.checkpoint: must be %s or %s, got %q", CheckpointWorker, CheckpointExternal, m)
+	}
+	if f.Database.BusyTimeout != "" && c.Postgres() {
+		return nil, fmt.Errorf("database.busy_timeout: is SQLite's; not offered with %s (set lock_timeout in the URL instead)", c.dbField)
 	}
 	if c.BusyTimeout, err = duration("database.busy_timeout", f.Database.BusyTimeout, DefaultBusyTimeout, true); err != nil {
 		return nil, err
@@ -361,8 +430,14 @@ func (f *file) validate() (*Config, error) {
 		c.HistoryMaxRowsPerJob = *f.History.MaxRowsPerJob
 	}
 
-	for _, name := range BuiltinNames {
+	for i, name := range BuiltinNames {
 		fj := f.Builtin[name]
+		if jobs.BuiltinJobs[i].SQLiteOnly && c.Postgres() {
+			if fj != nil && (fj.Enabled == nil || *fj.Enabled) {
+				return nil, fmt.Errorf("builtin.%s: is SQLite's; not offered with %s (remove it)", name, c.dbField)
+			}
+			continue // not offered: not scheduled, not listed
+		}
 		if name == WALCheckpoint && c.Checkpoint == CheckpointExternal && fj != nil && (fj.Enabled == nil || *fj.Enabled) {
 			return nil, fmt.Errorf("builtin.%s.enabled: %w", name, ErrCheckpointExternal)
 		}
@@ -421,19 +496,75 @@ func (f *file) validate() (*Config, error) {
 		if err != nil {
 			return nil, err
 		}
-		if stmts == nil {
-			if stmts, err = sqlstmt.Open(); err != nil {
-				return nil, fmt.Errorf("%s.sql: cannot check: %w", field, err)
+		switch {
+		case c.Postgres():
+			if err := checkPostgresSQL(field+".sql", fj.SQL); err != nil {
+				return nil, err
 			}
-		}
-		if err := checkSQL(stmts, field+".sql", fj.SQL); err != nil {
-			return nil, err
+		default:
+			if stmts == nil {
+				if stmts, err = sqlstmt.Open(); err != nil {
+					return nil, fmt.Errorf("%s.sql: cannot check: %w", field, err)
+				}
+			}
+			if err := checkSQL(stmts, field+".sql", fj.SQL); err != nil {
+				return nil, err
+			}
 		}
 		j.SQL = fj.SQL
 		j.Field = field
 		c.Jobs = append(c.Jobs, j)
 	}
 	return c, nil
+}
+
+// validatePostgres takes the URL, the password file and the replica id
+// from the file and o; path is the SQLite path set explicitly, in the field
+// pathField, or "".
+func (f *file) validatePostgres(c *Config, o Overrides, pathField, path string) error {
+	urlField, u := "database.url", f.Database.URL
+	if o.DBURL != "" {
+		urlField, u = "--db.url", o.DBURL
+	}
+	pwField, pw := "database.password_file", f.Database.PasswordFile
+	if o.DBPasswordFile != "" {
+		pwField, pw = "--db.password-file", o.DBPasswordFile
+	}
+	idField, id := "database.replica_id", f.Database.ReplicaID
+	if o.DBReplicaID != "" {
+		idField, id = "--db.replica-id", o.DBReplicaID
+	}
+	if u == "" {
+		for _, s := range []struct{ field, v string }{{pwField, pw}, {idField, id}} {
+			if s.v != "" {
+				return fmt.Errorf("%s: is PostgreSQL's; set database.url or --db.url too", s.field)
+			}
+		}
+		return nil
+	}
+	if path != "" {
+		return fmt.Errorf("%s: cannot be set together with %s: the worker uses PostgreSQL (url) or an SQLite file (path), not both", urlField, pathField)
+	}
+	if err := db.CheckURL(u); err != nil {
+		return fmt.Errorf("%s: %w", urlField, err)
+	}
+	c.DBURL, c.dbField = u, urlField
+	if pw != "" {
+		if strings.Contains(db.RedactURL(u), "xxxxx") {
+			return fmt.Errorf("%s: %s has a password too; give it in one place", pwField, urlField)
+		}
+		if _, err := db.ReadPasswordFile(pw); err != nil {
+			return fmt.Errorf("%s: %w", pwField, err)
+		}
+		c.DBPasswordFile = pw
+	}
+	if id == "" {
+		id = db.DefaultReplicaID()
+	} else if err := db.CheckReplicaID(id); err != nil {
+		return fmt.Errorf("%s: %w", idField, err)
+	}
+	c.DBReplicaID = id
+	return nil
 }
 
 // job merges a job's settings from the file over its defaults.

@@ -323,7 +323,7 @@ func TestParse_Errors(t *testing.T) {
 		{"UnknownTopLevelKey", "databse:\n  path: x.db\n", "databse",
 			"databse: unknown field, want one of database, scheduler, history, builtin, jobs"},
 		{"UnknownNestedKey", "database:\n  path: x.db\n  journal_mode: wal\n", "database.journal_mode",
-			"database.journal_mode: unknown field, want one of path, max_open_conns, busy_timeout, max_page_count, checkpoint"},
+			"database.journal_mode: unknown field, want one of path, url, password_file, replica_id, max_open_conns, busy_timeout, max_page_count, checkpoint"},
 		{"UnknownJobKey", job("command: /bin/true"), "jobs[0].command",
 			"jobs[0].command: unknown field, want one of name, schedule, timeout, enabled, sql, record_successes, catch_up, catch_up_limit, retries, retry_backoff, jitter"},
 		{"UnknownBuiltin", "builtin:\n  vacuum: {schedule: '@daily'}\n", "builtin.vacuum",
@@ -331,9 +331,9 @@ func TestParse_Errors(t *testing.T) {
 		{"UnknownBuiltinKey", "builtin:\n  heartbeat: {interval: 10s}\n", "builtin.heartbeat.interval",
 			"builtin.heartbeat.interval: unknown field, want one of name, schedule, timeout, enabled, sql, record_successes, catch_up, catch_up_limit, retries, retry_backoff, jitter"},
 		{"FirstOfTwoUnknownKeys", "database:\n  zzz: 1\n  aaa: 2\n", "database.zzz",
-			"database.zzz: unknown field, want one of path, max_open_conns, busy_timeout, max_page_count, checkpoint"},
+			"database.zzz: unknown field, want one of path, url, password_file, replica_id, max_open_conns, busy_timeout, max_page_count, checkpoint"},
 		{"UnknownKeyWithNewline", "database:\n  \"a\\nb\": 1\n", `database."a\nb"`,
-			`database."a\nb": unknown field, want one of path, max_open_conns, busy_timeout, max_page_count, checkpoint`},
+			`database."a\nb": unknown field, want one of path, url, password_file, replica_id, max_open_conns, busy_timeout, max_page_count, checkpoint`},
 
 		// Job names.
 		{"DuplicateJobName", job("name: nightly") + "  - {name: nightly, schedule: '@hourly', sql: SELECT 2}\n", "jobs[1].name",
@@ -529,7 +529,7 @@ func TestParse_GoJobEntry(t *testing.T) {
 
 func TestParse_ErrorsAreStable(t *testing.T) {
 	doc := "database:\n  zz: 1\n  yy: 2\n  xx: 3\n  path: x\n  path: y\n"
-	want := "database.zz: unknown field, want one of path, max_open_conns, busy_timeout, max_page_count, checkpoint"
+	want := "database.zz: unknown field, want one of path, url, password_file, replica_id, max_open_conns, busy_timeout, max_page_count, checkpoint"
 	for range 50 {
 		if _, err := Parse([]byte(doc)); err == nil || err.Error() != want {
 			t.Fatalf("got %v, want %s", err, want)

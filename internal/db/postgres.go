@@ -281,6 +281,61 @@ func (p *postgres) beforeConnect(_ context.Context, cfg *pgx.ConnConfig) error {
 	return nil
 }
 
+// ExecPostgres runs query, one or more statements, on a connection of d (a
+// PostgreSQL pool) in one transaction, and returns the rows that its
+// INSERT, UPDATE, DELETE and MERGE statements changed, summed over the
+// statements: database/sql's RowsAffected is the last statement's only.
+// The statements go in one simple-protocol round trip, as pgx sends a query
+// without arguments; the rows of a SELECT are read and dropped.
+func ExecPostgres(ctx context.Context, d *sql.DB, query string) (int64, error) {
+	conn, err := d.Conn(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	var n int64
+	err = conn.Raw(func(dc any) error {
+		for {
+			u, ok := dc.(interface{ Unwrap() driver.Conn })
+			if !ok {
+				break
+			}
+			dc = u.Unwrap()
+		}
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("cannot run PostgreSQL SQL on a %T connection", dc)
+		}
+		tx, err := sc.Conn().Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx) //nolint:errcheck // after Commit: ErrTxClosed
+		mrr := sc.Conn().PgConn().Exec(ctx, query)
+		for mrr.NextResult() {
+			rr := mrr.ResultReader()
+			for rr.NextRow() {
+			}
+			tag, err := rr.Close()
+			if err != nil {
+				mrr.Close()
+				return err
+			}
+			if tag.Insert() || tag.Update() || tag.Delete() || strings.HasPrefix(tag.String(), "MERGE ") {
+				n += tag.RowsAffected()
+			}
+		}
+		if err := mrr.Close(); err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
 // ReadPasswordFile returns the password in the file at path: its first
 // line, without the line end.
 func ReadPasswordFile(path string) (string, error) {
@@ -339,8 +394,10 @@ func (p *postgres) pending() func() int64 {
 	return func() int64 { return int64(c.Counts().ConnectionsOpen()) }
 }
 
-// isPostgres reports whether d is a pool of pgx's driver, through the
-// counting wrappers.
+// IsPostgres reports whether d is a pool of pgx's driver, through the
+// counting wrappers: a Handle's opened on a URL.
+func IsPostgres(d *sql.DB) bool { return isPostgres(d) }
+
 func isPostgres(d *sql.DB) bool {
 	drv := d.Driver()
 	for {

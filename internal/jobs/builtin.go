@@ -18,6 +18,7 @@ import (
 // Builtins holds what the built-in jobs need and the gauge quick_check sets.
 type Builtins struct {
 	Version          string        // recorded by heartbeat
+	ReplicaID        string        // heartbeat's row on PostgreSQL (db.Beat.ReplicaID)
 	HistoryRetention time.Duration // history_prune deletes runs that ended before now minus this
 	// NoCheckpoint: another process checkpoints the WAL (the config's
 	// database.checkpoint: external); wal_checkpoint then refuses to run,
@@ -88,6 +89,9 @@ type BuiltinJob struct {
 	// (Job.RunAtStart), so that what it exports has a value within
 	// seconds rather than after its first interval.
 	RunAtStart bool
+	// SQLiteOnly: the job is SQLite's own (a PRAGMA), and is not offered
+	// on PostgreSQL, where the server checkpoints, plans and checks itself.
+	SQLiteOnly bool
 	body       func(b *Builtins) Func
 }
 
@@ -95,12 +99,22 @@ type BuiltinJob struct {
 // place a built-in is defined: the config takes its names, YAML keys and
 // defaults from here, and the tests their fixtures.
 var BuiltinJobs = []BuiltinJob{
-	{Heartbeat, "@every 10s", 5 * time.Second, false, func(b *Builtins) Func { return b.heartbeat }},
-	{WALCheckpoint, "@every 5m", time.Minute, false, func(b *Builtins) Func { return b.walCheckpoint }},
-	{Optimize, "@hourly", 5 * time.Minute, false, func(*Builtins) Func { return optimize }},
+	{Heartbeat, "@every 10s", 5 * time.Second, false, false, func(b *Builtins) Func { return b.heartbeat }},
+	{WALCheckpoint, "@every 5m", time.Minute, false, true, func(b *Builtins) Func { return b.walCheckpoint }},
+	{Optimize, "@hourly", 5 * time.Minute, false, true, func(*Builtins) Func { return optimize }},
 	// At start too: worker_db_quick_check_ok is absent until the first run.
-	{QuickCheck, "@every 15m", 5 * time.Minute, true, func(b *Builtins) Func { return b.quickCheck }},
-	{HistoryPrune, "@hourly", time.Minute, false, func(b *Builtins) Func { return b.historyPrune }},
+	{QuickCheck, "@every 15m", 5 * time.Minute, true, true, func(b *Builtins) Func { return b.quickCheck }},
+	{HistoryPrune, "@hourly", time.Minute, false, false, func(b *Builtins) Func { return b.historyPrune }},
+}
+
+// SQLiteOnly reports whether the named built-in job is SQLite's own.
+func SQLiteOnly(name string) bool {
+	for _, j := range BuiltinJobs {
+		if j.Name == name {
+			return j.SQLiteOnly
+		}
+	}
+	return false
 }
 
 // Func returns the body of the named built-in job.
@@ -122,7 +136,7 @@ func (b *Builtins) heartbeat(ctx context.Context, sdb *sql.DB) (int64, error) {
 	}
 	host, _ := os.Hostname()
 	return db.WriteHeartbeat(ctx, sdb, db.Beat{
-		PID: os.Getpid(), Hostname: host, Version: b.Version, StartedAt: b.started, BeatAt: time.Now(),
+		ReplicaID: b.ReplicaID, PID: os.Getpid(), Hostname: host, Version: b.Version, StartedAt: b.started, BeatAt: time.Now(),
 	})
 }
 
@@ -221,26 +235,35 @@ func (b *Builtins) historyPrune(ctx context.Context, sdb *sql.DB) (int64, error)
 }
 
 // SQLFunc returns the body of a user job: its SQL, one or more statements,
-// run in one transaction. It reports the rows changed by all statements.
+// run in one transaction. It reports the rows changed by all statements:
+// on SQLite from total_changes(), on PostgreSQL summed over the statements'
+// command tags (db.ExecPostgres).
 func SQLFunc(query string) Func {
-	return func(ctx context.Context, db *sql.DB) (int64, error) {
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return 0, err
+	return func(ctx context.Context, sdb *sql.DB) (int64, error) {
+		if db.IsPostgres(sdb) {
+			return db.ExecPostgres(ctx, sdb, query)
 		}
-		defer tx.Rollback()
-		// Exec reports only the last statement's changes; total_changes()
-		// counts all of them on this connection.
-		var before, after int64
-		if err := tx.QueryRowContext(ctx, "SELECT total_changes()").Scan(&before); err != nil {
-			return 0, err
-		}
-		if _, err := tx.ExecContext(ctx, query); err != nil {
-			return 0, err
-		}
-		if err := tx.QueryRowContext(ctx, "SELECT total_changes()").Scan(&after); err != nil {
-			return 0, err
-		}
-		return after - before, tx.Commit()
+		return sqliteSQL(ctx, sdb, query)
 	}
+}
+
+func sqliteSQL(ctx context.Context, db *sql.DB, query string) (int64, error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	// Exec reports only the last statement's changes; total_changes()
+	// counts all of them on this connection.
+	var before, after int64
+	if err := tx.QueryRowContext(ctx, "SELECT total_changes()").Scan(&before); err != nil {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, query); err != nil {
+		return 0, err
+	}
+	if err := tx.QueryRowContext(ctx, "SELECT total_changes()").Scan(&after); err != nil {
+		return 0, err
+	}
+	return after - before, tx.Commit()
 }
