@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/version"
@@ -81,7 +82,20 @@ type Worker struct {
 	running  bool            // Start succeeded
 	stopped  bool
 	closed   bool
+
+	// reopen is the retry of a PostgreSQL open that failed in Open: it
+	// runs until the database opens or Stop cancels it.
+	reopen     sync.WaitGroup
+	stopReopen context.CancelFunc
 }
+
+// Backoff of the retries of a PostgreSQL database that did not open in
+// Open: the first after ReopenMinBackoff, each later one after twice the
+// wait before it, up to ReopenMaxBackoff.
+const (
+	ReopenMinBackoff = 250 * time.Millisecond
+	ReopenMaxBackoff = 10 * time.Second
+)
 
 // New returns a Worker for opts. It opens nothing: the database opens in
 // Open or Start.
@@ -186,6 +200,13 @@ func (w *Worker) Register(name, spec string, fn Func, opts ...JobOption) error {
 // returns an error naming the field for a config entry with no sql whose
 // name is no registered Go job (ErrNoGoJob), ErrStopped after Stop, and nil
 // when already open. After a failed Open, call Close.
+//
+// On PostgreSQL (Config.DBURL), a database that does not open (the server
+// down, or refusing the worker) is not Open's error: the worker stays up,
+// not ready, with the cause on /readyz, and retries in the background, from
+// ReopenMinBackoff doubling up to ReopenMaxBackoff, until it opens or Stop;
+// every run's Init tries too. On SQLite, where the cause is a file or a
+// directory that does not change by itself, Open returns the error.
 func (w *Worker) Open(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -205,16 +226,30 @@ func (w *Worker) openLocked(ctx context.Context) error {
 		return err
 	}
 	if _, err := w.handle.Init(ctx); err != nil {
-		return err
+		if !w.handle.Postgres() {
+			return err
+		}
+		// A server that is down or refuses us is the server's fault, not
+		// the config's: stay up, not ready, and retry until it opens.
+		w.logger.Error("Cannot open the database; retrying with backoff, not ready until it opens", "database", w.handle.Where(), "err", err)
+		w.startReopen()
 	}
 	if w.reg != nil {
-		for _, c := range []prometheus.Collector{
+		var files []string // the SQLite files, whose descriptors are counted as sqlite
+		if !w.handle.Postgres() {
+			files = append(files, w.cfg.DBPath)
+		}
+		cs := []prometheus.Collector{
 			// Reads the handle open at scrape time: Verify can replace it.
 			db.NewDBStatsCollector(w.handle, "main"),
 			db.NewCollector(DefaultNamespace, w.handle),
-			fdstat.NewCollector(fdstat.NewCounter(w.cfg.DBPath), fdstat.WithNamespace(DefaultNamespace)),
+			fdstat.NewCollector(fdstat.NewCounter(files...), fdstat.WithNamespace(DefaultNamespace)),
 			w.builtins,
-		} {
+		}
+		if w.handle.Postgres() {
+			cs = append(cs, db.NewServerCollector(DefaultNamespace, w.handle))
+		}
+		for _, c := range cs {
 			if err := w.reg.Register(c); err != nil {
 				return fmt.Errorf("cannot register metrics: %w", err)
 			}
@@ -247,6 +282,33 @@ func (w *Worker) openLocked(ctx context.Context) error {
 	return nil
 }
 
+// startReopen retries the handle's Init in the background. Called with mu
+// held.
+func (w *Worker) startReopen() {
+	ctx, cancel := context.WithCancel(context.Background())
+	w.stopReopen = cancel
+	w.reopen.Go(func() {
+		wait := ReopenMinBackoff
+		for attempt := 2; ; attempt++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			_, err := w.handle.Init(ctx)
+			switch {
+			case err == nil:
+				w.logger.Info("Database open after retries; ready", "database", w.handle.Where(), "attempts", attempt)
+				return
+			case ctx.Err() != nil:
+				return
+			}
+			w.logger.Warn("Cannot open the database; retrying", "database", w.handle.Where(), "err", err, "attempt", attempt, "next_in", min(2*wait, ReopenMaxBackoff))
+			wait = min(2*wait, ReopenMaxBackoff)
+		}
+	})
+}
+
 // Start opens the worker (see Open) unless it is open, and starts
 // scheduling. It returns at once; the jobs run until Stop. It returns
 // Open's errors, ErrStopped after Stop, and nil when already started.
@@ -265,7 +327,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.running = true
 	w.readiness.Ready()
 	close(w.ready)
-	w.logger.Info("Worker ready", "db", w.cfg.DBPath, "jobs", len(w.list))
+	w.logger.Info("Worker ready", "db", w.handle.Where(), "jobs", len(w.list))
 	return nil
 }
 
@@ -286,7 +348,11 @@ func (w *Worker) Stop(ctx context.Context) error {
 	}
 	w.stopped = true
 	sched := w.sched
+	if w.stopReopen != nil {
+		w.stopReopen()
+	}
 	w.mu.Unlock()
+	w.reopen.Wait()
 	w.readiness.NotReady("shutting down")
 	if sched == nil {
 		return nil
@@ -387,6 +453,9 @@ func (w *Worker) Handler(opts HandlerOptions) (http.Handler, error) {
 		Version:       opts.Version,
 		MaxRequests:   opts.MaxRequests,
 		EnablePprof:   opts.EnablePprof,
+	}
+	if w.handle.Postgres() {
+		c.Database = w.handle.Where() // the password masked
 	}
 	if opts.EnableAdminAPI {
 		c.Admin = admin{w}

@@ -11,8 +11,8 @@ import (
 )
 
 // Collector exports the handle's Init calls, the driver's process-wide
-// accounting (sqlcount's Collector) and the sizes of the database files as
-// worker_db_*.
+// accounting (sqlcount's Collector) and the sizes of the database files
+// (SQLite only) as worker_db_*.
 type Collector struct {
 	h          *Handle
 	accounting *sqlcount.Collector
@@ -62,6 +62,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.corrupt, prometheus.GaugeValue, corrupt)
 
+	if c.h.Postgres() {
+		return // the server's files, not ours
+	}
 	c.collectSize(ch, c.sizeBytes, c.h.Path())
 	c.collectSize(ch, c.walSizeBytes, c.h.Path()+"-wal")
 }

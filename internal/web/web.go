@@ -5,6 +5,7 @@ package web
 
 import (
 	"fmt"
+	"html"
 	"net/http"
 	"net/http/pprof"
 	"sort"
@@ -149,6 +150,9 @@ type Config struct {
 	// EnablePprof serves net/http/pprof under /debug/pprof/ and links its
 	// heap and CPU profiles from the landing page; off, neither is there.
 	EnablePprof bool
+	// Database, when set, is shown on the landing page: what the worker
+	// opens, with any password already masked.
+	Database string
 }
 
 // NewHandler returns the worker's HTTP handler.
@@ -197,7 +201,12 @@ func NewHandler(c Config) (http.Handler, error) {
 		mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
+	var extra string
+	if c.Database != "" {
+		extra = "<p>Database: <code>" + html.EscapeString(c.Database) + "</code></p>"
+	}
 	landing, err := web.NewLandingPage(web.LandingConfig{
+		ExtraHTML:   extra,
 		Profiling:   profiling,
 		Name:        "worker",
 		Description: "Scheduled SQLite jobs on one shared handle, with the metrics that prove it does not leak",

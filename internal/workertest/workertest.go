@@ -76,6 +76,9 @@ type Options struct {
 	Bin    string   // the worker binary, from Build
 	Config string   // YAML written to worker.yml and passed with --config.file
 	DBPath string   // default worker.db in a new temporary directory
+	// DBURL, when set, is passed as --db.url, and no --db.path: the worker
+	// runs on PostgreSQL there.
+	DBURL string
 	Args   []string // more flags
 	Env    []string // more environment
 	Prefix []string // a command that execs the worker, such as prlimit
@@ -103,7 +106,7 @@ func Start(tb testing.TB, o Options) *Worker {
 	if o.Bin == "" {
 		tb.Fatal("workertest: Options.Bin is empty")
 	}
-	if o.DBPath == "" {
+	if o.DBPath == "" && o.DBURL == "" {
 		o.DBPath = filepath.Join(tb.TempDir(), "worker.db")
 	}
 	if o.Client == nil {
@@ -117,6 +120,9 @@ func Start(tb testing.TB, o Options) *Worker {
 		o.LogLevel = "debug"
 	}
 	argv := []string{"--db.path", w.DBPath, "--web.listen-address", "127.0.0.1:0", "--log.level", o.LogLevel}
+	if o.DBURL != "" {
+		argv[0], argv[1] = "--db.url", o.DBURL
+	}
 	if o.Config != "" {
 		path := filepath.Join(tb.TempDir(), "worker.yml")
 		if err := os.WriteFile(path, []byte(o.Config), 0o644); err != nil {
