@@ -73,12 +73,12 @@ func ModuleRoot() (string, error) {
 
 // Options say how to start a worker.
 type Options struct {
-	Bin    string   // the worker binary, from Build
-	Config string   // YAML written to worker.yml and passed with --config.file
-	DBPath string   // default worker.db in a new temporary directory
+	Bin    string // the worker binary, from Build
+	Config string // YAML written to worker.yml and passed with --config.file
+	DBPath string // default worker.db in a new temporary directory
 	// DBURL, when set, is passed as --db.url, and no --db.path: the worker
 	// runs on PostgreSQL there.
-	DBURL string
+	DBURL  string
 	Args   []string // more flags
 	Env    []string // more environment
 	Prefix []string // a command that execs the worker, such as prlimit
