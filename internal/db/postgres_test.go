@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/pgtest"
 )
@@ -269,5 +272,43 @@ func TestCheckURL(t *testing.T) {
 		if got := db.RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q): got %v, want %v", in, got, want)
 		}
+	}
+}
+
+// Ensure worker_db_server_connections has every state, sums to the
+// handle's open connections, passes the linter under a pedantic registry,
+// and is absent while the handle is not open.
+func TestServerCollector(t *testing.T) {
+	srv := startPG(t)
+	h := pgHandle(t, srv, "sc")
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(db.NewServerCollector("worker", h))
+	if n, err := testutil.GatherAndCount(reg); err != nil || n != 0 {
+		t.Fatalf("before Init: got %d series (%v), want 0", n, err)
+	}
+	d := mustInit(t, h)
+	held, err := d.Conn(context.Background()) // one in use, the scrape's on another
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Fatalf("lint: got %v (%v), want none", problems, err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	var sum float64
+	for _, m := range mfs[0].GetMetric() {
+		got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		sum += m.GetGauge().GetValue()
+	}
+	if len(got) != len(db.ServerStates) {
+		t.Errorf("states: got %v, want each of %v", got, db.ServerStates)
+	}
+	if want := float64(d.Stats().OpenConnections); sum != want || got["active"] != 1 || got["idle"] != want-1 {
+		t.Errorf("server connections: got %v (sum %v), want %v open: the scrape's active, the rest idle", got, sum, want)
 	}
 }
