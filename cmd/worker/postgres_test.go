@@ -213,3 +213,22 @@ func TestWorker_PostgresBadInput(t *testing.T) {
 		t.Errorf("--config.check: want the URL masked and no SQLite-only job, got\n%s", s)
 	}
 }
+
+// Ensure PERF-408 shows on PostgreSQL on both sides of the wire: the leak
+// build in handle mode opens a handle per run, and the client's handle and
+// connection counts and the server's count of this replica's backends all
+// rise together.
+func TestWorker_PostgresPERF408(t *testing.T) {
+	srv := pgtest.New(t)
+	srv.Start(t)
+	w := workertest.Start(t, workertest.Options{Bin: workertest.BuildOnce(t, "leak"), Config: pgEverySecond,
+		DBURL: srv.URL(), Env: []string{"WORKER_LEAK=handle"}})
+	w.WaitFor(t, "leaked handles and backends", waitLimit, func() bool {
+		m := w.Scrape(t)
+		handles := workertest.Sum(m["worker_db_handles_open"], nil)
+		client := workertest.Sum(m["worker_db_connections_open"], nil)
+		server := workertest.Sum(m["worker_db_server_connections"], nil)
+		return handles >= 5 && client >= 5 && server >= 5
+	})
+	w.Kill(t)
+}

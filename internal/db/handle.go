@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sqlworker/worker/internal/leak"
+	"github.com/sqlworker/worker/sqlcount"
 )
 
 // Defaults for Config.
@@ -296,7 +297,7 @@ func (h *Handle) InitCalls() (opened, reused, failed uint64) {
 
 // leakInit lets a leak-tagged build replace the fast path.
 func (h *Handle) leakInit(ctx context.Context, db *sql.DB) (*sql.DB, error) {
-	db, opened, err := leak.Init(ctx, db, h.DSN())
+	db, opened, err := leak.Init(ctx, db, h.leakOpen)
 	switch {
 	case err != nil:
 		h.failed.Add(1)
@@ -306,6 +307,19 @@ func (h *Handle) leakInit(ctx context.Context, db *sql.DB) (*sql.DB, error) {
 		h.reused.Add(1)
 	}
 	return db, err
+}
+
+// leakOpen opens a handle of its own on the database, through the counting
+// driver, as PERF-408's initDb did: for the leak build's handle mode.
+func (h *Handle) leakOpen() (*sql.DB, error) {
+	if p, ok := h.be.(*postgres); ok {
+		cfg, err := p.pgConfig()
+		if err != nil {
+			return nil, err
+		}
+		return sql.OpenDB(sqlcount.NewConnector(p.connector(cfg), &accounting)), nil
+	}
+	return sql.Open(DriverName, h.DSN())
 }
 
 // Health reports whether the handle is open on the file that is at the

@@ -268,6 +268,12 @@ func (p *postgres) pgConfig() (*pgx.ConnConfig, error) {
 	return cfg, nil
 }
 
+// connector returns pgx's database/sql connector for cfg: not pgxpool's,
+// so that each Connect and Close is a connection of the server's.
+func (p *postgres) connector(cfg *pgx.ConnConfig) driver.Connector {
+	return stdlib.GetConnector(*cfg, stdlib.OptionBeforeConnect(p.beforeConnect))
+}
+
 // beforeConnect reads the password file, when there is one.
 func (p *postgres) beforeConnect(_ context.Context, cfg *pgx.ConnConfig) error {
 	if p.h.cfg.PasswordFile == "" {
@@ -358,10 +364,9 @@ func (p *postgres) open(ctx context.Context) (_ *sql.DB, err error) {
 		return nil, fmt.Errorf("cannot open database %s: %w", where, err)
 	}
 	conns := new(sqlcount.Counter)
-	base := stdlib.GetConnector(*cfg, stdlib.OptionBeforeConnect(p.beforeConnect))
 	// The inner counter is this pool's, for Close; the outer one the
 	// process's, for the metrics.
-	db := sql.OpenDB(sqlcount.NewConnector(sqlcount.NewConnector(base, conns), &accounting))
+	db := sql.OpenDB(sqlcount.NewConnector(sqlcount.NewConnector(p.connector(cfg), conns), &accounting))
 	defer func() {
 		if err != nil {
 			db.Close()

@@ -21,7 +21,9 @@ func Mode() string { return "" }
 func Check() error { return nil }
 
 // Init is Handle.Init's leak hook; without the tag it returns db.
-func Init(_ context.Context, db *sql.DB, _ string) (*sql.DB, bool, error) { return db, false, nil }
+func Init(_ context.Context, db *sql.DB, _ func() (*sql.DB, error)) (*sql.DB, bool, error) {
+	return db, false, nil
+}
 
 // AfterInit is the per-run leak hook; without the tag it does nothing.
 func AfterInit(context.Context, *sql.DB) error { return nil }

@@ -26,10 +26,6 @@ const EnvVar = "WORKER_LEAK"
 // cancelled.
 var Modes = []string{"handle", "rows", "fd", "goroutine", "stmt", "hang"}
 
-// driverName is internal/db's counting driver; named here to avoid an
-// import cycle.
-const driverName = "sqlite3-counted"
-
 var (
 	mode = os.Getenv(EnvVar)
 
@@ -63,13 +59,14 @@ func keep(v any) {
 }
 
 // Init is Handle.Init's hook. In handle mode it does what PERF-408's initDb
-// did: opens a new handle on every call and keeps it forever. It reports
-// whether it opened one.
-func Init(_ context.Context, db *sql.DB, dsn string) (*sql.DB, bool, error) {
+// did: opens a new handle on every call, with open (the Handle's, on its
+// database: SQLite or PostgreSQL, through the counting driver), and keeps
+// it forever. It reports whether it opened one.
+func Init(_ context.Context, db *sql.DB, open func() (*sql.DB, error)) (*sql.DB, bool, error) {
 	if mode != "handle" {
 		return db, false, nil
 	}
-	leaked, err := sql.Open(driverName, dsn)
+	leaked, err := open()
 	if err != nil {
 		return nil, false, err
 	}
