@@ -236,8 +236,10 @@ func splitPostgres(sql string) ([]pgStatement, error) {
 			i += n + 2
 		case c == '$' && (i == 0 || !isWord(sql[i-1])):
 			j := i + 1
-			for j < len(sql) && isWord(sql[j]) && !('0' <= sql[j] && sql[j] <= '9' && j == i+1) {
-				j++
+			if j < len(sql) && (sql[j] < '0' || sql[j] > '9') { // $1 is a parameter
+				for j < len(sql) && isWord(sql[j]) {
+					j++
+				}
 			}
 			if j < len(sql) && sql[j] == '$' {
 				tag := sql[i : j+1]

@@ -104,7 +104,7 @@ func CheckURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
 		// url's errors quote the URL, password and all.
-		return errors.New("not a URL: want postgres://user@host:5432/dbname?sslmode=...")
+		return errors.New("not a URL: want postgres://user@host:5432/dbname")
 	}
 	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
 		return fmt.Errorf("scheme %q: want postgres:// or postgresql://", u.Scheme)
