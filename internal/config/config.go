@@ -115,7 +115,9 @@ type Config struct {
 	DBPath string // database.path; default DefaultDBPath; unused with DBURL
 	// DBURL is database.url (or --db.url): a postgres:// URL. Set, the
 	// worker uses PostgreSQL there instead of the SQLite file at DBPath, and
-	// the SQLite-only settings and built-in jobs are not offered.
+	// the SQLite-only settings and built-in jobs are not offered: Parse
+	// leaves those jobs out, and worker.New refuses a Config built in Go
+	// that enables one (set DBURL on a parsed config, or disable them).
 	DBURL string
 	// DBPasswordFile is database.password_file, with DBURL: the password
 	// is its first line, read at each connect, so that it is never on the
