@@ -52,7 +52,7 @@ type flags struct {
 // parseFlags parses args in the Prometheus exporters' convention.
 func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 	f := &flags{}
-	app := kingpin.New("worker", "Runs scheduled jobs against one SQLite database through one shared handle.")
+	app := kingpin.New("worker", "Runs scheduled jobs against one SQLite (or, with --db.url, PostgreSQL) database through one shared handle.")
 	app.UsageWriter(stdout)
 	app.ErrorWriter(stderr)
 	app.Version(version.Print("worker"))

@@ -1,5 +1,6 @@
-// Command worker runs scheduled jobs against one SQLite database through one
-// shared handle, and exports the metrics that prove it does not leak.
+// Command worker runs scheduled jobs against one SQLite (or PostgreSQL)
+// database through one shared handle, and exports the metrics that prove it
+// does not leak.
 package main
 
 import (

@@ -1,10 +1,11 @@
-// Package db owns the worker's one shared SQLite handle: an idempotent Init
-// that opens it once, a driver that counts every handle and connection of
-// the process, and the worker's own tables: their migrations, and every
-// write to them with their time format (history.go). It also guards
-// the files: one worker per database file (lock.go), nothing changed in a
-// file it refuses and dropped tables repaired (schema.go), a removed -wal or
-// -shm recovered from (wal.go), and corruption reported loudly.
+// Package db owns the worker's one shared database handle, on SQLite by
+// default or on PostgreSQL (postgres.go): an idempotent Init that opens it
+// once, a driver that counts every handle and connection of the process,
+// and the worker's own tables: their migrations, and every write to them
+// with their time format (history.go). On SQLite it also guards the files:
+// one worker per database file (lock.go), nothing changed in a file it
+// refuses and dropped tables repaired (schema.go), a removed -wal or -shm
+// recovered from (wal.go), and corruption reported loudly.
 package db
 
 import (
