@@ -20,9 +20,10 @@ import (
 // pragmas (DSN), the flock, the read-only inspection and repair before the
 // first write, the WAL checkpoint at close, and the checks that the file and
 // its -wal and -shm are still the ones open, with the recovery when they
-// are not. The lifecycle around it (handle.go), the counting (driver.go,
-// sqlcount), the migrations and the history writes are every backend's;
-// backend says what a second one provides.
+// are not. The lifecycle around it (handle.go), the counting (sqlcount) and
+// the history writes (history.go) are every backend's; the migrations are
+// each engine's (migrate.go here, pgMigrations in postgres.go); backend says
+// what PostgreSQL provides instead (postgres.go).
 
 // backend is the seam between the shared lifecycle of a Handle and what is
 // the engine's own. Here the Handle's methods in this file implement it for
