@@ -79,18 +79,25 @@ func InsertRuns(ctx context.Context, db *sql.DB, rows []RunRow) error {
 // and false when it has none: the last tick the job ran for, which catch-up
 // counts missed ticks from. It is one seek in job_runs_job_scheduled.
 func LastScheduled(ctx context.Context, db *sql.DB, job string) (time.Time, bool, error) {
-	var s sql.NullString
-	if err := db.QueryRowContext(ctx, "SELECT max(scheduled_at) FROM job_runs WHERE job = ?", job).Scan(&s); err != nil {
+	// TimeFormat text from SQLite, a time.Time from PostgreSQL's timestamptz.
+	var v any
+	if err := db.QueryRowContext(ctx, bind(db, "SELECT max(scheduled_at) FROM job_runs WHERE job = ?"), job).Scan(&v); err != nil {
 		return time.Time{}, false, err
 	}
-	if !s.Valid {
+	switch v := v.(type) {
+	case nil:
 		return time.Time{}, false, nil
+	case time.Time:
+		return v.UTC(), true, nil
+	case string:
+		t, err := time.Parse(TimeFormat, v)
+		if err != nil {
+			return time.Time{}, false, fmt.Errorf("job_runs.scheduled_at of job %q: %w", job, err)
+		}
+		return t, true, nil
+	default:
+		return time.Time{}, false, fmt.Errorf("job_runs.scheduled_at of job %q: a %T", job, v)
 	}
-	t, err := time.Parse(TimeFormat, s.String)
-	if err != nil {
-		return time.Time{}, false, fmt.Errorf("job_runs.scheduled_at of job %q: %w", job, err)
-	}
-	return t, true, nil
 }
 
 // PruneRuns deletes the job_runs rows of runs that ended before cutoff and

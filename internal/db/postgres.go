@@ -162,10 +162,12 @@ const migrationLock int64 = 0x776f726b65720001 // "worker", 1
 
 // pgMigrations are PostgreSQL's migrations, applied in order; the version
 // is in worker_schema_version. Append only: never edit one that has shipped.
-// The tables have SQLite's columns, with timestamptz times; the heartbeat has
-// one row per replica, keyed by its id.
+// The tables have the columns and indexes of SQLite's migrations, all of
+// them, with timestamptz times; the heartbeat has one row per replica, keyed
+// by its id.
 var pgMigrations = []string{
-	// 1: run history and the liveness rows.
+	// 1: run history (with SQLite's migration 2: attempt, jitter_ms and the
+	// catch-up index) and the liveness rows.
 	`CREATE TABLE job_runs (
 		id            bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 		job           text        NOT NULL,
@@ -174,10 +176,13 @@ var pgMigrations = []string{
 		ended_at      timestamptz NOT NULL,
 		result        text        NOT NULL CHECK (result IN ('success','failure','skipped','panic','timeout','cancelled')),
 		error         text        NOT NULL DEFAULT '',
-		rows_affected bigint      NOT NULL DEFAULT 0
+		rows_affected bigint      NOT NULL DEFAULT 0,
+		attempt       integer     NOT NULL DEFAULT 1,
+		jitter_ms     bigint      NOT NULL DEFAULT 0
 	);
 	CREATE INDEX job_runs_job_started ON job_runs (job, started_at);
 	CREATE INDEX job_runs_ended ON job_runs (ended_at);
+	CREATE INDEX job_runs_job_scheduled ON job_runs (job, scheduled_at);
 	CREATE TABLE heartbeat (
 		id         text        PRIMARY KEY,
 		pid        integer     NOT NULL,

@@ -3,6 +3,7 @@ package db_test
 import (
 	"context"
 	"database/sql"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/pgtest"
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // pgHandle returns a new, unopened handle on srv's URL for replica id.
@@ -129,6 +131,62 @@ func TestPostgres_History(t *testing.T) {
 	if want := "a7,a8,a9,b2"; kept != want {
 		t.Errorf("rows kept: got %v, want %v", kept, want)
 	}
+	if last, ok, err := db.LastScheduled(ctx, d, "a"); err != nil || !ok || !last.Equal(base.Add(9*time.Minute)) {
+		t.Errorf("LastScheduled(a): got %v, %v, %v, want %v", last, ok, err, base.Add(9*time.Minute))
+	}
+	if _, ok, err := db.LastScheduled(ctx, d, "none"); err != nil || ok {
+		t.Errorf("LastScheduled(none): got %v, %v, want false, nil", ok, err)
+	}
+	if err := db.InsertRuns(ctx, d, []db.RunRow{{Job: "r", ScheduledAt: base, StartedAt: base, EndedAt: base,
+		Result: "failure", Attempt: 3, Jitter: 1250 * time.Millisecond}}); err != nil {
+		t.Fatal(err)
+	}
+	var attempt, jitter int
+	if err := d.QueryRow("SELECT attempt, jitter_ms FROM job_runs WHERE job = 'r'").Scan(&attempt, &jitter); err != nil || attempt != 3 || jitter != 1250 {
+		t.Errorf("attempt, jitter_ms: got %d, %d (%v), want 3, 1250", attempt, jitter, err)
+	}
+}
+
+// Ensure PostgreSQL's tables have the columns and indexes that SQLite's
+// migrations give the worker's tables, by name, so that a migration added
+// to one engine and not the other fails here.
+func TestPostgres_SameSchemaAsSQLite(t *testing.T) {
+	lite := mustSQLite(t)
+	pg := mustInit(t, pgHandle(t, startPG(t), "a"))
+	names := func(d *sql.DB, q string, args ...any) string {
+		t.Helper()
+		rows, err := d.Query(q, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, s)
+		}
+		sort.Strings(out)
+		return strings.Join(out, ",")
+	}
+	for _, table := range []string{"job_runs", "heartbeat"} {
+		want := names(lite, "SELECT name FROM pragma_table_info(?)", table)
+		if got := names(pg, "SELECT column_name FROM information_schema.columns WHERE table_name = $1", table); got != want {
+			t.Errorf("columns of %s: got %v, want SQLite's %v", table, got, want)
+		}
+		want = names(lite, "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", table)
+		if got := names(pg, "SELECT indexname FROM pg_indexes WHERE tablename = $1 AND indexname NOT LIKE '%_pkey'", table); got != want {
+			t.Errorf("indexes of %s: got %v, want SQLite's %v", table, got, want)
+		}
+	}
+}
+
+// mustSQLite returns an opened SQLite handle's pool, on a new file.
+func mustSQLite(t *testing.T) *sql.DB {
+	t.Helper()
+	return mustInit(t, workertest.MustOpenHandle(t))
 }
 
 // Ensure the heartbeat keeps one row per replica, updated in place.
