@@ -42,7 +42,7 @@ func (s *Scheduler) record(next handler) handler {
 			return err // Stop already recorded it as abandoned
 		}
 		s.planRetry(e, r)
-		s.finish(r)
+		s.finishEntry(e, r)
 		return err
 	}
 }
@@ -67,8 +67,14 @@ func (s *Scheduler) classify(err error) Result {
 // finish records a finished run in metrics, the log and the history table,
 // where a successful run of a job with OmitSuccessRows leaves no row.
 func (s *Scheduler) finish(r *Run) {
+	e, _ := s.lookup(r.Job)
+	s.finishEntry(e, r)
+}
+
+// finishEntry is finish for a run of e, which Replace may have replaced
+// since: the run is recorded under the settings it ran with.
+func (s *Scheduler) finishEntry(e *entry, r *Run) {
 	m := s.metrics
-	e := s.byName[r.Job]
 	if r.retryIn == 0 { // an attempt a retry follows is counted by the retry (retries_total)
 		m.runs.WithLabelValues(r.Job, string(r.Result)).Inc()
 	}
@@ -97,6 +103,9 @@ func (s *Scheduler) finish(r *Run) {
 	}
 	if s.cfg.OnFinish != nil {
 		s.cfg.OnFinish(r, err)
+	}
+	if e != nil {
+		s.forgetRemoved(e)
 	}
 }
 

@@ -47,6 +47,9 @@ type Job struct {
 	// Jitter delays each scheduled run by a random duration in [0, Jitter);
 	// it must be less than the schedule's interval. 0 means none.
 	Jitter time.Duration
+	// Source is what Func runs, as text (a SQL job's SQL): Replace
+	// compares it, as a Func cannot be compared.
+	Source string
 }
 
 // Result is the outcome of a run, as recorded in history and metrics.

@@ -57,8 +57,9 @@ type Scheduler struct {
 	logger  *slog.Logger
 	cron    *cron.Cron
 	metrics *metrics
-	entries []*entry
-	byName  map[string]*entry
+	entries []*entry          // guarded by mu: Replace swaps them (see lookup)
+	byName  map[string]*entry // guarded by mu
+	states  map[string]*state // by job name, kept across Replace; guarded by mu
 	handle  handler
 	history *history
 
@@ -77,14 +78,21 @@ type Scheduler struct {
 	quit     chan struct{} // closed when Stop begins
 }
 
-// entry is a job and its scheduling state.
+// entry is a job and its scheduling state. Replace gives a changed job a
+// new entry with the old one's state, so the runs of both never overlap.
 type entry struct {
-	job     Job
-	running atomic.Bool
-	mu      sync.Mutex
-	next    time.Time // next scheduled time, as cron will compute it
+	job Job
+	*state
+	id   cron.EntryID
+	mu   sync.Mutex
+	next time.Time // next scheduled time, as cron will compute it
+}
 
+// state is what a job's entries share across Replace.
+type state struct {
+	running     atomic.Bool
 	lastSuccess atomic.Int64 // Unix nanoseconds of the newest successful run's end; 0 before
+	removed     atomic.Bool  // Replace removed the job: its series go once its runs end
 }
 
 // active is a run in progress; recorded guards against recording it twice
@@ -120,6 +128,7 @@ func New(cfg Config, jobs []Job) (*Scheduler, error) {
 		logger:   logger,
 		metrics:  newMetrics(cfg.Namespace),
 		byName:   make(map[string]*entry),
+		states:   make(map[string]*state),
 		inflight: make(map[*active]struct{}),
 		changed:  make(chan struct{}, 1),
 		quit:     make(chan struct{}),
@@ -140,14 +149,13 @@ func New(cfg Config, jobs []Job) (*Scheduler, error) {
 		if err := checkJob(j); err != nil {
 			return nil, fmt.Errorf("jobs: job %q: %w", j.Name, err)
 		}
-		e := &entry{job: j}
+		e := s.schedule(j)
 		s.entries = append(s.entries, e)
 		s.byName[j.Name] = e
 		s.metrics.init(j.Name)
 		if j.Jitter > 0 {
 			s.metrics.jitter.WithLabelValues(j.Name)
 		}
-		s.cron.Schedule(j.Schedule, cron.FuncJob(func() { s.runScheduled(e) }))
 	}
 	if cfg.Registerer != nil {
 		for _, c := range s.metrics.collectors() {
@@ -176,7 +184,7 @@ var ErrNoSuccess = errors.New("no success")
 // and for an unknown job. A run that is skipped, hangs or keeps failing
 // thus shows up even though no run reports it.
 func (s *Scheduler) Overdue(name string, intervals int) error {
-	e, ok := s.byName[name]
+	e, ok := s.lookup(name)
 	start := s.startedAt.Load()
 	if !ok || start == 0 || intervals <= 0 {
 		return nil
@@ -206,7 +214,7 @@ func (s *Scheduler) Overdue(name string, intervals int) error {
 // RunOnce runs a job now, through the same chain as a scheduled run, and
 // returns its record: that of its last attempt when it was retried.
 func (s *Scheduler) RunOnce(name string) (*Run, error) {
-	e, ok := s.byName[name]
+	e, ok := s.lookup(name)
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownJob, name)
 	}
@@ -215,6 +223,8 @@ func (s *Scheduler) RunOnce(name string) (*Run, error) {
 
 // JobNames returns the names of the scheduled jobs.
 func (s *Scheduler) JobNames() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	out := make([]string, len(s.entries))
 	for i, e := range s.entries {
 		out[i] = e.job.Name
@@ -224,7 +234,7 @@ func (s *Scheduler) JobNames() []string {
 
 // Next returns the next scheduled time of a job; zero before Start.
 func (s *Scheduler) Next(name string) time.Time {
-	e, ok := s.byName[name]
+	e, ok := s.lookup(name)
 	if !ok {
 		return time.Time{}
 	}
