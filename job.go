@@ -153,8 +153,9 @@ type JobInfo struct {
 	Jitter time.Duration
 
 	fn              jobs.Func
-	runAtStart      bool // the config's RunAtStart
-	omitSuccessRows bool // the config's OmitSuccessRows (record_successes: false)
+	runAtStart      bool   // the config's RunAtStart
+	omitSuccessRows bool   // the config's OmitSuccessRows (record_successes: false)
+	source          string // a SQL job's SQL, which Reload compares
 }
 
 // Jobs returns every job the worker would run, disabled ones included: the
@@ -168,14 +169,18 @@ func (w *Worker) Jobs() ([]JobInfo, error) {
 }
 
 // planLocked resolves the config's jobs and the registered Go jobs.
-func (w *Worker) planLocked() ([]JobInfo, error) {
+func (w *Worker) planLocked() ([]JobInfo, error) { return w.plan(w.cfg) }
+
+// plan resolves the jobs of cfg and the registered Go jobs; called with mu
+// held.
+func (w *Worker) plan(cfg *Config) ([]JobInfo, error) {
 	byName := make(map[string]goJob, len(w.goJobs))
 	for _, g := range w.goJobs {
 		byName[g.name] = g
 	}
 	var out []JobInfo
 	inConfig := make(map[string]bool)
-	for _, j := range w.cfg.Jobs {
+	for _, j := range cfg.Jobs {
 		info := JobInfo{Name: j.Name, Spec: j.Spec, Schedule: j.Schedule, Timeout: j.Timeout, Enabled: j.Enabled,
 			CatchUp: j.CatchUp, CatchUpLimit: j.CatchUpLimit, Retries: j.Retries, RetryBackoff: j.RetryBackoff, Jitter: j.Jitter,
 			runAtStart: j.RunAtStart, omitSuccessRows: j.OmitSuccessRows}
@@ -187,11 +192,11 @@ func (w *Worker) planLocked() ([]JobInfo, error) {
 			}
 			info.Kind, info.fn = KindBuiltin, fn
 		case !j.Go:
-			info.Kind, info.fn = KindSQL, jobs.SQLFunc(j.SQL)
+			info.Kind, info.fn, info.source = KindSQL, jobs.SQLFunc(j.SQL), j.SQL
 		default:
 			g, ok := byName[j.Name]
 			if !ok {
-				return nil, w.cfg.GoJobError(j)
+				return nil, cfg.GoJobError(j)
 			}
 			inConfig[j.Name] = true
 			info.Kind, info.fn = KindGo, jobs.Func(g.fn)
@@ -201,7 +206,7 @@ func (w *Worker) planLocked() ([]JobInfo, error) {
 			if j.Timeout == 0 {
 				info.Timeout = g.timeout
 			}
-			if err := info.keepPolicy(g.policy, j, w.cfg.Source); err != nil {
+			if err := info.keepPolicy(g.policy, j, cfg.Source); err != nil {
 				return nil, err
 			}
 		}

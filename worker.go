@@ -73,6 +73,8 @@ type Worker struct {
 	readiness *webpkg.Readiness
 	ready     chan struct{} // closed once Start succeeded
 	last      lastRuns      // each job's run that finished last, for the admin API
+	reloads   reloadMetrics
+	reloadMu  sync.Mutex // serialises Reload
 
 	mu       sync.Mutex
 	goJobs   []goJob
@@ -130,6 +132,7 @@ func New(opts Options) (*Worker, error) {
 			Logger:       logger,
 		}),
 		builtins: jobs.NewBuiltins(DefaultNamespace, v, cfg.HistoryRetention),
+		reloads:  newReloadMetrics(DefaultNamespace),
 	}
 	if cfg.Postgres() {
 		if err := db.CheckURL(cfg.DBURL); err != nil {
@@ -245,6 +248,8 @@ func (w *Worker) openLocked(ctx context.Context) error {
 			db.NewCollector(DefaultNamespace, w.handle),
 			fdstat.NewCollector(fdstat.NewCounter(files...), fdstat.WithNamespace(DefaultNamespace)),
 			w.builtins,
+			w.reloads.successful,
+			w.reloads.timestamp,
 		}
 		if w.handle.Postgres() {
 			cs = append(cs, db.NewServerCollector(DefaultNamespace, w.handle))
@@ -255,13 +260,7 @@ func (w *Worker) openLocked(ctx context.Context) error {
 			}
 		}
 	}
-	for _, p := range plan {
-		if p.Enabled {
-			w.list = append(w.list, jobs.Job{Name: p.Name, Spec: p.Spec, Schedule: p.Schedule, Timeout: p.Timeout, Func: p.fn,
-				RunAtStart: p.runAtStart, OmitSuccessRows: p.omitSuccessRows,
-				CatchUp: p.CatchUp, CatchUpLimit: p.CatchUpLimit, Retries: p.Retries, RetryBackoff: p.RetryBackoff, Jitter: p.Jitter})
-		}
-	}
+	w.list = scheduled(plan)
 	faults := &runFaults{readiness: w.readiness, logger: w.logger}
 	sched, err := jobs.New(jobs.Config{
 		DB:            w.handle,
@@ -277,7 +276,7 @@ func (w *Worker) openLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.addChecks(sched, w.list)
+	w.addChecks(sched)
 	w.sched = sched
 	return nil
 }
@@ -430,14 +429,21 @@ type HandlerOptions struct {
 	// EnablePprof serves net/http/pprof under /debug/pprof/ and links
 	// its profiles from the landing page; off, neither is there.
 	EnablePprof bool
+	// Reload, when set, serves POST and PUT /-/reload, as the daemon's
+	// --web.enable-lifecycle does (Prometheus's flag and path): each
+	// request calls the Worker's Reload with it, and is answered 200 once
+	// the config is applied, 500 with Reload's error when it is refused.
+	// Like the admin API it has no authentication of its own. Nil serves
+	// no such path.
+	Reload func() (*Config, error)
 }
 
 // Handler returns the worker's HTTP face, as the worker daemon serves it: a
 // landing page, the metrics of opts.Registry, /healthz (the process is up)
 // and /readyz (200 once Start succeeded and while the database file is the
 // one open, the history is written and no run reports a storage fault; 503
-// with the reasons otherwise), and the admin API and pprof when opts enable
-// them. Mount it on a server of the program's own.
+// with the reasons otherwise), and the admin API, /-/reload and pprof when
+// opts enable them. Mount it on a server of the program's own.
 func (w *Worker) Handler(opts HandlerOptions) (http.Handler, error) {
 	if opts.TelemetryPath == "" {
 		opts.TelemetryPath = "/metrics"
@@ -457,6 +463,9 @@ func (w *Worker) Handler(opts HandlerOptions) (http.Handler, error) {
 	if w.handle.Postgres() {
 		c.Database = w.handle.Where() // the password masked
 	}
+	if load := opts.Reload; load != nil {
+		c.Reload = func() error { return w.Reload(load) }
+	}
 	if opts.EnableAdminAPI {
 		c.Admin = admin{w}
 	}
@@ -469,7 +478,7 @@ func (w *Worker) Handler(opts HandlerOptions) (http.Handler, error) {
 const heartbeatIntervals = 3
 
 // addChecks adds the readiness checks of a started scheduler.
-func (w *Worker) addChecks(sched *jobs.Scheduler, list []jobs.Job) {
+func (w *Worker) addChecks(sched *jobs.Scheduler) {
 	// Runs whose job_runs rows are held in memory for retry keep the
 	// worker not ready until they are written.
 	w.readiness.AddCheck("history", func() error {
@@ -479,10 +488,7 @@ func (w *Worker) addChecks(sched *jobs.Scheduler, list []jobs.Job) {
 		return nil
 	})
 	// A heartbeat that is skipped, hangs or keeps failing: no run reports
-	// it, so the time since its last success is checked on every request.
-	for _, j := range list {
-		if j.Name == config.Heartbeat {
-			w.readiness.AddCheck(config.Heartbeat, func() error { return sched.Overdue(config.Heartbeat, heartbeatIntervals) })
-		}
-	}
+	// it, so the time since its last success is checked on every request
+	// (nil while it is disabled, which a reload can change).
+	w.readiness.AddCheck(config.Heartbeat, func() error { return sched.Overdue(config.Heartbeat, heartbeatIntervals) })
 }

@@ -218,6 +218,36 @@ func TestWorker_ConfigCheck(t *testing.T) {
 	}
 }
 
+// Ensure --config.check prints the checkpoint mode and the history's row
+// cap, the defaults and those a file sets.
+func TestWorker_ConfigCheck_CheckpointAndRowCap(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, yml string
+		want      []string
+	}{
+		{"defaults", "", []string{"checkpoint worker)", "history: retention 168h0m0s, max_rows_per_job none\n"}},
+		{"set", "database:\n  checkpoint: external\nbuiltin:\n  wal_checkpoint: {enabled: false}\nhistory:\n  retention: 24h\n  max_rows_per_job: 500\n",
+			[]string{"checkpoint external)", "history: retention 24h0m0s, max_rows_per_job 500\n"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := dir + "/" + tc.name + ".yml"
+			if err := os.WriteFile(cfg, []byte(tc.yml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := runWorker(t, "--config.file", cfg, "--config.check")
+			if err != nil {
+				t.Fatalf("exit: %v\n%s", err, out)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(out, want) {
+					t.Errorf("output: missing %q in\n%s", want, out)
+				}
+			}
+		})
+	}
+}
+
 func runWorker(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	cmd := newCmd(args...)

@@ -45,6 +45,7 @@ type flags struct {
 	dbReplicaID   string
 	configCheck   bool
 	adminAPI      bool
+	lifecycle     bool
 	pprof         bool
 	log           promslog.Config
 }
@@ -63,6 +64,8 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 		Default(strconv.Itoa(webpkg.DefaultMaxRequests)).IntVar(&f.maxRequests)
 	app.Flag("web.enable-admin-api", "Serve the admin API: GET /api/v1/jobs lists the jobs, POST /api/v1/jobs/{name}/run runs one now. Behind the web config's TLS and basic auth like every path.").
 		Default("false").BoolVar(&f.adminAPI)
+	app.Flag("web.enable-lifecycle", "Serve POST and PUT /-/reload, which reloads the config file as SIGHUP does. Behind the web config's TLS and basic auth like every path.").
+		Default("false").BoolVar(&f.lifecycle)
 	app.Flag("web.enable-pprof", "Serve net/http/pprof under /debug/pprof/ and link its profiles from the landing page.").
 		Default("false").BoolVar(&f.pprof)
 	app.Flag("config.file", "Path to the YAML configuration file; without it the embedded defaults run.").StringVar(&f.configFile)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -32,6 +33,7 @@ const httpShutdownTimeout = 5 * time.Second
 type Main struct {
 	Stdout, Stderr io.Writer
 	Signals        []os.Signal // first: graceful stop; second: forced exit
+	Reloads        []os.Signal // reload the config file (SIGHUP)
 	Exit           func(code int)
 }
 
@@ -41,6 +43,7 @@ func NewMain() *Main {
 		Stdout:  os.Stdout,
 		Stderr:  os.Stderr,
 		Signals: []os.Signal{syscall.SIGINT, syscall.SIGTERM},
+		Reloads: []os.Signal{syscall.SIGHUP},
 		Exit:    os.Exit,
 	}
 }
@@ -92,6 +95,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		signal.Notify(sigs, m.Signals...)
 		defer signal.Stop(sigs)
 	}
+	reloads := notifyReload(m.Reloads)
+	defer reloads.stop()
 
 	d, err := build(ctx, f, cfg, logger)
 	if d != nil {
@@ -104,6 +109,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	if err := d.w.Start(ctx); err != nil {
 		return err
 	}
+	reloads.serve(d.w, f.load)
 
 	var runErr error
 	select {
@@ -171,6 +177,7 @@ func build(ctx context.Context, f *flags, cfg *worker.Config, logger *slog.Logge
 		Version:        version.Info(),
 		EnableAdminAPI: f.adminAPI,
 		EnablePprof:    f.pprof,
+		Reload:         f.reloadFunc(),
 	})
 	if err != nil {
 		return d, err
@@ -244,9 +251,15 @@ func printPlan(out io.Writer, cfg *worker.Config, w *worker.Worker) error {
 	if cfg.Postgres() {
 		fmt.Fprintf(out, "config ok\ndatabase: %s (PostgreSQL, application_name %s, max_open_conns %d)\n", cfg.Database(), cfg.ApplicationName(), cfg.MaxOpenConns)
 	} else {
-		fmt.Fprintf(out, "config ok\ndatabase: %s (max_open_conns %d, busy_timeout %s)\n", cfg.DBPath, cfg.MaxOpenConns, cfg.BusyTimeout)
+		fmt.Fprintf(out, "config ok\ndatabase: %s (max_open_conns %d, busy_timeout %s, checkpoint %s)\n",
+			cfg.DBPath, cfg.MaxOpenConns, cfg.BusyTimeout, cfg.Checkpoint)
 	}
-	fmt.Fprintf(out, "timezone: %s, shutdown_grace: %s, history retention: %s\n\n", cfg.Location, cfg.ShutdownGrace, cfg.HistoryRetention)
+	fmt.Fprintf(out, "timezone: %s, shutdown_grace: %s\n", cfg.Location, cfg.ShutdownGrace)
+	rowCap := "none"
+	if cfg.HistoryMaxRowsPerJob > 0 {
+		rowCap = strconv.Itoa(cfg.HistoryMaxRowsPerJob)
+	}
+	fmt.Fprintf(out, "history: retention %s, max_rows_per_job %s\n\n", cfg.HistoryRetention, rowCap)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "JOB\tKIND\tSCHEDULE\tTIMEOUT\tENABLED\tNEXT RUN\tCATCH UP\tRETRIES\tJITTER")
 	now := time.Now().In(cfg.Location)

@@ -1,6 +1,7 @@
 // Package web serves the worker's HTTP face: the landing page, /metrics,
 // /healthz and /readyz, and, only when asked for, the admin API
-// (/api/v1/jobs) and net/http/pprof (/debug/pprof/). Nothing else is served.
+// (/api/v1/jobs), the lifecycle API (/-/reload) and net/http/pprof
+// (/debug/pprof/). Nothing else is served.
 package web
 
 import (
@@ -19,10 +20,11 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 )
 
-// Paths of the health endpoints.
+// Paths of the health endpoints, and of the lifecycle API's reload.
 const (
 	HealthzPath = "/healthz"
 	ReadyzPath  = "/readyz"
+	ReloadPath  = "/-/reload"
 )
 
 // DefaultMaxRequests is the default of Config.MaxRequests and of the
@@ -153,6 +155,10 @@ type Config struct {
 	// Database, when set, is shown on the landing page: what the worker
 	// opens, with any password already masked.
 	Database string
+	// Reload, when set, serves POST and PUT /-/reload, as Prometheus's
+	// --web.enable-lifecycle does: 200 once it returned nil, 500 with its
+	// error otherwise. Nil serves no such path (404).
+	Reload func() error
 }
 
 // NewHandler returns the worker's HTTP handler.
@@ -182,6 +188,15 @@ func NewHandler(c Config) (http.Handler, error) {
 	})
 	if c.Admin != nil {
 		handleAdmin(mux, c.Admin)
+	}
+	if c.Reload != nil {
+		reload := func(w http.ResponseWriter, _ *http.Request) {
+			if err := c.Reload(); err != nil {
+				http.Error(w, "failed to reload config: "+err.Error(), http.StatusInternalServerError)
+			}
+		}
+		mux.HandleFunc("POST "+ReloadPath, reload)
+		mux.HandleFunc("PUT "+ReloadPath, reload)
 	}
 	links := []web.LandingLinks{
 		{Address: c.TelemetryPath, Text: "Metrics"},
