@@ -58,6 +58,7 @@ func TestSystemd_Hardening(t *testing.T) {
 		"RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
 		"Restart":                 "on-failure",
 		"CapabilityBoundingSet":   "",
+		"ExecReload":              "/bin/kill -HUP $MAINPID", // systemctl reload: the worker reloads on SIGHUP
 	} {
 		got, ok := d["Service."+key]
 		if !ok || got[len(got)-1] != want {
