@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -210,6 +211,11 @@ func TestScheduler_Replace_Refused(t *testing.T) {
 	if _, err := s.Replace([]jobs.Job{{Name: "x"}}); err == nil {
 		t.Fatal("job without schedule: got nil error")
 	}
+	bad := job(t, "b", rows(0))
+	bad.Jitter = time.Nanosecond
+	if _, err := s.Replace([]jobs.Job{bad}); err == nil || !strings.Contains(err.Error(), `job "b": jitter`) {
+		t.Fatalf("jitter out of bounds: got %v, want an error naming the job's jitter", err)
+	}
 	if got, want := strings.Join(s.JobNames(), ","), "a"; got != want {
 		t.Fatalf("jobs after refused Replace: got %q, want %q", got, want)
 	}
@@ -218,5 +224,41 @@ func TestScheduler_Replace_Refused(t *testing.T) {
 	}
 	if _, err := s.Replace([]jobs.Job{job(t, "b", rows(0))}); !errors.Is(err, jobs.ErrStopped) {
 		t.Fatalf("after Stop: got %v, want %v", err, jobs.ErrStopped)
+	}
+}
+
+// Ensure every setting of a Job but Func counts in whether Replace sees it
+// changed: Source stands for the Func, and settings added to Job later
+// (here retries and jitter) count without Replace naming them.
+func TestScheduler_Replace_Compared(t *testing.T) {
+	base := job(t, "a", rows(0))
+	base.Source = "SELECT 1"
+	s, _, _ := setup(t, jobs.Config{}, base)
+	for _, tc := range []struct {
+		name    string
+		change  func(j *jobs.Job)
+		changed bool
+	}{
+		{"same, another func", func(j *jobs.Job) { j.Func = rows(1) }, false},
+		{"source", func(j *jobs.Job) { j.Source = "SELECT 2" }, true},
+		{"timeout", func(j *jobs.Job) { j.Timeout++ }, true},
+		{"retries", func(j *jobs.Job) { j.Retries = 2 }, true},
+		{"jitter", func(j *jobs.Job) { j.Jitter = time.Second }, true},
+		{"omit success rows", func(j *jobs.Job) { j.OmitSuccessRows = true }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j := base
+			tc.change(&j)
+			ch, err := s.Replace([]jobs.Job{j})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := len(ch.Changed) == 1; got != tc.changed {
+				t.Fatalf("changed: got %v (%+v), want %v", got, ch, tc.changed)
+			}
+			if _, err := s.Replace([]jobs.Job{base}); err != nil { // back, for the next case
+				t.Fatal(err)
+			}
+		})
 	}
 }
