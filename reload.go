@@ -3,6 +3,7 @@ package worker
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -10,20 +11,48 @@ import (
 	"github.com/sqlworker/worker/internal/jobs"
 )
 
-// RestartSettings are the settings of a Config that a Reload cannot change,
-// by their keys in the file: the database handle is never reopened, and the
-// scheduler's time zone and shutdown grace and the history's limits are
-// fixed at New. A Reload keeps their old values and logs their names.
-var RestartSettings = []string{
-	"database.path",
-	"database.max_open_conns",
-	"database.busy_timeout",
-	"database.max_page_count",
-	"database.checkpoint",
-	"scheduler.timezone",
-	"scheduler.shutdown_grace",
-	"history.retention",
-	"history.max_rows_per_job",
+// RestartSettings returns the settings of a Config that a Reload cannot
+// change, by their keys in the file: the database handle is never reopened,
+// and the scheduler's time zone and shutdown grace and the history's limits
+// are fixed at New. A Reload keeps their old values and logs the names of
+// those the new config changed.
+func RestartSettings() []string {
+	names := make([]string, len(restartSettings))
+	for i, r := range restartSettings {
+		names[i] = r.name
+	}
+	return names
+}
+
+// restartSettings are RestartSettings, each with a func that sets next's
+// value back to old's and reports whether they differed.
+var restartSettings = []struct {
+	name string
+	keep func(next, old *Config) bool
+}{
+	{"database.path", field(func(c *Config) *string { return &c.DBPath })},
+	{"database.max_open_conns", field(func(c *Config) *int { return &c.MaxOpenConns })},
+	{"database.busy_timeout", field(func(c *Config) *time.Duration { return &c.BusyTimeout })},
+	{"database.max_page_count", field(func(c *Config) *int { return &c.MaxPageCount })},
+	{"database.checkpoint", field(func(c *Config) *string { return &c.Checkpoint })},
+	{"scheduler.timezone", func(next, old *Config) bool {
+		changed := next.Location.String() != old.Location.String()
+		next.Location = old.Location
+		return changed
+	}},
+	{"scheduler.shutdown_grace", field(func(c *Config) *time.Duration { return &c.ShutdownGrace })},
+	{"history.retention", field(func(c *Config) *time.Duration { return &c.HistoryRetention })},
+	{"history.max_rows_per_job", field(func(c *Config) *int { return &c.HistoryMaxRowsPerJob })},
+}
+
+// field returns a restartSettings keep func for the field that get points at.
+func field[T comparable](get func(*Config) *T) func(next, old *Config) bool {
+	return func(next, old *Config) bool {
+		v, o := get(next), get(old)
+		changed := *v != *o
+		*v = *o
+		return changed
+	}
 }
 
 // Reload applies the configuration that load returns without a restart,
@@ -32,7 +61,7 @@ var RestartSettings = []string{
 //   - the jobs added, changed or removed take effect (see the README's
 //     "Reloading the config"); a run already going finishes under its old
 //     settings, and a changed job never runs beside its old self;
-//   - the settings in RestartSettings keep their old values, and a
+//   - the settings of RestartSettings keep their old values, and a
 //     warning names those that differ;
 //   - the database handle is not reopened.
 //
@@ -107,27 +136,12 @@ func (w *Worker) apply(cfg *Config) error {
 func keepRestartSettings(old, cfg *Config) (*Config, []string) {
 	next := *cfg
 	var kept []string
-	keep(&kept, "database.path", &next.DBPath, old.DBPath)
-	keep(&kept, "database.max_open_conns", &next.MaxOpenConns, old.MaxOpenConns)
-	keep(&kept, "database.busy_timeout", &next.BusyTimeout, old.BusyTimeout)
-	keep(&kept, "database.max_page_count", &next.MaxPageCount, old.MaxPageCount)
-	keep(&kept, "database.checkpoint", &next.Checkpoint, old.Checkpoint)
-	if next.Location.String() != old.Location.String() {
-		kept = append(kept, "scheduler.timezone")
+	for _, r := range restartSettings {
+		if r.keep(&next, old) {
+			kept = append(kept, r.name)
+		}
 	}
-	next.Location = old.Location
-	keep(&kept, "scheduler.shutdown_grace", &next.ShutdownGrace, old.ShutdownGrace)
-	keep(&kept, "history.retention", &next.HistoryRetention, old.HistoryRetention)
-	keep(&kept, "history.max_rows_per_job", &next.HistoryMaxRowsPerJob, old.HistoryMaxRowsPerJob)
 	return &next, kept
-}
-
-// keep sets *v back to old, and appends name to kept, when they differ.
-func keep[T comparable](kept *[]string, name string, v *T, old T) {
-	if *v != old {
-		*kept = append(*kept, name)
-		*v = old
-	}
 }
 
 // scheduled returns the enabled jobs of a plan as the scheduler runs them.
