@@ -23,6 +23,13 @@
 // jobs with no sql refers to a registered Go job by name, to reschedule,
 // re-time or disable it.
 //
+// Reload applies a new config to a running worker, as the daemon does on
+// SIGHUP: jobs added, changed and removed take effect, runs already going
+// finish under their old settings, and the settings of RestartSettings
+// (the database's among them: the handle is never reopened) keep their
+// old values. A refused config leaves the old one running, and
+// worker_config_last_reload_successful says so.
+//
 // # HTTP
 //
 // A Worker serves no HTTP of its own. Handler returns the worker daemon's
@@ -31,8 +38,9 @@
 // health checks can leave it out, and the metrics are in the Registerer
 // given either way. HandlerOptions.EnableAdminAPI adds the admin API
 // (GET /api/v1/jobs, POST /api/v1/jobs/{name}/run: run a job now), and
-// HandlerOptions.EnablePprof adds net/http/pprof; both are off by default
-// and have no authentication of their own.
+// HandlerOptions.EnablePprof adds net/http/pprof, and HandlerOptions.Reload
+// adds POST and PUT /-/reload; all are off by default and have no
+// authentication of their own.
 //
 // # Stability
 //
