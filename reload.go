@@ -12,7 +12,8 @@ import (
 )
 
 // RestartSettings returns the settings of a Config that a Reload cannot
-// change, by their keys in the file: the database handle is never reopened,
+// change, by their keys in the file (a switch between SQLite and PostgreSQL
+// is refused outright): the database handle is never reopened,
 // and the scheduler's time zone and shutdown grace and the history's limits
 // are fixed at New. A Reload keeps their old values and logs the names of
 // those the new config changed.
@@ -31,6 +32,9 @@ var restartSettings = []struct {
 	keep func(next, old *Config) bool
 }{
 	{"database.path", field(func(c *Config) *string { return &c.DBPath })},
+	{"database.url", field(func(c *Config) *string { return &c.DBURL })},
+	{"database.password_file", field(func(c *Config) *string { return &c.DBPasswordFile })},
+	{"database.replica_id", field(func(c *Config) *string { return &c.DBReplicaID })},
 	{"database.max_open_conns", field(func(c *Config) *int { return &c.MaxOpenConns })},
 	{"database.busy_timeout", field(func(c *Config) *time.Duration { return &c.BusyTimeout })},
 	{"database.max_page_count", field(func(c *Config) *int { return &c.MaxPageCount })},

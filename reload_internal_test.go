@@ -15,6 +15,9 @@ func TestKeepRestartSettings(t *testing.T) {
 	old := DefaultConfig()
 	cfg := DefaultConfig()
 	cfg.DBPath += ".other"
+	cfg.DBURL = "postgres://elsewhere/db" // kept; Reload refuses a switch of engine before it gets here
+	cfg.DBPasswordFile = "/run/secrets/pw"
+	cfg.DBReplicaID = "r2"
 	cfg.MaxOpenConns++
 	cfg.BusyTimeout++
 	cfg.MaxPageCount++
@@ -30,7 +33,8 @@ func TestKeepRestartSettings(t *testing.T) {
 	}
 	want := *old
 	want.Jobs = cfg.Jobs
-	if next.DBPath != want.DBPath || next.MaxOpenConns != want.MaxOpenConns || next.BusyTimeout != want.BusyTimeout ||
+	if next.DBPath != want.DBPath || next.DBURL != want.DBURL || next.DBPasswordFile != want.DBPasswordFile ||
+		next.DBReplicaID != want.DBReplicaID || next.MaxOpenConns != want.MaxOpenConns || next.BusyTimeout != want.BusyTimeout ||
 		next.MaxPageCount != want.MaxPageCount || next.Checkpoint != want.Checkpoint || next.Location != want.Location ||
 		next.ShutdownGrace != want.ShutdownGrace || next.HistoryRetention != want.HistoryRetention ||
 		next.HistoryMaxRowsPerJob != want.HistoryMaxRowsPerJob {

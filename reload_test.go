@@ -135,6 +135,7 @@ func TestWorker_Reload(t *testing.T) {
 		{"bad schedule", reloadJobs(jobA + "  - {name: d, schedule: \"@sometimes\", sql: \"SELECT 1\"}\n"), "jobs[1].schedule"},
 		{"unknown field", reloadJobs(jobA + "  - {name: d, schedule: \"@hourly\", sql: \"SELECT 1\", retry: 3}\n"), "retry"},
 		{"no Go job", reloadJobs(jobA + "  - {name: d}\n"), "jobs[1]"},
+		{"engine switch", "database:\n  url: postgres://localhost/db\n" + reloadJobs(jobA), "database.url: cannot switch"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := strings.Count(logs.String(), "\n")
