@@ -12,8 +12,9 @@ import (
 )
 
 // The chain every run goes through, outermost first (see New): record
-// (metrics, log, history), skipIfRunning, track, recoverPanic, withTimeout,
-// then runJob (the idempotent Init, then the job).
+// (metrics, log, history), skipIfRunning, coordinate (the claim among
+// replicas, see Coordinator), track, recoverPanic, withTimeout, then runJob
+// (the idempotent Init, then the job).
 
 // handler runs one step of a run.
 type handler func(ctx context.Context, e *entry, r *Run) error
@@ -35,6 +36,9 @@ func chain(final handler, mws ...middleware) handler {
 func (s *Scheduler) record(next handler) handler {
 	return func(ctx context.Context, e *entry, r *Run) error {
 		err := next(ctx, e, r)
+		if errors.Is(err, ErrNotClaimed) {
+			return err // another replica runs and records it
+		}
 		r.EndedAt = time.Now()
 		r.Err = err
 		r.Result = s.classify(err)

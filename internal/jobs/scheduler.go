@@ -48,6 +48,9 @@ type Config struct {
 	// ErrHistoryFull when this run was dropped. The worker feeds its
 	// readiness from it. It must not block.
 	OnFinish func(r *Run, historyErr error)
+	// Coordinator, when set, claims each scheduled tick among replicas
+	// sharing the database (PostgreSQL); nil runs every tick here.
+	Coordinator Coordinator
 }
 
 // Scheduler runs jobs on their schedules. Stop is safe to call on a Scheduler
@@ -164,7 +167,7 @@ func New(cfg Config, jobs []Job) (*Scheduler, error) {
 			}
 		}
 	}
-	s.handle = chain(s.runJob, s.record, s.skipIfRunning, s.track, recoverPanic, s.withTimeout)
+	s.handle = chain(s.runJob, s.record, s.skipIfRunning, s.coordinate, s.track, recoverPanic, s.withTimeout)
 	return s, nil
 }
 

@@ -1,0 +1,440 @@
+// Package claim makes replicas that share one PostgreSQL database run each
+// scheduled tick of each job at most once to success, and lose none when a
+// replica dies.
+//
+// A tick is the pair (job, scheduled time), the time taken from the cron
+// spec, so replicas agree on it whatever their clocks say. A Claimer claims
+// a tick with one INSERT ... ON CONFLICT DO NOTHING into job_claims, keyed
+// by (job, scheduled_at): exactly one replica's insert wins. The winner holds
+// a lease (owner, attempt, lease_until) that it renews while the job runs; a
+// replica that dies stops renewing, and once the lease has run out the next
+// replica to claim a tick of that job takes the run over with attempt + 1.
+// Renew and Finish name the owner and attempt, so a replica that was paused
+// or partitioned past its lease is fenced: its renewal and finish change no
+// row, its run's context is cancelled (see Lease.Hold), and the refused
+// finish is counted and logged.
+//
+// Every time that decides anything (is the tick due, has the lease run out)
+// is the server's now(), never the replica's clock: a replica whose clock
+// runs ahead gets ErrNotDue with how long to wait, by the server's clock.
+// The offset between the two clocks is measured on every claim and exported.
+//
+// This is at-least-once execution of a job body: a takeover reruns a body
+// whose owner may have done part or all of its work before it died or was
+// fenced. Job SQL must therefore be idempotent.
+//
+// A partial unique index allows one running claim per job, so a slow run on
+// one replica is never overlapped by the next tick on another (ErrBusy).
+//
+// Missed ticks: a tick that no replica claimed within MissedGrace of its
+// scheduled time is marked missed by a row of status 'missed', inserted with
+// ON CONFLICT DO NOTHING like a claim, so that it is counted once across all
+// replicas (by the replica whose insert won) and can no longer be claimed
+// late. Which ticks to check is the caller's: Claim takes the earlier ticks
+// to check along with the tick it claims, in the same statement; the
+// Coordinator passes, at each tick of a job, the ticks scheduled between
+// its previous tick and this one, each shifted back by MissedGrace, so that
+// every replica checks every tick once it is older than the grace.
+package claim
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults for Config.
+const (
+	DefaultLease       = 15 * time.Second
+	DefaultMissedGrace = time.Minute
+	DefaultNamespace   = "worker"
+)
+
+// Errors of Claim, Renew and Finish.
+var (
+	// ErrNotDue is wrapped by a *NotDueError: the tick is later than the
+	// server's now().
+	ErrNotDue = errors.New("tick is not due yet by the server's clock")
+	// ErrBusy: another tick of the job is running under a live lease.
+	ErrBusy = errors.New("another tick of the job is still running")
+	// ErrMissed: the tick was marked missed, too late to claim.
+	ErrMissed = errors.New("tick was marked missed")
+	// ErrFenced: the claim belongs to another owner or attempt now, so a
+	// renewal or finish changed nothing.
+	ErrFenced = errors.New("claim fenced: taken over by another owner or attempt")
+	// ErrLeaseLost is the cause of a held run's cancelled context.
+	ErrLeaseLost = errors.New("lease lost")
+)
+
+// NotDueError is the error of a Claim made before the tick is due by the
+// server's clock.
+type NotDueError struct {
+	Job         string
+	ScheduledAt time.Time
+	Wait        time.Duration // until the tick is due, by the server's clock
+}
+
+func (e *NotDueError) Error() string {
+	return fmt.Sprintf("tick %s of job %q is not due for %s by the server's clock", e.ScheduledAt.Format(time.RFC3339Nano), e.Job, e.Wait)
+}
+
+// Unwrap makes errors.Is(err, ErrNotDue) hold.
+func (e *NotDueError) Unwrap() error { return ErrNotDue }
+
+// Result says how a Lease was obtained; it is the result label of
+// worker_job_claims_total.
+type Result string
+
+// The results of a claim.
+const (
+	Won       Result = "won"        // this replica's insert won the tick
+	Lost      Result = "lost"       // another replica has the tick
+	TakenOver Result = "taken_over" // a running claim whose lease ran out, now this replica's
+)
+
+// Config holds the settings of a Claimer.
+type Config struct {
+	DB *sql.DB
+	// Owner names this replica in job_claims; it must differ between
+	// replicas (the worker's application_name suits).
+	Owner string
+	// Lease is how long a claim stays this replica's without a renewal;
+	// 0 means DefaultLease. Lease.Hold renews every Lease/3.
+	Lease time.Duration
+	// MissedGrace is how long after its scheduled time a tick with no
+	// claim is marked missed; 0 means DefaultMissedGrace.
+	MissedGrace time.Duration
+	Namespace   string // metric namespace; "" means DefaultNamespace
+	Registerer  prometheus.Registerer
+	Logger      *slog.Logger
+}
+
+// Claimer claims ticks for one replica. It is safe for concurrent use.
+type Claimer struct {
+	cfg     Config
+	logger  *slog.Logger
+	metrics *metrics
+	now     func() time.Time // the local clock; skewed in tests
+}
+
+// New returns a Claimer and registers its metrics. Run Migrate first.
+func New(cfg Config) (*Claimer, error) {
+	if cfg.DB == nil {
+		return nil, errors.New("claim: Config.DB is nil")
+	}
+	if cfg.Owner == "" {
+		return nil, errors.New("claim: Config.Owner is empty")
+	}
+	if cfg.Lease < 0 || cfg.MissedGrace < 0 {
+		return nil, fmt.Errorf("claim: Config.Lease %s and MissedGrace %s must not be negative", cfg.Lease, cfg.MissedGrace)
+	}
+	if cfg.Lease == 0 {
+		cfg.Lease = DefaultLease
+	}
+	if cfg.MissedGrace == 0 {
+		cfg.MissedGrace = DefaultMissedGrace
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = DefaultNamespace
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Claimer{cfg: cfg, logger: logger, metrics: newMetrics(cfg.Namespace), now: time.Now}
+	if cfg.Registerer != nil {
+		for _, m := range c.metrics.collectors() {
+			if err := cfg.Registerer.Register(m); err != nil {
+				return nil, fmt.Errorf("claim: cannot register metrics: %w", err)
+			}
+		}
+	}
+	return c, nil
+}
+
+// Owner returns the owner id this Claimer writes.
+func (c *Claimer) Owner() string { return c.cfg.Owner }
+
+// Lease returns the lease length.
+func (c *Claimer) Lease() time.Duration { return c.cfg.Lease }
+
+// MissedGrace returns how long a tick may go unclaimed before it is missed.
+func (c *Claimer) MissedGrace() time.Duration { return c.cfg.MissedGrace }
+
+// Init creates the job's series at 0, so that rate() over a result that
+// never happened is 0, not empty.
+func (c *Claimer) Init(job string) { c.metrics.init(job) }
+
+// claimSQL claims a tick and marks earlier unclaimed ticks missed, in one
+// round trip. Both inserts see the statement's snapshot and now(); a
+// concurrent insert of the same key makes ON CONFLICT wait for it and then
+// do nothing, so exactly one replica's insert returns a row.
+const claimSQL = `WITH won AS (
+	INSERT INTO job_claims (job, scheduled_at, owner, attempt, lease_until, status, started_at)
+	SELECT $1, $2, $3, 1, now() + $4 * interval '1 microsecond', 'running', now()
+	WHERE $2 <= now()
+	ON CONFLICT DO NOTHING
+	RETURNING 1
+), missed AS (
+	INSERT INTO job_claims (job, scheduled_at, owner, attempt, lease_until, status, started_at, finished_at)
+	SELECT $1, t, $3, 0, now(), 'missed', now(), now()
+	FROM unnest($5::timestamptz[]) AS t
+	WHERE t <= now() - $6 * interval '1 microsecond'
+	ON CONFLICT DO NOTHING
+	RETURNING 1
+)
+SELECT clock_timestamp(), now(), EXISTS (SELECT 1 FROM won), (SELECT count(*) FROM missed)`
+
+// takeoverSQL takes over the job's running claim whose lease has run out.
+// The partial index allows one running claim per job; concurrent takeovers
+// queue on the row lock, and the later ones re-check lease_until and find
+// it renewed.
+const takeoverSQL = `UPDATE job_claims
+SET attempt = attempt + 1, owner = $2, lease_until = now() + $3 * interval '1 microsecond', started_at = now()
+WHERE job = $1 AND status = 'running' AND lease_until < now() AND scheduled_at <= $4
+RETURNING scheduled_at, attempt`
+
+// Claim claims the tick (job, scheduledAt) for this replica. It returns a
+// Lease with Result Won or TakenOver; on a takeover the lease may be for an
+// earlier tick of the job, whose owner died while running it. It returns a
+// *NotDueError when the tick is later than the server's now(), ErrBusy when
+// another tick of the job runs under a live lease, ErrMissed when the tick
+// was marked missed, and a *LostError when another replica has the tick.
+//
+// Each of earlier that is older than MissedGrace by the server's clock and
+// has no claim is marked missed and counted.
+func (c *Claimer) Claim(ctx context.Context, job string, scheduledAt time.Time, earlier ...time.Time) (*Lease, error) {
+	if earlier == nil {
+		earlier = []time.Time{}
+	}
+	lease := c.cfg.Lease.Microseconds()
+	t0 := c.now()
+	var server, now time.Time
+	var won bool
+	var missed int64
+	err := c.cfg.DB.QueryRowContext(ctx, claimSQL, job, scheduledAt, c.cfg.Owner, lease, earlier, c.cfg.MissedGrace.Microseconds()).
+		Scan(&server, &now, &won, &missed)
+	if err != nil {
+		return nil, fmt.Errorf("cannot claim tick %s of job %q: %w", scheduledAt.Format(time.RFC3339), job, err)
+	}
+	c.observeOffset(t0, c.now(), server)
+	if missed > 0 {
+		c.metrics.missed.WithLabelValues(job).Add(float64(missed))
+		c.logger.Warn("Ticks missed: no replica claimed them in time", "job", job, "ticks", missed, "grace", c.cfg.MissedGrace)
+	}
+	if won {
+		c.metrics.claims.WithLabelValues(job, string(Won)).Inc()
+		return c.newLease(job, scheduledAt, 1, Won), nil
+	}
+	if scheduledAt.After(now) {
+		return nil, &NotDueError{Job: job, ScheduledAt: scheduledAt, Wait: scheduledAt.Sub(now)}
+	}
+	var tick time.Time
+	var attempt int
+	err = c.cfg.DB.QueryRowContext(ctx, takeoverSQL, job, c.cfg.Owner, lease, scheduledAt).Scan(&tick, &attempt)
+	switch {
+	case err == nil:
+		c.metrics.claims.WithLabelValues(job, string(TakenOver)).Inc()
+		c.logger.Warn("Tick taken over: its lease ran out", "job", job, "scheduled_at", tick, "attempt", attempt)
+		return c.newLease(job, tick, attempt, TakenOver), nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("cannot take over a claim of job %q: %w", job, err)
+	}
+	var owner, status string
+	err = c.cfg.DB.QueryRowContext(ctx, `SELECT owner, status FROM job_claims WHERE job = $1 AND scheduled_at = $2`, job, scheduledAt).
+		Scan(&owner, &status)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		// The insert conflicted with the one-running-claim index.
+		return nil, fmt.Errorf("job %q, tick %s: %w", job, scheduledAt.Format(time.RFC3339), ErrBusy)
+	case err != nil:
+		return nil, fmt.Errorf("cannot read the claim of job %q: %w", job, err)
+	case status == "missed":
+		return nil, fmt.Errorf("job %q, tick %s: %w", job, scheduledAt.Format(time.RFC3339), ErrMissed)
+	}
+	c.metrics.claims.WithLabelValues(job, string(Lost)).Inc()
+	return nil, &LostError{Job: job, ScheduledAt: scheduledAt, Owner: owner, Status: status}
+}
+
+// LostError is the error of a Claim of a tick that another replica has.
+type LostError struct {
+	Job         string
+	ScheduledAt time.Time
+	Owner       string // the replica that has the tick
+	Status      string // running, succeeded or failed
+}
+
+func (e *LostError) Error() string {
+	return fmt.Sprintf("tick %s of job %q is %s's (%s)", e.ScheduledAt.Format(time.RFC3339), e.Job, e.Owner, e.Status)
+}
+
+// MeasureOffset measures and exports the server's clock minus this
+// replica's, taking the local time as the midpoint of the round trip.
+func (c *Claimer) MeasureOffset(ctx context.Context) (time.Duration, error) {
+	t0 := c.now()
+	var server time.Time
+	if err := c.cfg.DB.QueryRowContext(ctx, `SELECT clock_timestamp()`).Scan(&server); err != nil {
+		return 0, fmt.Errorf("cannot read the server's clock: %w", err)
+	}
+	return c.observeOffset(t0, c.now(), server), nil
+}
+
+func (c *Claimer) observeOffset(t0, t1, server time.Time) time.Duration {
+	mid := t0.Add(t1.Sub(t0) / 2)
+	d := server.Sub(mid)
+	c.metrics.offset.Set(d.Seconds())
+	return d
+}
+
+// Lease is this replica's hold on a claimed tick. Hold renews it in the
+// background; Finish records the run's outcome. Renew and Finish are fenced
+// by owner and attempt.
+type Lease struct {
+	Job         string
+	ScheduledAt time.Time
+	Attempt     int
+	Result      Result // Won or TakenOver
+
+	c        *Claimer
+	lostOnce sync.Once
+
+	mu       sync.Mutex
+	stop     context.CancelFunc // stops the renewer; nil until Hold
+	wg       sync.WaitGroup
+	finished bool
+}
+
+func (c *Claimer) newLease(job string, tick time.Time, attempt int, r Result) *Lease {
+	return &Lease{Job: job, ScheduledAt: tick, Attempt: attempt, Result: r, c: c}
+}
+
+// Renew extends the lease by the Claimer's Lease from the server's now().
+// It returns ErrFenced, and counts the lease as lost, when the claim is no
+// longer this owner's and attempt's, no longer running, or its lease has run
+// out: another replica may be taking it over at this moment, so a lease is
+// never revived. (Finish, by contrast, is accepted after the lease ran out
+// as long as no one took the tick over: the run is done and still the only
+// one.)
+func (l *Lease) Renew(ctx context.Context) error {
+	res, err := l.c.cfg.DB.ExecContext(ctx, `UPDATE job_claims SET lease_until = now() + $5 * interval '1 microsecond'
+WHERE job = $1 AND scheduled_at = $2 AND owner = $3 AND attempt = $4 AND status = 'running' AND lease_until >= now()`,
+		l.Job, l.ScheduledAt, l.c.cfg.Owner, l.Attempt, l.c.cfg.Lease.Microseconds())
+	if err != nil {
+		return fmt.Errorf("cannot renew the lease of job %q: %w", l.Job, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("cannot renew the lease of job %q: %w", l.Job, err)
+	} else if n == 0 {
+		l.lost()
+		return l.fenced()
+	}
+	return nil
+}
+
+func (l *Lease) fenced() error {
+	return fmt.Errorf("job %q, tick %s, attempt %d, owner %s: %w", l.Job, l.ScheduledAt.Format(time.RFC3339), l.Attempt, l.c.cfg.Owner, ErrFenced)
+}
+
+// lost counts the lease as lost, once.
+func (l *Lease) lost() {
+	l.lostOnce.Do(func() {
+		l.c.metrics.leasesLost.WithLabelValues(l.Job).Inc()
+		l.c.logger.Warn("Lease lost", "job", l.Job, "scheduled_at", l.ScheduledAt, "attempt", l.Attempt)
+	})
+}
+
+// Hold starts renewing the lease every Lease/3 and returns a context derived
+// from ctx for the run. The context is cancelled, with cause ErrLeaseLost, as
+// soon as a renewal is refused, or when no renewal has succeeded for a whole
+// lease (the database is unreachable, so another replica may take over).
+// Finish stops the renewer. Call Hold at most once.
+func (l *Lease) Hold(ctx context.Context) context.Context {
+	runCtx, cancelRun := context.WithCancelCause(ctx)
+	renewCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	l.mu.Lock()
+	if l.finished || l.stop != nil {
+		l.mu.Unlock()
+		stop()
+		cancelRun(errors.New("lease already held or finished"))
+		return runCtx
+	}
+	l.stop = func() { stop(); cancelRun(context.Canceled) }
+	l.wg.Go(func() { l.renew(renewCtx, cancelRun) })
+	l.mu.Unlock()
+	return runCtx
+}
+
+func (l *Lease) renew(ctx context.Context, cancelRun context.CancelCauseFunc) {
+	every := l.c.cfg.Lease / 3
+	t := time.NewTicker(every)
+	defer t.Stop()
+	confirmed := time.Now() // a renewal's send: the lease ends no earlier than this plus Lease
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sent := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, every)
+		err := l.Renew(rctx)
+		cancel()
+		switch {
+		case err == nil:
+			confirmed = sent
+		case errors.Is(err, ErrFenced):
+			cancelRun(ErrLeaseLost)
+			return
+		case ctx.Err() != nil:
+			return
+		default:
+			l.c.logger.Warn("Cannot renew lease", "job", l.Job, "err", err)
+			if time.Since(confirmed) >= l.c.cfg.Lease {
+				l.lost()
+				cancelRun(fmt.Errorf("%w: not renewed for %s: %w", ErrLeaseLost, l.c.cfg.Lease, err))
+				return
+			}
+		}
+	}
+}
+
+// Finish stops the renewer and records the run as succeeded or failed. It
+// returns ErrFenced, counts the refused finish and logs it, when the claim is
+// no longer this owner's and attempt's: another replica took the tick over,
+// and this run's outcome must not count.
+func (l *Lease) Finish(ctx context.Context, success bool) error {
+	l.mu.Lock()
+	l.finished = true
+	stop := l.stop
+	l.mu.Unlock()
+	if stop != nil {
+		stop()
+		l.wg.Wait()
+	}
+	status := "failed"
+	if success {
+		status = "succeeded"
+	}
+	res, err := l.c.cfg.DB.ExecContext(ctx, `UPDATE job_claims SET status = $5, finished_at = now()
+WHERE job = $1 AND scheduled_at = $2 AND owner = $3 AND attempt = $4 AND status = 'running'`,
+		l.Job, l.ScheduledAt, l.c.cfg.Owner, l.Attempt, status)
+	if err != nil {
+		return fmt.Errorf("cannot finish the claim of job %q: %w", l.Job, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("cannot finish the claim of job %q: %w", l.Job, err)
+	} else if n == 0 {
+		l.lost()
+		l.c.metrics.fenced.WithLabelValues(l.Job).Inc()
+		l.c.logger.Error("Finish refused: the tick was taken over", "job", l.Job, "scheduled_at", l.ScheduledAt,
+			"attempt", l.Attempt, "owner", l.c.cfg.Owner, "status", status)
+		return l.fenced()
+	}
+	return nil
+}

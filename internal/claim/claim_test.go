@@ -1,0 +1,445 @@
+package claim_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/sqlworker/worker/internal/claim"
+	"github.com/sqlworker/worker/internal/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// server starts a PostgreSQL server with job_claims migrated, and returns
+// its DSN.
+func server(t testing.TB) string {
+	t.Helper()
+	dsn := pgtest.Start(t)
+	db := open(t, dsn)
+	if err := claim.Migrate(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	return dsn
+}
+
+// open opens a handle of its own on dsn, closed at cleanup, as a replica
+// would.
+func open(t testing.TB, dsn string) *sql.DB {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(stdlib.GetConnector(*cfg))
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// replica returns a Claimer on a handle of its own, with its own registry.
+func replica(t testing.TB, dsn, owner string, cfg claim.Config) *claim.Claimer {
+	t.Helper()
+	cfg.DB, cfg.Owner, cfg.Registerer = open(t, dsn), owner, prometheus.NewRegistry()
+	c, err := claim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// row is a job_claims row.
+type row struct {
+	owner, status string
+	attempt       int
+}
+
+func readRow(t *testing.T, db *sql.DB, job string, tick time.Time) (row, bool) {
+	t.Helper()
+	var r row
+	err := db.QueryRow(`SELECT owner, status, attempt FROM job_claims WHERE job = $1 AND scheduled_at = $2`, job, tick).
+		Scan(&r.owner, &r.status, &r.attempt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, true
+}
+
+// expire ends the running lease of the job's claim, as if its owner had
+// been paused or dead past it.
+func expire(t *testing.T, db *sql.DB, job string) {
+	t.Helper()
+	res, err := db.Exec(`UPDATE job_claims SET lease_until = now() - interval '1 second' WHERE job = $1 AND status = 'running'`, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("running claims of %s expired: got %v, want 1", job, n)
+	}
+}
+
+// Ensure that replicas racing for the same ticks win each exactly once,
+// and that the winner's Finish records the tick as succeeded.
+func TestClaim_OneWinnerPerTick(t *testing.T) {
+	dsn := server(t)
+	const replicas, ticks = 4, 25
+	cs := make([]*claim.Claimer, replicas)
+	for i := range cs {
+		cs[i] = replica(t, dsn, fmt.Sprintf("replica-%d", i), claim.Config{})
+	}
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	ctx := context.Background()
+	wins := make([][]int, ticks)
+	for k := range ticks {
+		tick := base.Add(time.Duration(k) * time.Second)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		start := make(chan struct{})
+		for i, c := range cs {
+			wg.Go(func() {
+				<-start
+				l, err := c.Claim(ctx, "race", tick)
+				var lost *claim.LostError
+				switch {
+				case err == nil:
+					if err := l.Finish(ctx, true); err != nil {
+						t.Errorf("Finish: %v", err)
+					}
+					mu.Lock()
+					wins[k] = append(wins[k], i)
+					mu.Unlock()
+				case !errors.As(err, &lost):
+					t.Errorf("Claim: got %v, want nil or a *LostError", err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+	}
+	db := open(t, dsn)
+	var total float64
+	for k := range ticks {
+		if got, want := len(wins[k]), 1; got != want {
+			t.Fatalf("tick %d: winners got %v (%v), want %v", k, got, wins[k], want)
+		}
+		r, ok := readRow(t, db, "race", base.Add(time.Duration(k)*time.Second))
+		if want := (row{fmt.Sprintf("replica-%d", wins[k][0]), "succeeded", 1}); !ok || r != want {
+			t.Errorf("tick %d: row got %+v (%v), want %+v", k, r, ok, want)
+		}
+	}
+	var rows int
+	if err := db.QueryRow(`SELECT count(*) FROM job_claims`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := rows, ticks; got != want {
+		t.Errorf("rows: got %v, want %v", got, want)
+	}
+	var lost float64
+	for _, c := range cs {
+		total += testutil.ToFloat64(claim.Claims(c, "race", claim.Won))
+		lost += testutil.ToFloat64(claim.Claims(c, "race", claim.Lost))
+	}
+	if got, want := total, float64(ticks); got != want {
+		t.Errorf("claims won: got %v, want %v", got, want)
+	}
+	if got, want := lost, float64(ticks*(replicas-1)); got != want {
+		t.Errorf("claims lost: got %v, want %v", got, want)
+	}
+}
+
+// Ensure that a replica whose clock runs ahead cannot claim the tick its
+// clock says is due before the server's clock says so, and learns how long
+// to wait; and that the offset it measures matches its skew.
+func TestClaim_NotDueByServerClock(t *testing.T) {
+	dsn := server(t)
+	const skew = 10 * time.Second
+	c := replica(t, dsn, "ahead", claim.Config{})
+	claim.SetClockSkew(c, skew)
+	tick := time.Now().Add(skew).Truncate(time.Second) // due by the replica's clock
+	_, err := c.Claim(context.Background(), "skewed", tick)
+	var nd *claim.NotDueError
+	if !errors.As(err, &nd) || !errors.Is(err, claim.ErrNotDue) {
+		t.Fatalf("Claim: got %v, want a *NotDueError", err)
+	}
+	if nd.Wait <= skew-2*time.Second || nd.Wait > skew {
+		t.Errorf("Wait: got %v, want about %v", nd.Wait, skew)
+	}
+	if r, ok := readRow(t, open(t, dsn), "skewed", tick); ok {
+		t.Errorf("row of the early tick: got %+v, want none", r)
+	}
+	if got := testutil.ToFloat64(claim.Claims(c, "skewed", claim.Won)); got != 0 {
+		t.Errorf("claims won: got %v, want 0", got)
+	}
+}
+
+// Ensure that the measured offset, and its gauge, match an injected skew.
+func TestClaimer_MeasureOffset(t *testing.T) {
+	dsn := server(t)
+	for _, skew := range []time.Duration{-7 * time.Second, 0, 3 * time.Second} {
+		c := replica(t, dsn, fmt.Sprintf("skew%v", skew), claim.Config{})
+		claim.SetClockSkew(c, skew)
+		got, err := c.MeasureOffset(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The server runs on this machine: its clock is the machine's.
+		if want := -skew; got < want-time.Second || got > want+time.Second {
+			t.Errorf("skew %v: offset got %v, want about %v", skew, got, want)
+		}
+		if g, want := testutil.ToFloat64(claim.ClockOffset(c)), got.Seconds(); g != want {
+			t.Errorf("skew %v: gauge got %v, want %v", skew, g, want)
+		}
+	}
+}
+
+// Ensure that a lease left to run out is taken over with attempt 2, that
+// the old owner's Renew and Finish are then refused and counted, and that
+// the new owner's Finish records the success.
+func TestLease_TakeoverFencesOldOwner(t *testing.T) {
+	dsn := server(t)
+	ctx := context.Background()
+	a := replica(t, dsn, "a", claim.Config{})
+	b := replica(t, dsn, "b", claim.Config{})
+	db := open(t, dsn)
+	tick := time.Now().Add(-time.Minute).Truncate(time.Second)
+
+	la, err := a.Claim(ctx, "j", tick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Claim(ctx, "j", tick); err == nil {
+		t.Fatal("Claim of b under a's live lease: got nil, want an error")
+	}
+	expire(t, db, "j")
+	lb, err := b.Claim(ctx, "j", tick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := [2]any{lb.Result, lb.Attempt}, [2]any{claim.TakenOver, 2}; got != want {
+		t.Errorf("takeover: got %v, want %v", got, want)
+	}
+	if got := testutil.ToFloat64(claim.Claims(b, "j", claim.TakenOver)); got != 1 {
+		t.Errorf("b's claims taken over: got %v, want 1", got)
+	}
+	if err := la.Renew(ctx); !errors.Is(err, claim.ErrFenced) {
+		t.Errorf("a's Renew: got %v, want %v", err, claim.ErrFenced)
+	}
+	if err := la.Finish(ctx, true); !errors.Is(err, claim.ErrFenced) {
+		t.Errorf("a's Finish: got %v, want %v", err, claim.ErrFenced)
+	}
+	if got := testutil.ToFloat64(claim.LeasesLost(a, "j")); got != 1 {
+		t.Errorf("a's leases lost: got %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(claim.FencedFinishes(a, "j")); got != 1 {
+		t.Errorf("a's fenced finishes: got %v, want 1", got)
+	}
+	if r, _ := readRow(t, db, "j", tick); r != (row{"b", "running", 2}) {
+		t.Errorf("row after a's stale finish: got %+v, want b's running attempt 2", r)
+	}
+	if err := lb.Finish(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := readRow(t, db, "j", tick); r != (row{"b", "succeeded", 2}) {
+		t.Errorf("row: got %+v, want b's succeeded attempt 2", r)
+	}
+	if got := testutil.ToFloat64(claim.FencedFinishes(b, "j")); got != 0 {
+		t.Errorf("b's fenced finishes: got %v, want 0", got)
+	}
+}
+
+// Ensure that Hold renews the lease, so that another replica cannot take
+// the tick over, and cancels the run's context with ErrLeaseLost once the
+// claim is taken over.
+func TestLease_HoldCancelsOnLoss(t *testing.T) {
+	dsn := server(t)
+	ctx := context.Background()
+	const lease = 1500 * time.Millisecond
+	a := replica(t, dsn, "a", claim.Config{Lease: lease})
+	b := replica(t, dsn, "b", claim.Config{Lease: lease})
+	db := open(t, dsn)
+	tick := time.Now().Add(-time.Minute).Truncate(time.Second)
+	la, err := a.Claim(ctx, "j", tick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first time.Time
+	if err := db.QueryRow(`SELECT lease_until FROM job_claims WHERE job = 'j'`).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	runCtx := la.Hold(ctx)
+
+	// Wait for a renewal: the deadline moves on.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var until time.Time
+		if err := db.QueryRow(`SELECT lease_until FROM job_claims WHERE job = 'j'`).Scan(&until); err != nil {
+			t.Fatal(err)
+		}
+		if until.After(first) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lease_until: still %v after 20s, want it renewed", until)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if runCtx.Err() != nil {
+		t.Fatalf("run context while the lease is held: got %v, want nil", context.Cause(runCtx))
+	}
+
+	expire(t, db, "j")
+	if _, err := b.Claim(ctx, "j", tick); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-runCtx.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("run context: not cancelled 20s after the takeover")
+	}
+	if got := context.Cause(runCtx); !errors.Is(got, claim.ErrLeaseLost) {
+		t.Errorf("cause: got %v, want %v", got, claim.ErrLeaseLost)
+	}
+	if err := la.Finish(ctx, true); !errors.Is(err, claim.ErrFenced) {
+		t.Errorf("Finish: got %v, want %v", err, claim.ErrFenced)
+	}
+	if got := testutil.ToFloat64(claim.LeasesLost(a, "j")); got != 1 {
+		t.Errorf("leases lost: got %v, want 1", got)
+	}
+}
+
+// Ensure that a running claim of a job refuses a claim of its next tick,
+// on every replica, until it has finished.
+func TestClaim_NoOverlap(t *testing.T) {
+	dsn := server(t)
+	ctx := context.Background()
+	a := replica(t, dsn, "a", claim.Config{})
+	b := replica(t, dsn, "b", claim.Config{})
+	tick := time.Now().Add(-time.Minute).Truncate(time.Second)
+	la, err := a.Claim(ctx, "slow", tick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := tick.Add(time.Second)
+	for _, c := range []*claim.Claimer{a, b} {
+		if _, err := c.Claim(ctx, "slow", next); !errors.Is(err, claim.ErrBusy) {
+			t.Errorf("%s's claim of the next tick: got %v, want %v", c.Owner(), err, claim.ErrBusy)
+		}
+	}
+	if r, ok := readRow(t, open(t, dsn), "slow", next); ok {
+		t.Errorf("row of the next tick: got %+v, want none", r)
+	}
+	// Another job is not held up.
+	if l, err := b.Claim(ctx, "other", next); err != nil {
+		t.Errorf("claim of another job: got %v, want nil", err)
+	} else if err := l.Finish(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := la.Finish(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	lb, err := b.Claim(ctx, "slow", next)
+	if err != nil {
+		t.Fatalf("claim of the next tick after the finish: got %v, want nil", err)
+	}
+	if err := lb.Finish(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Ensure that the index itself refuses a second running claim of a job,
+// whoever writes it.
+func TestMigrate_OneRunningClaimPerJob(t *testing.T) {
+	dsn := server(t)
+	db := open(t, dsn)
+	if err := claim.Migrate(context.Background(), db); err != nil {
+		t.Fatalf("second Migrate: got %v, want nil", err)
+	}
+	const insert = `INSERT INTO job_claims (job, scheduled_at, owner, attempt, lease_until, status, started_at)
+VALUES ('j', $1, 'x', 1, now(), $2, now())`
+	tick := time.Now().Truncate(time.Second)
+	if _, err := db.Exec(insert, tick, "running"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(insert, tick.Add(time.Second), "succeeded"); err != nil {
+		t.Fatalf("a finished claim beside the running one: got %v, want nil", err)
+	}
+	if _, err := db.Exec(insert, tick.Add(2*time.Second), "running"); err == nil {
+		t.Fatal("a second running claim: got nil, want a unique violation")
+	}
+}
+
+// Ensure that earlier ticks with no claim are marked missed once older than
+// the grace, counted once across replicas, and can no longer be claimed;
+// and that claimed or recent ticks are not.
+func TestClaim_MissedTicks(t *testing.T) {
+	dsn := server(t)
+	ctx := context.Background()
+	cfg := claim.Config{MissedGrace: 5 * time.Second}
+	a := replica(t, dsn, "a", cfg)
+	b := replica(t, dsn, "b", cfg)
+	db := open(t, dsn)
+	now := time.Now().Truncate(time.Second)
+	ran, missed, recent, tick := now.Add(-30*time.Second), now.Add(-20*time.Second), now.Add(-time.Second), now.Add(-500*time.Millisecond)
+
+	l, err := b.Claim(ctx, "j", ran)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Finish(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if l, err = a.Claim(ctx, "j", tick, ran, missed, recent); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Finish(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Claim(ctx, "j", tick, ran, missed, recent); err == nil {
+		t.Fatal("b's claim of a's tick: got nil, want an error")
+	}
+	if got := testutil.ToFloat64(claim.TicksMissed(a, "j")); got != 1 {
+		t.Errorf("a's ticks missed: got %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(claim.TicksMissed(b, "j")); got != 0 {
+		t.Errorf("b's ticks missed: got %v, want 0 (a counted it)", got)
+	}
+	if r, _ := readRow(t, db, "j", missed); r.status != "missed" {
+		t.Errorf("missed tick's status: got %q, want missed", r.status)
+	}
+	if r, _ := readRow(t, db, "j", ran); r.status != "succeeded" {
+		t.Errorf("claimed tick's status: got %q, want succeeded", r.status)
+	}
+	if r, ok := readRow(t, db, "j", recent); ok {
+		t.Errorf("tick within the grace: got %+v, want no row", r)
+	}
+	if _, err := b.Claim(ctx, "j", missed); !errors.Is(err, claim.ErrMissed) {
+		t.Errorf("late claim of the missed tick: got %v, want %v", err, claim.ErrMissed)
+	}
+}
+
+// Ensure that New refuses a Config without a handle or an owner.
+func TestNew_Invalid(t *testing.T) {
+	for name, cfg := range map[string]claim.Config{
+		"no db":          {Owner: "a"},
+		"no owner":       {DB: &sql.DB{}},
+		"negative lease": {DB: &sql.DB{}, Owner: "a", Lease: -time.Second},
+	} {
+		if _, err := claim.New(cfg); err == nil {
+			t.Errorf("%s: got nil, want an error", name)
+		}
+	}
+}

@@ -1,0 +1,53 @@
+package claim
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrateLock is the pg_advisory_xact_lock key that serialises Migrate
+// between replicas starting together ("job_claims" in ASCII, truncated).
+const migrateLock = 0x6a6f625f636c61
+
+// schema is job_claims: one row per claimed or missed tick. The partial
+// unique index allows one running claim per job, so that a slow run is not
+// overlapped by the next tick on another replica.
+var schema = []string{
+	`CREATE TABLE IF NOT EXISTS job_claims (
+	job          text        NOT NULL,
+	scheduled_at timestamptz NOT NULL,
+	owner        text        NOT NULL,
+	attempt      integer     NOT NULL,
+	lease_until  timestamptz NOT NULL,
+	status       text        NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'missed')),
+	started_at   timestamptz NOT NULL,
+	finished_at  timestamptz,
+	PRIMARY KEY (job, scheduled_at)
+)`,
+	`CREATE UNIQUE INDEX IF NOT EXISTS job_claims_one_running ON job_claims (job) WHERE status = 'running'`,
+}
+
+// Migrate creates job_claims and its index if they do not exist, in one
+// transaction under a transaction-level advisory lock (a session lock would
+// stay on a pooled connection). It is idempotent and safe to run from every
+// replica at once. The PostgreSQL backend calls it from its migrations.
+func Migrate(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("cannot migrate job_claims: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrateLock)); err != nil {
+		return fmt.Errorf("cannot lock job_claims for migration: %w", err)
+	}
+	for _, stmt := range schema {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("cannot migrate job_claims: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("cannot migrate job_claims: %w", err)
+	}
+	return nil
+}
