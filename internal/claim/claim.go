@@ -186,6 +186,7 @@ const claimSQL = `WITH won AS (
 	SELECT $1, t, $3, 0, now(), 'missed', now(), now()
 	FROM unnest($5::timestamptz[]) AS t
 	WHERE t <= now() - $6 * interval '1 microsecond'
+		AND EXISTS (SELECT 1 FROM job_claims WHERE job = $1 AND scheduled_at < t)
 	ON CONFLICT DO NOTHING
 	RETURNING 1
 )
@@ -208,7 +209,8 @@ RETURNING scheduled_at, attempt`
 // was marked missed, and a *LostError when another replica has the tick.
 //
 // Each of earlier that is older than MissedGrace by the server's clock and
-// has no claim is marked missed and counted.
+// has no claim is marked missed and counted, unless the job has no claim
+// before it: ticks before a job's first run ever are not missed.
 func (c *Claimer) Claim(ctx context.Context, job string, scheduledAt time.Time, earlier ...time.Time) (*Lease, error) {
 	if earlier == nil {
 		earlier = []time.Time{}

@@ -1,0 +1,168 @@
+package claim_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/robfig/cron/v3"
+
+	"github.com/sqlworker/worker/internal/claim"
+	"github.com/sqlworker/worker/internal/jobs"
+)
+
+// handle is the jobs.Initer of a replica on PostgreSQL.
+type handle struct{ db *sql.DB }
+
+func (h handle) Init(context.Context) (*sql.DB, error) { return h.db, nil }
+
+// Ensure that schedulers on three replicas, coordinated by claims, run each
+// tick of a job once: the bodies that ran are the succeeded claims, every
+// tick has one winner and two losers, and no tick is missed.
+func TestCoordinator_SchedulersRunEachTickOnce(t *testing.T) {
+	dsn := server(t)
+	ctx := context.Background()
+	db := open(t, dsn)
+	if _, err := db.Exec(`CREATE TABLE bodies (owner text NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	const replicas = 3
+	cs := make([]*claim.Claimer, replicas)
+	ss := make([]*jobs.Scheduler, replicas)
+	for i := range replicas {
+		owner := fmt.Sprintf("replica-%d", i)
+		c := replica(t, dsn, owner, claim.Config{MissedGrace: 2 * time.Second})
+		c.Init("tick")
+		rdb := open(t, dsn)
+		s, err := jobs.New(jobs.Config{
+			DB:          handle{rdb},
+			Registerer:  prometheus.NewRegistry(),
+			Coordinator: claim.NewCoordinator(c),
+		}, []jobs.Job{{
+			Name:            "tick",
+			Schedule:        cron.Every(time.Second),
+			OmitSuccessRows: true,
+			Func: func(ctx context.Context, db *sql.DB) (int64, error) {
+				_, err := db.ExecContext(ctx, `INSERT INTO bodies VALUES ($1)`, owner)
+				return 1, err
+			},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs[i], ss[i] = c, s
+	}
+	for _, s := range ss {
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Wait for four ticks, beyond the missed grace.
+	deadline := time.Now().Add(30 * time.Second)
+	for n := 0; n < 4; {
+		if err := db.QueryRow(`SELECT count(*) FROM job_claims WHERE status = 'succeeded'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("succeeded ticks: got %v after 30s, want 4", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, s := range ss {
+		if err := s.Stop(ctx); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	}
+
+	var bodies, succeeded, other int
+	if err := db.QueryRow(`SELECT (SELECT count(*) FROM bodies),
+		(SELECT count(*) FROM job_claims WHERE status = 'succeeded' AND attempt = 1),
+		(SELECT count(*) FROM job_claims WHERE status <> 'succeeded' OR attempt <> 1)`).Scan(&bodies, &succeeded, &other); err != nil {
+		t.Fatal(err)
+	}
+	if bodies != succeeded || other != 0 {
+		t.Errorf("bodies run %v, succeeded first attempts %v, other claims %v: want bodies = succeeded, no other", bodies, succeeded, other)
+	}
+	var won, lost, missed float64
+	for _, c := range cs {
+		won += testutil.ToFloat64(claim.Claims(c, "tick", claim.Won))
+		lost += testutil.ToFloat64(claim.Claims(c, "tick", claim.Lost))
+		missed += testutil.ToFloat64(claim.TicksMissed(c, "tick"))
+	}
+	if won != float64(succeeded) {
+		t.Errorf("claims won: got %v, want %v (the succeeded ticks)", won, succeeded)
+	}
+	// A replica can be stopped just before a tick the others still run.
+	if lost < 2*won-4 || lost > 2*won {
+		t.Errorf("claims lost: got %v, want about %v (two replicas lose each tick)", lost, 2*won)
+	}
+	if missed != 0 {
+		t.Errorf("ticks missed: got %v, want 0", missed)
+	}
+}
+
+// Ensure that a run whose tick is taken over has its context cancelled by
+// the lost lease, and is recorded as a failure whose finish was fenced,
+// never as a success.
+func TestCoordinator_TakenOverRunIsCancelledAndFenced(t *testing.T) {
+	dsn := server(t)
+	ctx := context.Background()
+	db := open(t, dsn)
+	a := replica(t, dsn, "a", claim.Config{Lease: 1500 * time.Millisecond})
+	b := replica(t, dsn, "b", claim.Config{})
+	started := make(chan struct{}, 1)
+	finished := make(chan *jobs.Run, 16)
+	s, err := jobs.New(jobs.Config{
+		DB:          handle{open(t, dsn)},
+		Coordinator: claim.NewCoordinator(a),
+		OnFinish:    func(r *jobs.Run, _ error) { finished <- r },
+	}, []jobs.Job{{
+		Name:     "hang",
+		Schedule: cron.Every(time.Second),
+		Func: func(ctx context.Context, _ *sql.DB) (int64, error) {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+			<-ctx.Done()
+			return 0, ctx.Err()
+		},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The history has no job_runs table here: Stop's error is about that.
+	defer func() { _ = s.Stop(ctx) }()
+	<-started
+	var tick time.Time
+	if err := db.QueryRow(`SELECT scheduled_at FROM job_claims WHERE job = 'hang' AND status = 'running'`).Scan(&tick); err != nil {
+		t.Fatal(err)
+	}
+	expire(t, db, "hang")
+	if l, err := b.Claim(ctx, "hang", tick); err != nil || l.Attempt != 2 {
+		t.Fatalf("b's takeover: got %v, %v, want attempt 2", l, err)
+	}
+	for r := range finished {
+		if r.Result == jobs.Skipped {
+			continue // later ticks, while the first one hangs
+		}
+		if !r.ScheduledAt.Equal(tick) || r.Result != jobs.Failure || !errors.Is(r.Err, claim.ErrLeaseLost) || !errors.Is(r.Err, claim.ErrFenced) {
+			t.Errorf("run: got %v %v %v, want tick %v failed with a lost lease and a fenced finish", r.ScheduledAt, r.Result, r.Err, tick)
+		}
+		break
+	}
+	if got := testutil.ToFloat64(claim.FencedFinishes(a, "hang")); got != 1 {
+		t.Errorf("fenced finishes: got %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(claim.LeasesLost(a, "hang")); got != 1 {
+		t.Errorf("leases lost: got %v, want 1", got)
+	}
+}
