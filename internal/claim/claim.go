@@ -171,26 +171,50 @@ func (c *Claimer) MissedGrace() time.Duration { return c.cfg.MissedGrace }
 // never happened is 0, not empty.
 func (c *Claimer) Init(job string) { c.metrics.init(job) }
 
-// claimSQL claims a tick and marks earlier unclaimed ticks missed, in one
-// round trip. Both inserts see the statement's snapshot and now(); a
-// concurrent insert of the same key makes ON CONFLICT wait for it and then
-// do nothing, so exactly one replica's insert returns a row.
+// claimSQL claims a tick in one round trip. The insert sees now() of the
+// statement; a concurrent insert of the same key makes ON CONFLICT wait for
+// it and then do nothing, so exactly one replica's insert returns a row.
 const claimSQL = `WITH won AS (
 	INSERT INTO job_claims (job, scheduled_at, owner, attempt, lease_until, status, started_at)
 	SELECT $1, $2, $3, 1, now() + $4 * interval '1 microsecond', 'running', now()
 	WHERE $2 <= now()
 	ON CONFLICT DO NOTHING
 	RETURNING 1
-), missed AS (
+)
+SELECT clock_timestamp(), now(), EXISTS (SELECT 1 FROM won)`
+
+// missedCTE marks the ticks of job $1 in the timestamptz array ticks
+// missed, as owner, when they are older than grace microseconds and have no
+// claim, and the job has a claim before them (the arguments name the
+// statement's parameters). The statements that use it count its rows.
+func missedCTE(owner, ticks, grace string) string {
+	return `missed AS (
 	INSERT INTO job_claims (job, scheduled_at, owner, attempt, lease_until, status, started_at, finished_at)
-	SELECT $1, t, $3, 0, now(), 'missed', now(), now()
-	FROM unnest($5::timestamptz[]) AS t
-	WHERE t <= now() - $6 * interval '1 microsecond'
+	SELECT $1, t, ` + owner + `, 0, now(), 'missed', now(), now()
+	FROM unnest(` + ticks + `::timestamptz[]) AS t
+	WHERE t <= now() - ` + grace + ` * interval '1 microsecond'
 		AND EXISTS (SELECT 1 FROM job_claims WHERE job = $1 AND scheduled_at < t)
 	ON CONFLICT DO NOTHING
 	RETURNING 1
+)`
+}
+
+var markMissedSQL = `WITH ` + missedCTE("$2", "$3", "$4") + `
+SELECT count(*) FROM missed`
+
+// finishSQL finishes a claim, fenced by owner and attempt; with ticks to
+// check it marks the missed ones in the same round trip.
+const finishSQL = `WITH done AS (
+	UPDATE job_claims SET status = $5, finished_at = now()
+	WHERE job = $1 AND scheduled_at = $2 AND owner = $3 AND attempt = $4 AND status = 'running'
+	RETURNING 1
+)`
+
+var (
+	finishOnlySQL     = finishSQL + ` SELECT EXISTS (SELECT 1 FROM done), 0`
+	finishCheckingSQL = finishSQL + `, ` + missedCTE("$3", "$6", "$7") + `
+SELECT EXISTS (SELECT 1 FROM done), (SELECT count(*) FROM missed)`
 )
-SELECT clock_timestamp(), now(), EXISTS (SELECT 1 FROM won), (SELECT count(*) FROM missed)`
 
 // takeoverSQL takes over the job's running claim whose lease has run out.
 // The partial index allows one running claim per job; concurrent takeovers
@@ -210,26 +234,33 @@ RETURNING scheduled_at, attempt`
 //
 // Each of earlier that is older than MissedGrace by the server's clock and
 // has no claim is marked missed and counted, unless the job has no claim
-// before it: ticks before a job's first run ever are not missed.
+// before it: ticks before a job's first run ever are not missed. A replica
+// that gets the tick checks them in the statement of its Finish, off the
+// path to the job's start; the others check them before Claim returns.
 func (c *Claimer) Claim(ctx context.Context, job string, scheduledAt time.Time, earlier ...time.Time) (*Lease, error) {
-	if earlier == nil {
-		earlier = []time.Time{}
+	l, err := c.claim(ctx, job, scheduledAt)
+	if l != nil {
+		l.earlier = earlier
+		return l, nil
 	}
+	if len(earlier) > 0 && ctx.Err() == nil {
+		if merr := c.markMissed(ctx, job, earlier); merr != nil {
+			c.logger.Warn("Cannot check for missed ticks", "job", job, "err", merr)
+		}
+	}
+	return nil, err
+}
+
+func (c *Claimer) claim(ctx context.Context, job string, scheduledAt time.Time) (*Lease, error) {
 	lease := c.cfg.Lease.Microseconds()
 	t0 := c.now()
 	var server, now time.Time
 	var won bool
-	var missed int64
-	err := c.cfg.DB.QueryRowContext(ctx, claimSQL, job, scheduledAt, c.cfg.Owner, lease, earlier, c.cfg.MissedGrace.Microseconds()).
-		Scan(&server, &now, &won, &missed)
+	err := c.cfg.DB.QueryRowContext(ctx, claimSQL, job, scheduledAt, c.cfg.Owner, lease).Scan(&server, &now, &won)
 	if err != nil {
 		return nil, fmt.Errorf("cannot claim tick %s of job %q: %w", scheduledAt.Format(time.RFC3339), job, err)
 	}
 	c.observeOffset(t0, c.now(), server)
-	if missed > 0 {
-		c.metrics.missed.WithLabelValues(job).Add(float64(missed))
-		c.logger.Warn("Ticks missed: no replica claimed them in time", "job", job, "ticks", missed, "grace", c.cfg.MissedGrace)
-	}
 	if won {
 		c.metrics.claims.WithLabelValues(job, string(Won)).Inc()
 		return c.newLease(job, scheduledAt, 1, Won), nil
@@ -262,6 +293,24 @@ func (c *Claimer) Claim(ctx context.Context, job string, scheduledAt time.Time, 
 	}
 	c.metrics.claims.WithLabelValues(job, string(Lost)).Inc()
 	return nil, &LostError{Job: job, ScheduledAt: scheduledAt, Owner: owner, Status: status}
+}
+
+// markMissed marks the unclaimed ones of ticks missed, and counts them.
+func (c *Claimer) markMissed(ctx context.Context, job string, ticks []time.Time) error {
+	var n int64
+	if err := c.cfg.DB.QueryRowContext(ctx, markMissedSQL, job, c.cfg.Owner, ticks, c.cfg.MissedGrace.Microseconds()).
+		Scan(&n); err != nil {
+		return fmt.Errorf("cannot mark ticks of job %q missed: %w", job, err)
+	}
+	c.countMissed(job, n)
+	return nil
+}
+
+func (c *Claimer) countMissed(job string, n int64) {
+	if n > 0 {
+		c.metrics.missed.WithLabelValues(job).Add(float64(n))
+		c.logger.Warn("Ticks missed: no replica claimed them in time", "job", job, "ticks", n, "grace", c.cfg.MissedGrace)
+	}
 }
 
 // LostError is the error of a Claim of a tick that another replica has.
@@ -304,6 +353,7 @@ type Lease struct {
 	Result      Result // Won or TakenOver
 
 	c        *Claimer
+	earlier  []time.Time // to check for missed ticks at Finish
 	lostOnce sync.Once
 
 	mu       sync.Mutex
@@ -423,15 +473,17 @@ func (l *Lease) Finish(ctx context.Context, success bool) error {
 	if success {
 		status = "succeeded"
 	}
-	res, err := l.c.cfg.DB.ExecContext(ctx, `UPDATE job_claims SET status = $5, finished_at = now()
-WHERE job = $1 AND scheduled_at = $2 AND owner = $3 AND attempt = $4 AND status = 'running'`,
-		l.Job, l.ScheduledAt, l.c.cfg.Owner, l.Attempt, status)
-	if err != nil {
+	var done bool
+	var missed int64
+	q, args := finishOnlySQL, []any{l.Job, l.ScheduledAt, l.c.cfg.Owner, l.Attempt, status}
+	if len(l.earlier) > 0 {
+		q, args = finishCheckingSQL, append(args, l.earlier, l.c.cfg.MissedGrace.Microseconds())
+	}
+	if err := l.c.cfg.DB.QueryRowContext(ctx, q, args...).Scan(&done, &missed); err != nil {
 		return fmt.Errorf("cannot finish the claim of job %q: %w", l.Job, err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("cannot finish the claim of job %q: %w", l.Job, err)
-	} else if n == 0 {
+	l.c.countMissed(l.Job, missed)
+	if !done {
 		l.lost()
 		l.c.metrics.fenced.WithLabelValues(l.Job).Inc()
 		l.c.logger.Error("Finish refused: the tick was taken over", "job", l.Job, "scheduled_at", l.ScheduledAt,

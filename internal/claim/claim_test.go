@@ -393,7 +393,8 @@ func TestClaim_MissedTicks(t *testing.T) {
 	b := replica(t, dsn, "b", cfg)
 	db := open(t, dsn)
 	now := time.Now().Truncate(time.Second)
-	ran, missed, recent, tick := now.Add(-30*time.Second), now.Add(-20*time.Second), now.Add(-time.Second), now.Add(-500*time.Millisecond)
+	ran, missed, missed2 := now.Add(-30*time.Second), now.Add(-20*time.Second), now.Add(-15*time.Second)
+	recent, tick := now.Add(-time.Second), now.Add(-500*time.Millisecond)
 
 	l, err := b.Claim(ctx, "j", ran)
 	if err != nil {
@@ -402,23 +403,29 @@ func TestClaim_MissedTicks(t *testing.T) {
 	if err := l.Finish(ctx, true); err != nil {
 		t.Fatal(err)
 	}
+	// The winner checks at its Finish, the loser at its Claim.
 	if l, err = a.Claim(ctx, "j", tick, ran, missed, recent); err != nil {
 		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(claim.TicksMissed(a, "j")); got != 0 {
+		t.Errorf("a's ticks missed before its Finish: got %v, want 0", got)
 	}
 	if err := l.Finish(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Claim(ctx, "j", tick, ran, missed, recent); err == nil {
+	if _, err := b.Claim(ctx, "j", tick, ran, missed, missed2, recent); err == nil {
 		t.Fatal("b's claim of a's tick: got nil, want an error")
 	}
 	if got := testutil.ToFloat64(claim.TicksMissed(a, "j")); got != 1 {
 		t.Errorf("a's ticks missed: got %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(claim.TicksMissed(b, "j")); got != 0 {
-		t.Errorf("b's ticks missed: got %v, want 0 (a counted it)", got)
+	if got := testutil.ToFloat64(claim.TicksMissed(b, "j")); got != 1 {
+		t.Errorf("b's ticks missed: got %v, want 1 (a counted the other)", got)
 	}
-	if r, _ := readRow(t, db, "j", missed); r.status != "missed" {
-		t.Errorf("missed tick's status: got %q, want missed", r.status)
+	for _, m := range []time.Time{missed, missed2} {
+		if r, _ := readRow(t, db, "j", m); r.status != "missed" {
+			t.Errorf("missed tick %v: status got %q, want missed", m, r.status)
+		}
 	}
 	if r, _ := readRow(t, db, "j", ran); r.status != "succeeded" {
 		t.Errorf("claimed tick's status: got %q, want succeeded", r.status)
