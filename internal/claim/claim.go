@@ -31,10 +31,16 @@
 // ON CONFLICT DO NOTHING like a claim, so that it is counted once across all
 // replicas (by the replica whose insert won) and can no longer be claimed
 // late. Which ticks to check is the caller's: Claim takes the earlier ticks
-// to check along with the tick it claims, in the same statement; the
-// Coordinator passes, at each tick of a job, the ticks scheduled between
-// its previous tick and this one, each shifted back by MissedGrace, so that
-// every replica checks every tick once it is older than the grace.
+// to check along with the tick it claims. The Coordinator passes, at each
+// tick of a job, the ticks scheduled between its previous tick and this one,
+// shifted back by MissedGrace, so that every replica checks every tick once
+// it is older than the grace.
+//
+// Wiring, for the PostgreSQL backend: call Migrate from the backend's
+// migrations (idempotent, under its own transaction-level advisory lock);
+// build one Claimer per process, with the replica's application_name as
+// Owner and the worker's registry; and pass NewCoordinator(claimer, the job
+// names) as jobs.Config.Coordinator. On SQLite leave it nil.
 package claim
 
 import (

@@ -382,6 +382,44 @@ VALUES ('j', $1, 'x', 1, now(), $2, now())`
 	}
 }
 
+// Ensure that Prune deletes old finished and missed claims only, keeping
+// running ones and each job's newest.
+func TestPrune_KeepsRunningAndNewest(t *testing.T) {
+	dsn := server(t)
+	db := open(t, dsn)
+	const insert = `INSERT INTO job_claims (job, scheduled_at, owner, attempt, lease_until, status, started_at)
+VALUES ($1, now() - $2 * interval '1 hour', 'x', 1, now(), $3, now())`
+	for _, r := range []struct {
+		job    string
+		hours  int
+		status string
+	}{
+		{"a", 5, "succeeded"}, {"a", 4, "missed"}, {"a", 3, "running"}, {"a", 0, "failed"},
+		{"b", 5, "succeeded"}, // b's newest: kept however old
+	} {
+		if _, err := db.Exec(insert, r.job, r.hours, r.status); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := claim.Prune(context.Background(), db, 2*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := n, int64(2); got != want {
+		t.Errorf("deleted: got %v, want %v", got, want)
+	}
+	var left string
+	if err := db.QueryRow(`SELECT string_agg(job || ':' || status, ',' ORDER BY job, scheduled_at) FROM job_claims`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if want := "a:running,a:failed,b:succeeded"; left != want {
+		t.Errorf("left: got %v, want %v", left, want)
+	}
+	if _, err := claim.Prune(context.Background(), db, 0); err == nil {
+		t.Error("Prune(0): got nil, want an error")
+	}
+}
+
 // Ensure that earlier ticks with no claim are marked missed once older than
 // the grace, counted once across replicas, and can no longer be claimed;
 // and that claimed or recent ticks are not.

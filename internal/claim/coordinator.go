@@ -34,8 +34,12 @@ const MaxNotDueWait = time.Minute
 // maxChecked bounds the earlier ticks checked at one tick.
 const maxChecked = 1000
 
-// NewCoordinator returns a Coordinator claiming through c.
-func NewCoordinator(c *Claimer) *Coordinator {
+// NewCoordinator returns a Coordinator claiming through c, and creates the
+// metric series of the named jobs at 0.
+func NewCoordinator(c *Claimer, jobNames []string) *Coordinator {
+	for _, name := range jobNames {
+		c.Init(name)
+	}
 	return &Coordinator{c: c, prev: make(map[string]time.Time)}
 }
 

@@ -37,12 +37,11 @@ func TestCoordinator_SchedulersRunEachTickOnce(t *testing.T) {
 	for i := range replicas {
 		owner := fmt.Sprintf("replica-%d", i)
 		c := replica(t, dsn, owner, claim.Config{MissedGrace: 2 * time.Second})
-		c.Init("tick")
 		rdb := open(t, dsn)
 		s, err := jobs.New(jobs.Config{
 			DB:          handle{rdb},
 			Registerer:  prometheus.NewRegistry(),
-			Coordinator: claim.NewCoordinator(c),
+			Coordinator: claim.NewCoordinator(c, []string{"tick"}),
 		}, []jobs.Job{{
 			Name:            "tick",
 			Schedule:        cron.Every(time.Second),
@@ -119,7 +118,7 @@ func TestCoordinator_TakenOverRunIsCancelledAndFenced(t *testing.T) {
 	finished := make(chan *jobs.Run, 16)
 	s, err := jobs.New(jobs.Config{
 		DB:          handle{open(t, dsn)},
-		Coordinator: claim.NewCoordinator(a),
+		Coordinator: claim.NewCoordinator(a, []string{"hang"}),
 		OnFinish:    func(r *jobs.Run, _ error) { finished <- r },
 	}, []jobs.Job{{
 		Name:     "hang",
