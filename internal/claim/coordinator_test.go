@@ -165,3 +165,37 @@ func TestCoordinator_TakenOverRunIsCancelledAndFenced(t *testing.T) {
 		t.Errorf("leases lost: got %v, want 1", got)
 	}
 }
+
+// Ensure that a run asked for by hand is not a tick: it runs without a
+// claim, beside the scheduled ticks.
+func TestCoordinator_RunOnceIsNotClaimed(t *testing.T) {
+	dsn := server(t)
+	c := replica(t, dsn, "a", claim.Config{})
+	ran := 0
+	s, err := jobs.New(jobs.Config{
+		DB:          handle{open(t, dsn)},
+		Coordinator: claim.NewCoordinator(c, []string{"manual"}),
+	}, []jobs.Job{{
+		Name:     "manual",
+		Schedule: cron.Every(time.Hour),
+		Func:     func(context.Context, *sql.DB) (int64, error) { ran++; return 0, nil },
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Stop(context.Background()) }()
+	r, err := s.RunOnce("manual")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Result != jobs.Success || ran != 1 {
+		t.Errorf("run: got %v, %d bodies, want success, 1", r.Result, ran)
+	}
+	var claims int
+	if err := open(t, dsn).QueryRow(`SELECT count(*) FROM job_claims`).Scan(&claims); err != nil {
+		t.Fatal(err)
+	}
+	if claims != 0 {
+		t.Errorf("claims: got %v, want 0", claims)
+	}
+}

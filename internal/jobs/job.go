@@ -1,7 +1,8 @@
 // Package jobs schedules the worker's jobs with robfig/cron and runs each one
 // through one middleware chain: run-history record, metrics and logging,
-// skip-if-still-running, panic recovery, a per-run timeout, and the
-// idempotent database Init whose handle the job then uses.
+// skip-if-still-running, the claim of the tick among replicas when a
+// Coordinator is set, panic recovery, a per-run timeout, and the idempotent
+// database Init whose handle the job then uses.
 package jobs
 
 import (
