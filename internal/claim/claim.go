@@ -7,8 +7,10 @@
 // a tick with one INSERT ... ON CONFLICT DO NOTHING into job_claims, keyed
 // by (job, scheduled_at): exactly one replica's insert wins. The winner holds
 // a lease (owner, attempt, lease_until) that it renews while the job runs; a
-// replica that dies stops renewing, and once the lease has run out the next
-// replica to claim a tick of that job takes the run over with attempt + 1.
+// replica that dies stops renewing, and once the lease has run out a live
+// replica takes the run over with attempt + 1: the next to claim a tick of
+// that job, or the first whose scan (TakeOverExpired, every third of the
+// lease in the Coordinator) finds it.
 // Renew and Finish name the owner and attempt, so a replica that was paused
 // or partitioned past its lease is fenced: its renewal and finish change no
 // row, its run's context is cancelled (see Lease.Hold), and the refused
@@ -317,6 +319,47 @@ func (c *Claimer) countMissed(job string, n int64) {
 		c.metrics.missed.WithLabelValues(job).Add(float64(n))
 		c.logger.Warn("Ticks missed: no replica claimed them in time", "job", job, "ticks", n, "grace", c.cfg.MissedGrace)
 	}
+}
+
+// takeOverExpiredSQL takes over every running claim of the jobs $3 whose
+// lease has run out and whose owner is another replica (this replica's own
+// runs learn of their loss from their renewer).
+const takeOverExpiredSQL = `UPDATE job_claims
+SET attempt = attempt + 1, owner = $1, lease_until = now() + $2 * interval '1 microsecond', started_at = now()
+WHERE status = 'running' AND lease_until < now() AND owner <> $1 AND job = ANY($3::text[])
+RETURNING job, scheduled_at, attempt`
+
+// TakeOverExpired takes over the runs of the named jobs whose owner let
+// their lease run out, without waiting for a tick of the job, and returns
+// their leases. Replicas scanning at once take each run over once: the
+// later updates queue on the row lock and find the lease renewed.
+func (c *Claimer) TakeOverExpired(ctx context.Context, jobNames []string) ([]*Lease, error) {
+	if len(jobNames) == 0 {
+		return nil, nil
+	}
+	rows, err := c.cfg.DB.QueryContext(ctx, takeOverExpiredSQL, c.cfg.Owner, c.cfg.Lease.Microseconds(), jobNames)
+	if err != nil {
+		return nil, fmt.Errorf("cannot take over expired claims: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []*Lease
+	for rows.Next() {
+		var job string
+		var tick time.Time
+		var attempt int
+		if err := rows.Scan(&job, &tick, &attempt); err != nil {
+			return out, fmt.Errorf("cannot take over expired claims: %w", err)
+		}
+		out = append(out, c.newLease(job, tick, attempt, TakenOver))
+	}
+	if err := rows.Err(); err != nil {
+		return out, fmt.Errorf("cannot take over expired claims: %w", err)
+	}
+	for _, l := range out {
+		c.metrics.claims.WithLabelValues(l.Job, string(TakenOver)).Inc()
+		c.logger.Warn("Run taken over: its owner's lease ran out", "job", l.Job, "scheduled_at", l.ScheduledAt, "attempt", l.Attempt)
+	}
+	return out, nil
 }
 
 // LostError is the error of a Claim of a tick that another replica has.

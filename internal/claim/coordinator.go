@@ -21,7 +21,8 @@ import (
 // replica fires every tick, so every tick is checked once it is older than
 // the grace, and the insert counts it on one replica only.
 type Coordinator struct {
-	c *Claimer
+	c    *Claimer
+	jobs []string
 
 	mu   sync.Mutex
 	prev map[string]time.Time // the previous tick per job
@@ -40,11 +41,11 @@ func NewCoordinator(c *Claimer, jobNames []string) *Coordinator {
 	for _, name := range jobNames {
 		c.Init(name)
 	}
-	return &Coordinator{c: c, prev: make(map[string]time.Time)}
+	return &Coordinator{c: c, jobs: jobNames, prev: make(map[string]time.Time)}
 }
 
 // Acquire claims the tick; see jobs.Coordinator.
-func (co *Coordinator) Acquire(ctx context.Context, t jobs.Tick) (jobs.Hold, error) {
+func (co *Coordinator) Acquire(ctx context.Context, t jobs.Tick) (jobs.Claim, error) {
 	earlier := co.earlier(t)
 	deadline := time.Now().Add(MaxNotDueWait)
 	for {
@@ -53,7 +54,7 @@ func (co *Coordinator) Acquire(ctx context.Context, t jobs.Tick) (jobs.Hold, err
 		var lost *LostError
 		switch {
 		case err == nil:
-			return &hold{l: l, ctx: l.Hold(ctx)}, nil
+			return held{l}, nil
 		case errors.As(err, &nd) && time.Until(deadline) > nd.Wait:
 			timer := time.NewTimer(nd.Wait)
 			select {
@@ -96,14 +97,34 @@ func (co *Coordinator) earlier(t jobs.Tick) []time.Time {
 	return out
 }
 
-// hold is a held Lease as a jobs.Hold.
-type hold struct {
-	l   *Lease
-	ctx context.Context
+// Scan takes over, every third of the lease, the runs of the Coordinator's
+// jobs that another replica left running with a lease that has run out, and
+// hands them to run; see jobs.Scanner. Without it a dead replica's run
+// would wait for the job's next tick.
+func (co *Coordinator) Scan(ctx context.Context, run func(job string, c jobs.Claim)) {
+	t := time.NewTicker(co.c.Lease() / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		leases, err := co.c.TakeOverExpired(ctx, co.jobs)
+		if err != nil && ctx.Err() == nil {
+			co.c.logger.Warn("Cannot scan for runs to take over", "err", err)
+		}
+		for _, l := range leases {
+			run(l.Job, held{l})
+		}
+	}
 }
 
-func (h *hold) ScheduledAt() time.Time   { return h.l.ScheduledAt }
-func (h *hold) Context() context.Context { return h.ctx }
-func (h *hold) Release(ctx context.Context, runErr error) error {
+// held is a Lease as a jobs.Claim.
+type held struct{ l *Lease }
+
+func (h held) ScheduledAt() time.Time                   { return h.l.ScheduledAt }
+func (h held) Keep(ctx context.Context) context.Context { return h.l.Hold(ctx) }
+func (h held) Release(ctx context.Context, runErr error) error {
 	return h.l.Finish(ctx, runErr == nil)
 }

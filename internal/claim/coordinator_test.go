@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,7 +115,7 @@ func TestCoordinator_TakenOverRunIsCancelledAndFenced(t *testing.T) {
 	db := open(t, dsn)
 	a := replica(t, dsn, "a", claim.Config{Lease: 1500 * time.Millisecond})
 	b := replica(t, dsn, "b", claim.Config{})
-	started := make(chan struct{}, 1)
+	started, takenOver := make(chan struct{}, 1), make(chan struct{})
 	finished := make(chan *jobs.Run, 16)
 	s, err := jobs.New(jobs.Config{
 		DB:          handle{open(t, dsn)},
@@ -129,6 +130,7 @@ func TestCoordinator_TakenOverRunIsCancelledAndFenced(t *testing.T) {
 			default:
 			}
 			<-ctx.Done()
+			<-takenOver // so that its finish comes after b's takeover
 			return 0, ctx.Err()
 		},
 	}})
@@ -140,6 +142,8 @@ func TestCoordinator_TakenOverRunIsCancelledAndFenced(t *testing.T) {
 	}
 	// The history has no job_runs table here: Stop's error is about that.
 	defer func() { _ = s.Stop(ctx) }()
+	var release sync.Once
+	defer release.Do(func() { close(takenOver) }) // before Stop, should the test fail early
 	<-started
 	var tick time.Time
 	if err := db.QueryRow(`SELECT scheduled_at FROM job_claims WHERE job = 'hang' AND status = 'running'`).Scan(&tick); err != nil {
@@ -149,6 +153,7 @@ func TestCoordinator_TakenOverRunIsCancelledAndFenced(t *testing.T) {
 	if l, err := b.Claim(ctx, "hang", tick); err != nil || l.Attempt != 2 {
 		t.Fatalf("b's takeover: got %v, %v, want attempt 2", l, err)
 	}
+	release.Do(func() { close(takenOver) })
 	for r := range finished {
 		if r.Result == jobs.Skipped {
 			continue // later ticks, while the first one hangs
@@ -197,5 +202,57 @@ func TestCoordinator_RunOnceIsNotClaimed(t *testing.T) {
 	}
 	if claims != 0 {
 		t.Errorf("claims: got %v, want 0", claims)
+	}
+}
+
+// Ensure that a run left by a dead replica is taken over by the scan of a
+// live one long before the job's next tick, runs there, and succeeds with
+// attempt 2.
+func TestCoordinator_ScanTakesOverBetweenTicks(t *testing.T) {
+	dsn := server(t)
+	ctx := context.Background()
+	db := open(t, dsn)
+	dead := replica(t, dsn, "dead", claim.Config{})
+	tick := time.Now().Add(-time.Minute).Truncate(time.Second)
+	if _, err := dead.Claim(ctx, "daily", tick); err != nil {
+		t.Fatal(err)
+	}
+	expire(t, db, "daily")
+
+	live := replica(t, dsn, "live", claim.Config{Lease: 1500 * time.Millisecond})
+	finished := make(chan *jobs.Run, 1)
+	s, err := jobs.New(jobs.Config{
+		DB:          handle{open(t, dsn)},
+		Coordinator: claim.NewCoordinator(live, []string{"daily"}),
+		OnFinish:    func(r *jobs.Run, _ error) { finished <- r },
+	}, []jobs.Job{{
+		Name:            "daily",
+		Schedule:        cron.Every(24 * time.Hour),
+		OmitSuccessRows: true,
+		Func:            func(context.Context, *sql.DB) (int64, error) { return 1, nil },
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var r *jobs.Run
+	select {
+	case r = <-finished:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no run 30s after start, want the dead replica's taken over")
+	}
+	if err := s.Stop(ctx); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	if !r.ScheduledAt.Equal(tick) || r.Result != jobs.Success {
+		t.Errorf("run: got %v %v (%v), want tick %v, success", r.ScheduledAt, r.Result, r.Err, tick)
+	}
+	if got, _ := readRow(t, db, "daily", tick); got != (row{"live", "succeeded", 2}) {
+		t.Errorf("row: got %+v, want live's succeeded attempt 2", got)
+	}
+	if got := testutil.ToFloat64(claim.Claims(live, "daily", claim.TakenOver)); got != 1 {
+		t.Errorf("claims taken over: got %v, want 1", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -15,16 +16,24 @@ import (
 //
 // Only scheduled ticks are coordinated; RunOnce and RunAtStart runs are not.
 // A tick goes: Acquire before the chain's track step (after skipIfRunning),
-// the body on Hold.Context, which the Coordinator cancels when the lease is
-// lost, then Release with the body's error before the run is recorded. A
-// refused Release turns the run into a failure, so that a fenced run never
-// records a success.
+// Keep for the run's context, which the Coordinator cancels when the claim
+// is lost, the body, then Release with the body's error before the run is
+// recorded. A refused Release turns the run into a failure, so that a fenced
+// run never records a success.
 type Coordinator interface {
 	// Acquire claims the tick for this replica. It returns an error
 	// wrapping ErrNotClaimed when another replica has the tick (the run is
 	// then not recorded here), and one wrapping ErrSkipped when another
 	// tick of the job runs elsewhere.
-	Acquire(ctx context.Context, t Tick) (Hold, error)
+	Acquire(ctx context.Context, t Tick) (Claim, error)
+}
+
+// Scanner is a Coordinator that also takes over, between ticks, the runs of
+// replicas that died. Scan runs until ctx is done (from Start to the
+// beginning of Stop), and hands each run it took over to run, which starts
+// it through the chain in the background and returns.
+type Scanner interface {
+	Scan(ctx context.Context, run func(job string, c Claim))
 }
 
 // Tick is a scheduled run to coordinate.
@@ -34,15 +43,16 @@ type Tick struct {
 	Schedule    cron.Schedule
 }
 
-// Hold is this replica's claim on a tick, while its body runs.
-type Hold interface {
-	// ScheduledAt is the tick held: earlier than the one acquired when a
-	// dead replica's run of an earlier tick was taken over.
+// Claim is this replica's claim on a tick.
+type Claim interface {
+	// ScheduledAt is the tick claimed: earlier than the one acquired when
+	// a dead replica's run of an earlier tick was taken over.
 	ScheduledAt() time.Time
-	// Context is the run's context, cancelled when the claim is lost.
-	Context() context.Context
-	// Release records the run's outcome (runErr nil: success); it fails
-	// when the claim was lost meanwhile.
+	// Keep starts keeping the claim while the body runs, and returns the
+	// run's context: derived from ctx, and cancelled when the claim is lost.
+	Keep(ctx context.Context) context.Context
+	// Release records the run's outcome (runErr nil: success) and stops
+	// keeping the claim; it fails when the claim was lost meanwhile.
 	Release(ctx context.Context, runErr error) error
 }
 
@@ -59,24 +69,84 @@ func (s *Scheduler) coordinate(next handler) handler {
 		if s.cfg.Coordinator == nil || !r.tick {
 			return next(ctx, e, r)
 		}
-		h, err := s.cfg.Coordinator.Acquire(ctx, Tick{Job: e.job.Name, ScheduledAt: r.ScheduledAt, Schedule: e.job.Schedule})
-		if err != nil {
-			if errors.Is(err, ErrNotClaimed) || errors.Is(err, ErrSkipped) {
-				return err
+		var c Claim
+		if r.takenOver != nil {
+			c = r.takenOver
+		} else {
+			var err error
+			c, err = s.cfg.Coordinator.Acquire(ctx, Tick{Job: e.job.Name, ScheduledAt: r.ScheduledAt, Schedule: e.job.Schedule})
+			if err != nil {
+				if errors.Is(err, ErrNotClaimed) || errors.Is(err, ErrSkipped) {
+					return err
+				}
+				return fmt.Errorf("cannot claim the tick: %w", err)
 			}
-			return fmt.Errorf("cannot claim the tick: %w", err)
 		}
-		r.ScheduledAt = h.ScheduledAt()
-		runCtx := h.Context()
-		err = next(runCtx, e, r)
+		r.ScheduledAt = c.ScheduledAt()
+		runCtx := c.Keep(ctx)
+		err := next(runCtx, e, r)
 		if cause := context.Cause(runCtx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) && ctx.Err() == nil {
 			err = fmt.Errorf("%w: %w", cause, err)
 		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 		defer cancel()
-		if rerr := h.Release(rctx, err); rerr != nil {
+		if rerr := c.Release(rctx, err); rerr != nil {
 			return errors.Join(err, rerr)
 		}
 		return err
 	}
+}
+
+// startScan starts the Coordinator's takeover scan, if it has one; called
+// from Start with mu held.
+func (s *Scheduler) startScan() {
+	sc, ok := s.cfg.Coordinator.(Scanner)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopScan = cancel
+	s.wg.Go(func() { sc.Scan(ctx, s.runTakenOver) })
+}
+
+// runTakenOver runs a tick taken over by the scan, in flight from here so
+// that Stop waits for it. A claim the chain did not reach (the job was still
+// running here, or the scheduler stopped) is released as a failure.
+func (s *Scheduler) runTakenOver(job string, c Claim) {
+	e, ok := s.byName[job]
+	tc := &trackedClaim{Claim: c}
+	r := &Run{Job: job, ScheduledAt: c.ScheduledAt(), tick: true, takenOver: tc}
+	s.mu.Lock()
+	if !ok || s.stopped {
+		s.mu.Unlock()
+		s.releaseUnrun(tc, job, ErrStopped)
+		return
+	}
+	a := s.beginLocked(r)
+	s.mu.Unlock()
+	go func() {
+		s.exec(e, r, a)
+		s.releaseUnrun(tc, job, ErrSkipped)
+	}()
+}
+
+func (s *Scheduler) releaseUnrun(c *trackedClaim, job string, why error) {
+	if c.released.Load() {
+		return
+	}
+	s.logger.Warn("Tick taken over but not run", "job", job, "scheduled_at", c.ScheduledAt(), "err", why)
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	_ = c.Release(ctx, why)
+}
+
+// trackedClaim remembers whether the chain released it.
+type trackedClaim struct {
+	Claim
+	released atomic.Bool
+}
+
+func (c *trackedClaim) Release(ctx context.Context, runErr error) error {
+	c.released.Store(true)
+	return c.Claim.Release(ctx, runErr)
 }

@@ -23,6 +23,7 @@ func (s *Scheduler) Start() error {
 	retryCtx, stopRetry := context.WithCancel(context.Background())
 	s.stopRetry = stopRetry
 	s.wg.Go(func() { s.history.retry(retryCtx) })
+	s.startScan()
 	for _, e := range s.entries {
 		e.mu.Lock()
 		e.next = e.job.Schedule.Next(now)
@@ -70,6 +71,9 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 	close(s.quit) // ends jitter and retry waits
 	started := s.started
 	s.mu.Unlock()
+	if s.stopScan != nil {
+		s.stopScan()
+	}
 	err := s.stopRuns(ctx, started)
 	if s.stopRetry != nil {
 		s.stopRetry()

@@ -68,7 +68,8 @@ type Scheduler struct {
 
 	wg        sync.WaitGroup // the history retry loop
 	stopRetry context.CancelFunc
-	startedAt atomic.Int64 // Unix nanoseconds of Start; 0 before
+	stopScan  context.CancelFunc // the Coordinator's takeover scan; nil without one
+	startedAt atomic.Int64       // Unix nanoseconds of Start; 0 before
 
 	runCtx     context.Context // parent of every run; cancelled after the grace period
 	cancelRuns context.CancelFunc
