@@ -505,11 +505,30 @@ func (l *Lease) renew(ctx context.Context, cancelRun context.CancelCauseFunc) {
 	}
 }
 
-// Finish stops the renewer and records the run as succeeded or failed. It
-// returns ErrFenced, counts the refused finish and logs it, when the claim is
-// no longer this owner's and attempt's: another replica took the tick over,
-// and this run's outcome must not count.
-func (l *Lease) Finish(ctx context.Context, success bool) error {
+// Abandon stops the renewer and ends the lease now, leaving the claim
+// running, so that another replica takes the run over at once instead of
+// after the lease: for a run cut off by this replica's shutdown. It returns
+// ErrFenced when the claim was no longer this owner's and attempt's.
+func (l *Lease) Abandon(ctx context.Context) error {
+	l.stopRenewing()
+	res, err := l.c.cfg.DB.ExecContext(ctx, `UPDATE job_claims SET lease_until = now() - interval '1 microsecond'
+WHERE job = $1 AND scheduled_at = $2 AND owner = $3 AND attempt = $4 AND status = 'running'`,
+		l.Job, l.ScheduledAt, l.c.cfg.Owner, l.Attempt)
+	if err != nil {
+		return fmt.Errorf("cannot abandon the claim of job %q: %w", l.Job, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("cannot abandon the claim of job %q: %w", l.Job, err)
+	} else if n == 0 {
+		l.lost()
+		return l.fenced()
+	}
+	l.c.logger.Info("Run abandoned to another replica", "job", l.Job, "scheduled_at", l.ScheduledAt, "attempt", l.Attempt)
+	return nil
+}
+
+// stopRenewing stops the renewer of Hold, if any, and waits for it.
+func (l *Lease) stopRenewing() {
 	l.mu.Lock()
 	l.finished = true
 	stop := l.stop
@@ -518,6 +537,14 @@ func (l *Lease) Finish(ctx context.Context, success bool) error {
 		stop()
 		l.wg.Wait()
 	}
+}
+
+// Finish stops the renewer and records the run as succeeded or failed. It
+// returns ErrFenced, counts the refused finish and logs it, when the claim is
+// no longer this owner's and attempt's: another replica took the tick over,
+// and this run's outcome must not count.
+func (l *Lease) Finish(ctx context.Context, success bool) error {
+	l.stopRenewing()
 	status := "failed"
 	if success {
 		status = "succeeded"

@@ -126,5 +126,8 @@ type held struct{ l *Lease }
 func (h held) ScheduledAt() time.Time                   { return h.l.ScheduledAt }
 func (h held) Keep(ctx context.Context) context.Context { return h.l.Hold(ctx) }
 func (h held) Release(ctx context.Context, runErr error) error {
+	if errors.Is(runErr, jobs.ErrStopped) {
+		return h.l.Abandon(ctx)
+	}
 	return h.l.Finish(ctx, runErr == nil)
 }

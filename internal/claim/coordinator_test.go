@@ -82,11 +82,12 @@ func TestCoordinator_SchedulersRunEachTickOnce(t *testing.T) {
 	var bodies, succeeded, other int
 	if err := db.QueryRow(`SELECT (SELECT count(*) FROM bodies),
 		(SELECT count(*) FROM job_claims WHERE status = 'succeeded' AND attempt = 1),
-		(SELECT count(*) FROM job_claims WHERE status <> 'succeeded' OR attempt <> 1)`).Scan(&bodies, &succeeded, &other); err != nil {
+		(SELECT count(*) FROM job_claims WHERE status <> 'succeeded' OR attempt <> 1 OR started_at < scheduled_at)`).
+		Scan(&bodies, &succeeded, &other); err != nil {
 		t.Fatal(err)
 	}
 	if bodies != succeeded || other != 0 {
-		t.Errorf("bodies run %v, succeeded first attempts %v, other claims %v: want bodies = succeeded, no other", bodies, succeeded, other)
+		t.Errorf("bodies run %v, succeeded first attempts %v, other or early claims %v: want bodies = succeeded, no other", bodies, succeeded, other)
 	}
 	var won, lost, missed float64
 	for _, c := range cs {
@@ -254,5 +255,139 @@ func TestCoordinator_ScanTakesOverBetweenTicks(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(claim.Claims(live, "daily", claim.TakenOver)); got != 1 {
 		t.Errorf("claims taken over: got %v, want 1", got)
+	}
+}
+
+// Ensure that a run cut off by Stop is handed on: its claim stays running
+// with its lease ended, so that another replica takes it over at once.
+func TestCoordinator_StopHandsTheRunOn(t *testing.T) {
+	dsn := server(t)
+	ctx := context.Background()
+	db := open(t, dsn)
+	a := replica(t, dsn, "a", claim.Config{})
+	b := replica(t, dsn, "b", claim.Config{})
+	started := make(chan struct{}, 1)
+	s, err := jobs.New(jobs.Config{
+		DB:            handle{open(t, dsn)},
+		Coordinator:   claim.NewCoordinator(a, []string{"long"}),
+		ShutdownGrace: 100 * time.Millisecond,
+	}, []jobs.Job{{
+		Name:     "long",
+		Schedule: cron.Every(time.Second),
+		Func: func(ctx context.Context, _ *sql.DB) (int64, error) {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+			<-ctx.Done()
+			return 0, ctx.Err()
+		},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	_ = s.Stop(ctx) // the history has no job_runs table here: Stop's error is about that
+	var expired bool
+	var r row
+	if err := db.QueryRow(`SELECT owner, status, attempt, lease_until <= now() FROM job_claims WHERE job = 'long'`).
+		Scan(&r.owner, &r.status, &r.attempt, &expired); err != nil {
+		t.Fatal(err)
+	}
+	if r != (row{"a", "running", 1}) || !expired {
+		t.Errorf("claim after Stop: got %+v, lease ended %v; want a's running attempt 1, lease ended", r, expired)
+	}
+	ls, err := b.TakeOverExpired(ctx, []string{"long"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ls) != 1 || ls[0].Attempt != 2 {
+		t.Fatalf("b's takeover: got %v, want one lease of attempt 2", ls)
+	}
+	if err := ls[0].Finish(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Ensure that a replica whose clock runs ahead, and so asks for a tick
+// early, waits for the server's clock and never starts the tick before it.
+func TestCoordinator_WaitsForTheServerClock(t *testing.T) {
+	dsn := server(t)
+	ctx := context.Background()
+	c := replica(t, dsn, "ahead", claim.Config{})
+	co := claim.NewCoordinator(c, []string{"early"})
+	tick := time.Now().Add(1500 * time.Millisecond).Truncate(time.Millisecond)
+	cl, err := co.Acquire(ctx, jobs.Tick{Job: "early", ScheduledAt: tick})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var early bool
+	if err := open(t, dsn).QueryRow(`SELECT started_at < scheduled_at FROM job_claims WHERE job = 'early'`).Scan(&early); err != nil {
+		t.Fatal(err)
+	}
+	if early {
+		t.Error("claim started before its tick by the server's clock")
+	}
+	if err := cl.Release(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(claim.Claims(c, "early", claim.Won)); got != 1 {
+		t.Errorf("claims won: got %v, want 1", got)
+	}
+}
+
+// Ensure that a scheduler counts the tick that no replica ran before it
+// started, once, and none of the ticks it ran.
+func TestCoordinator_CountsMissedTicks(t *testing.T) {
+	dsn := server(t)
+	ctx := context.Background()
+	db := open(t, dsn)
+	// The job ran long ago, so its later ticks can be missed.
+	if _, err := db.Exec(`INSERT INTO job_claims (job, scheduled_at, owner, attempt, lease_until, status, started_at)
+		VALUES ('gap', date_trunc('second', now()) - interval '1 hour', 'old', 1, now(), 'succeeded', now())`); err != nil {
+		t.Fatal(err)
+	}
+	c := replica(t, dsn, "a", claim.Config{MissedGrace: time.Second})
+	s, err := jobs.New(jobs.Config{
+		DB:          handle{open(t, dsn)},
+		Coordinator: claim.NewCoordinator(c, []string{"gap"}),
+	}, []jobs.Job{{
+		Name:            "gap",
+		Schedule:        cron.Every(time.Second),
+		OmitSuccessRows: true,
+		Func:            func(context.Context, *sql.DB) (int64, error) { return 0, nil },
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for n := 0; n < 4; {
+		if err := db.QueryRow(`SELECT count(*) FROM job_claims WHERE status = 'succeeded' AND owner = 'a'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("succeeded ticks: got %v after 30s, want 4", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := s.Stop(ctx); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	var missed, first time.Time
+	if err := db.QueryRow(`SELECT (SELECT scheduled_at FROM job_claims WHERE status = 'missed'),
+		(SELECT min(scheduled_at) FROM job_claims WHERE owner = 'a' AND status = 'succeeded')`).Scan(&missed, &first); err != nil {
+		t.Fatalf("one missed tick: %v", err)
+	}
+	if want := first.Add(-time.Second); !missed.Equal(want) {
+		t.Errorf("missed tick: got %v, want %v (the one before the first run)", missed, want)
+	}
+	if got := testutil.ToFloat64(claim.TicksMissed(c, "gap")); got != 1 {
+		t.Errorf("ticks missed: got %v, want 1", got)
 	}
 }

@@ -52,7 +52,9 @@ type Claim interface {
 	// run's context: derived from ctx, and cancelled when the claim is lost.
 	Keep(ctx context.Context) context.Context
 	// Release records the run's outcome (runErr nil: success) and stops
-	// keeping the claim; it fails when the claim was lost meanwhile.
+	// keeping the claim; it fails when the claim was lost meanwhile. A
+	// runErr wrapping ErrStopped is a run that Stop cut off, which the
+	// Coordinator may hand to another replica rather than fail.
 	Release(ctx context.Context, runErr error) error
 }
 
@@ -90,7 +92,11 @@ func (s *Scheduler) coordinate(next handler) handler {
 		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 		defer cancel()
-		if rerr := c.Release(rctx, err); rerr != nil {
+		released := err
+		if err != nil && ctx.Err() != nil {
+			released = fmt.Errorf("%w: %w", ErrStopped, err) // cut off by Stop: the Coordinator may hand it on
+		}
+		if rerr := c.Release(rctx, released); rerr != nil {
 			return errors.Join(err, rerr)
 		}
 		return err
