@@ -454,10 +454,13 @@ func (l *Lease) lost() {
 // from ctx for the run. The context is cancelled, with cause ErrLeaseLost, as
 // soon as a renewal is refused, or when no renewal has succeeded for a whole
 // lease (the database is unreachable, so another replica may take over).
-// Finish stops the renewer. Call Hold at most once.
+// Renewals also stop when ctx is done (the scheduler's shutdown cancels
+// it), so that a body that ignores its cancelled context does not keep the
+// lease for ever: another replica takes the run over once the lease has run
+// out. Finish stops the renewer. Call Hold at most once.
 func (l *Lease) Hold(ctx context.Context) context.Context {
 	runCtx, cancelRun := context.WithCancelCause(ctx)
-	renewCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	renewCtx, stop := context.WithCancel(ctx)
 	l.mu.Lock()
 	if l.finished || l.stop != nil {
 		l.mu.Unlock()
