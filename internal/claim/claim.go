@@ -224,14 +224,22 @@ var (
 SELECT EXISTS (SELECT 1 FROM done), (SELECT count(*) FROM missed)`
 )
 
-// takeoverSQL takes over the job's running claim whose lease has run out.
-// The partial index allows one running claim per job; concurrent takeovers
-// queue on the row lock, and the later ones re-check lease_until and find
-// it renewed.
-const takeoverSQL = `UPDATE job_claims
-SET attempt = attempt + 1, owner = $2, lease_until = now() + $3 * interval '1 microsecond', started_at = now()
-WHERE job = $1 AND status = 'running' AND lease_until < now() AND scheduled_at <= $4
-RETURNING scheduled_at, attempt`
+// takeoverSQL, after a claim that did not win, takes over the job's
+// running claim whose lease has run out, or else reads the tick's claim,
+// in one round trip. The partial index allows one running claim per job;
+// concurrent takeovers queue on the row lock, and the later ones re-check
+// lease_until and find it renewed. No row: the claim conflicted with the
+// running claim of another tick.
+const takeoverSQL = `WITH t AS (
+	UPDATE job_claims
+	SET attempt = attempt + 1, owner = $2, lease_until = now() + $3 * interval '1 microsecond', started_at = now()
+	WHERE job = $1 AND status = 'running' AND lease_until < now() AND scheduled_at <= $4
+	RETURNING scheduled_at, attempt
+)
+SELECT true, scheduled_at, attempt, '', '' FROM t
+UNION ALL
+SELECT false, scheduled_at, attempt, owner, status FROM job_claims
+WHERE job = $1 AND scheduled_at = $4 AND NOT EXISTS (SELECT 1 FROM t)`
 
 // Claim claims the tick (job, scheduledAt) for this replica. It returns a
 // Lease with Result Won or TakenOver; on a takeover the lease may be for an
@@ -276,26 +284,21 @@ func (c *Claimer) claim(ctx context.Context, job string, scheduledAt time.Time) 
 	if scheduledAt.After(now) {
 		return nil, &NotDueError{Job: job, ScheduledAt: scheduledAt, Wait: scheduledAt.Sub(now)}
 	}
+	var took bool
 	var tick time.Time
 	var attempt int
-	err = c.cfg.DB.QueryRowContext(ctx, takeoverSQL, job, c.cfg.Owner, lease, scheduledAt).Scan(&tick, &attempt)
-	switch {
-	case err == nil:
-		c.metrics.claims.WithLabelValues(job, string(TakenOver)).Inc()
-		c.logger.Warn("Tick taken over: its lease ran out", "job", job, "scheduled_at", tick, "attempt", attempt)
-		return c.newLease(job, tick, attempt, TakenOver), nil
-	case !errors.Is(err, sql.ErrNoRows):
-		return nil, fmt.Errorf("cannot take over a claim of job %q: %w", job, err)
-	}
 	var owner, status string
-	err = c.cfg.DB.QueryRowContext(ctx, `SELECT owner, status FROM job_claims WHERE job = $1 AND scheduled_at = $2`, job, scheduledAt).
-		Scan(&owner, &status)
+	err = c.cfg.DB.QueryRowContext(ctx, takeoverSQL, job, c.cfg.Owner, lease, scheduledAt).Scan(&took, &tick, &attempt, &owner, &status)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		// The insert conflicted with the one-running-claim index.
 		return nil, fmt.Errorf("job %q, tick %s: %w", job, scheduledAt.Format(time.RFC3339), ErrBusy)
 	case err != nil:
-		return nil, fmt.Errorf("cannot read the claim of job %q: %w", job, err)
+		return nil, fmt.Errorf("cannot take over or read the claim of job %q: %w", job, err)
+	case took:
+		c.metrics.claims.WithLabelValues(job, string(TakenOver)).Inc()
+		c.logger.Warn("Tick taken over: its lease ran out", "job", job, "scheduled_at", tick, "attempt", attempt)
+		return c.newLease(job, tick, attempt, TakenOver), nil
 	case status == "missed":
 		return nil, fmt.Errorf("job %q, tick %s: %w", job, scheduledAt.Format(time.RFC3339), ErrMissed)
 	}
