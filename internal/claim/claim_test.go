@@ -321,6 +321,83 @@ func TestLease_HoldCancelsOnLoss(t *testing.T) {
 	}
 }
 
+// Ensure that a renewer that cannot reach the database for a whole lease
+// gives the run up: another replica may take it over meanwhile.
+func TestLease_HoldGivesUpWhenUnconfirmed(t *testing.T) {
+	dsn := server(t)
+	ctx := context.Background()
+	db := open(t, dsn)
+	a, err := claim.New(claim.Config{DB: db, Owner: "a", Lease: 600 * time.Millisecond, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := a.Claim(ctx, "j", time.Now().Add(-time.Minute).Truncate(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx := l.Hold(ctx)
+	if err := db.Close(); err != nil { // every renewal fails from here
+		t.Fatal(err)
+	}
+	select {
+	case <-runCtx.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("run context: not cancelled 20s after the database went away")
+	}
+	if got := context.Cause(runCtx); !errors.Is(got, claim.ErrLeaseLost) {
+		t.Errorf("cause: got %v, want %v", got, claim.ErrLeaseLost)
+	}
+	if got := testutil.ToFloat64(claim.LeasesLost(a, "j")); got != 1 {
+		t.Errorf("leases lost: got %v, want 1", got)
+	}
+	if err := l.Finish(ctx, true); err == nil {
+		t.Error("Finish on a closed handle: got nil, want an error")
+	}
+}
+
+// Ensure that a dead replica's run is taken over by the claim of the job's
+// next tick, as the earlier tick, and by the scan of another replica only,
+// never of its own owner.
+func TestClaim_TakesOverAnEarlierTick(t *testing.T) {
+	dsn := server(t)
+	ctx := context.Background()
+	a := replica(t, dsn, "a", claim.Config{})
+	b := replica(t, dsn, "b", claim.Config{})
+	c := replica(t, dsn, "c", claim.Config{})
+	db := open(t, dsn)
+	tick := time.Now().Add(-10 * time.Minute).Truncate(time.Second)
+	for _, take := range []func() (*claim.Lease, error){
+		func() (*claim.Lease, error) { return b.Claim(ctx, "j", tick.Add(time.Second)) },
+		func() (*claim.Lease, error) {
+			if ls, err := a.TakeOverExpired(ctx, []string{"j"}); err != nil || len(ls) != 0 {
+				return nil, fmt.Errorf("the owner's own scan: got %v, %v, want nothing", ls, err)
+			}
+			ls, err := c.TakeOverExpired(ctx, []string{"j", "other"})
+			if err != nil || len(ls) != 1 {
+				return nil, fmt.Errorf("c's scan: got %v, %v, want one lease", ls, err)
+			}
+			return ls[0], nil
+		},
+	} {
+		tick = tick.Add(time.Minute)
+		la, err := a.Claim(ctx, "j", tick)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expire(t, db, "j")
+		l, err := take()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !l.ScheduledAt.Equal(la.ScheduledAt) || l.Attempt != 2 || l.Result != claim.TakenOver {
+			t.Errorf("takeover: got tick %v attempt %v %v, want tick %v attempt 2 taken_over", l.ScheduledAt, l.Attempt, l.Result, la.ScheduledAt)
+		}
+		if err := l.Finish(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // Ensure that a running claim of a job refuses a claim of its next tick,
 // on every replica, until it has finished.
 func TestClaim_NoOverlap(t *testing.T) {
