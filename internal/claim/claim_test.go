@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -550,6 +553,46 @@ func TestClaim_MissedTicks(t *testing.T) {
 	}
 	if _, err := b.Claim(ctx, "j", missed); !errors.Is(err, claim.ErrMissed) {
 		t.Errorf("late claim of the missed tick: got %v, want %v", err, claim.ErrMissed)
+	}
+}
+
+// Ensure that the claim metrics, every series created, pass promlint, and
+// are the documented names.
+func TestNew_MetricsLint(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c, err := claim.New(claim.Config{DB: &sql.DB{}, Owner: "a", Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Init("j")
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	want := []string{"worker_db_clock_offset_seconds", "worker_job_claims_total", "worker_job_fenced_finishes_total",
+		"worker_job_leases_lost_total", "worker_job_ticks_missed_total"}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, mf := range mfs {
+		got = append(got, mf.GetName())
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("metrics: got %v, want %v", got, want)
+	}
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range got {
+		if !strings.Contains(string(doc), "| `"+name+"` |") {
+			t.Errorf("metric %s: not in docs/metrics.md's tables", name)
+		}
 	}
 }
 
