@@ -264,6 +264,49 @@ func TestLease_TakeoverFencesOldOwner(t *testing.T) {
 	}
 }
 
+// Ensure that a lease left to run out, with no renewal, is taken over once
+// the server's clock has passed its deadline, and not before.
+func TestLease_ExpiresByTheServerClock(t *testing.T) {
+	dsn := server(t)
+	ctx := context.Background()
+	a := replica(t, dsn, "a", claim.Config{Lease: 300 * time.Millisecond})
+	b := replica(t, dsn, "b", claim.Config{})
+	db := open(t, dsn)
+	tick := time.Now().Add(-time.Minute).Truncate(time.Second)
+	if _, err := a.Claim(ctx, "j", tick); err != nil {
+		t.Fatal(err)
+	}
+	var until time.Time
+	if err := db.QueryRow(`SELECT lease_until FROM job_claims WHERE job = 'j'`).Scan(&until); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		l, err := b.Claim(ctx, "j", tick)
+		var lost *claim.LostError
+		if err == nil {
+			if l.Attempt != 2 {
+				t.Errorf("attempt: got %v, want 2", l.Attempt)
+			}
+			break
+		}
+		if !errors.As(err, &lost) {
+			t.Fatalf("Claim under a's lease: got %v, want a *LostError", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not taken over 20s after a lease of 300ms")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var early bool
+	if err := db.QueryRow(`SELECT started_at <= $1 FROM job_claims WHERE job = 'j'`, until).Scan(&early); err != nil {
+		t.Fatal(err)
+	}
+	if early {
+		t.Errorf("taken over at or before the lease's end %v by the server's clock", until)
+	}
+}
+
 // Ensure that Hold renews the lease, so that another replica cannot take
 // the tick over, and cancels the run's context with ErrLeaseLost once the
 // claim is taken over.
