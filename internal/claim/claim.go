@@ -62,6 +62,9 @@ const (
 	DefaultLease       = 15 * time.Second
 	DefaultMissedGrace = time.Minute
 	DefaultNamespace   = "worker"
+	// MinLease is the shortest Config.Lease: renewals every third of it
+	// must leave a round trip time to finish.
+	MinLease = 10 * time.Millisecond
 )
 
 // Errors of Claim, Renew and Finish.
@@ -141,6 +144,9 @@ func New(cfg Config) (*Claimer, error) {
 	}
 	if cfg.Lease < 0 || cfg.MissedGrace < 0 {
 		return nil, fmt.Errorf("claim: Config.Lease %s and MissedGrace %s must not be negative", cfg.Lease, cfg.MissedGrace)
+	}
+	if cfg.Lease != 0 && cfg.Lease < MinLease {
+		return nil, fmt.Errorf("claim: Config.Lease %s is shorter than %s", cfg.Lease, MinLease)
 	}
 	if cfg.Lease == 0 {
 		cfg.Lease = DefaultLease
@@ -445,6 +451,14 @@ func (l *Lease) fenced() error {
 	return fmt.Errorf("job %q, tick %s, attempt %d, owner %s: %w", l.Job, l.ScheduledAt.Format(time.RFC3339), l.Attempt, l.c.cfg.Owner, ErrFenced)
 }
 
+// refused counts and logs a finish, as status, that the fencing refused.
+func (l *Lease) refused(status string) {
+	l.lost()
+	l.c.metrics.fenced.WithLabelValues(l.Job).Inc()
+	l.c.logger.Error("Finish refused: the tick was taken over", "job", l.Job, "scheduled_at", l.ScheduledAt,
+		"attempt", l.Attempt, "owner", l.c.cfg.Owner, "status", status)
+}
+
 // lost counts the lease as lost, once.
 func (l *Lease) lost() {
 	l.lostOnce.Do(func() {
@@ -513,8 +527,9 @@ func (l *Lease) renew(ctx context.Context, cancelRun context.CancelCauseFunc) {
 
 // Abandon stops the renewer and ends the lease now, leaving the claim
 // running, so that another replica takes the run over at once instead of
-// after the lease: for a run cut off by this replica's shutdown. It returns
-// ErrFenced when the claim was no longer this owner's and attempt's.
+// after the lease: for a run cut off by this replica's shutdown or by the
+// loss of its lease. It is a finish too: when the claim is no longer this
+// owner's and attempt's it returns ErrFenced, and counts and logs it.
 func (l *Lease) Abandon(ctx context.Context) error {
 	l.stopRenewing()
 	res, err := l.c.cfg.DB.ExecContext(ctx, `UPDATE job_claims SET lease_until = now() - interval '1 microsecond'
@@ -526,7 +541,7 @@ WHERE job = $1 AND scheduled_at = $2 AND owner = $3 AND attempt = $4 AND status 
 	if n, err := res.RowsAffected(); err != nil {
 		return fmt.Errorf("cannot abandon the claim of job %q: %w", l.Job, err)
 	} else if n == 0 {
-		l.lost()
+		l.refused("abandon")
 		return l.fenced()
 	}
 	l.c.logger.Info("Run abandoned to another replica", "job", l.Job, "scheduled_at", l.ScheduledAt, "attempt", l.Attempt)
@@ -566,10 +581,7 @@ func (l *Lease) Finish(ctx context.Context, success bool) error {
 	}
 	l.c.countMissed(l.Job, missed)
 	if !done {
-		l.lost()
-		l.c.metrics.fenced.WithLabelValues(l.Job).Inc()
-		l.c.logger.Error("Finish refused: the tick was taken over", "job", l.Job, "scheduled_at", l.ScheduledAt,
-			"attempt", l.Attempt, "owner", l.c.cfg.Owner, "status", status)
+		l.refused(status)
 		return l.fenced()
 	}
 	return nil

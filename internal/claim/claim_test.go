@@ -645,6 +645,7 @@ func TestNew_Invalid(t *testing.T) {
 		"no db":          {Owner: "a"},
 		"no owner":       {DB: &sql.DB{}},
 		"negative lease": {DB: &sql.DB{}, Owner: "a", Lease: -time.Second},
+		"short lease":    {DB: &sql.DB{}, Owner: "a", Lease: time.Millisecond},
 	} {
 		if _, err := claim.New(cfg); err == nil {
 			t.Errorf("%s: got nil, want an error", name)

@@ -126,7 +126,9 @@ type held struct{ l *Lease }
 func (h held) ScheduledAt() time.Time                   { return h.l.ScheduledAt }
 func (h held) Keep(ctx context.Context) context.Context { return h.l.Hold(ctx) }
 func (h held) Release(ctx context.Context, runErr error) error {
-	if errors.Is(runErr, jobs.ErrStopped) {
+	// A run cut off, by Stop or by the loss of its lease, is handed on for
+	// another replica to run, unless one already took it over.
+	if errors.Is(runErr, jobs.ErrStopped) || errors.Is(runErr, ErrLeaseLost) {
 		return h.l.Abandon(ctx)
 	}
 	return h.l.Finish(ctx, runErr == nil)

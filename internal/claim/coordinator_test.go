@@ -17,6 +17,16 @@ import (
 	"github.com/sqlworker/worker/internal/jobs"
 )
 
+// once is a schedule with one tick, at.
+type once time.Time
+
+func (o once) Next(t time.Time) time.Time {
+	if at := time.Time(o); t.Before(at) {
+		return at
+	}
+	return t.Add(1000 * time.Hour)
+}
+
 // handle is the jobs.Initer of a replica on PostgreSQL.
 type handle struct{ db *sql.DB }
 
@@ -389,5 +399,68 @@ func TestCoordinator_CountsMissedTicks(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(claim.TicksMissed(c, "gap")); got != 1 {
 		t.Errorf("ticks missed: got %v, want 1", got)
+	}
+}
+
+// Ensure that a run whose lease ran out before anyone took it over is
+// cancelled and handed on, not recorded as a failed tick: another replica
+// then runs it.
+func TestCoordinator_LostLeaseIsHandedOn(t *testing.T) {
+	dsn := server(t)
+	ctx := context.Background()
+	db := open(t, dsn)
+	a := replica(t, dsn, "a", claim.Config{Lease: 1500 * time.Millisecond})
+	b := replica(t, dsn, "b", claim.Config{})
+	started := make(chan struct{}, 1)
+	finished := make(chan *jobs.Run, 16)
+	s, err := jobs.New(jobs.Config{
+		DB:          handle{open(t, dsn)},
+		Coordinator: claim.NewCoordinator(a, []string{"hang"}),
+		OnFinish:    func(r *jobs.Run, _ error) { finished <- r },
+	}, []jobs.Job{{
+		Name: "hang",
+		// One tick only: a's next tick would take its own claim back.
+		Schedule: once(time.Now().Add(time.Second).Truncate(time.Second)),
+		Func: func(ctx context.Context, _ *sql.DB) (int64, error) {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+			<-ctx.Done()
+			return 0, ctx.Err()
+		},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Stop(ctx) }() // the history has no job_runs table here
+	<-started
+	var tick time.Time
+	if err := db.QueryRow(`SELECT scheduled_at FROM job_claims WHERE job = 'hang' AND status = 'running'`).Scan(&tick); err != nil {
+		t.Fatal(err)
+	}
+	expire(t, db, "hang") // a's next renewal is refused
+	r := <-finished
+	if !r.ScheduledAt.Equal(tick) || r.Result != jobs.Failure || !errors.Is(r.Err, claim.ErrLeaseLost) || errors.Is(r.Err, claim.ErrFenced) {
+		t.Errorf("run: got %v %v %v, want tick %v failed with a lost lease, not fenced", r.ScheduledAt, r.Result, r.Err, tick)
+	}
+	if got, _ := readRow(t, db, "hang", tick); got != (row{"a", "running", 1}) {
+		t.Errorf("claim after a's run: got %+v, want a's running attempt 1, to hand on", got)
+	}
+	ls, err := b.TakeOverExpired(ctx, []string{"hang"})
+	if err != nil || len(ls) != 1 || !ls[0].ScheduledAt.Equal(tick) {
+		t.Fatalf("b's takeover: got %v, %v, want the tick", ls, err)
+	}
+	if err := ls[0].Finish(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(claim.FencedFinishes(a, "hang")); got != 0 {
+		t.Errorf("a's fenced finishes: got %v, want 0", got)
+	}
+	if got := testutil.ToFloat64(claim.LeasesLost(a, "hang")); got != 1 {
+		t.Errorf("a's leases lost: got %v, want 1", got)
 	}
 }
