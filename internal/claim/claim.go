@@ -54,6 +54,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -369,6 +370,37 @@ func (c *Claimer) TakeOverExpired(ctx context.Context, jobNames []string) ([]*Le
 		c.logger.Warn("Run taken over: its owner's lease ran out", "job", l.Job, "scheduled_at", l.ScheduledAt, "attempt", l.Attempt)
 	}
 	return out, nil
+}
+
+// uniqueViolation is PostgreSQL's SQLSTATE unique_violation.
+const uniqueViolation = "23505"
+
+// reclaimSQL claims a tick again for a retry, after this owner's attempt
+// failed; the attempt number goes up, so the earlier lease stays fenced.
+const reclaimSQL = `UPDATE job_claims
+SET status = 'running', attempt = attempt + 1, lease_until = now() + $4 * interval '1 microsecond',
+	started_at = now(), finished_at = NULL
+WHERE job = $1 AND scheduled_at = $2 AND owner = $3 AND status = 'failed'
+RETURNING attempt`
+
+// Reclaim claims the tick (job, scheduledAt) again for a retry of this
+// replica's failed run of it. It returns ErrFenced when the claim is not a
+// failed one of this owner (another replica took it over meanwhile), and
+// ErrBusy when another tick of the job is running now. A reclaim is not
+// counted in worker_job_claims_total: the tick was won once.
+func (c *Claimer) Reclaim(ctx context.Context, job string, scheduledAt time.Time) (*Lease, error) {
+	var attempt int
+	err := c.cfg.DB.QueryRowContext(ctx, reclaimSQL, job, scheduledAt, c.cfg.Owner, c.cfg.Lease.Microseconds()).Scan(&attempt)
+	var pe *pgconn.PgError
+	switch {
+	case err == nil:
+		return c.newLease(job, scheduledAt, attempt, Won), nil
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("job %q, tick %s, owner %s: %w", job, scheduledAt.Format(time.RFC3339), c.cfg.Owner, ErrFenced)
+	case errors.As(err, &pe) && pe.Code == uniqueViolation:
+		return nil, fmt.Errorf("job %q, tick %s: %w", job, scheduledAt.Format(time.RFC3339), ErrBusy)
+	}
+	return nil, fmt.Errorf("cannot claim tick %s of job %q again: %w", scheduledAt.Format(time.RFC3339), job, err)
 }
 
 // LostError is the error of a Claim of a tick that another replica has.

@@ -444,6 +444,56 @@ func TestClaim_TakesOverAnEarlierTick(t *testing.T) {
 	}
 }
 
+// Ensure that a failed claim can be claimed again for a retry by its owner
+// only, with the attempt raised, and not while another tick is running.
+func TestClaimer_Reclaim(t *testing.T) {
+	dsn := server(t)
+	ctx := context.Background()
+	a := replica(t, dsn, "a", claim.Config{})
+	b := replica(t, dsn, "b", claim.Config{})
+	db := open(t, dsn)
+	tick := time.Now().Add(-time.Minute).Truncate(time.Second)
+	l, err := a.Claim(ctx, "j", tick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Reclaim(ctx, "j", tick); !errors.Is(err, claim.ErrFenced) {
+		t.Errorf("Reclaim of a running claim: got %v, want %v", err, claim.ErrFenced)
+	}
+	if err := l.Finish(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Reclaim(ctx, "j", tick); !errors.Is(err, claim.ErrFenced) {
+		t.Errorf("b's Reclaim of a's claim: got %v, want %v", err, claim.ErrFenced)
+	}
+	next, err := b.Claim(ctx, "j", tick.Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Reclaim(ctx, "j", tick); !errors.Is(err, claim.ErrBusy) {
+		t.Errorf("Reclaim while the next tick runs: got %v, want %v", err, claim.ErrBusy)
+	}
+	if err := next.Finish(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := a.Reclaim(ctx, "j", tick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Finish(ctx, true); !errors.Is(err, claim.ErrFenced) {
+		t.Errorf("the first attempt's Finish after the reclaim: got %v, want %v", err, claim.ErrFenced)
+	}
+	if err := l2.Finish(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := readRow(t, db, "j", tick); r != (row{"a", "succeeded", 2}) {
+		t.Errorf("row: got %+v, want a's succeeded attempt 2", r)
+	}
+	if got := testutil.ToFloat64(claim.Claims(a, "j", claim.Won)); got != 1 {
+		t.Errorf("a's claims won: got %v, want 1 (a reclaim is not a claim)", got)
+	}
+}
+
 // Ensure that a running claim of a job refuses a claim of its next tick,
 // on every replica, until it has finished.
 func TestClaim_NoOverlap(t *testing.T) {

@@ -13,7 +13,8 @@ import (
 // Coordinator plugs a Claimer into the scheduler's run chain: set it as
 // jobs.Config.Coordinator when the backend is PostgreSQL.
 //
-// At each tick T of a job it claims T, first waiting out ErrNotDue (a
+// A retry (Tick.Attempt > 1) claims its tick again (Reclaim). At each
+// other tick T of a job it claims T, first waiting out ErrNotDue (a
 // replica whose clock runs ahead) up to MaxNotDueWait, and checks for
 // missed ticks: the ticks of the job's schedule in (P - grace, T - grace],
 // where P is the previous tick this replica was asked about (one interval
@@ -46,6 +47,18 @@ func NewCoordinator(c *Claimer, jobNames []string) *Coordinator {
 
 // Acquire claims the tick; see jobs.Coordinator.
 func (co *Coordinator) Acquire(ctx context.Context, t jobs.Tick) (jobs.Claim, error) {
+	if t.Attempt > 1 {
+		l, err := co.c.Reclaim(ctx, t.Job, t.ScheduledAt)
+		switch {
+		case err == nil:
+			return held{l}, nil
+		case errors.Is(err, ErrFenced):
+			return nil, fmt.Errorf("%w: %w", jobs.ErrNotClaimed, err)
+		case errors.Is(err, ErrBusy):
+			return nil, fmt.Errorf("%w: %w", jobs.ErrSkipped, err)
+		}
+		return nil, err
+	}
 	earlier := co.earlier(t)
 	deadline := time.Now().Add(MaxNotDueWait)
 	for {

@@ -14,7 +14,8 @@ import (
 // tick once (package internal/claim on PostgreSQL). A nil Config.Coordinator
 // means a single node: every tick runs here, as on SQLite.
 //
-// Only scheduled ticks are coordinated; RunOnce and RunAtStart runs are not.
+// Ticks are coordinated, caught-up ones and retries included; RunOnce and
+// RunAtStart runs are not.
 // A tick goes: Acquire before the chain's track step (after skipIfRunning),
 // Keep for the run's context, which the Coordinator cancels when the claim
 // is lost, the body, then Release with the body's error before the run is
@@ -36,11 +37,14 @@ type Scanner interface {
 	Scan(ctx context.Context, run func(job string, c Claim))
 }
 
-// Tick is a scheduled run to coordinate.
+// Tick is a scheduled run to coordinate: a tick cron fired, a missed one
+// caught up, or a retry of either (Attempt > 1), which claims its tick
+// again after its own failed attempt.
 type Tick struct {
 	Job         string
 	ScheduledAt time.Time
 	Schedule    cron.Schedule
+	Attempt     int
 }
 
 // Claim is this replica's claim on a tick.
@@ -68,7 +72,7 @@ const releaseTimeout = 5 * time.Second
 // coordinate claims a scheduled tick before the run and releases it after.
 func (s *Scheduler) coordinate(next handler) handler {
 	return func(ctx context.Context, e *entry, r *Run) error {
-		if s.cfg.Coordinator == nil || !r.tick {
+		if s.cfg.Coordinator == nil || r.manual {
 			return next(ctx, e, r)
 		}
 		var c Claim
@@ -76,7 +80,7 @@ func (s *Scheduler) coordinate(next handler) handler {
 			c = r.takenOver
 		} else {
 			var err error
-			c, err = s.cfg.Coordinator.Acquire(ctx, Tick{Job: e.job.Name, ScheduledAt: r.ScheduledAt, Schedule: e.job.Schedule})
+			c, err = s.cfg.Coordinator.Acquire(ctx, Tick{Job: e.job.Name, ScheduledAt: r.ScheduledAt, Schedule: e.job.Schedule, Attempt: max(1, r.Attempt)})
 			if err != nil {
 				if errors.Is(err, ErrNotClaimed) || errors.Is(err, ErrSkipped) {
 					return err
@@ -121,7 +125,7 @@ func (s *Scheduler) startScan() {
 func (s *Scheduler) runTakenOver(job string, c Claim) {
 	e, ok := s.byName[job]
 	tc := &trackedClaim{Claim: c}
-	r := &Run{Job: job, ScheduledAt: c.ScheduledAt(), tick: true, takenOver: tc}
+	r := &Run{Job: job, ScheduledAt: c.ScheduledAt(), takenOver: tc}
 	s.mu.Lock()
 	if !ok || s.stopped {
 		s.mu.Unlock()

@@ -107,6 +107,6 @@ type Run struct {
 	retryIn time.Duration // > 0: a retry follows after this wait (set by record)
 	gaveUp  bool          // a retryable failure that was not retried
 
-	tick      bool          // a scheduled tick, which a Coordinator claims
+	manual    bool          // RunOnce or RunAtStart: no tick, so a Coordinator does not claim it
 	takenOver *trackedClaim // the claim, when the Coordinator's scan took the tick over
 }

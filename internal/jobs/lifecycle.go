@@ -45,7 +45,7 @@ func (s *Scheduler) Start() error {
 			// In flight from here, under mu, so that a Stop right after
 			// Start waits for it; run in the background, so that Start
 			// does not.
-			r := &Run{Job: e.job.Name, ScheduledAt: now}
+			r := &Run{Job: e.job.Name, ScheduledAt: now, manual: true}
 			a := s.beginLocked(r)
 			go s.exec(e, r, a)
 		}
