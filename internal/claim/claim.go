@@ -38,11 +38,14 @@
 // shifted back by MissedGrace, so that every replica checks every tick once
 // it is older than the grace.
 //
-// Wiring, for the PostgreSQL backend: call Migrate from the backend's
-// migrations (idempotent, under its own transaction-level advisory lock);
-// build one Claimer per process, with the replica's application_name as
-// Owner and the worker's registry; and pass NewCoordinator(claimer, the job
-// names) as jobs.Config.Coordinator. On SQLite leave it nil.
+// Wiring, for the PostgreSQL backend (worker.go, where jobs.New is called,
+// when handle.Postgres()): call Migrate on the handle's *sql.DB after the
+// backend's own migrations (idempotent, under its own transaction-level
+// advisory lock); build one Claimer per process with DB the *db.Handle
+// itself (a jobs.Initer, so a handle opened late or reopened is followed),
+// Owner handle.ApplicationName() and the worker's registry; pass
+// NewCoordinator(claimer, the enabled job names) as jobs.Config.Coordinator;
+// and call Prune from the history pruning. On SQLite leave Coordinator nil.
 package claim
 
 import (
@@ -56,6 +59,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sqlworker/worker/internal/jobs"
 )
 
 // Defaults for Config.
@@ -112,7 +117,9 @@ const (
 
 // Config holds the settings of a Claimer.
 type Config struct {
-	DB *sql.DB
+	// DB gives the handle of every statement: the worker's db.Handle,
+	// whose handle is opened, or reopened, when the server is reachable.
+	DB jobs.Initer
 	// Owner names this replica in job_claims; it must differ between
 	// replicas (the worker's application_name suits).
 	Owner string
@@ -181,6 +188,15 @@ func (c *Claimer) Lease() time.Duration { return c.cfg.Lease }
 
 // MissedGrace returns how long a tick may go unclaimed before it is missed.
 func (c *Claimer) MissedGrace() time.Duration { return c.cfg.MissedGrace }
+
+// db returns the handle for a statement.
+func (c *Claimer) db(ctx context.Context) (*sql.DB, error) {
+	d, err := c.cfg.DB.Init(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the database: %w", err)
+	}
+	return d, nil
+}
 
 // Init creates the job's series at 0, so that rate() over a result that
 // never happened is 0, not empty.
@@ -279,7 +295,11 @@ func (c *Claimer) claim(ctx context.Context, job string, scheduledAt time.Time) 
 	t0 := c.now()
 	var server, now time.Time
 	var won bool
-	err := c.cfg.DB.QueryRowContext(ctx, claimSQL, job, scheduledAt, c.cfg.Owner, lease).Scan(&server, &now, &won)
+	db, err := c.db(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = db.QueryRowContext(ctx, claimSQL, job, scheduledAt, c.cfg.Owner, lease).Scan(&server, &now, &won)
 	if err != nil {
 		return nil, fmt.Errorf("cannot claim tick %s of job %q: %w", scheduledAt.Format(time.RFC3339), job, err)
 	}
@@ -295,7 +315,7 @@ func (c *Claimer) claim(ctx context.Context, job string, scheduledAt time.Time) 
 	var tick time.Time
 	var attempt int
 	var owner, status string
-	err = c.cfg.DB.QueryRowContext(ctx, takeoverSQL, job, c.cfg.Owner, lease, scheduledAt).Scan(&took, &tick, &attempt, &owner, &status)
+	err = db.QueryRowContext(ctx, takeoverSQL, job, c.cfg.Owner, lease, scheduledAt).Scan(&took, &tick, &attempt, &owner, &status)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		// The insert conflicted with the one-running-claim index.
@@ -315,8 +335,12 @@ func (c *Claimer) claim(ctx context.Context, job string, scheduledAt time.Time) 
 
 // markMissed marks the unclaimed ones of ticks missed, and counts them.
 func (c *Claimer) markMissed(ctx context.Context, job string, ticks []time.Time) error {
+	db, err := c.db(ctx)
+	if err != nil {
+		return err
+	}
 	var n int64
-	if err := c.cfg.DB.QueryRowContext(ctx, markMissedSQL, job, c.cfg.Owner, ticks, c.cfg.MissedGrace.Microseconds()).
+	if err := db.QueryRowContext(ctx, markMissedSQL, job, c.cfg.Owner, ticks, c.cfg.MissedGrace.Microseconds()).
 		Scan(&n); err != nil {
 		return fmt.Errorf("cannot mark ticks of job %q missed: %w", job, err)
 	}
@@ -347,7 +371,11 @@ func (c *Claimer) TakeOverExpired(ctx context.Context, jobNames []string) ([]*Le
 	if len(jobNames) == 0 {
 		return nil, nil
 	}
-	rows, err := c.cfg.DB.QueryContext(ctx, takeOverExpiredSQL, c.cfg.Owner, c.cfg.Lease.Microseconds(), jobNames)
+	db, err := c.db(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.QueryContext(ctx, takeOverExpiredSQL, c.cfg.Owner, c.cfg.Lease.Microseconds(), jobNames)
 	if err != nil {
 		return nil, fmt.Errorf("cannot take over expired claims: %w", err)
 	}
@@ -389,8 +417,12 @@ RETURNING attempt`
 // ErrBusy when another tick of the job is running now. A reclaim is not
 // counted in worker_job_claims_total: the tick was won once.
 func (c *Claimer) Reclaim(ctx context.Context, job string, scheduledAt time.Time) (*Lease, error) {
+	db, err := c.db(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var attempt int
-	err := c.cfg.DB.QueryRowContext(ctx, reclaimSQL, job, scheduledAt, c.cfg.Owner, c.cfg.Lease.Microseconds()).Scan(&attempt)
+	err = db.QueryRowContext(ctx, reclaimSQL, job, scheduledAt, c.cfg.Owner, c.cfg.Lease.Microseconds()).Scan(&attempt)
 	var pe *pgconn.PgError
 	switch {
 	case err == nil:
@@ -418,9 +450,13 @@ func (e *LostError) Error() string {
 // MeasureOffset measures and exports the server's clock minus this
 // replica's, taking the local time as the midpoint of the round trip.
 func (c *Claimer) MeasureOffset(ctx context.Context) (time.Duration, error) {
+	db, err := c.db(ctx)
+	if err != nil {
+		return 0, err
+	}
 	t0 := c.now()
 	var server time.Time
-	if err := c.cfg.DB.QueryRowContext(ctx, `SELECT clock_timestamp()`).Scan(&server); err != nil {
+	if err := db.QueryRowContext(ctx, `SELECT clock_timestamp()`).Scan(&server); err != nil {
 		return 0, fmt.Errorf("cannot read the server's clock: %w", err)
 	}
 	return c.observeOffset(t0, c.now(), server), nil
@@ -464,7 +500,11 @@ func (c *Claimer) newLease(job string, tick time.Time, attempt int, r Result) *L
 // as long as no one took the tick over: the run is done and still the only
 // one.)
 func (l *Lease) Renew(ctx context.Context) error {
-	res, err := l.c.cfg.DB.ExecContext(ctx, `UPDATE job_claims SET lease_until = now() + $5 * interval '1 microsecond'
+	db, err := l.c.db(ctx)
+	if err != nil {
+		return err
+	}
+	res, err := db.ExecContext(ctx, `UPDATE job_claims SET lease_until = now() + $5 * interval '1 microsecond'
 WHERE job = $1 AND scheduled_at = $2 AND owner = $3 AND attempt = $4 AND status = 'running' AND lease_until >= now()`,
 		l.Job, l.ScheduledAt, l.c.cfg.Owner, l.Attempt, l.c.cfg.Lease.Microseconds())
 	if err != nil {
@@ -564,7 +604,11 @@ func (l *Lease) renew(ctx context.Context, cancelRun context.CancelCauseFunc) {
 // owner's and attempt's it returns ErrFenced, and counts and logs it.
 func (l *Lease) Abandon(ctx context.Context) error {
 	l.stopRenewing()
-	res, err := l.c.cfg.DB.ExecContext(ctx, `UPDATE job_claims SET lease_until = now() - interval '1 microsecond'
+	db, err := l.c.db(ctx)
+	if err != nil {
+		return err
+	}
+	res, err := db.ExecContext(ctx, `UPDATE job_claims SET lease_until = now() - interval '1 microsecond'
 WHERE job = $1 AND scheduled_at = $2 AND owner = $3 AND attempt = $4 AND status = 'running'`,
 		l.Job, l.ScheduledAt, l.c.cfg.Owner, l.Attempt)
 	if err != nil {
@@ -608,7 +652,11 @@ func (l *Lease) Finish(ctx context.Context, success bool) error {
 	if len(l.earlier) > 0 {
 		q, args = finishCheckingSQL, append(args, l.earlier, l.c.cfg.MissedGrace.Microseconds())
 	}
-	if err := l.c.cfg.DB.QueryRowContext(ctx, q, args...).Scan(&done, &missed); err != nil {
+	db, err := l.c.db(ctx)
+	if err != nil {
+		return err
+	}
+	if err := db.QueryRowContext(ctx, q, args...).Scan(&done, &missed); err != nil {
 		return fmt.Errorf("cannot finish the claim of job %q: %w", l.Job, err)
 	}
 	l.c.countMissed(l.Job, missed)

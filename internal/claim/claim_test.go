@@ -54,7 +54,7 @@ func open(t testing.TB, dsn string) *sql.DB {
 // replica returns a Claimer on a handle of its own, with its own registry.
 func replica(t testing.TB, dsn, owner string, cfg claim.Config) *claim.Claimer {
 	t.Helper()
-	cfg.DB, cfg.Owner, cfg.Registerer = open(t, dsn), owner, prometheus.NewRegistry()
+	cfg.DB, cfg.Owner, cfg.Registerer = handle{open(t, dsn)}, owner, prometheus.NewRegistry()
 	c, err := claim.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -373,7 +373,7 @@ func TestLease_HoldGivesUpWhenUnconfirmed(t *testing.T) {
 	dsn := server(t)
 	ctx := context.Background()
 	db := open(t, dsn)
-	a, err := claim.New(claim.Config{DB: db, Owner: "a", Lease: 600 * time.Millisecond, Registerer: prometheus.NewRegistry()})
+	a, err := claim.New(claim.Config{DB: handle{db}, Owner: "a", Lease: 600 * time.Millisecond, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -653,7 +653,7 @@ func TestClaim_MissedTicks(t *testing.T) {
 // are the documented names.
 func TestNew_MetricsLint(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	c, err := claim.New(claim.Config{DB: &sql.DB{}, Owner: "a", Registerer: reg})
+	c, err := claim.New(claim.Config{DB: handle{&sql.DB{}}, Owner: "a", Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -689,13 +689,31 @@ func TestNew_MetricsLint(t *testing.T) {
 	}
 }
 
+// down is the handle of a server that cannot be reached.
+type down struct{}
+
+func (down) Init(context.Context) (*sql.DB, error) { return nil, errors.New("connection refused") }
+
+// Ensure that a Claimer whose handle cannot be opened says so, and claims
+// nothing.
+func TestClaim_DatabaseUnreachable(t *testing.T) {
+	c, err := claim.New(claim.Config{DB: down{}, Owner: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Claim(context.Background(), "j", time.Now())
+	if err == nil || !strings.Contains(err.Error(), "cannot reach the database: connection refused") {
+		t.Errorf("Claim: got %v, want cannot reach the database", err)
+	}
+}
+
 // Ensure that New refuses a Config without a handle or an owner.
 func TestNew_Invalid(t *testing.T) {
 	for name, cfg := range map[string]claim.Config{
 		"no db":          {Owner: "a"},
-		"no owner":       {DB: &sql.DB{}},
-		"negative lease": {DB: &sql.DB{}, Owner: "a", Lease: -time.Second},
-		"short lease":    {DB: &sql.DB{}, Owner: "a", Lease: time.Millisecond},
+		"no owner":       {DB: handle{&sql.DB{}}},
+		"negative lease": {DB: handle{&sql.DB{}}, Owner: "a", Lease: -time.Second},
+		"short lease":    {DB: handle{&sql.DB{}}, Owner: "a", Lease: time.Millisecond},
 	} {
 		if _, err := claim.New(cfg); err == nil {
 			t.Errorf("%s: got nil, want an error", name)
