@@ -39,11 +39,9 @@
 // it is older than the grace.
 //
 // Wiring, for the PostgreSQL backend (worker.go, where jobs.New is called,
-// when handle.Postgres()): call Migrate on the handle's *sql.DB after the
-// backend's own migrations (idempotent, under its own transaction-level
-// advisory lock); build one Claimer per process with DB the *db.Handle
-// itself (a jobs.Initer, so a handle opened late or reopened is followed),
-// Owner handle.ApplicationName() and the worker's registry; pass
+// when handle.Postgres()): build one Claimer per process with DB the
+// *db.Handle itself (a jobs.Initer, so a handle opened late or reopened is
+// followed), Owner handle.ApplicationName() and the worker's registry; pass
 // NewCoordinator(claimer, the enabled job names) as jobs.Config.Coordinator;
 // and call Prune from the history pruning. On SQLite leave Coordinator nil.
 package claim
@@ -55,6 +53,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -140,9 +139,13 @@ type Claimer struct {
 	logger  *slog.Logger
 	metrics *metrics
 	now     func() time.Time // the local clock; skewed in tests
+
+	migrateMu sync.Mutex
+	migrated  atomic.Bool // Migrate ran on the handle
 }
 
-// New returns a Claimer and registers its metrics. Run Migrate first.
+// New returns a Claimer and registers its metrics. The Claimer runs
+// Migrate once, before its first statement.
 func New(cfg Config) (*Claimer, error) {
 	if cfg.DB == nil {
 		return nil, errors.New("claim: Config.DB is nil")
@@ -189,11 +192,23 @@ func (c *Claimer) Lease() time.Duration { return c.cfg.Lease }
 // MissedGrace returns how long a tick may go unclaimed before it is missed.
 func (c *Claimer) MissedGrace() time.Duration { return c.cfg.MissedGrace }
 
-// db returns the handle for a statement.
+// db returns the handle for a statement, having run Migrate on it once, so
+// that a Claimer works on a database no one migrated for it yet.
 func (c *Claimer) db(ctx context.Context) (*sql.DB, error) {
 	d, err := c.cfg.DB.Init(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the database: %w", err)
+	}
+	if c.migrated.Load() {
+		return d, nil
+	}
+	c.migrateMu.Lock()
+	defer c.migrateMu.Unlock()
+	if !c.migrated.Load() {
+		if err := Migrate(ctx, d); err != nil {
+			return nil, err
+		}
+		c.migrated.Store(true)
 	}
 	return d, nil
 }

@@ -494,6 +494,20 @@ func TestClaimer_Reclaim(t *testing.T) {
 	}
 }
 
+// Ensure that a Claimer creates job_claims itself on a database that no
+// one migrated.
+func TestClaimer_MigratesOnFirstUse(t *testing.T) {
+	dsn := pgtest.Start(t)
+	c := replica(t, dsn, "a", claim.Config{})
+	l, err := c.Claim(context.Background(), "j", time.Now().Add(-time.Second))
+	if err != nil {
+		t.Fatalf("Claim on an unmigrated database: %v", err)
+	}
+	if err := l.Finish(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Ensure that a running claim of a job refuses a claim of its next tick,
 // on every replica, until it has finished.
 func TestClaim_NoOverlap(t *testing.T) {

@@ -32,7 +32,8 @@ var schema = []string{
 // Migrate creates job_claims and its index if they do not exist, in one
 // transaction under a transaction-level advisory lock (a session lock would
 // stay on a pooled connection). It is idempotent and safe to run from every
-// replica at once. The PostgreSQL backend calls it from its migrations.
+// replica at once. A Claimer runs it before its first statement; the
+// PostgreSQL backend may run it with its own migrations too.
 func Migrate(ctx context.Context, db *sql.DB) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
