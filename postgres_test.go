@@ -5,8 +5,12 @@ import (
 	"database/sql"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/sqlworker/worker"
 	"github.com/sqlworker/worker/internal/pgtest"
@@ -75,5 +79,70 @@ func TestWorker_PostgresServerDown(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
 	if rec.Code != 200 {
 		t.Errorf("/readyz once the server is up: got %d %q, want 200", rec.Code, rec.Body.String())
+	}
+}
+
+// Ensure that two library Workers on one PostgreSQL database claim each
+// tick of a job, so that its body runs once per tick across them.
+func TestWorker_PostgresReplicasRunEachTickOnce(t *testing.T) {
+	srv := pgtest.New(t)
+	srv.Start(t)
+	var mu sync.Mutex
+	bodies := 0
+	var ws []*worker.Worker
+	for _, id := range []string{"r1", "r2"} {
+		cfg, err := worker.ParseConfig([]byte("database:\n  url: '" + srv.URL() + "'\n  replica_id: " + id +
+			"\nbuiltin:\n  heartbeat: {enabled: false}\n  history_prune: {enabled: false}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, _ := MustNewWorker(t, cfg)
+		if err := w.Register("tick", "@every 1s", func(context.Context, *sql.DB) (int64, error) {
+			mu.Lock()
+			bodies++
+			mu.Unlock()
+			return 0, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, w)
+	}
+	for _, w := range ws {
+		if err := w.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc, err := pgx.ParseConfig(srv.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := sql.OpenDB(stdlib.GetConnector(*pc))
+	defer check.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for n := 0; n < 3; {
+		// job_claims appears with the first claim.
+		_ = check.QueryRow(`SELECT count(*) FROM job_claims WHERE job = 'tick' AND status = 'succeeded'`).Scan(&n)
+		if time.Now().After(deadline) {
+			t.Fatalf("succeeded ticks: got %v after 30s, want 3", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, w := range ws {
+		if err := w.Stop(context.Background()); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	}
+	var succeeded, owners int
+	if err := check.QueryRow(`SELECT count(*), count(DISTINCT owner) FROM job_claims WHERE job = 'tick' AND status = 'succeeded'`).
+		Scan(&succeeded, &owners); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if bodies != succeeded {
+		t.Errorf("bodies run: got %v, want %v (one per succeeded tick)", bodies, succeeded)
+	}
+	if owners < 1 || owners > 2 {
+		t.Errorf("owners: got %v, want the replicas' application_name", owners)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/version"
 
 	"github.com/sqlworker/worker/fdstat"
+	"github.com/sqlworker/worker/internal/claim"
 	"github.com/sqlworker/worker/internal/config"
 	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/jobs"
@@ -261,6 +262,20 @@ func (w *Worker) openLocked(ctx context.Context) error {
 		}
 	}
 	w.list = scheduled(plan)
+	// On PostgreSQL the replicas sharing the database claim each tick, so
+	// that it runs once across them (internal/claim).
+	var coord jobs.Coordinator
+	if w.handle.Postgres() {
+		names := make([]string, len(w.list))
+		for i, j := range w.list {
+			names[i] = j.Name
+		}
+		c, err := claim.New(claim.Config{DB: w.handle, Owner: w.handle.ApplicationName(), Registerer: w.reg, Logger: w.logger})
+		if err != nil {
+			return err
+		}
+		coord = claim.NewCoordinator(c, names)
+	}
 	faults := &runFaults{readiness: w.readiness, logger: w.logger}
 	sched, err := jobs.New(jobs.Config{
 		DB:            w.handle,
@@ -272,6 +287,7 @@ func (w *Worker) openLocked(ctx context.Context) error {
 			faults.observe(r, historyErr)
 			w.last.observe(r)
 		},
+		Coordinator: coord,
 	}, w.list)
 	if err != nil {
 		return err

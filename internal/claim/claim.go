@@ -38,12 +38,12 @@
 // shifted back by MissedGrace, so that every replica checks every tick once
 // it is older than the grace.
 //
-// Wiring, for the PostgreSQL backend (worker.go, where jobs.New is called,
-// when handle.Postgres()): build one Claimer per process with DB the
-// *db.Handle itself (a jobs.Initer, so a handle opened late or reopened is
-// followed), Owner handle.ApplicationName() and the worker's registry; pass
-// NewCoordinator(claimer, the enabled job names) as jobs.Config.Coordinator;
-// and call Prune from the history pruning. On SQLite leave Coordinator nil.
+// Wiring, as worker.go does it for the PostgreSQL backend: one Claimer per
+// process with DB the *db.Handle itself (a jobs.Initer, so a handle opened
+// late or reopened is followed), Owner handle.ApplicationName() and the
+// worker's registry, and NewCoordinator(claimer, the job names) as
+// jobs.Config.Coordinator. On SQLite the Coordinator is nil. (Prune is not
+// called by history_prune yet.)
 package claim
 
 import (
