@@ -22,8 +22,7 @@ import (
 // replica fires every tick, so every tick is checked once it is older than
 // the grace, and the insert counts it on one replica only.
 type Coordinator struct {
-	c    *Claimer
-	jobs []string
+	c *Claimer
 
 	mu   sync.Mutex
 	prev map[string]time.Time // the previous tick per job
@@ -37,12 +36,13 @@ const MaxNotDueWait = time.Minute
 const maxChecked = 1000
 
 // NewCoordinator returns a Coordinator claiming through c, and creates the
-// metric series of the named jobs at 0.
+// metric series of the named jobs at 0; those of a job added later (a
+// reload) appear at its first tick.
 func NewCoordinator(c *Claimer, jobNames []string) *Coordinator {
 	for _, name := range jobNames {
 		c.Init(name)
 	}
-	return &Coordinator{c: c, jobs: jobNames, prev: make(map[string]time.Time)}
+	return &Coordinator{c: c, prev: make(map[string]time.Time)}
 }
 
 // Acquire claims the tick; see jobs.Coordinator.
@@ -91,6 +91,9 @@ func (co *Coordinator) Acquire(ctx context.Context, t jobs.Tick) (jobs.Claim, er
 func (co *Coordinator) earlier(t jobs.Tick) []time.Time {
 	co.mu.Lock()
 	prev, ok := co.prev[t.Job]
+	if !ok {
+		co.c.Init(t.Job)
+	}
 	if !ok || t.ScheduledAt.After(prev) {
 		co.prev[t.Job] = t.ScheduledAt
 	}
@@ -114,7 +117,7 @@ func (co *Coordinator) earlier(t jobs.Tick) []time.Time {
 // jobs that another replica left running with a lease that has run out, and
 // hands them to run; see jobs.Scanner. Without it a dead replica's run
 // would wait for the job's next tick.
-func (co *Coordinator) Scan(ctx context.Context, run func(job string, c jobs.Claim)) {
+func (co *Coordinator) Scan(ctx context.Context, jobNames func() []string, run func(job string, c jobs.Claim)) {
 	t := time.NewTicker(co.c.Lease() / 3)
 	defer t.Stop()
 	for {
@@ -123,7 +126,7 @@ func (co *Coordinator) Scan(ctx context.Context, run func(job string, c jobs.Cla
 			return
 		case <-t.C:
 		}
-		leases, err := co.c.TakeOverExpired(ctx, co.jobs)
+		leases, err := co.c.TakeOverExpired(ctx, jobNames())
 		if err != nil && ctx.Err() == nil {
 			co.c.logger.Warn("Cannot scan for runs to take over", "err", err)
 		}

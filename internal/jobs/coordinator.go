@@ -31,10 +31,11 @@ type Coordinator interface {
 
 // Scanner is a Coordinator that also takes over, between ticks, the runs of
 // replicas that died. Scan runs until ctx is done (from Start to the
-// beginning of Stop), and hands each run it took over to run, which starts
-// it through the chain in the background and returns.
+// beginning of Stop), takes over runs of the jobs that jobNames returns
+// (the scheduler's, which a Replace changes), and hands each to run, which
+// starts it through the chain in the background and returns.
 type Scanner interface {
-	Scan(ctx context.Context, run func(job string, c Claim))
+	Scan(ctx context.Context, jobNames func() []string, run func(job string, c Claim))
 }
 
 // Tick is a scheduled run to coordinate: a tick cron fired, a missed one
@@ -116,14 +117,15 @@ func (s *Scheduler) startScan() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopScan = cancel
-	s.wg.Go(func() { sc.Scan(ctx, s.runTakenOver) })
+	s.wg.Go(func() { sc.Scan(ctx, s.JobNames, s.runTakenOver) })
 }
 
 // runTakenOver runs a tick taken over by the scan, in flight from here so
-// that Stop waits for it. A claim the chain did not reach (the job was still
-// running here, or the scheduler stopped) is released as a failure.
+// that Stop waits for it. A claim the chain did not reach (the job was
+// removed or still running here, or the scheduler stopped) is released as
+// cut off, for the Coordinator to hand on.
 func (s *Scheduler) runTakenOver(job string, c Claim) {
-	e, ok := s.byName[job]
+	e, ok := s.lookup(job)
 	tc := &trackedClaim{Claim: c}
 	r := &Run{Job: job, ScheduledAt: c.ScheduledAt(), takenOver: tc}
 	s.mu.Lock()
@@ -147,7 +149,7 @@ func (s *Scheduler) releaseUnrun(c *trackedClaim, job string, why error) {
 	s.logger.Warn("Tick taken over but not run", "job", job, "scheduled_at", c.ScheduledAt(), "err", why)
 	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 	defer cancel()
-	_ = c.Release(ctx, why)
+	_ = c.Release(ctx, fmt.Errorf("%w: not run: %w", ErrStopped, why))
 }
 
 // trackedClaim remembers whether the chain released it.
