@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +16,8 @@ import (
 	"github.com/prometheus/procfs"
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
+
+	"github.com/sqlworker/worker/internal/floorbench"
 )
 
 func TestMain(m *testing.M) {
@@ -401,20 +404,53 @@ func openDevNull(b *testing.B, c *Counter, n int) {
 	}
 }
 
+// BenchmarkCounter_Count measures Count against its floor, one readlinkat
+// per descriptor on a directory opened beforehand, with 10, 1,000 and
+// 10,000 descriptors open.
 func BenchmarkCounter_Count(b *testing.B) {
-	for _, n := range []int{100, 10000} {
+	for _, n := range []int{10, 1000, 10000} {
 		b.Run(fmt.Sprintf("fds=%d", n), func(b *testing.B) {
 			c := NewCounter(filepath.Join(b.TempDir(), "worker.db"))
 			openDevNull(b, c, n)
-			b.ReportAllocs()
-			iters := 0
-			for b.Loop() {
+			dfd, names := fdNames(b)
+			var buf [unix.PathMax]byte
+			floorbench.Pair(b, func(b *testing.B) {
+				for _, name := range names {
+					if _, errno := readlinkat(dfd, &name[0], buf[:]); errno != 0 {
+						b.Fatalf("readlinkat %s: %v", name, errno)
+					}
+				}
+			}, func(b *testing.B) {
 				if _, err := c.Count(); err != nil {
 					b.Fatal(err)
 				}
-				iters++
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(iters)/float64(n), "ns/fd")
+			})
 		})
 	}
+}
+
+// fdNames opens /proc/self/fd and returns it and the NUL-terminated names of
+// the process's other descriptors.
+func fdNames(b *testing.B) (int, [][]byte) {
+	dfd, err := unix.Open("/proc/self/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { unix.Close(dfd) })
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var names [][]byte
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd == dfd {
+			continue
+		}
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+			continue // the ReadDir's own descriptor, closed by now
+		}
+		names = append(names, append([]byte(e.Name()), 0))
+	}
+	return dfd, names
 }
