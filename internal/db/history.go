@@ -59,19 +59,68 @@ type RunRow struct {
 // InsertRuns writes rows to job_runs with one statement, so that they are
 // written whole or not at all.
 func InsertRuns(ctx context.Context, db *sql.DB, rows []RunRow) error {
+	_, err := db.ExecContext(ctx, bind(db, insertRunsSQL(len(rows))), runArgs(rows)...)
+	return err
+}
+
+// insertRunsSQL is the INSERT of n job_runs rows.
+func insertRunsSQL(n int) string {
 	var b strings.Builder
 	b.WriteString(`INSERT INTO job_runs
 		(job, scheduled_at, started_at, ended_at, result, error, rows_affected, attempt, jitter_ms) VALUES `)
-	args := make([]any, 0, 9*len(rows))
-	for i, r := range rows {
+	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
 		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	}
+	return b.String()
+}
+
+func runArgs(rows []RunRow) []any {
+	args := make([]any, 0, 9*len(rows))
+	for _, r := range rows {
 		args = append(args, r.Job, FormatTime(r.ScheduledAt), FormatTime(r.StartedAt), FormatTime(r.EndedAt),
 			r.Result, r.Error, r.RowsAffected, max(1, r.Attempt), r.Jitter.Milliseconds())
 	}
-	_, err := db.ExecContext(ctx, bind(db, b.String()), args...)
+	return args
+}
+
+// RunInserter is InsertRuns with the one-row INSERT, the one every finished
+// run writes, prepared once per handle rather than parsed on every run (on
+// PostgreSQL, pgx caches the server-side statement either way). It
+// is not safe for concurrent use: its caller writes one batch at a time.
+type RunInserter struct {
+	db  *sql.DB
+	one *sql.Stmt
+}
+
+// Insert is InsertRuns(ctx, db, rows). A db other than the last one's (the
+// handle was replaced) is prepared afresh.
+func (w *RunInserter) Insert(ctx context.Context, db *sql.DB, rows []RunRow) error {
+	if len(rows) != 1 {
+		return InsertRuns(ctx, db, rows)
+	}
+	if w.db != db {
+		w.Close()
+		st, err := db.PrepareContext(ctx, bind(db, insertRunsSQL(1)))
+		if err != nil {
+			return err
+		}
+		w.db, w.one = db, st
+	}
+	_, err := w.one.ExecContext(ctx, runArgs(rows)...)
+	return err
+}
+
+// Close releases the prepared statement; the RunInserter may be used
+// again. It is safe to call more than once.
+func (w *RunInserter) Close() error {
+	if w.one == nil {
+		return nil
+	}
+	err := w.one.Close()
+	w.db, w.one = nil, nil
 	return err
 }
 

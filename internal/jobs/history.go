@@ -80,7 +80,8 @@ type history struct {
 	limit   int
 	pending prometheus.Gauge
 	dropped prometheus.Counter
-	kick    chan struct{} // a write failed: wake the retry loop
+	kick    chan struct{}  // a write failed: wake the retry loop
+	ins     db.RunInserter // used by the one writer (flushing)
 
 	mu       sync.Mutex
 	idle     *sync.Cond // signalled when flushing ends
@@ -243,8 +244,10 @@ func (h *history) retry(ctx context.Context) {
 }
 
 // drain waits for a write in progress, then writes what is held, once. Rows
-// it cannot write are dropped and counted; the error says how many.
+// it cannot write are dropped and counted; the error says how many. It
+// releases the prepared INSERT: drain is the last write.
 func (h *history) drain(ctx context.Context) error {
+	defer h.ins.Close()
 	h.mu.Lock()
 	for h.flushing {
 		h.idle.Wait()
@@ -277,5 +280,5 @@ func (h *history) write(ctx context.Context, rows []db.RunRow) error {
 	if err != nil {
 		return err
 	}
-	return db.InsertRuns(ctx, sdb, rows)
+	return h.ins.Insert(ctx, sdb, rows)
 }
