@@ -178,3 +178,47 @@ func TestBuiltins_OptimizeUnderWrites(t *testing.T) {
 		t.Fatalf("tables analyzed: got %d (%v), want > 0", n, err)
 	}
 }
+
+// Ensure a SQL job reports the same rows and errors on every run, on the
+// text of its first run and the statements prepared for the later ones, and
+// keeps working when its statements cannot be prepared ahead (a temporary
+// table it creates).
+func TestSQLFunc_PreparedRuns(t *testing.T) {
+	h := workertest.MustOpenHandle(t)
+	d, err := h.Init(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	counted := jobs.SQLFunc(`
+		CREATE TABLE IF NOT EXISTS ev (x INTEGER PRIMARY KEY, y);
+		INSERT INTO ev (y) VALUES (1), (2), (3); -- a comment between
+		DELETE FROM ev WHERE y = 1`)
+	temp := jobs.SQLFunc(`CREATE TEMP TABLE IF NOT EXISTS tt (x); INSERT INTO tt VALUES (1); DELETE FROM tt`)
+	for i := range 5 {
+		if got, err := counted(ctx, d); err != nil || got != 4 {
+			t.Fatalf("run %d: got %d rows (%v), want 4 (3 inserted + 1 deleted)", i, got, err)
+		}
+		if got, err := temp(ctx, d); err != nil || got != 2 {
+			t.Fatalf("temp run %d: got %d rows (%v), want 2", i, got, err)
+		}
+	}
+	var n int
+	if err := d.QueryRow("SELECT count(*) FROM ev").Scan(&n); err != nil || n != 10 {
+		t.Fatalf("rows kept: got %d (%v), want 10", n, err)
+	}
+	// Two runs that succeed, then runs that fail on the statements prepared.
+	failing := jobs.SQLFunc("CREATE TABLE IF NOT EXISTS u (x UNIQUE); INSERT INTO u VALUES ((SELECT count(*) FROM u) % 2)")
+	for i := range 4 {
+		_, err := failing(ctx, d)
+		if i < 2 && err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		if i >= 2 && (err == nil || !strings.Contains(err.Error(), "UNIQUE constraint failed")) {
+			t.Fatalf("run %d: got %v, want a UNIQUE constraint error", i, err)
+		}
+	}
+	if err := d.QueryRow("SELECT count(*) FROM u").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("rows of u: got %d (%v), want 2 (the failed runs rolled back)", n, err)
+	}
+}
