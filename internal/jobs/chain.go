@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -78,24 +79,29 @@ func (s *Scheduler) finish(r *Run) {
 // finishEntry is finish for a run of e, which Replace may have replaced
 // since: the run is recorded under the settings it ran with.
 func (s *Scheduler) finishEntry(e *entry, r *Run) {
-	m := s.metrics
+	var jm *jobMetrics
+	if e != nil {
+		jm = e.m
+	} else {
+		jm = s.metrics.init(r.Job) // cannot happen: every run is of an entry
+	}
 	if r.retryIn == 0 { // an attempt a retry follows is counted by the retry (retries_total)
-		m.runs.WithLabelValues(r.Job, string(r.Result)).Inc()
+		jm.runs[r.Result].Inc()
 	}
 	if r.gaveUp {
-		m.retriesGivenUp.WithLabelValues(r.Job).Inc()
+		s.metrics.retriesGivenUp.WithLabelValues(r.Job).Inc()
 	}
 	if r.Result != Skipped {
-		m.duration.WithLabelValues(r.Job).Observe(r.EndedAt.Sub(r.StartedAt).Seconds())
+		jm.duration.Observe(r.EndedAt.Sub(r.StartedAt).Seconds())
 		// Caught-up runs and retries are late on purpose: their delay
 		// would hide the scheduler's own lateness in the quantiles.
 		if !r.ScheduledAt.IsZero() && !r.CatchUp && r.Attempt <= 1 {
-			m.startDelay.WithLabelValues(r.Job).Observe(max(0, r.StartedAt.Sub(r.ScheduledAt.Add(r.Jitter)).Seconds()))
+			jm.startDelay.Observe(max(0, r.StartedAt.Sub(r.ScheduledAt.Add(r.Jitter)).Seconds()))
 		}
 	}
 	if r.Result == Success {
 		if e != nil && setMax(&e.lastSuccess, r.EndedAt.UnixNano()) {
-			m.lastSuccess.WithLabelValues(r.Job).Set(unixSeconds(r.EndedAt))
+			jm.lastSuccess.Set(unixSeconds(r.EndedAt))
 		}
 	}
 	s.log(r)
@@ -128,6 +134,9 @@ func setMax(a *atomic.Int64, v int64) bool {
 }
 
 func (s *Scheduler) log(r *Run) {
+	if r.Result == Success && !s.logger.Enabled(context.Background(), slog.LevelDebug) {
+		return // spares building the attributes of a line that is dropped
+	}
 	attrs := []any{"job", r.Job, "result", r.Result, "duration", r.EndedAt.Sub(r.StartedAt), "rows", r.RowsAffected}
 	if r.Attempt > 1 {
 		attrs = append(attrs, "attempt", r.Attempt)
@@ -168,7 +177,7 @@ func (s *Scheduler) skipIfRunning(next handler) handler {
 // track exports the run as in progress.
 func (s *Scheduler) track(next handler) handler {
 	return func(ctx context.Context, e *entry, r *Run) error {
-		g := s.metrics.running.WithLabelValues(e.job.Name)
+		g := e.m.running
 		g.Set(1)
 		defer g.Set(0)
 		return next(ctx, e, r)

@@ -27,7 +27,7 @@ func (s *Scheduler) Start() error {
 	for _, e := range s.entries {
 		e.mu.Lock()
 		e.next = e.job.Schedule.Next(now)
-		s.metrics.setNext(e.job, e.next)
+		e.m.setNext(e.job, e.next)
 		e.mu.Unlock()
 	}
 	missed := s.missedAtStart(now)
@@ -127,7 +127,7 @@ func (s *Scheduler) runScheduled(e *entry) {
 	e.mu.Lock()
 	scheduled := e.next
 	e.next = e.job.Schedule.Next(now.In(s.cfg.Location))
-	s.metrics.setNext(e.job, e.next)
+	e.m.setNext(e.job, e.next)
 	e.mu.Unlock()
 	s.runTick(e, scheduled, now)
 }

@@ -98,24 +98,41 @@ func (m *metrics) collectors() []prometheus.Collector {
 		m.historyPending, m.historyDropped, m.ticksSkipped, m.ticksCaughtUp, m.retries, m.retriesGivenUp, m.jitter}
 }
 
-func (m *metrics) init(job string) {
-	for _, r := range Results {
-		m.runs.WithLabelValues(job, string(r))
+// jobMetrics are one job's series, resolved once at New rather than looked
+// up by label values on every run.
+type jobMetrics struct {
+	runs        map[Result]prometheus.Counter
+	duration    prometheus.Observer
+	startDelay  prometheus.Observer
+	running     prometheus.Gauge
+	lastSuccess prometheus.Gauge
+	nextRun     prometheus.Gauge
+	interval    prometheus.Gauge
+}
+
+// init creates the job's series and returns them.
+func (m *metrics) init(job string) *jobMetrics {
+	jm := &jobMetrics{
+		runs:        make(map[Result]prometheus.Counter, len(Results)),
+		duration:    m.duration.WithLabelValues(job),
+		startDelay:  m.startDelay.WithLabelValues(job),
+		running:     m.running.WithLabelValues(job),
+		lastSuccess: m.lastSuccess.WithLabelValues(job),
+		nextRun:     m.nextRun.WithLabelValues(job),
+		interval:    m.interval.WithLabelValues(job),
 	}
-	m.duration.WithLabelValues(job)
-	m.startDelay.WithLabelValues(job)
-	m.running.WithLabelValues(job)
-	m.lastSuccess.WithLabelValues(job)
-	m.nextRun.WithLabelValues(job)
-	m.interval.WithLabelValues(job)
+	for _, r := range Results {
+		jm.runs[r] = m.runs.WithLabelValues(job, string(r))
+	}
 	m.ticksSkipped.WithLabelValues(job)
 	m.ticksCaughtUp.WithLabelValues(job)
 	m.retries.WithLabelValues(job)
 	m.retriesGivenUp.WithLabelValues(job)
+	return jm
 }
 
 // setNext exports a job's next run and the interval after it.
-func (m *metrics) setNext(j Job, next time.Time) {
-	m.nextRun.WithLabelValues(j.Name).Set(unixSeconds(next))
-	m.interval.WithLabelValues(j.Name).Set(j.Schedule.Next(next).Sub(next).Seconds())
+func (jm *jobMetrics) setNext(j Job, next time.Time) {
+	jm.nextRun.Set(unixSeconds(next))
+	jm.interval.Set(j.Schedule.Next(next).Sub(next).Seconds())
 }

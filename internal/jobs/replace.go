@@ -70,7 +70,6 @@ func (s *Scheduler) Replace(list []Job) (Changes, error) {
 		}
 		e := s.schedule(j)
 		e.removed.Store(false) // removed by an earlier Replace, back now
-		s.metrics.init(j.Name)
 		if j.Jitter > 0 {
 			s.metrics.jitter.WithLabelValues(j.Name)
 		}
@@ -81,7 +80,7 @@ func (s *Scheduler) Replace(list []Job) (Changes, error) {
 		}
 		e.mu.Lock()
 		e.next = j.Schedule.Next(now)
-		s.metrics.setNext(j, e.next)
+		e.m.setNext(j, e.next)
 		e.mu.Unlock()
 		if !had && j.RunAtStart {
 			r := &Run{Job: j.Name, ScheduledAt: now}
@@ -113,7 +112,9 @@ func (s *Scheduler) schedule(j Job) *entry {
 		st = new(state)
 		s.states[j.Name] = st
 	}
-	e := &entry{job: j, state: st}
+	// Its series: the old entry's of a changed job, new ones for a job
+	// added (again, after forget deleted them).
+	e := &entry{job: j, state: st, m: s.metrics.init(j.Name)}
 	e.id = s.cron.Schedule(j.Schedule, cron.FuncJob(func() { s.runScheduled(e) }))
 	return e
 }

@@ -86,6 +86,7 @@ type Scheduler struct {
 // new entry with the old one's state, so the runs of both never overlap.
 type entry struct {
 	job Job
+	m   *jobMetrics // the job's series, resolved once
 	*state
 	id   cron.EntryID
 	mu   sync.Mutex
@@ -156,7 +157,6 @@ func New(cfg Config, jobs []Job) (*Scheduler, error) {
 		e := s.schedule(j)
 		s.entries = append(s.entries, e)
 		s.byName[j.Name] = e
-		s.metrics.init(j.Name)
 		if j.Jitter > 0 {
 			s.metrics.jitter.WithLabelValues(j.Name)
 		}
