@@ -56,6 +56,7 @@ type Counter struct {
 	dir    string          // /proc/<pid>/fd
 	dirz   []byte          // dir, NUL-terminated for openat
 	self   bool            // dir is this process's: leave out Count's own descriptor
+	proc   bool            // dir is in procfs, whose short reads end the directory
 	sqlite map[string]bool // absolute paths classed as SQLite
 }
 
@@ -68,6 +69,7 @@ func NewCounter(dbPaths ...string) *Counter {
 // NewCounterFor is NewCounter for any fd directory, such as /proc/1234/fd.
 func NewCounterFor(dir string, dbPaths ...string) *Counter {
 	c := &Counter{dir: dir, dirz: append([]byte(dir), 0), sqlite: make(map[string]bool)}
+	c.proc = strings.HasPrefix(filepath.Clean(dir), "/proc/")
 	switch filepath.Clean(dir) {
 	case "/proc/self/fd", "/proc/thread-self/fd", "/proc/" + strconv.Itoa(os.Getpid()) + "/fd":
 		c.self = true
@@ -110,6 +112,9 @@ var pool = sync.Pool{New: func() any { return new(buffers) }}
 const (
 	direntReclen = 16
 	direntName   = 19
+	// direntMax bounds a record: the header, a name of NAME_MAX (255)
+	// bytes and its NUL, aligned to 8.
+	direntMax = (direntName + 256 + 7) &^ 7
 )
 
 // Count reads the fd directory once and classifies every descriptor. The
@@ -118,7 +123,9 @@ const (
 //
 // It allocates nothing and makes one readlinkat per descriptor: the
 // directory is read with getdents64 into a reused buffer and each name,
-// already NUL-terminated there, is passed to readlinkat in place.
+// already NUL-terminated there, is passed to readlinkat in place. Besides,
+// it makes one openat, one close and one getdents64 per 16 KiB of
+// directory (about 600 descriptors).
 func (c *Counter) Count() (Counts, error) {
 	var counts Counts
 	dfd, err := openDir(c.dirz)
@@ -144,6 +151,10 @@ func (c *Counter) Count() (Counts, error) {
 		if n <= 0 {
 			return counts, nil
 		}
+		// procfs fills the buffer until the directory ends, so a read
+		// that left room for another record was the last: the getdents64
+		// that would return 0 is spared.
+		last := c.proc && n <= len(b.dents)-direntMax
 		for off := 0; off < n; {
 			rec := b.dents[off:n]
 			reclen := int(binary.NativeEndian.Uint16(rec[direntReclen:]))
@@ -165,6 +176,9 @@ func (c *Counter) Count() (Counts, error) {
 			default:
 				counts[c.classify(target)]++
 			}
+		}
+		if last {
+			return counts, nil
 		}
 	}
 }
