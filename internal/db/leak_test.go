@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/sqlworker/worker/fdstat"
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/floorbench"
 	"github.com/sqlworker/worker/internal/workertest"
 )
 
@@ -191,17 +193,44 @@ worker_db_init_calls_total{result="reused"} 4
 	}
 }
 
-// BenchmarkHandle_Init measures the fast path every job run takes.
+// BenchmarkHandle_Init measures the fast path every job run takes against
+// its floor: one atomic pointer load and one atomic add, the least a
+// counted, lock-free Init can do.
 func BenchmarkHandle_Init(b *testing.B) {
 	h := workertest.MustOpenHandle(b)
 	ctx := context.Background()
-	b.ReportAllocs()
+	d, err := h.Init(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.Run("serial", func(b *testing.B) {
-		for b.Loop() {
-			if _, err := h.Init(ctx); err != nil {
-				b.Fatal(err)
+		var floorCPU float64
+		b.Run("floor", func(b *testing.B) {
+			var p atomic.Pointer[sql.DB]
+			var calls atomic.Uint64
+			p.Store(d)
+			b.ReportAllocs()
+			n, start := 0, floorbench.CPU()
+			for b.Loop() {
+				if p.Load() == nil {
+					b.Fatal("nil handle")
+				}
+				calls.Add(1)
+				n++
 			}
-		}
+			floorCPU = floorbench.PerOp(b, start, n)
+		})
+		b.Run("worker", func(b *testing.B) {
+			b.ReportAllocs()
+			n, start := 0, floorbench.CPU()
+			for b.Loop() {
+				if _, err := h.Init(ctx); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			floorbench.Ratio(b, floorbench.PerOp(b, start, n), floorCPU)
+		})
 	})
 	b.Run("parallel", func(b *testing.B) {
 		b.ReportAllocs()

@@ -24,15 +24,12 @@ func CPU() time.Duration {
 // sub-benchmarks "floor" and "worker" of b. Both report cpu-ns/op, the
 // process's CPU time per iteration; "worker" also reports x-floor, its
 // cpu-ns/op over the floor's, which is the figure the targets are set on.
+// For operations of a few nanoseconds, where the call itself counts, write
+// the loops inline with CPU, PerOp and Ratio.
 func Pair(b *testing.B, floor, measured func(b *testing.B)) {
 	var floorCPU float64
 	b.Run("floor", func(b *testing.B) { floorCPU = loop(b, floor) })
-	b.Run("worker", func(b *testing.B) {
-		cpu := loop(b, measured)
-		if floorCPU > 0 {
-			b.ReportMetric(cpu/floorCPU, "x-floor")
-		}
-	})
+	b.Run("worker", func(b *testing.B) { Ratio(b, loop(b, measured), floorCPU) })
 }
 
 func loop(b *testing.B, op func(b *testing.B)) float64 {
@@ -43,7 +40,21 @@ func loop(b *testing.B, op func(b *testing.B)) float64 {
 		op(b)
 		n++
 	}
-	cpu := float64((CPU() - start).Nanoseconds()) / float64(n)
+	return PerOp(b, start, n)
+}
+
+// PerOp reports and returns the CPU time per iteration of n iterations
+// since start (a CPU reading), as cpu-ns/op.
+func PerOp(b *testing.B, start time.Duration, n int) float64 {
+	cpu := float64((CPU() - start).Nanoseconds()) / float64(max(n, 1))
 	b.ReportMetric(cpu, "cpu-ns/op")
 	return cpu
+}
+
+// Ratio reports cpu over floor as x-floor; nothing when floor is 0 (the
+// floor was not run, as with a -bench pattern that leaves it out).
+func Ratio(b *testing.B, cpu, floor float64) {
+	if floor > 0 {
+		b.ReportMetric(cpu/floor, "x-floor")
+	}
 }
