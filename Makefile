@@ -44,9 +44,11 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run ./...
 
-## bench: the benchmarks recorded in docs/performance.md
+## bench: the benchmarks recorded in docs/performance.md; each x-floor is a cost over its floor, measured in the same run
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/db ./fdstat ./sqlcount
+	$(GO) test -run '^$$' -bench 'BenchmarkRun$$' -benchtime 3000x -benchmem -count 5 ./internal/jobs
+	$(GO) test -run '^$$' -bench 'BenchmarkScrape$$' -benchmem -count 5 .
 
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:
