@@ -203,33 +203,37 @@ func BenchmarkHandle_Init(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Run("serial", func(b *testing.B) {
-		var floorCPU float64
-		b.Run("floor", func(b *testing.B) {
-			var p atomic.Pointer[sql.DB]
-			var calls atomic.Uint64
-			p.Store(d)
-			b.ReportAllocs()
-			n, start := 0, floorbench.CPU()
-			for b.Loop() {
-				if p.Load() == nil {
-					b.Fatal("nil handle")
-				}
-				calls.Add(1)
-				n++
+	floor := func(n int) {
+		var p atomic.Pointer[sql.DB]
+		var calls atomic.Uint64
+		p.Store(d)
+		for range n {
+			if p.Load() == nil {
+				b.Fatal("nil handle")
 			}
-			floorCPU = floorbench.PerOp(b, start, n)
+			calls.Add(1)
+		}
+	}
+	b.Run("serial", func(b *testing.B) {
+		b.Run("floor", func(b *testing.B) {
+			b.ReportAllocs()
+			start := floorbench.CPU()
+			floor(b.N)
+			floorbench.PerOp(b, start, b.N)
 		})
 		b.Run("worker", func(b *testing.B) {
 			b.ReportAllocs()
-			n, start := 0, floorbench.CPU()
-			for b.Loop() {
+			start := floorbench.CPU()
+			for range b.N {
 				if _, err := h.Init(ctx); err != nil {
 					b.Fatal(err)
 				}
-				n++
 			}
-			floorbench.Ratio(b, floorbench.PerOp(b, start, n), floorCPU)
+			cpu := floorbench.PerOp(b, start, b.N)
+			b.StopTimer()
+			start = floorbench.CPU()
+			floor(b.N) // side by side with the loop above, as floorbench.Pair
+			floorbench.Ratio(b, cpu, float64((floorbench.CPU()-start).Nanoseconds())/float64(b.N))
 		})
 	})
 	b.Run("parallel", func(b *testing.B) {
