@@ -62,4 +62,5 @@ clean:
 include deploy/deploy.mk
 include soak/soak.mk
 include test/reliability.mk
+include bench/bench.mk
 
