@@ -184,8 +184,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	defer func() {
 		for _, p := range peers {
 			if p.cmd.Process != nil {
-				p.cmd.Process.Kill()
-				p.cmd.Wait()
+				_ = p.cmd.Process.Kill() // stopped already, or failed to
+				_ = p.cmd.Wait()
 			}
 		}
 	}()
@@ -321,9 +321,9 @@ func measure(ctx context.Context, o options, peers []*peer) error {
 					p.scrapeFails++
 					return
 				}
-				io.Copy(io.Discard, resp.Body)
+				_, err = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
+				if err != nil || resp.StatusCode != http.StatusOK {
 					p.scrapeFails++
 				}
 			})
@@ -340,13 +340,18 @@ func stopPeer(p *peer) error {
 	}
 	done := make(chan error, 1)
 	go func() { done <- p.cmd.Wait() }()
+	var exitErr error
 	select {
-	case <-done:
+	case exitErr = <-done:
 	case <-time.After(30 * time.Second):
-		p.cmd.Process.Kill()
-		<-done
+		_ = p.cmd.Process.Kill()
+		exitErr = fmt.Errorf("did not stop within 30s of SIGTERM, killed: %w", <-done)
 	}
 	p.log.Close()
+	if exitErr != nil {
+		b, _ := os.ReadFile(p.log.Name())
+		return fmt.Errorf("%s: %w; its log:\n%s", p.name, exitErr, b)
+	}
 	if p.name == "cron" {
 		f, err := os.Open(p.log.Name())
 		if err != nil {
