@@ -262,3 +262,28 @@ func TestScheduler_Replace_Compared(t *testing.T) {
 		})
 	}
 }
+
+// Ensure a job that Replace removed, its series deleted, and a later Replace
+// added back is counted again: its new entry has series of its own, not
+// the deleted ones of the entry before.
+func TestScheduler_Replace_RemovedAndBack(t *testing.T) {
+	s, _, reg := setup(t, jobs.Config{}, job(t, "a", rows(0)), job(t, "b", rows(0)))
+	if _, err := s.RunOnce("b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Replace([]jobs.Job{job(t, "a", rows(0))}); err != nil {
+		t.Fatal(err)
+	}
+	if seriesOf(t, reg, "b") {
+		t.Fatal("series of b after Replace removed it: still exported")
+	}
+	if _, err := s.Replace([]jobs.Job{job(t, "a", rows(0)), job(t, "b", rows(0))}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RunOnce("b"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := runs(t, reg, "b", jobs.Success), 1.0; got != want {
+		t.Fatalf("runs_total{b, success} after b came back: got %v, want %v (counted from 0 again)", got, want)
+	}
+}
