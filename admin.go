@@ -53,7 +53,21 @@ func (a admin) Jobs() ([]webpkg.JobStatus, error) {
 	}
 	out := make([]webpkg.JobStatus, 0, len(list))
 	for _, j := range list {
-		s := webpkg.JobStatus{Name: j.Name, Kind: j.Kind, Schedule: j.Spec, Timeout: j.Timeout.String(), Enabled: j.Enabled}
+		s := webpkg.JobStatus{
+			Name: j.Name, Kind: j.Kind, Schedule: j.Spec, Timeout: j.Timeout.String(), Enabled: j.Enabled,
+			CatchUp: string(j.CatchUp), CatchUpLimit: j.CatchUpLimit,
+			Retries: j.Retries, RetryBackoff: j.RetryBackoff.String(), Jitter: j.Jitter.String(),
+		}
+		// The settings in force, not the zero values that stand for them.
+		if s.CatchUp == "" {
+			s.CatchUp = string(CatchUpSkip)
+		}
+		if s.CatchUpLimit == 0 {
+			s.CatchUpLimit = DefaultCatchUpLimit
+		}
+		if j.RetryBackoff == 0 {
+			s.RetryBackoff = DefaultRetryBackoff.String()
+		}
 		if j.Enabled && sched != nil {
 			s.NextRun = webpkg.UTC(sched.Next(j.Name))
 		}
@@ -101,6 +115,8 @@ func record(r *jobs.Run) *webpkg.RunRecord {
 		EndedAt:      webpkg.UTC(r.EndedAt),
 		Result:       string(r.Result),
 		RowsAffected: r.RowsAffected,
+		Attempt:      r.Attempt,
+		JitterMS:     r.Jitter.Milliseconds(),
 	}
 	if r.Err != nil {
 		rec.Error = r.Err.Error()

@@ -54,7 +54,7 @@ func call(tb testing.TB, srv *httptest.Server, method, path string, v any) int {
 func TestAdminAPI_RunNow(t *testing.T) {
 	cfg := MustParseConfig(t, workertest.BuiltinsOff+`
 jobs:
-  - {name: off, schedule: "@hourly", sql: "SELECT 1", enabled: false}
+  - {name: off, schedule: "@hourly", sql: "SELECT 1", enabled: false, catch_up: all, catch_up_limit: 4, retries: 2, retry_backoff: 5s, jitter: 90s}
 `)
 	w, reg := MustNewWorker(t, cfg)
 	started, release := make(chan struct{}, 1), make(chan struct{})
@@ -121,6 +121,9 @@ jobs:
 	if r.Job != "block" || r.Result != "success" || r.RowsAffected != 3 || r.Error != "" {
 		t.Errorf("run record: got %+v, want block success 3 rows", r)
 	}
+	if r.Attempt != 1 || r.JitterMS != 0 {
+		t.Errorf("run record attempt and jitter_ms: got %d %d, want 1 0", r.Attempt, r.JitterMS)
+	}
 	if r.StartedAt == nil || r.EndedAt == nil || r.ScheduledAt == nil || r.EndedAt.Before(*r.StartedAt) {
 		t.Fatalf("run record times: got %v %v %v, want scheduled, started, then ended", r.ScheduledAt, r.StartedAt, r.EndedAt)
 	}
@@ -151,6 +154,14 @@ jobs:
 	}
 	if off := byName["off"]; off.Kind != "sql" || off.Enabled || off.NextRun != nil || off.LastRun != nil {
 		t.Errorf("job off: got %+v, want sql, disabled, no next or last run", off)
+	}
+	// The settings in force: block's are the defaults, off's the config's.
+	if got, want := [5]any{b.CatchUp, b.CatchUpLimit, b.Retries, b.RetryBackoff, b.Jitter}, [5]any{"skip", worker.DefaultCatchUpLimit, 0, worker.DefaultRetryBackoff.String(), "0s"}; got != want {
+		t.Errorf("job block catch_up, catch_up_limit, retries, retry_backoff, jitter: got %v, want %v", got, want)
+	}
+	off := byName["off"]
+	if got, want := [5]any{off.CatchUp, off.CatchUpLimit, off.Retries, off.RetryBackoff, off.Jitter}, [5]any{"all", 4, 2, "5s", "1m30s"}; got != want {
+		t.Errorf("job off catch_up, catch_up_limit, retries, retry_backoff, jitter: got %v, want %v", got, want)
 	}
 	for _, name := range []string{"nope", "off"} {
 		if got, want := call(t, srv, "POST", "/api/v1/jobs/"+name+"/run", nil), 404; got != want {

@@ -45,6 +45,17 @@ type JobStatus struct {
 	// Timeout bounds each run, as a Go duration such as "30s"; "0s" is none.
 	Timeout string `json:"timeout"`
 	Enabled bool   `json:"enabled"`
+	// CatchUp is the policy for missed ticks (skip, once or all) and
+	// CatchUpLimit the most that all runs.
+	CatchUp      string `json:"catch_up"`
+	CatchUpLimit int    `json:"catch_up_limit"`
+	// Retries is how many more attempts a retryable failure gets, the
+	// first after RetryBackoff (a Go duration), each next one after twice
+	// the wait before it.
+	Retries      int    `json:"retries"`
+	RetryBackoff string `json:"retry_backoff"`
+	// Jitter bounds the random delay of each scheduled run; "0s" is none.
+	Jitter string `json:"jitter"`
 	// NextRun is the next scheduled time; null when disabled or before
 	// scheduling starts.
 	NextRun *time.Time `json:"next_run"`
@@ -63,6 +74,11 @@ type RunRecord struct {
 	Result       string     `json:"result"` // success, failure, skipped, panic, timeout, cancelled
 	Error        string     `json:"error"`  // "" on success
 	RowsAffected int64      `json:"rows_affected"`
+	// Attempt is 1 for a tick's first attempt and n+1 for its nth retry.
+	Attempt int `json:"attempt"`
+	// JitterMS is the random delay, in milliseconds, the run waited after
+	// its scheduled time.
+	JitterMS int64 `json:"jitter_ms"`
 }
 
 // UTC returns t in UTC, or nil when t is zero: for the times of JobStatus

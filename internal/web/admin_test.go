@@ -105,7 +105,7 @@ func TestAdminAPI_Handler(t *testing.T) {
 		if got := r["result"]; got != tc.result {
 			t.Errorf("%s %s result: got %v, want %v", tc.method, tc.name, got, tc.result)
 		}
-		for _, field := range []string{"job", "scheduled_at", "started_at", "ended_at", "result", "error", "rows_affected"} {
+		for _, field := range []string{"job", "scheduled_at", "started_at", "ended_at", "result", "error", "rows_affected", "attempt", "jitter_ms"} {
 			if _, ok := r[field]; !ok {
 				t.Errorf("%s %s: field %s missing in %s", tc.method, tc.name, field, body)
 			}
