@@ -7,14 +7,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sqlworker/worker/internal/db"
-	"github.com/sqlworker/worker/internal/sqlstmt"
 )
 
 // Builtins holds what the built-in jobs need and the gauge quick_check sets.
@@ -241,65 +239,22 @@ func (b *Builtins) historyPrune(ctx context.Context, sdb *sql.DB) (int64, error)
 // on SQLite from total_changes(), on PostgreSQL summed over the statements'
 // command tags (db.ExecPostgres).
 func SQLFunc(query string) Func {
-	j := &sqlJob{query: query}
 	return func(ctx context.Context, sdb *sql.DB) (int64, error) {
 		if db.IsPostgres(sdb) {
 			return db.ExecPostgres(ctx, sdb, query)
 		}
-		return j.run(ctx, sdb)
+		return sqliteSQL(ctx, sdb, query)
 	}
 }
 
-// sqlJob is a user job's SQL on SQLite. After its first successful run on
-// a handle, its statements are split (sqlstmt) and prepared on that handle,
-// so that later runs neither split nor parse them again; the text runs as
-// written until then, and for good once they failed to prepare maxPrepareTries
-// times (a statement that names a temporary table the job creates).
-type sqlJob struct {
-	query string
-
-	mu       sync.Mutex
-	db       *sql.DB     // the handle stmts are prepared on
-	stmts    []*sql.Stmt // the job's statements, then SELECT total_changes()
-	failures int         // of prepare
-}
-
-const maxPrepareTries = 3
-
-func (j *sqlJob) run(ctx context.Context, db *sql.DB) (int64, error) {
-	j.mu.Lock()
-	stmts := j.stmts
-	if j.db != db {
-		stmts = nil
-	}
-	j.mu.Unlock()
+func sqliteSQL(ctx context.Context, db *sql.DB, query string) (int64, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback()
-	var n int64
-	if stmts == nil {
-		n, err = execText(ctx, tx, j.query)
-	} else {
-		n, err = execPrepared(ctx, tx, stmts)
-	}
-	if err != nil {
-		return 0, err
-	}
-	if err := tx.Commit(); err != nil {
-		return n, err
-	}
-	if stmts == nil {
-		j.prepare(ctx, db) // with no connection held: it takes one of the pool's
-	}
-	return n, nil
-}
-
-// execText runs query, statement after statement as the driver splits it.
-// Exec reports only the last statement's changes; total_changes() counts
-// all of them on this connection.
-func execText(ctx context.Context, tx *sql.Tx, query string) (int64, error) {
+	// Exec reports only the last statement's changes; total_changes()
+	// counts all of them on this connection.
 	var before, after int64
 	if err := tx.QueryRowContext(ctx, "SELECT total_changes()").Scan(&before); err != nil {
 		return 0, err
@@ -310,62 +265,5 @@ func execText(ctx context.Context, tx *sql.Tx, query string) (int64, error) {
 	if err := tx.QueryRowContext(ctx, "SELECT total_changes()").Scan(&after); err != nil {
 		return 0, err
 	}
-	return after - before, nil
-}
-
-// execPrepared is execText with the statements prepared, total_changes()
-// last.
-func execPrepared(ctx context.Context, tx *sql.Tx, stmts []*sql.Stmt) (int64, error) {
-	changes := tx.StmtContext(ctx, stmts[len(stmts)-1])
-	var before, after int64
-	if err := changes.QueryRowContext(ctx).Scan(&before); err != nil {
-		return 0, err
-	}
-	for _, st := range stmts[:len(stmts)-1] {
-		if _, err := tx.StmtContext(ctx, st).ExecContext(ctx); err != nil {
-			return 0, err
-		}
-	}
-	if err := changes.QueryRowContext(ctx).Scan(&after); err != nil {
-		return 0, err
-	}
-	return after - before, nil
-}
-
-// prepare splits the job's SQL and prepares its statements on db, unless
-// they are prepared there or cannot be.
-func (j *sqlJob) prepare(ctx context.Context, db *sql.DB) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.failures >= maxPrepareTries || j.db == db {
-		return
-	}
-	for _, st := range j.stmts {
-		st.Close()
-	}
-	j.db, j.stmts = nil, nil
-	p, err := sqlstmt.Open()
-	if err != nil {
-		j.failures++
-		return
-	}
-	split, err := p.Split(j.query)
-	p.Close()
-	if err != nil || len(split) == 0 {
-		j.failures = maxPrepareTries
-		return
-	}
-	stmts := make([]*sql.Stmt, 0, len(split)+1)
-	for _, s := range append(split, sqlstmt.Statement{Text: "SELECT total_changes()"}) {
-		st, err := db.PrepareContext(ctx, s.Text)
-		if err != nil {
-			for _, st := range stmts {
-				st.Close()
-			}
-			j.failures++
-			return
-		}
-		stmts = append(stmts, st)
-	}
-	j.db, j.stmts = db, stmts
+	return after - before, tx.Commit()
 }
