@@ -298,7 +298,7 @@ func (h *Handle) InitCalls() (opened, reused, failed uint64) {
 
 // leakInit lets a leak-tagged build replace the fast path.
 func (h *Handle) leakInit(ctx context.Context, db *sql.DB) (*sql.DB, error) {
-	db, opened, err := leak.Init(ctx, db, h.leakOpen)
+	db, opened, err := leak.Init(ctx, db, leak.Openers{Counted: h.leakOpen, Raw: h.leakOpenRaw})
 	switch {
 	case err != nil:
 		h.failed.Add(1)
@@ -321,6 +321,20 @@ func (h *Handle) leakOpen() (*sql.DB, error) {
 		return sql.OpenDB(sqlcount.NewConnector(p.connector(cfg), &accounting)), nil
 	}
 	return sql.Open(DriverName, h.DSN())
+}
+
+// leakOpenRaw opens a handle on the database around the counting driver,
+// for the leak build's bypass mode: pgx's connector with the handle's
+// application_name and password file, or go-sqlite3's own driver.
+func (h *Handle) leakOpenRaw() (*sql.DB, error) {
+	if p, ok := h.be.(*postgres); ok {
+		cfg, err := p.pgConfig()
+		if err != nil {
+			return nil, err
+		}
+		return sql.OpenDB(p.connector(cfg)), nil
+	}
+	return sql.Open("sqlite3", h.DSN())
 }
 
 // Health reports whether the handle is open on the file that is at the

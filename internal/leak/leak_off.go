@@ -21,7 +21,7 @@ func Mode() string { return "" }
 func Check() error { return nil }
 
 // Init is Handle.Init's leak hook; without the tag it returns db.
-func Init(_ context.Context, db *sql.DB, _ func() (*sql.DB, error)) (*sql.DB, bool, error) {
+func Init(_ context.Context, db *sql.DB, _ Openers) (*sql.DB, bool, error) {
 	return db, false, nil
 }
 

@@ -24,7 +24,12 @@ const EnvVar = "WORKER_LEAK"
 // context, so that a test can prove the worker still exits within the
 // shutdown grace period plus the force timeout, recording the run as
 // cancelled.
-var Modes = []string{"handle", "rows", "fd", "goroutine", "stmt", "hang"}
+// "bypass" leaks a connection that the counting driver cannot see: each run
+// opens one more on a handle opened around the wrapper (Openers.Raw) and
+// keeps it, so that worker_db_connections_open stays flat while the
+// server's count of the replica's backends (worker_db_server_connections)
+// or, on SQLite, process_open_fds grows.
+var Modes = []string{"handle", "rows", "fd", "goroutine", "stmt", "hang", "bypass"}
 
 var (
 	mode = os.Getenv(EnvVar)
@@ -33,6 +38,8 @@ var (
 	// that no finalizer can quietly close it.
 	mu      sync.Mutex
 	kept    []any
+	raw     *sql.DB                 // bypass mode's handle, opened at the first run
+	openRaw func() (*sql.DB, error) // from the first Init, for AfterInit
 	forever = make(chan struct{})
 )
 
@@ -61,12 +68,20 @@ func keep(v any) {
 // Init is Handle.Init's hook. In handle mode it does what PERF-408's initDb
 // did: opens a new handle on every call, with open (the Handle's, on its
 // database: SQLite or PostgreSQL, through the counting driver), and keeps
-// it forever. It reports whether it opened one.
-func Init(_ context.Context, db *sql.DB, open func() (*sql.DB, error)) (*sql.DB, bool, error) {
+// it forever. It reports whether it opened one. In bypass mode it keeps
+// open.Raw for AfterInit.
+func Init(_ context.Context, db *sql.DB, open Openers) (*sql.DB, bool, error) {
+	if mode == "bypass" {
+		mu.Lock()
+		if openRaw == nil {
+			openRaw = open.Raw
+		}
+		mu.Unlock()
+	}
 	if mode != "handle" {
 		return db, false, nil
 	}
-	leaked, err := open()
+	leaked, err := open.Counted()
 	if err != nil {
 		return nil, false, err
 	}
@@ -102,6 +117,34 @@ func AfterInit(_ context.Context, db *sql.DB) error {
 		go func() { <-forever }()
 	case "hang":
 		<-forever // a job that ignores its context
+	case "bypass":
+		return bypass(ctx)
 	}
+	return nil
+}
+
+// bypass takes one more connection of the raw handle and keeps it: one
+// backend more on the server, none more in the client's counts.
+func bypass(ctx context.Context) error {
+	mu.Lock()
+	if raw == nil {
+		if openRaw == nil {
+			mu.Unlock()
+			return fmt.Errorf("%s=bypass: the database handle gave no raw opener", EnvVar)
+		}
+		d, err := openRaw()
+		if err != nil {
+			mu.Unlock()
+			return fmt.Errorf("%s=bypass: cannot open a raw handle: %w", EnvVar, err)
+		}
+		raw = d
+	}
+	d := raw
+	mu.Unlock()
+	conn, err := d.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("%s=bypass: cannot connect around the counting driver: %w", EnvVar, err)
+	}
+	keep(conn)
 	return nil
 }
