@@ -37,6 +37,31 @@ func allPanels(d grafanaDashboard) []gdash.Panel {
 	return out
 }
 
+// rowPanel is a panel that shows data and the title of its row.
+type rowPanel struct {
+	row   string
+	panel gdash.Panel
+}
+
+// panelsByRow returns the panels of allPanels, each with the title of its
+// row: a collapsed row holds its panels, an open one is followed by them.
+func panelsByRow(d grafanaDashboard) []rowPanel {
+	var out []rowPanel
+	row := ""
+	for _, p := range d.Panels {
+		switch {
+		case p.RowPanel != nil:
+			row = deref(p.RowPanel.Title)
+			for _, q := range p.RowPanel.Panels {
+				out = append(out, rowPanel{row, q})
+			}
+		case p.Panel != nil:
+			out = append(out, rowPanel{row, *p.Panel})
+		}
+	}
+	return out
+}
+
 // promTargets returns the queries of a panel; every one must be a
 // Prometheus query.
 func promTargets(t testing.TB, p gdash.Panel) []*gprom.Dataquery {
@@ -157,6 +182,42 @@ func TestDashboard_Structure(t *testing.T) {
 					t.Errorf("%s target %s: %s over [%s], want [$__rate_interval]", where, refID, m[1], m[2])
 				}
 			}
+		}
+	}
+}
+
+// TestDashboard_PostgresRow checks the row of PostgreSQL-only panels, whose
+// queries the SQLite end-to-end test lets return nothing: each of its panels
+// reads a series only PostgreSQL replicas export (so that no panel that
+// SQLite could fill hides there), and together they show every one of
+// those series and the client's count of connections beside the server's.
+func TestDashboard_PostgresRow(t *testing.T) {
+	shown := map[string]bool{}
+	panels := 0
+	for _, rp := range panelsByRow(loadDashboard(t)) {
+		if rp.row != pgRow {
+			continue
+		}
+		panels++
+		pgOnly := false
+		for _, tg := range promTargets(t, rp.panel) {
+			for _, m := range append(append([]string(nil), pgOnlyMetrics...), "worker_db_connections_open") {
+				if regexp.MustCompile(`\b` + m + `\b`).MatchString(tg.Expr) {
+					shown[m] = true
+					pgOnly = pgOnly || m != "worker_db_connections_open"
+				}
+			}
+		}
+		if !pgOnly {
+			t.Errorf("panel %q in the row %q reads no PostgreSQL-only series %v", deref(rp.panel.Title), pgRow, pgOnlyMetrics)
+		}
+	}
+	if panels == 0 {
+		t.Fatalf("the dashboard has no row %q", pgRow)
+	}
+	for _, m := range append(append([]string(nil), pgOnlyMetrics...), "worker_db_connections_open") {
+		if !shown[m] {
+			t.Errorf("no panel of the row %q shows %s", pgRow, m)
 		}
 	}
 }
