@@ -274,11 +274,18 @@ func checkFlags(t testing.TB, where string, args []string) {
 // checkConfig runs the worker's --config.check on a config document.
 func checkConfig(t testing.TB, where string, doc []byte) {
 	t.Helper()
+	checkConfigWith(t, where, doc)
+}
+
+// checkConfigWith runs the worker's --config.check on a config document
+// with more flags, such as the --db.url a deployment gives it.
+func checkConfigWith(t testing.TB, where string, doc []byte, args ...string) {
+	t.Helper()
 	p := filepath.Join(t.TempDir(), "worker.yml")
 	if err := os.WriteFile(p, doc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := run(t, "", nil, workertest.BuildOnce(t, ""), "--config.check", "--config.file="+p)
+	out, err := run(t, "", nil, workertest.BuildOnce(t, ""), append([]string{"--config.check", "--config.file=" + p}, args...)...)
 	if err != nil {
 		t.Errorf("%s: worker --config.check: %v\n%s", where, err, out)
 	}

@@ -32,7 +32,8 @@ func TestPromtool_TestRules(t *testing.T) {
 }
 
 // TestPromtool_CheckConfig checks the host config (next to alerts.yml) and
-// the compose config, with alerts.yml copied beside it as compose mounts it.
+// the compose configs (SQLite's and PostgreSQL's), each with alerts.yml
+// copied beside it as compose mounts it.
 func TestPromtool_CheckConfig(t *testing.T) {
 	out, err := run(t, repoPath(t, "deploy", "prometheus"), nil, promtool(t), "check", "config", "prometheus.yml")
 	if err != nil {
@@ -42,22 +43,24 @@ func TestPromtool_CheckConfig(t *testing.T) {
 		t.Errorf("promtool check config deploy/prometheus/prometheus.yml warned:\n%s", out)
 	}
 
-	dir := t.TempDir()
-	for src, dst := range map[string]string{
-		repoPath(t, "deploy", "docker", "prometheus.yml"): "prometheus.yml",
-		repoPath(t, "deploy", "prometheus", "alerts.yml"): "alerts.yml",
-	} {
-		b, err := os.ReadFile(src)
+	for _, name := range []string{"prometheus.yml", "prometheus-postgres.yml"} {
+		dir := t.TempDir()
+		for src, dst := range map[string]string{
+			repoPath(t, "deploy", "docker", name):             "prometheus.yml",
+			repoPath(t, "deploy", "prometheus", "alerts.yml"): "alerts.yml",
+		} {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, dst), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, err = run(t, dir, nil, promtool(t), "check", "config", "prometheus.yml")
 		if err != nil {
-			t.Fatal(err)
+			t.Errorf("promtool check config deploy/docker/%s: %v\n%s", name, err, out)
 		}
-		if err := os.WriteFile(filepath.Join(dir, dst), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	out, err = run(t, dir, nil, promtool(t), "check", "config", "prometheus.yml")
-	if err != nil {
-		t.Errorf("promtool check config deploy/docker/prometheus.yml: %v\n%s", err, out)
 	}
 }
 
