@@ -116,6 +116,9 @@ scrape_configs:
 	const alert = "WorkerDatabaseServerConnectionsUncounted"
 	var firedAfter time.Duration
 	eventually(t, 3*time.Minute, 500*time.Millisecond, fmt.Sprintf("%d scrapes of each replica and %s firing for the bypass replica", e2ePGScrape, alert), func() error {
+		if firedAfter == 0 && alertStateOf(t, api, alert, bypass) == "firing" {
+			firedAfter = time.Since(bypassStart)
+		}
 		for _, inst := range []string{clean1, clean2, bypass} {
 			v, err := api.query(fmt.Sprintf(`count_over_time(up{job="worker", instance=%q}[5m]) and min_over_time(up{job="worker", instance=%[1]q}[5m]) == 1`, inst))
 			if err != nil {
@@ -127,9 +130,6 @@ scrape_configs:
 			if n, _ := strconv.ParseFloat(v[0].Value[1].(string), 64); n < e2ePGScrape {
 				return fmt.Errorf("%s: %v successful scrapes, want %d", inst, n, e2ePGScrape)
 			}
-		}
-		if firedAfter == 0 && alertStateOf(t, api, alert, bypass) == "firing" {
-			firedAfter = time.Since(bypassStart)
 		}
 		if firedAfter == 0 {
 			return fmt.Errorf("%s is not firing for %s", alert, bypass)
