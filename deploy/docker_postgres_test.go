@@ -6,6 +6,7 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -99,6 +100,11 @@ func TestDocker_ComposePostgres(t *testing.T) {
 		if err != nil {
 			t.Errorf("secret %s: %v", name, err)
 			continue
+		}
+		ignore := strings.Split(string(readFile(t, "deploy", "docker", "Dockerfile.dockerignore")), "\n")
+		rel, _ := filepath.Rel(repoRoot(t), filepath.Join(base, s.File))
+		if !slices.Contains(ignore, rel) {
+			t.Errorf("secret %s: %s is not in Dockerfile.dockerignore: the build's COPY . . would take it into the build context", name, rel)
 		}
 		if fi.Mode().Perm()&0o004 == 0 {
 			t.Errorf("secret %s: %s has mode %v; the worker runs as the Dockerfile's USER 65532 and cannot read it", name, s.File, fi.Mode().Perm())
@@ -335,3 +341,4 @@ func TestDocker_ComposeStrictDecoding(t *testing.T) {
 		t.Errorf("got %v, want an error naming the unknown field stop_grace_perod", err)
 	}
 }
+
