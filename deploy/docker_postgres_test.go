@@ -341,4 +341,3 @@ func TestDocker_ComposeStrictDecoding(t *testing.T) {
 		t.Errorf("got %v, want an error naming the unknown field stop_grace_perod", err)
 	}
 }
-
