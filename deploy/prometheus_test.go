@@ -132,6 +132,9 @@ func TestAlerts_MixinStyle(t *testing.T) {
 		"WorkerFileDescriptorsExhaustion", "WorkerDatabasePoolSaturated",
 		"WorkerDatabasePoolWaitsRising", "WorkerGoroutinesGrowing",
 		"WorkerJobFailing", "WorkerJobStale", "WorkerDatabaseQuickCheckFailed",
+		// And issue 9's, for replicas on PostgreSQL.
+		"WorkerDatabaseServerConnectionsUncounted", "WorkerJobTicksMissed",
+		"WorkerJobLeasesLost", "WorkerJobFinishesFenced", "WorkerDatabaseClockOffset",
 	} {
 		if !seen[want] {
 			t.Errorf("alerts.yml: no alert %s", want)
