@@ -1,6 +1,7 @@
 // Package invariant checks the rules that hold at every moment in a healthy
 // worker, whatever the trend: one database handle, one opened Init, a pool
-// within its limit and not pinned at it, and jobs that run.
+// within its limit and not pinned at it, jobs that run, and, on PostgreSQL,
+// no more backends on the server than the client counts connections.
 //
 // A rule applies only when the target exposes the metrics it reads, so a
 // generic Go service soaked with --target passes them all as "not
@@ -10,6 +11,8 @@ package invariant
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -23,6 +26,28 @@ const (
 	RulePoolPinned = "pool_not_pinned"
 	RuleJobsRan    = "jobs_ran"
 	RuleCleanExit  = "clean_exit"
+	RuleServerConn = "server_within_client"
+)
+
+// ReplicaLabel is the label the harness gives every sample of one replica
+// when it soaks several; a Checker follows one replica.
+const ReplicaLabel = "replica"
+
+// ServerSeries is the sum over state of worker_db_server_connections of one
+// replica, which the harness derives at every scrape (package scrape) for
+// its chart; the rule sums the states itself.
+const ServerSeries = "soak_replica_server_backends"
+
+// DefaultServerSlack and DefaultServerSamples bound the server_within_client
+// rule: the server may show up to DefaultServerSlack backends more than the
+// client counts open connections for up to DefaultServerSamples samples in a
+// row. A connection the client has just closed stays on the server for the
+// moment its backend takes to exit, and the client's count and the server's
+// are read at slightly different times; a backend the client never counts
+// stays.
+const (
+	DefaultServerSlack   = 1
+	DefaultServerSamples = 5
 )
 
 // DefaultPinnedFor is how long every pool connection may stay in use, with
@@ -34,9 +59,10 @@ const DefaultPinnedFor = 20 * time.Second
 // Result is the state of one rule.
 type Result struct {
 	Rule    string  `json:"rule"`
-	Text    string  `json:"text"`             // the rule, for people
-	Series  string  `json:"series,omitempty"` // the series it reads, as keyed in the report
-	Applies bool    `json:"applies"`          // the target exposes what the rule reads
+	Replica string  `json:"replica,omitempty"` // the replica it judges, when several are soaked
+	Text    string  `json:"text"`              // the rule, for people
+	Series  string  `json:"series,omitempty"`  // the series it reads, as keyed in the report
+	Applies bool    `json:"applies"`           // the target exposes what the rule reads
 	Broken  bool    `json:"broken"`
 	At      float64 `json:"at,omitempty"`    // seconds into the soak when it first broke
 	Worst   float64 `json:"worst,omitempty"` // the worst value seen
@@ -48,6 +74,7 @@ type Result struct {
 // call New.
 type Checker struct {
 	pinnedFor float64
+	replica   string
 	results   map[string]*Result
 	order     []string
 
@@ -59,22 +86,53 @@ type Checker struct {
 
 	pinStart    float64 // start of the current pinned streak; <0 when none
 	pinWaitFrom float64 // go_sql_wait_count_total at that start
+
+	serverStreak int // samples in a row with the server above the client
 }
 
 // New returns a Checker that judges a pool pinned after pinnedFor.
-func New(pinnedFor time.Duration) *Checker {
-	c := &Checker{pinnedFor: pinnedFor.Seconds(), results: make(map[string]*Result), pinStart: -1}
+func New(pinnedFor time.Duration) *Checker { return NewReplica("", pinnedFor) }
+
+// NewReplica returns a Checker of one of several replicas soaked at once:
+// it is given only the samples labelled replica, and its results name it.
+func NewReplica(replica string, pinnedFor time.Duration) *Checker {
+	c := &Checker{pinnedFor: pinnedFor.Seconds(), replica: replica, results: make(map[string]*Result), pinStart: -1}
 	c.add(RuleOneHandle, "worker_db_handles_open ≤ 1")
 	c.add(RuleOneOpen, `worker_db_init_calls_total{result="opened"} stays at 1`)
 	c.add(RulePoolLimit, "go_sql_open_connections ≤ go_sql_max_open_connections")
 	c.add(RulePoolPinned, "the pool is not held fully in use while callers wait")
 	c.add(RuleJobsRan, "worker_job_runs_total rose: jobs ran")
+	c.add(RuleServerConn, fmt.Sprintf("server backends (worker_db_server_connections) ≤ worker_db_connections_open + %d, but for %d samples in a row", DefaultServerSlack, DefaultServerSamples))
 	return c
 }
 
 func (c *Checker) add(rule, text string) {
-	c.results[rule] = &Result{Rule: rule, Text: text, Detail: "not exposed by the target"}
+	if c.replica != "" {
+		text = "replica " + c.replica + ": " + text
+	}
+	c.results[rule] = &Result{Rule: rule, Replica: c.replica, Text: text, Detail: "not exposed by the target"}
 	c.order = append(c.order, rule)
+}
+
+// detail prefixes a detail with the replica it is about.
+func (c *Checker) detail(format string, args ...any) string {
+	d := fmt.Sprintf(format, args...)
+	if c.replica != "" {
+		d = "replica " + c.replica + ": " + d
+	}
+	return d
+}
+
+// key returns the report key of a series of this Checker's replica.
+func (c *Checker) key(name string, labels ...string) string {
+	if c.replica != "" {
+		labels = append(labels, ReplicaLabel, c.replica)
+	}
+	m := model.Metric{model.MetricNameLabel: model.LabelValue(name)}
+	for i := 0; i+1 < len(labels); i += 2 {
+		m[model.LabelName(labels[i])] = model.LabelValue(labels[i+1])
+	}
+	return seriesKey(m)
 }
 
 // breakAt marks rule broken at t unless it already is, and keeps the worst
@@ -105,6 +163,8 @@ func (c *Checker) Observe(t float64, vec model.Vector) {
 	var (
 		runs                            float64
 		runsFound                       bool
+		server, client                  float64
+		serverFound, clientFound        bool
 		maxOpen, open, inUse, waitCount = map[string]float64{}, map[string]float64{}, map[string]float64{}, map[string]float64{}
 	)
 	for _, s := range vec {
@@ -113,27 +173,27 @@ func (c *Checker) Observe(t float64, vec model.Vector) {
 		switch s.Metric[model.MetricNameLabel] {
 		case "worker_db_handles_open":
 			r := c.results[RuleOneHandle]
-			r.Applies, r.Series, r.Limit = true, "worker_db_handles_open", 1
+			r.Applies, r.Series, r.Limit = true, c.key("worker_db_handles_open"), 1
 			if !r.Broken {
-				r.Detail = fmt.Sprintf("%g handle(s) open", v)
+				r.Detail = c.detail("%g handle(s) open", v)
 			}
 			r.Worst = max(r.Worst, v)
 			if v > 1 {
-				c.breakAt(RuleOneHandle, t, v, fmt.Sprintf("%g handles open at once", v))
+				c.breakAt(RuleOneHandle, t, v, c.detail("%g handles open at once", v))
 			}
 		case "worker_db_init_calls_total":
 			if s.Metric["result"] != "opened" {
 				continue
 			}
 			r := c.results[RuleOneOpen]
-			r.Applies, r.Series, r.Limit = true, `worker_db_init_calls_total{result="opened"}`, 1
+			r.Applies, r.Series, r.Limit = true, c.key("worker_db_init_calls_total", "result", "opened"), 1
 			c.lastOpened = v
 			r.Worst = max(r.Worst, v)
 			if !r.Broken {
-				r.Detail = fmt.Sprintf("opened %g time(s)", v)
+				r.Detail = c.detail("opened %g time(s)", v)
 			}
 			if v > 1 {
-				c.breakAt(RuleOneOpen, t, v, fmt.Sprintf("Init opened a handle %g times", v))
+				c.breakAt(RuleOneOpen, t, v, c.detail("Init opened a handle %g times", v))
 			}
 		case "worker_job_runs_total":
 			runs += v
@@ -146,17 +206,24 @@ func (c *Checker) Observe(t float64, vec model.Vector) {
 			inUse[db] = v
 		case "go_sql_wait_count_total":
 			waitCount[db] = v
+		case "worker_db_server_connections":
+			server, serverFound = server+v, true
+		case "worker_db_connections_open":
+			client, clientFound = client+v, true
 		}
+	}
+	if serverFound && clientFound {
+		c.observeServer(t, server, client)
 	}
 
 	if runsFound {
 		r := c.results[RuleJobsRan]
-		r.Applies, r.Series = true, "worker_job_runs_total"
+		r.Applies, r.Series = true, c.key("worker_job_runs_total")
 		if !c.runsSeen {
 			c.firstRuns, c.runsSeen = runs, true
 		}
 		c.lastRuns = runs
-		r.Detail = fmt.Sprintf("%g job runs during the soak", c.lastRuns-c.firstRuns)
+		r.Detail = c.detail("%g job runs during the soak", c.lastRuns-c.firstRuns)
 	}
 
 	pinned := false
@@ -166,20 +233,20 @@ func (c *Checker) Observe(t float64, vec model.Vector) {
 		}
 		if o, ok := open[db]; ok {
 			r := c.results[RulePoolLimit]
-			r.Applies, r.Series, r.Limit = true, seriesKey("go_sql_open_connections", db), limit
+			r.Applies, r.Series, r.Limit = true, c.dbKey("go_sql_open_connections", db), limit
 			r.Worst = max(r.Worst, o)
 			if !r.Broken {
-				r.Detail = fmt.Sprintf("at most %g of %g open", r.Worst, limit)
+				r.Detail = c.detail("at most %g of %g open", r.Worst, limit)
 			}
 			if o > limit {
-				c.breakAt(RulePoolLimit, t, o, fmt.Sprintf("%g connections open, limit %g", o, limit))
+				c.breakAt(RulePoolLimit, t, o, c.detail("%g connections open, limit %g", o, limit))
 			}
 		}
 		if u, ok := inUse[db]; ok {
 			r := c.results[RulePoolPinned]
-			r.Applies, r.Series, r.Limit = true, seriesKey("go_sql_in_use_connections", db), limit
+			r.Applies, r.Series, r.Limit = true, c.dbKey("go_sql_in_use_connections", db), limit
 			if !r.Broken {
-				r.Detail = "never held fully in use with callers waiting"
+				r.Detail = c.detail("never held fully in use with callers waiting")
 			}
 			if u >= limit {
 				pinned = true
@@ -187,7 +254,7 @@ func (c *Checker) Observe(t float64, vec model.Vector) {
 					c.pinStart, c.pinWaitFrom = t, waitCount[db]
 				}
 				if held := t - c.pinStart; held >= c.pinnedFor && waitCount[db] > c.pinWaitFrom {
-					c.breakAt(RulePoolPinned, t, held, fmt.Sprintf("all %g connections in use for %.0fs while %g callers waited",
+					c.breakAt(RulePoolPinned, t, held, c.detail("all %g connections in use for %.0fs while %g callers waited",
 						limit, held, waitCount[db]-c.pinWaitFrom))
 				}
 			}
@@ -198,12 +265,59 @@ func (c *Checker) Observe(t float64, vec model.Vector) {
 	}
 }
 
-// seriesKey returns the report key of a go_sql_* series of db.
-func seriesKey(name, db string) string {
+// observeServer judges RuleServerConn on one sample: server backends of
+// this replica, client-side open connections.
+func (c *Checker) observeServer(t, server, client float64) {
+	r := c.results[RuleServerConn]
+	r.Applies, r.Series = true, c.key(ServerSeries)
+	excess := server - client
+	r.Worst = max(r.Worst, excess)
+	if excess <= DefaultServerSlack {
+		c.serverStreak = 0
+		if !r.Broken {
+			r.Detail = c.detail("server backends at most %g above the client's open connections", r.Worst)
+		}
+		return
+	}
+	c.serverStreak++
+	if c.serverStreak > DefaultServerSamples {
+		c.breakAt(RuleServerConn, t, excess, c.detail("%g server backends, %g client-side connections open: %g the client does not count, for %d samples in a row",
+			server, client, excess, c.serverStreak))
+	}
+}
+
+// dbKey returns the report key of a go_sql_* series of db.
+func (c *Checker) dbKey(name, db string) string {
 	if db == "" {
+		return c.key(name)
+	}
+	return c.key(name, "db_name", db)
+}
+
+// seriesKey returns the report key of m, as package series keys it: the
+// name, then the labels sorted in braces.
+func seriesKey(m model.Metric) string {
+	name := string(m[model.MetricNameLabel])
+	var names []string
+	for k := range m {
+		if k != model.MetricNameLabel {
+			names = append(names, string(k))
+		}
+	}
+	if len(names) == 0 {
 		return name
 	}
-	return fmt.Sprintf("%s{db_name=%q}", name, db)
+	slices.Sort(names)
+	var b strings.Builder
+	b.WriteString(name + "{")
+	for i, k := range names {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s=%q", k, m[model.LabelName(k)])
+	}
+	b.WriteByte('}')
+	return b.String()
 }
 
 // Broken returns the rules broken so far.
@@ -240,11 +354,11 @@ func (c *Checker) Finish() []Result {
 			r.Detail += " (not judged: stopped early)"
 		case name == RuleJobsRan && r.Applies && c.lastRuns <= c.firstRuns:
 			r.Broken = true
-			r.Detail = "no job ran during the soak: it proves nothing"
+			r.Detail = c.detail("no job ran during the soak: it proves nothing")
 		case name == RuleOneOpen && r.Applies && !r.Broken && c.lastOpened != 1:
 			r.Broken = true
 			r.Worst = c.lastOpened
-			r.Detail = fmt.Sprintf("Init opened a handle %g times, want 1", c.lastOpened)
+			r.Detail = c.detail("Init opened a handle %g times, want 1", c.lastOpened)
 		}
 		out = append(out, r)
 	}

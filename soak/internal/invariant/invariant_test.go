@@ -1,6 +1,9 @@
 package invariant_test
 
 import (
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +55,13 @@ worker_db_init_calls_total{result="opened"} 1
 worker_job_runs_total{job_name="a",result="success"} `+string(rune('0'+i))+"\n"))
 	}
 	for _, r := range c.Finish() {
+		if r.Rule == invariant.RuleServerConn {
+			// PostgreSQL only.
+			if r.Applies {
+				t.Fatalf("%s applies to a SQLite worker, want not", r.Rule)
+			}
+			continue
+		}
 		if !r.Applies || r.Broken {
 			t.Fatalf("%s: applies=%v broken=%v (%s), want true false", r.Rule, r.Applies, r.Broken, r.Detail)
 		}
@@ -134,4 +144,76 @@ func TestChecker_Broken(t *testing.T) {
 			t.Fatalf("got %+v, want not judged", got)
 		}
 	})
+}
+
+// fixture reads a scrape recorded from a replica on PostgreSQL (bin/worker
+// --config.file soak/worker-soak-pg.yml), with the server's and the
+// client's counts set.
+func fixture(t *testing.T, name string, server map[string]int, client int) model.Vector {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(b), "%CLIENT%", strconv.Itoa(client))
+	for _, state := range []string{"active", "idle"} {
+		text = strings.ReplaceAll(text, "%"+strings.ToUpper(state)+"%", strconv.Itoa(server[state]))
+	}
+	return vec(t, text)
+}
+
+// Ensure server_within_client holds while the server shows the backends
+// the client counts, also through a short excess, and breaks, naming the
+// replica and both counts, on backends the client never counts.
+func TestChecker_ServerWithinClient(t *testing.T) {
+	type sample struct {
+		active, idle, client int
+		n                    int // samples in a row
+	}
+	for _, tc := range []struct {
+		name    string
+		samples []sample
+		broken  bool
+		detail  string
+	}{
+		{name: "Equal", samples: []sample{{1, 3, 4, 30}}},
+		{name: "WithinSlack", samples: []sample{{1, 4, 4, 30}}},
+		{name: "ShortExcess", samples: []sample{{1, 3, 4, 10}, {1, 6, 4, invariant.DefaultServerSamples}, {1, 3, 4, 10}}},
+		{name: "ExcessEveryOtherSample", samples: []sample{{1, 6, 4, 4}, {1, 3, 4, 1}, {1, 6, 4, 4}, {1, 3, 4, 1}, {1, 6, 4, 4}}},
+		{name: "ClientAboveServer", samples: []sample{{1, 1, 4, 30}}},
+		{
+			name: "Bypass", samples: []sample{{1, 3, 4, 10}, {1, 6, 4, invariant.DefaultServerSamples + 1}},
+			broken: true,
+			detail: "replica 2: 7 server backends, 4 client-side connections open: 3 the client does not count, for 6 samples in a row",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := invariant.NewReplica("2", invariant.DefaultPinnedFor)
+			i := 0
+			for _, s := range tc.samples {
+				for range s.n {
+					c.Observe(float64(i), fixture(t, "postgres-replica.prom", map[string]int{"active": s.active, "idle": s.idle}, s.client))
+					i++
+				}
+			}
+			r := result(c.Finish(), invariant.RuleServerConn)
+			if !r.Applies {
+				t.Fatalf("%s does not apply, want it to", r.Rule)
+			}
+			if got, want := r.Series, `soak_replica_server_backends{replica="2"}`; got != want {
+				t.Errorf("series: got %v, want %v", got, want)
+			}
+			if r.Broken != tc.broken {
+				t.Fatalf("broken: got %v (%s), want %v", r.Broken, r.Detail, tc.broken)
+			}
+			if tc.broken && r.Detail != tc.detail {
+				t.Errorf("detail: got %v, want %v", r.Detail, tc.detail)
+			}
+			for _, o := range c.Broken() {
+				if o.Rule != invariant.RuleServerConn {
+					t.Errorf("%s broken (%s), want held", o.Rule, o.Detail)
+				}
+			}
+		})
+	}
 }
