@@ -48,7 +48,20 @@ type options struct {
 	tolerance                  map[string]string // metric name → count, or percentage for memory
 	command                    []string
 	render                     bool
+	replicas                   int
+	postgres                   bool   // start a throwaway PostgreSQL server
+	postgresURL                string // or use this one
 }
+
+// Placeholders replaced in COMMAND's arguments, for each replica.
+const (
+	phReplica = "{replica}" // the replica's number, 1 to --replicas
+	phPort    = "{port}"    // the port of the replica's metrics URL
+	phDBURL   = "{db.url}"  // the PostgreSQL server's URL
+)
+
+// MaxReplicas bounds --replicas.
+const MaxReplicas = 16
 
 // parseArgs parses and validates the command line. Errors are wrapped in
 // ErrUsage and name the flag at fault.
@@ -92,6 +105,12 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 		PlaceHolder("NAME=VALUE").SetValue(toleranceFlag(o.tolerance))
 	app.Flag("render", "Only draw report.html again from the report.json in --report-dir.").
 		Hidden().BoolVar(&o.render)
+	app.Flag("replicas", "Start COMMAND this many times and soak them together; in its arguments "+phReplica+" is the replica's number and "+phPort+" the port of its metrics URL, which is --metrics-url's port plus the number minus 1.").
+		Default("1").IntVar(&o.replicas)
+	app.Flag("postgres", "Start a throwaway PostgreSQL server for the soak (the machine's postgresql package); "+phDBURL+" in COMMAND's arguments is its URL, and the server's own count of backends is watched.").
+		BoolVar(&o.postgres)
+	app.Flag("postgres.url", "Soak on this PostgreSQL server instead of starting one; "+phDBURL+" in COMMAND's arguments is this URL.").
+		Envar("SOAK_DB_URL").PlaceHolder("URL").StringVar(&o.postgresURL)
 	app.Arg("command", "Command to start and soak, after --.").StringsVar(&o.command)
 
 	if _, err := app.Parse(args); err != nil {
@@ -144,6 +163,17 @@ func (o *options) validate() error {
 		return fmt.Errorf("--target and a COMMAND after -- exclude each other")
 	case o.target == "" && len(o.command) == 0:
 		return fmt.Errorf("--target URL or -- COMMAND ARGS... is required")
+	case o.replicas < 1 || o.replicas > MaxReplicas:
+		return fmt.Errorf("--replicas must be between 1 and %d, got %d", MaxReplicas, o.replicas)
+	case o.replicas > 1 && o.target != "":
+		return fmt.Errorf("--replicas needs a COMMAND after --, not --target")
+	case o.postgres && o.postgresURL != "":
+		return fmt.Errorf("--postgres and --postgres.url exclude each other")
+	case o.postgres && o.target != "":
+		return fmt.Errorf("--postgres starts a server for a COMMAND after --, not for --target")
+	}
+	if o.postgresURL != "" && !strings.HasPrefix(o.postgresURL, "postgres://") && !strings.HasPrefix(o.postgresURL, "postgresql://") {
+		return fmt.Errorf("--postgres.url: want a postgres:// URL, got %q", o.postgresURL)
 	}
 	if o.target != "" {
 		if err := httpURL(o.target); err != nil {
@@ -151,6 +181,10 @@ func (o *options) validate() error {
 		}
 	} else if err := httpURL(o.metricsURL); err != nil {
 		return fmt.Errorf("--metrics-url: %w", err)
+	} else if o.replicas > 1 {
+		if _, err := replicaURL(o.metricsURL, o.replicas); err != nil {
+			return fmt.Errorf("--metrics-url: %w", err)
+		}
 	}
 	if o.alertmanagerURL != "" {
 		if err := httpURL(o.alertmanagerURL); err != nil {
@@ -178,6 +212,44 @@ func httpURL(s string) error {
 	return nil
 }
 
+// onPostgres reports whether the soak is on a PostgreSQL server.
+func (o *options) onPostgres() bool { return o.postgres || o.postgresURL != "" }
+
+// labelled reports whether every replica's samples get the replica label:
+// with several, and on PostgreSQL, where the server's count of backends
+// is the harness's own and the replicas' must be told from it.
+func (o *options) labelled() bool { return o.replicas > 1 || o.onPostgres() }
+
+// replicaURL returns the metrics URL of replica i (1-based): base with its
+// port raised by i−1.
+func replicaURL(base string, i int) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", err
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		return "", fmt.Errorf("%q has no port to number the replicas from", base)
+	}
+	if port+i-1 > 65535 {
+		return "", fmt.Errorf("port %d of replica %d is out of range", port+i-1, i)
+	}
+	u.Host = u.Hostname() + ":" + strconv.Itoa(port+i-1)
+	return u.String(), nil
+}
+
+// replicaArgs returns COMMAND's arguments for replica i, with metrics URL
+// mURL, on the server at dbURL, the placeholders replaced.
+func replicaArgs(args []string, i int, mURL, dbURL string) []string {
+	u, _ := url.Parse(mURL)
+	r := strings.NewReplacer(phReplica, strconv.Itoa(i), phPort, u.Port(), phDBURL, dbURL)
+	out := make([]string, len(args))
+	for j, a := range args {
+		out[j] = r.Replace(a)
+	}
+	return out
+}
+
 // specs returns the watch list of o, with its --tolerance overrides.
 // validate has checked them.
 func (o *options) specs() []series.Spec {
@@ -189,6 +261,9 @@ func (o *options) specsWithTolerances() ([]series.Spec, error) {
 	var out []series.Spec
 	if len(o.watch) == 0 {
 		out = slices.Clone(series.DefaultWatch)
+		if o.onPostgres() {
+			out = append(out, series.PostgresWatch...)
+		}
 	} else {
 		for _, w := range o.watch {
 			out = append(out, series.SpecFor(w))

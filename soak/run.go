@@ -10,11 +10,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/sqlworker/worker/internal/pgserver"
 
 	"github.com/sqlworker/worker/soak/internal/alert"
 	"github.com/sqlworker/worker/soak/internal/invariant"
+	"github.com/sqlworker/worker/soak/internal/pgprobe"
 	"github.com/sqlworker/worker/soak/internal/report"
 	"github.com/sqlworker/worker/soak/internal/runner"
 	"github.com/sqlworker/worker/soak/internal/scrape"
@@ -25,8 +30,13 @@ import (
 // maps to exit status 1.
 var ErrAlarm = errors.New("leak or broken invariant")
 
-// targetLog is the file in the report dir that gets COMMAND's output.
-const targetLog = "target.log"
+// targetLog is the file in the report dir that gets COMMAND's output
+// (target-N.log for replica N of several), and postgresLog the log of the
+// server started by --postgres.
+const (
+	targetLog   = "target.log"
+	postgresLog = "postgres.log"
+)
 
 // run is the whole command: parse args, then build the soak (start the
 // target if asked), soak, shut down (stop the target, close what the soak
@@ -64,17 +74,31 @@ type session struct {
 	o          *options
 	stderr     io.Writer
 	runID      string
-	metricsURL string
-	proc       *target.Process // the started COMMAND; nil under --target
-	log        *os.File        // COMMAND's output in the report dir, or nil
-	scraper    *scrape.Scraper
+	metricsURL string            // of the target, or of every replica, comma-separated
+	replicas   []*replica        // the started COMMANDs; none under --target
+	pg         *pgserver.Server  // the server started by --postgres, or nil
+	probe      *pgprobe.Probe    // the server's own count, on PostgreSQL
+	scrapers   []*scrape.Scraper // closed by close
+	scraper    runner.Scraper    // what the soak scrapes
+	died       chan struct{}     // closed when a replica exits
+	dbURL      string            // the PostgreSQL server's, on PostgreSQL
+	diedOnce   sync.Once
 }
 
-// build creates the report dir, starts COMMAND if there is one and waits
-// until it is ready, and opens the scraper. On error it closes what it
-// opened.
+// replica is one started COMMAND.
+type replica struct {
+	name       string // its number, "" when there is only one
+	metricsURL string
+	args       []string
+	proc       *target.Process
+	log        *os.File // its output in the report dir, or nil
+}
+
+// build creates the report dir, starts the PostgreSQL server and COMMAND
+// (each replica of it) if asked and waits until they are ready, and opens
+// the scrapers. On error it closes what it opened.
 func build(ctx context.Context, o *options, stderr io.Writer) (*session, error) {
-	s := &session{o: o, stderr: stderr, runID: o.runID, metricsURL: o.target}
+	s := &session{o: o, stderr: stderr, runID: o.runID, metricsURL: o.target, died: make(chan struct{}), dbURL: o.postgresURL}
 	if s.runID == "" {
 		s.runID = newRunID(time.Now())
 	}
@@ -83,45 +107,134 @@ func build(ctx context.Context, o *options, stderr io.Writer) (*session, error) 
 			return nil, fmt.Errorf("cannot create --report-dir: %w", err)
 		}
 	}
+	if err := s.startPostgres(); err != nil {
+		s.close()
+		return nil, err
+	}
 	if len(o.command) > 0 {
-		if err := s.startTarget(ctx); err != nil {
+		if err := s.startTargets(ctx); err != nil {
 			s.close()
 			return nil, err
 		}
 	}
-	s.scraper = scrape.New(s.metricsURL)
+	s.openScrapers()
 	return s, nil
 }
 
-// startTarget starts COMMAND, its output going to the target log (or to
-// stderr without a report dir), and waits until it serves its metrics.
-func (s *session) startTarget(ctx context.Context) error {
-	o := s.o
-	s.metricsURL = o.metricsURL
-	out := s.stderr
-	if o.reportDir != "" {
-		f, err := os.Create(filepath.Join(o.reportDir, targetLog))
+// startPostgres starts the throwaway server of --postgres, and opens the
+// probe of the server's own count on PostgreSQL.
+func (s *session) startPostgres() error {
+	if s.o.postgres {
+		srv, err := pgserver.Init()
 		if err != nil {
-			return fmt.Errorf("cannot create target log: %w", err)
+			return err
 		}
-		s.log, out = f, f
+		s.pg = srv
+		// Room for leaking replicas to be caught before they exhaust it.
+		if err := srv.Start("max_connections=200"); err != nil {
+			return err
+		}
+		s.dbURL = srv.URL()
+		fmt.Fprintf(s.stderr, "soak: started PostgreSQL in %s\n", srv.Dir())
 	}
-	proc, err := target.Start(o.command[0], o.command[1:], out)
-	if err != nil {
-		return err
-	}
-	s.proc = proc
-	fmt.Fprintf(s.stderr, "soak: started %s (pid %d), waiting for %s\n", strings.Join(o.command, " "), proc.Pid(), s.metricsURL)
-	if err := proc.WaitReady(ctx, s.metricsURL, o.readyTimeout); err != nil {
-		return fmt.Errorf("could not soak: %w", err)
+	if s.dbURL != "" {
+		p, err := pgprobe.Open(s.dbURL)
+		if err != nil {
+			return fmt.Errorf("--postgres.url: %w", err)
+		}
+		s.probe = p
 	}
 	return nil
+}
+
+// startTargets starts COMMAND once per replica, each one's output going to
+// its log (or to stderr without a report dir), and waits until every one
+// serves its metrics.
+func (s *session) startTargets(ctx context.Context) error {
+	o := s.o
+	var urls []string
+	for i := 1; i <= o.replicas; i++ {
+		r := &replica{metricsURL: o.metricsURL}
+		if o.labelled() {
+			r.name = strconv.Itoa(i)
+		}
+		if o.replicas > 1 {
+			r.metricsURL, _ = replicaURL(o.metricsURL, i) // validated
+		}
+		r.args = replicaArgs(o.command[1:], i, r.metricsURL, s.dbURL)
+		out := s.stderr
+		if o.reportDir != "" {
+			name := targetLog
+			if o.replicas > 1 {
+				name = fmt.Sprintf("target-%d.log", i)
+			}
+			f, err := os.Create(filepath.Join(o.reportDir, name))
+			if err != nil {
+				return fmt.Errorf("cannot create target log: %w", err)
+			}
+			r.log, out = f, f
+		}
+		s.replicas = append(s.replicas, r)
+		proc, err := target.Start(o.command[0], r.args, out)
+		if err != nil {
+			return err
+		}
+		r.proc = proc
+		go func() {
+			select {
+			case <-proc.Done():
+				s.diedOnce.Do(func() { close(s.died) })
+			case <-s.died:
+			}
+		}()
+		fmt.Fprintf(s.stderr, "soak: started %s (pid %d), waiting for %s\n", strings.Join(append([]string{o.command[0]}, r.args...), " "), proc.Pid(), r.metricsURL)
+		urls = append(urls, r.metricsURL)
+	}
+	s.metricsURL = strings.Join(urls, ",")
+	for _, r := range s.replicas {
+		if err := r.proc.WaitReady(ctx, r.metricsURL, o.readyTimeout); err != nil {
+			if r.name != "" {
+				return fmt.Errorf("could not soak: replica %s: %w", r.name, err)
+			}
+			return fmt.Errorf("could not soak: %w", err)
+		}
+	}
+	return nil
+}
+
+// openScrapers opens the scraper of the target, or of every replica and
+// the server combined.
+func (s *session) openScrapers() {
+	if !s.o.labelled() && s.probe == nil {
+		sc := scrape.New(strings.Split(s.metricsURL, ",")[0])
+		s.scrapers, s.scraper = []*scrape.Scraper{sc}, sc
+		return
+	}
+	c := &scrape.Combined{}
+	if len(s.replicas) == 0 {
+		sc := scrape.New(s.metricsURL)
+		s.scrapers = append(s.scrapers, sc)
+		c.Parts = append(c.Parts, scrape.Part{Replica: "1", Source: sc})
+	}
+	for _, r := range s.replicas {
+		sc := scrape.New(r.metricsURL)
+		s.scrapers = append(s.scrapers, sc)
+		c.Parts = append(c.Parts, scrape.Part{Replica: r.name, Source: sc})
+	}
+	if s.probe != nil {
+		c.Parts = append(c.Parts, scrape.Part{Source: s.probe})
+	}
+	s.scraper = c
 }
 
 // soak runs the soak loop against the target.
 func (s *session) soak(ctx context.Context) (*runner.Result, error) {
 	o := s.o
-	fmt.Fprintf(s.stderr, "soak: run %s: soaking %s for %s (warm-up %s, every %s)\n", s.runID, s.metricsURL, o.duration, o.warmup, o.interval)
+	what := s.metricsURL
+	if len(s.replicas) > 1 {
+		what = fmt.Sprintf("%d replicas (%s)", len(s.replicas), s.metricsURL)
+	}
+	fmt.Fprintf(s.stderr, "soak: run %s: soaking %s for %s (warm-up %s, every %s)\n", s.runID, what, o.duration, o.warmup, o.interval)
 	cfg := runner.Config{
 		Scraper:  s.scraper,
 		Duration: o.duration,
@@ -131,57 +244,112 @@ func (s *session) soak(ctx context.Context) (*runner.Result, error) {
 		Watch:    o.specs(),
 		Progress: s.stderr,
 	}
-	if s.proc != nil {
-		cfg.Died = s.proc.Done()
+	if len(s.replicas) > 0 {
+		cfg.Died = s.died
 	}
 	res, err := runner.New(cfg).Run(ctx)
-	if errors.Is(err, runner.ErrTargetDied) && s.proc != nil {
-		err = fmt.Errorf("%w: %v", runner.ErrTargetDied, s.proc.ExitErr())
+	if errors.Is(err, runner.ErrTargetDied) {
+		err = fmt.Errorf("%w: %v", runner.ErrTargetDied, s.exitErrs())
 		res.Err = err
 	}
 	return res, err
 }
 
-// shutdown stops in order: the target with SIGTERM, judging its clean
-// exit into res when the soak went to its end, then the scraper, then
-// whatever of the target is left and its log. It returns soakErr, or
-// ErrTargetDied when the target was gone by the time it was stopped.
+// exitErrs says which replicas exited, and how.
+func (s *session) exitErrs() error {
+	var errs []error
+	for _, r := range s.replicas {
+		select {
+		case <-r.proc.Done():
+			if r.name != "" && len(s.replicas) > 1 {
+				errs = append(errs, fmt.Errorf("replica %s: %v", r.name, r.proc.ExitErr()))
+			} else {
+				errs = append(errs, r.proc.ExitErr())
+			}
+		default:
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// shutdown stops in order: every replica with SIGTERM, at once, judging its
+// clean exit into res when the soak went to its end, then the scrapers,
+// then whatever of the targets is left, their logs and the server. It
+// returns soakErr, or ErrTargetDied when a target was gone by the time it
+// was stopped.
 func (s *session) shutdown(res *runner.Result, soakErr error) error {
 	defer s.close()
-	switch {
-	case s.proc == nil || errors.Is(soakErr, runner.ErrTargetDied):
-	case soakErr != nil:
-		// Interrupted or could not soak: still stop the target gently.
-		_ = s.proc.Stop(s.o.stopTimeout)
-	default:
+	if len(s.replicas) == 0 || errors.Is(soakErr, runner.ErrTargetDied) {
+		return soakErr
+	}
+	stopErrs := make([]error, len(s.replicas))
+	var wg sync.WaitGroup
+	if soakErr == nil {
 		fmt.Fprintf(s.stderr, "soak: stopping %s with SIGTERM\n", s.o.command[0])
-		stopErr := s.proc.Stop(s.o.stopTimeout)
+	}
+	for i, r := range s.replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stopErrs[i] = r.proc.Stop(s.o.stopTimeout)
+		}()
+	}
+	wg.Wait()
+	if soakErr != nil {
+		// Interrupted or could not soak: the targets were still stopped
+		// gently, and nothing is judged.
+		return soakErr
+	}
+	for i, r := range s.replicas {
+		stopErr := stopErrs[i]
 		if errors.Is(stopErr, target.ErrExited) {
+			if r.name != "" && len(s.replicas) > 1 {
+				stopErr = fmt.Errorf("replica %s: %w", r.name, stopErr)
+			}
 			soakErr = fmt.Errorf("%w: %v", runner.ErrTargetDied, stopErr)
 			res.Err = soakErr
-			break
+			return soakErr
 		}
-		inv := invariant.Result{Rule: invariant.RuleCleanExit, Text: "exits 0 after SIGTERM", Applies: true,
+		inv := invariant.Result{Rule: invariant.RuleCleanExit, Replica: r.name, Text: "exits 0 after SIGTERM", Applies: true,
 			Detail: fmt.Sprintf("exited 0 after SIGTERM (within %s)", s.o.stopTimeout)}
 		if stopErr != nil {
 			inv.Broken, inv.At, inv.Detail = true, res.Elapsed.Seconds(), stopErr.Error()
+		}
+		if r.name != "" {
+			inv.Text, inv.Detail = "replica "+r.name+": "+inv.Text, "replica "+r.name+": "+inv.Detail
 		}
 		res.Record(inv)
 	}
 	return soakErr
 }
 
-// close closes the scraper, kills the target if it still runs and closes
-// its log; for shutdown and for build's error paths.
+// close closes the scrapers and the probe, kills the targets that still
+// run, closes their logs, and stops and removes the server, keeping its
+// log in the report dir; for shutdown and for build's error paths.
 func (s *session) close() {
-	if s.scraper != nil {
-		s.scraper.Close()
+	for _, sc := range s.scrapers {
+		sc.Close()
 	}
-	if s.proc != nil {
-		s.proc.Kill()
+	if s.probe != nil {
+		_ = s.probe.Close()
 	}
-	if s.log != nil {
-		_ = s.log.Close()
+	for _, r := range s.replicas {
+		if r.proc != nil {
+			r.proc.Kill()
+		}
+		if r.log != nil {
+			_ = r.log.Close()
+		}
+	}
+	if s.pg != nil {
+		if s.o.reportDir != "" {
+			if b, err := os.ReadFile(s.pg.LogFile()); err == nil {
+				_ = os.WriteFile(filepath.Join(s.o.reportDir, postgresLog), b, 0o644)
+			}
+		}
+		if err := s.pg.Remove(); err != nil {
+			fmt.Fprintf(s.stderr, "soak: %v\n", err)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -179,11 +180,11 @@ func (r *Result) Status() Status {
 }
 
 // Record adds a rule judged after the soak, such as the target's clean
-// exit, to Invariants, in place of a result of the same rule if there is
-// one.
+// exit, to Invariants, in place of a result of the same rule (and replica)
+// if there is one.
 func (r *Result) Record(inv invariant.Result) {
 	for i := range r.Invariants {
-		if r.Invariants[i].Rule == inv.Rule {
+		if r.Invariants[i].Rule == inv.Rule && r.Invariants[i].Replica == inv.Replica {
 			r.Invariants[i] = inv
 			return
 		}
@@ -248,9 +249,9 @@ func round(d time.Duration) time.Duration { return d.Round(time.Second) }
 // invariant checker and the fail-fast test, and produces the Result. A Soak
 // is used once: call Run or Replay, not both.
 type Soak struct {
-	cfg     Config
-	res     *Result // filled as the soak goes
-	checker *invariant.Checker
+	cfg      Config
+	res      *Result // filled as the soak goes
+	checkers checkers
 }
 
 // New returns the Soak of cfg, with its defaults filled.
@@ -274,8 +275,85 @@ func New(cfg Config) *Soak {
 			Recording: series.NewRecording(cfg.Watch),
 			Verdicts:  make(map[string]detect.Verdict),
 		},
-		checker: invariant.New(cfg.PinnedFor),
+		checkers: checkers{pinnedFor: cfg.PinnedFor, by: map[string]*invariant.Checker{}},
 	}
+}
+
+// checkers holds one invariant.Checker per replica: samples labelled
+// invariant.ReplicaLabel go to their replica's, and a target without the
+// label (one process) has one Checker of every sample. Samples without the
+// label beside labelled ones are the harness's own (the server's backends)
+// and belong to no replica.
+type checkers struct {
+	pinnedFor time.Duration
+	by        map[string]*invariant.Checker
+	order     []string
+}
+
+func (cs *checkers) get(replica string) *invariant.Checker {
+	c, ok := cs.by[replica]
+	if !ok {
+		c = invariant.NewReplica(replica, cs.pinnedFor)
+		cs.by[replica] = c
+		cs.order = append(cs.order, replica)
+		slices.Sort(cs.order)
+	}
+	return c
+}
+
+// Observe hands each replica's samples to its Checker.
+func (cs *checkers) Observe(t float64, vec model.Vector) {
+	groups := map[string]model.Vector{}
+	for _, smp := range vec {
+		r := string(smp.Metric[invariant.ReplicaLabel])
+		groups[r] = append(groups[r], smp)
+	}
+	if len(groups) > 1 {
+		delete(groups, "")
+	}
+	for _, r := range slices.Sorted(maps.Keys(groups)) {
+		cs.get(r).Observe(t, groups[r])
+	}
+}
+
+// Broken returns the rules broken so far, replica by replica.
+func (cs *checkers) Broken() []invariant.Result {
+	var out []invariant.Result
+	for _, r := range cs.order {
+		out = append(out, cs.by[r].Broken()...)
+	}
+	return out
+}
+
+// Finish returns every rule of every replica; see invariant.Checker.Finish.
+func (cs *checkers) Finish() []invariant.Result {
+	if len(cs.order) == 0 {
+		cs.get("") // nothing scraped: every rule shows as not exposed
+	}
+	var out []invariant.Result
+	for _, r := range cs.order {
+		out = append(out, cs.by[r].Finish()...)
+	}
+	return out
+}
+
+// StoppedEarly tells every Checker that the soak was cut short.
+func (cs *checkers) StoppedEarly() {
+	for _, c := range cs.by {
+		c.StoppedEarly()
+	}
+}
+
+// JobRuns returns the job runs seen so far over all replicas.
+func (cs *checkers) JobRuns() (float64, bool) {
+	var sum float64
+	found := false
+	for _, c := range cs.by {
+		if n, ok := c.JobRuns(); ok {
+			sum, found = sum+n, true
+		}
+	}
+	return sum, found
 }
 
 // Run soaks the target. It returns the Result, also when the soak could not
@@ -318,17 +396,17 @@ func (s *Soak) Replay(scrapes []Scrape) *Result {
 // finish gives the final verdicts once the scraping is over.
 func (s *Soak) finish() {
 	if s.res.StoppedEarly {
-		s.checker.StoppedEarly()
+		s.checkers.StoppedEarly()
 	}
 	s.judge()
-	s.res.Invariants = s.checker.Finish()
+	s.res.Invariants = s.checkers.Finish()
 }
 
 // sample records one successful scrape taken t seconds in and reports
 // whether fail-fast ends the soak with it.
 func (s *Soak) sample(t float64, vec model.Vector) bool {
 	s.res.Recording.Add(t, vec)
-	s.checker.Observe(t, vec)
+	s.checkers.Observe(t, vec)
 	if s.cfg.FailFast && s.certain(t) {
 		s.res.StoppedEarly, s.res.StoppedAt = true, t
 		return true
@@ -419,7 +497,7 @@ func died(ch <-chan struct{}) bool {
 // certain reports whether a leak is certain or a rule broke, t seconds in.
 // Leaks found here are kept, so the final verdict cannot lose them.
 func (s *Soak) certain(t float64) bool {
-	stop := len(s.checker.Broken()) > 0
+	stop := len(s.checkers.Broken()) > 0
 	warm := s.cfg.Warmup.Seconds()
 	if t < warm {
 		return stop
@@ -487,7 +565,7 @@ func (s *Soak) progress(w io.Writer) {
 			fmt.Fprintf(&b, " · %s %g", p.label, v)
 		}
 	}
-	if runs, ok := s.checker.JobRuns(); ok {
+	if runs, ok := s.checkers.JobRuns(); ok {
 		fmt.Fprintf(&b, " · jobs %g", runs)
 	}
 	if r.Failures > 0 {

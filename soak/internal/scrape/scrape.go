@@ -1,5 +1,6 @@
 // Package scrape fetches one Prometheus text exposition over HTTP and
-// returns its samples.
+// returns its samples, or, Combined, those of several replicas at once, each
+// labelled with its replica.
 package scrape
 
 import (
@@ -8,10 +9,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/sqlworker/worker/soak/internal/invariant"
 )
 
 // DefaultTimeout bounds one scrape.
@@ -97,4 +101,79 @@ func Parse(r io.Reader) (model.Vector, error) {
 		all = append(all, vec...)
 	}
 	return all, nil
+}
+
+// Source is anything that yields one exposition's samples: a Scraper, or
+// the server's own counts (package pgprobe).
+type Source interface {
+	Scrape(ctx context.Context) (model.Vector, error)
+}
+
+// Part is one Source of a Combined scrape, with the replica its samples
+// are labelled with; "" leaves them as they are.
+type Part struct {
+	Replica string
+	Source  Source
+}
+
+// Combined scrapes several sources at once, as one scrape: the replicas of
+// a soak on PostgreSQL and the server. Each replica's samples get the
+// invariant.ReplicaLabel label, and its backends as the server sees them
+// (worker_db_server_connections, by state) are summed into
+// invariant.ServerSeries. A failure of any source fails the scrape.
+type Combined struct {
+	Parts []Part
+}
+
+// Scrape implements runner.Scraper.
+func (c *Combined) Scrape(ctx context.Context) (model.Vector, error) {
+	vecs := make([]model.Vector, len(c.Parts))
+	errs := make([]error, len(c.Parts))
+	var wg sync.WaitGroup
+	for i, p := range c.Parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			vecs[i], errs[i] = p.Source.Scrape(ctx)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var all model.Vector
+	for i, p := range c.Parts {
+		all = append(all, Label(vecs[i], p.Replica)...)
+	}
+	return all, nil
+}
+
+// Label returns vec with every sample labelled replica, and the sum over
+// state of worker_db_server_connections added as invariant.ServerSeries
+// when vec has it. With replica "" vec is returned as it is.
+func Label(vec model.Vector, replica string) model.Vector {
+	if replica == "" {
+		return vec
+	}
+	out := make(model.Vector, 0, len(vec)+1)
+	var server float64
+	found := false
+	var ts model.Time
+	for _, s := range vec {
+		m := s.Metric.Clone()
+		m[invariant.ReplicaLabel] = model.LabelValue(replica)
+		out = append(out, &model.Sample{Metric: m, Value: s.Value, Timestamp: s.Timestamp})
+		if s.Metric[model.MetricNameLabel] == "worker_db_server_connections" {
+			server += float64(s.Value)
+			found, ts = true, s.Timestamp
+		}
+	}
+	if found {
+		out = append(out, &model.Sample{
+			Metric:    model.Metric{model.MetricNameLabel: invariant.ServerSeries, invariant.ReplicaLabel: model.LabelValue(replica)},
+			Value:     model.SampleValue(server),
+			Timestamp: ts,
+		})
+	}
+	return out
 }

@@ -76,11 +76,22 @@ var DefaultWatch = []Spec{
 		Why: "measured noise; floor 2 MiB: GC swings"},
 }
 
+// PostgresWatch is added to DefaultWatch on PostgreSQL: each replica's
+// backends as the server sees them (worker_db_server_connections summed
+// over state by the harness) and the server's client backends in all, read
+// from pg_stat_activity by the harness itself.
+var PostgresWatch = []Spec{
+	{Name: "soak_replica_server_backends", Kind: detect.Count, Floor: DefaultCountFloor,
+		Why: "measured noise; floor 1.5 backends (and the server_within_client invariant)"},
+	{Name: "soak_server_backends", Kind: detect.Count, Floor: DefaultCountFloor,
+		Why: "measured noise; floor 1.5 backends"},
+}
+
 // SpecFor returns the Spec of name: the default one when name is on the
 // default list, otherwise a memory spec for names ending in _bytes and a
 // count spec for the rest.
 func SpecFor(name string) Spec {
-	for _, s := range DefaultWatch {
+	for _, s := range slices.Concat(DefaultWatch, PostgresWatch) {
 		if s.Name == name {
 			return s
 		}
