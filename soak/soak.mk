@@ -5,6 +5,10 @@
 #   make soak-selftest   prove the alarm: every injected leak caught, the clean build passes
 #   make soak-power      the detection-power study behind docs/soak.md's sensitivity table
 #
+# SOAK_DB=postgres soaks SOAK_REPLICAS replicas of the worker on one
+# PostgreSQL server instead (soak, soak-short and soak-selftest): a
+# throwaway one that bin/soak starts, or SOAK_DB_URL's.
+#
 # Exit status of bin/soak: 0 steady, 1 leak or broken invariant, 2 could not soak.
 
 GO                  ?= go
@@ -26,6 +30,24 @@ SOAK_WORKER         ?= $(BIN)/worker
 # SOAK_POWER_FLAGS adds flags to bin/soakpower, e.g. -seeds 100 or -real=false.
 SOAK_POWER_FLAGS    ?=
 SOAK_POWER_DIR      ?= $(SOAK_REPORT_DIR)/power
+# SOAK_DB is sqlite (the default) or postgres. On PostgreSQL, SOAK_REPLICAS
+# replicas serve metrics on SOAK_PORT, SOAK_PORT+1, ...; SOAK_DB_URL, when
+# set, is the server to soak on (bin/soak reads it as --postgres.url),
+# otherwise bin/soak starts a throwaway one (--postgres).
+SOAK_DB             ?= sqlite
+SOAK_REPLICAS       ?= 3
+SOAK_PG_CONFIG      ?= soak/worker-soak-pg.yml
+
+ifeq ($(SOAK_DB),postgres)
+SOAK_CONFIG         := $(SOAK_PG_CONFIG)
+SOAK_DB_FLAGS       := --replicas $(SOAK_REPLICAS) $(if $(SOAK_DB_URL),,--postgres)
+SOAK_DB_ARGS        := --db.url {db.url} --db.replica-id soak-{replica} --web.listen-address 127.0.0.1:{port}
+else ifeq ($(SOAK_DB),sqlite)
+SOAK_DB_FLAGS       :=
+SOAK_DB_ARGS         = --db.path $$tmp/soak.db --web.listen-address 127.0.0.1:$(SOAK_PORT)
+else
+$(error SOAK_DB: want sqlite or postgres, got $(SOAK_DB))
+endif
 
 .PHONY: soak soak-short soak-selftest soak-test soak-power FORCE
 
@@ -47,9 +69,8 @@ $(BIN)/soakpower: FORCE
 soak: $(SOAK_WORKER) $(BIN)/soak
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && set -x && \
 	./$(BIN)/soak --duration $(SOAK_DURATION) --warmup $(SOAK_WARMUP) --report-dir $(SOAK_REPORT_DIR) \
-		--metrics-url http://127.0.0.1:$(SOAK_PORT)/metrics $(SOAK_FLAGS) -- \
-		$(abspath $(SOAK_WORKER)) --config.file $(SOAK_CONFIG) --db.path $$tmp/soak.db \
-		--web.listen-address 127.0.0.1:$(SOAK_PORT)
+		--metrics-url http://127.0.0.1:$(SOAK_PORT)/metrics $(SOAK_DB_FLAGS) $(SOAK_FLAGS) -- \
+		$(abspath $(SOAK_WORKER)) --config.file $(SOAK_CONFIG) $(SOAK_DB_ARGS)
 
 ## soak-short: a 60 s soak with a 15 s warm-up, for every change in CI
 soak-short:
@@ -59,7 +80,8 @@ soak-short:
 soak-selftest: $(BIN)/worker $(BIN)/worker-leak $(BIN)/soak
 	SOAK_BIN=$(abspath $(BIN)/soak) SOAK_WORKER=$(abspath $(BIN)/worker) \
 	SOAK_WORKER_LEAK=$(abspath $(BIN)/worker-leak) SOAK_CONFIG=$(abspath $(SOAK_CONFIG)) \
-	SOAK_REPORT_DIR=$(abspath $(SOAK_REPORT_DIR))/selftest \
+	SOAK_REPORT_DIR=$(abspath $(SOAK_REPORT_DIR))/selftest$(if $(filter postgres,$(SOAK_DB)),-postgres) \
+	SOAK_DB=$(SOAK_DB) SOAK_REPLICAS=$(SOAK_REPLICAS) \
 	$(GO) test -tags soakselftest -run '^TestSelftest$$' -count=1 -v -parallel 6 -timeout $(SOAK_SELFTEST_TIMEOUT) ./soak
 
 ## soak-power: the detection-power study: sweep leak rate × noise × soak length on the stand-in, and some real soaks of it

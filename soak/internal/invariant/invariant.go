@@ -364,3 +364,70 @@ func (c *Checker) Finish() []Result {
 	}
 	return out
 }
+
+// RuleServerTotal is the rule of a Cluster.
+const RuleServerTotal = "server_within_clients"
+
+// ServerTotalSeries is the server's count of its client backends, the
+// harness's own excepted, read by the harness (package pgprobe).
+const ServerTotalSeries = "soak_server_backends"
+
+// Cluster follows RuleServerTotal over every replica soaked at once: the
+// server's count of client backends may not exceed the sum of the
+// replicas' client-side open connections by more than DefaultServerSlack
+// per replica for more than DefaultServerSamples samples in a row. It sees
+// a backend that no replica counts even when it does not carry a replica's
+// application_name, which server_within_client cannot see.
+type Cluster struct {
+	r      Result
+	streak int
+}
+
+// NewCluster returns a Cluster that has seen nothing.
+func NewCluster() *Cluster {
+	return &Cluster{r: Result{Rule: RuleServerTotal, Series: ServerTotalSeries,
+		Text:   fmt.Sprintf("server's client backends (pg_stat_activity) ≤ Σ replicas' worker_db_connections_open + %d per replica, but for %d samples in a row", DefaultServerSlack, DefaultServerSamples),
+		Detail: "not exposed by the target"}}
+}
+
+// Observe checks one combined scrape of the replicas and the server.
+func (c *Cluster) Observe(t float64, vec model.Vector) {
+	var server, client float64
+	serverFound := false
+	replicas := map[model.LabelValue]bool{}
+	for _, s := range vec {
+		switch s.Metric[model.MetricNameLabel] {
+		case ServerTotalSeries:
+			server, serverFound = float64(s.Value), true
+		case "worker_db_connections_open":
+			client += float64(s.Value)
+			replicas[s.Metric[ReplicaLabel]] = true
+		}
+	}
+	if !serverFound || len(replicas) == 0 {
+		return
+	}
+	r := &c.r
+	r.Applies = true
+	slack := float64(DefaultServerSlack * len(replicas))
+	excess := server - client
+	r.Worst = max(r.Worst, excess)
+	if excess <= slack {
+		c.streak = 0
+		if !r.Broken {
+			r.Detail = fmt.Sprintf("server backends at most %g above the %d replicas' open connections", r.Worst, len(replicas))
+		}
+		return
+	}
+	c.streak++
+	if c.streak > DefaultServerSamples && (!r.Broken || excess >= r.Worst) {
+		r.Detail = fmt.Sprintf("%g backends on the server, %g client-side connections open over %d replicas: %g no replica counts, for %d samples in a row",
+			server, client, len(replicas), excess, c.streak)
+		if !r.Broken {
+			r.Broken, r.At = true, t
+		}
+	}
+}
+
+// Result returns the rule's state.
+func (c *Cluster) Result() Result { return c.r }

@@ -1,6 +1,7 @@
 package invariant_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -216,4 +217,48 @@ func TestChecker_ServerWithinClient(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Ensure server_within_clients compares the server's own count with the
+// replicas' together: it holds while they match, within a slack of one
+// backend per replica, and breaks on backends no replica counts, such as
+// connections under another application_name that no replica's
+// worker_db_server_connections shows.
+func TestCluster_ServerWithinClients(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		hidden int // backends on the server that no replica counts
+		broken bool
+	}{
+		{name: "Matching"},
+		{name: "WithinSlack", hidden: 3},
+		{name: "Hidden", hidden: 4, broken: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := invariant.NewCluster()
+			for i := range 2 * invariant.DefaultServerSamples {
+				var all model.Vector
+				for r, client := range []int{4, 3, 2} {
+					replica := fixture(t, "postgres-replica.prom", map[string]int{"active": 1, "idle": client - 1}, client)
+					all = append(all, scrape.Label(replica, strconv.Itoa(r+1))...)
+				}
+				all = append(all, vec(t, fmt.Sprintf("soak_server_backends %d\n", 9+tc.hidden))...)
+				c.Observe(float64(i), all)
+			}
+			r := c.Result()
+			if !r.Applies || r.Broken != tc.broken {
+				t.Fatalf("applies %v, broken %v (%s), want true %v", r.Applies, r.Broken, r.Detail, tc.broken)
+			}
+			if want := "13 backends on the server, 9 client-side connections open over 3 replicas: 4 no replica counts, for 10 samples in a row"; tc.broken && r.Detail != want {
+				t.Errorf("detail: got %v, want %v", r.Detail, want)
+			}
+		})
+	}
+	t.Run("SQLite", func(t *testing.T) {
+		c := invariant.NewCluster()
+		c.Observe(0, vec(t, "worker_db_connections_open 2\n"))
+		if r := c.Result(); r.Applies {
+			t.Fatalf("applies without the server's count, want not")
+		}
+	})
 }

@@ -275,7 +275,7 @@ func New(cfg Config) *Soak {
 			Recording: series.NewRecording(cfg.Watch),
 			Verdicts:  make(map[string]detect.Verdict),
 		},
-		checkers: checkers{pinnedFor: cfg.PinnedFor, by: map[string]*invariant.Checker{}},
+		checkers: checkers{pinnedFor: cfg.PinnedFor, by: map[string]*invariant.Checker{}, cluster: invariant.NewCluster()},
 	}
 }
 
@@ -283,11 +283,13 @@ func New(cfg Config) *Soak {
 // invariant.ReplicaLabel go to their replica's, and a target without the
 // label (one process) has one Checker of every sample. Samples without the
 // label beside labelled ones are the harness's own (the server's backends)
-// and belong to no replica.
+// and belong to no replica; the cluster rule compares them with all
+// replicas'.
 type checkers struct {
 	pinnedFor time.Duration
 	by        map[string]*invariant.Checker
 	order     []string
+	cluster   *invariant.Cluster
 }
 
 func (cs *checkers) get(replica string) *invariant.Checker {
@@ -314,6 +316,7 @@ func (cs *checkers) Observe(t float64, vec model.Vector) {
 	for _, r := range slices.Sorted(maps.Keys(groups)) {
 		cs.get(r).Observe(t, groups[r])
 	}
+	cs.cluster.Observe(t, vec)
 }
 
 // Broken returns the rules broken so far, replica by replica.
@@ -321,6 +324,9 @@ func (cs *checkers) Broken() []invariant.Result {
 	var out []invariant.Result
 	for _, r := range cs.order {
 		out = append(out, cs.by[r].Broken()...)
+	}
+	if c := cs.cluster.Result(); c.Broken {
+		out = append(out, c)
 	}
 	return out
 }
@@ -333,6 +339,9 @@ func (cs *checkers) Finish() []invariant.Result {
 	var out []invariant.Result
 	for _, r := range cs.order {
 		out = append(out, cs.by[r].Finish()...)
+	}
+	if c := cs.cluster.Result(); c.Applies {
+		out = append(out, c) // only on PostgreSQL, where the server is read
 	}
 	return out
 }
