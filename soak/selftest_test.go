@@ -3,13 +3,16 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +31,8 @@ const (
 )
 
 // selftestModes maps each leak mode to the series the alarm must name
-// (each a prefix of a key in report.json's "named"); "" is the clean build.
+// (each a name, with labels that the key in report.json's "named" must
+// hold); "" is the clean build.
 var selftestModes = map[string][]string{
 	// PERF-408: a handle per Init breaks the one-handle invariant.
 	"handle": {"worker_db_handles_open"},
@@ -45,6 +49,40 @@ var selftestModes = map[string][]string{
 	"": nil,
 }
 
+// bypassMode is the leak mode that opens PostgreSQL connections outside
+// the counting driver: only the server sees them, so the alarm must come
+// from comparing the server's count with the client's, and from no client
+// count. Soaked on PostgreSQL when the leak build knows it.
+const bypassMode = "bypass"
+
+// bypassNamed are the series the bypass alarm may name: the per-replica
+// rule's, or the cluster rule's.
+var bypassNamed = []string{"soak_replica_server_backends", "soak_server_backends"}
+
+// named reports whether the key of a named series matches want: the same
+// metric name, and every label of want among its labels.
+func named(key, want string) bool {
+	name, labels, _ := strings.Cut(want, "{")
+	if key != name && !strings.HasPrefix(key, name+"{") {
+		return false
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(labels, "}"), ",") {
+		if l != "" && !strings.Contains(key, l) {
+			return false
+		}
+	}
+	return true
+}
+
+// leakModeKnown reports whether the leak build accepts mode, asking it to
+// check a config with WORKER_LEAK=mode.
+func leakModeKnown(t *testing.T, leaky, config, mode string) bool {
+	t.Helper()
+	cmd := exec.Command(leaky, "--config.check", "--config.file", config, "--db.url", "postgres://soak@localhost/soak")
+	cmd.Env = append(os.Environ(), "WORKER_LEAK="+mode)
+	return cmd.Run() == nil
+}
+
 func mustEnv(t *testing.T, name string) string {
 	t.Helper()
 	v := os.Getenv(name)
@@ -55,21 +93,36 @@ func mustEnv(t *testing.T, name string) string {
 }
 
 // TestSelftest soaks the leak-injected worker once per mode and the clean
-// worker once, in parallel, each on its own port and database.
+// worker once, in parallel, each on its own port and database. With
+// SOAK_DB=postgres each soak is SOAK_REPLICAS replicas, all of the same
+// build and mode, on a PostgreSQL server of its own (bin/soak --postgres),
+// and the bypass mode is soaked too when the leak build has it.
 func TestSelftest(t *testing.T) {
 	soakBin := mustEnv(t, "SOAK_BIN")
 	clean := mustEnv(t, "SOAK_WORKER")
 	leaky := mustEnv(t, "SOAK_WORKER_LEAK")
 	config := mustEnv(t, "SOAK_CONFIG")
 	reports := mustEnv(t, "SOAK_REPORT_DIR")
+	postgres := os.Getenv("SOAK_DB") == "postgres"
+	replicas := cmp.Or(os.Getenv("SOAK_REPLICAS"), "3")
 
 	modes := []string{"handle", "rows", "fd", "goroutine", "stmt", ""}
+	if postgres && leakModeKnown(t, leaky, config, bypassMode) {
+		modes = append(modes, bypassMode)
+	} else if postgres {
+		t.Logf("the leak build has no %s mode: not soaked", bypassMode)
+	}
 	for _, mode := range modes {
 		name := mode
 		if name == "" {
 			name = "clean"
 		}
 		addr := workertest.FreeAddr(t)
+		if postgres {
+			// Ports for the replicas above it; a taken one makes that
+			// replica fail to start, which the soak reports (exit 2).
+			addr = freeRun(t, replicas)
+		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			dir := filepath.Join(reports, name)
@@ -80,12 +133,18 @@ func TestSelftest(t *testing.T) {
 			if mode == "" {
 				worker = clean
 			}
-			cmd := exec.Command(soakBin,
-				"--duration", selftestDuration, "--warmup", selftestWarmup, "--fail-fast",
-				"--stop-timeout", selftestStop, "--report-dir", dir, "--run-id", "selftest-"+name,
-				"--metrics-url", "http://"+addr+"/metrics",
-				"--", worker, "--config.file", config, "--db.path", filepath.Join(t.TempDir(), "soak.db"),
-				"--web.listen-address", addr)
+			args := []string{"--duration", selftestDuration, "--warmup", selftestWarmup, "--fail-fast",
+				"--stop-timeout", selftestStop, "--report-dir", dir, "--run-id", "selftest-" + name,
+				"--metrics-url", "http://" + addr + "/metrics"}
+			if postgres {
+				args = append(args, "--postgres", "--replicas", replicas, "--",
+					worker, "--config.file", config, "--db.url", "{db.url}", "--db.replica-id", "soak-{replica}",
+					"--web.listen-address", "127.0.0.1:{port}")
+			} else {
+				args = append(args, "--", worker, "--config.file", config, "--db.path", filepath.Join(t.TempDir(), "soak.db"),
+					"--web.listen-address", addr)
+			}
+			cmd := exec.Command(soakBin, args...)
 			cmd.Env = append(os.Environ(), "WORKER_LEAK="+mode)
 			out, err := cmd.CombinedOutput()
 			code := 0
@@ -114,8 +173,18 @@ func TestSelftest(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, w := range selftestModes[mode] {
-				if !slices.ContainsFunc(r.Named, func(n string) bool { return strings.HasPrefix(n, w) }) {
+				if !slices.ContainsFunc(r.Named, func(n string) bool { return named(n, w) }) {
 					t.Errorf("named %v, want it to include %s; last line: %s", r.Named, w, last)
+				}
+			}
+			if mode == bypassMode {
+				for _, n := range r.Named {
+					if !slices.ContainsFunc(bypassNamed, func(w string) bool { return named(n, w) }) {
+						t.Errorf("named %v, want only the server's counts (%v): the client cannot see a bypass; last line: %s", r.Named, bypassNamed, last)
+					}
+				}
+				if len(r.Named) == 0 {
+					t.Errorf("named nothing, want %v; last line: %s", bypassNamed, last)
 				}
 			}
 			when := "during warm-up"
@@ -129,4 +198,33 @@ func TestSelftest(t *testing.T) {
 			fmt.Fprintf(os.Stderr, "selftest %-9s exit %d, named %v, %s\n", name, code, r.Named, when)
 		})
 	}
+}
+
+// freeRun returns a loopback address whose port and the n−1 above it are
+// free now.
+func freeRun(t *testing.T, n string) string {
+	t.Helper()
+	count, err := strconv.Atoi(n)
+	if err != nil || count < 1 {
+		t.Fatalf("SOAK_REPLICAS: want a number ≥ 1, got %q", n)
+	}
+	for range 100 {
+		addr := workertest.FreeAddr(t)
+		host, p, _ := net.SplitHostPort(addr)
+		port, _ := strconv.Atoi(p)
+		ok := true
+		for i := 1; i < count && ok; i++ {
+			l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port+i)))
+			if err != nil {
+				ok = false
+				continue
+			}
+			_ = l.Close()
+		}
+		if ok {
+			return addr
+		}
+	}
+	t.Fatalf("no %d free ports in a row on loopback", count)
+	return ""
 }
