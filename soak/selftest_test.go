@@ -107,6 +107,13 @@ func TestSelftest(t *testing.T) {
 	replicas := cmp.Or(os.Getenv("SOAK_REPLICAS"), "3")
 
 	modes := []string{"handle", "rows", "fd", "goroutine", "stmt", ""}
+	if postgres {
+		// internal/leak's stmt mode prepares "SELECT ?", which PostgreSQL
+		// refuses ($1 is its placeholder): nothing leaks there, and its
+		// soak is steady. Soaked once that statement is portable.
+		modes = slices.DeleteFunc(modes, func(m string) bool { return m == "stmt" })
+		t.Logf("stmt mode not soaked on PostgreSQL: internal/leak prepares SELECT ?, which PostgreSQL refuses")
+	}
 	if postgres && leakModeKnown(t, leaky, config, bypassMode) {
 		modes = append(modes, bypassMode)
 	} else if postgres {
