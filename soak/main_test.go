@@ -482,6 +482,13 @@ func TestRun_BadFlags(t *testing.T) {
 		{[]string{"--tolerance", "go_goroutines=-1", "--target", "http://127.0.0.1:1/"}, "--tolerance go_goroutines=-1: want a number"},
 		{[]string{"--tolerance", "nope_total=3", "--target", "http://127.0.0.1:1/"}, "--tolerance nope_total: nope_total is not watched"},
 		{[]string{"--tolerance", "go_goroutines", "--target", "http://127.0.0.1:1/"}, "--tolerance"},
+		{[]string{"--replicas", "0", "--", "true"}, "--replicas must be between 1 and 16, got 0"},
+		{[]string{"--replicas", "2", "--target", "http://127.0.0.1:1/"}, "--replicas needs a COMMAND"},
+		{[]string{"--replicas", "2", "--metrics-url", "http://127.0.0.1/metrics", "--", "true"}, "--metrics-url: \"http://127.0.0.1/metrics\" has no port"},
+		{[]string{"--replicas", "3", "--metrics-url", "http://127.0.0.1:65534/metrics", "--", "true"}, "--metrics-url: port 65536 of replica 3 is out of range"},
+		{[]string{"--postgres", "--postgres.url", "postgres://u@h/db", "--", "true"}, "--postgres and --postgres.url exclude each other"},
+		{[]string{"--postgres", "--target", "http://127.0.0.1:1/"}, "--postgres starts a server for a COMMAND"},
+		{[]string{"--postgres.url", "host=/tmp", "--", "true"}, "--postgres.url: want a postgres:// URL"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

@@ -1,0 +1,65 @@
+package pgserver_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sqlworker/worker/internal/pgserver"
+)
+
+// Ensure a server started outside a test's cleanup (as the soak harness
+// does) takes extra settings, and that Remove stops it, deletes its
+// directory and is safe twice.
+func TestServer_StartRemove(t *testing.T) {
+	s, err := pgserver.Init()
+	if errors.Is(err, pgserver.ErrUnavailable) && os.Getenv("CI") != "true" && os.Getuid() != 0 {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Remove() })
+	if err := s.Start("max_connections=42"); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Running() {
+		t.Fatal("Running after Start: got false, want true")
+	}
+	conn, err := pgx.Connect(context.Background(), s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var maxConns string
+	err = conn.QueryRow(context.Background(), "SHOW max_connections").Scan(&maxConns)
+	_ = conn.Close(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := maxConns, "42"; got != want {
+		t.Errorf("max_connections: got %v, want %v", got, want)
+	}
+	if !strings.Contains(s.URL(), "host=") || !strings.Contains(s.DSN(), "host="+s.Dir()) {
+		t.Fatalf("URL %q, DSN %q: want both to name the socket directory %s", s.URL(), s.DSN(), s.Dir())
+	}
+	log, err := os.ReadFile(s.LogFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(log) == 0 {
+		t.Error("server log: got nothing, want the server's start")
+	}
+	if err := s.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.Dir()); !os.IsNotExist(err) {
+		t.Errorf("directory after Remove: got %v, want it gone", err)
+	}
+	if err := s.Remove(); err != nil {
+		t.Errorf("second Remove: got %v, want nil", err)
+	}
+}
