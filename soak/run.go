@@ -445,15 +445,19 @@ func alerts(res *runner.Result, runID, targetURL string) []alert.Alert {
 		})
 	}
 	for _, b := range res.Broken() {
+		labels := map[string]string{
+			"alertname": alert.NameInvariant,
+			"severity":  "critical",
+			"rule":      b.Rule,
+			"series":    b.Series,
+			"run_id":    runID,
+			"target":    targetURL,
+		}
+		if b.Replica != "" {
+			labels["replica"] = b.Replica
+		}
 		out = append(out, alert.Alert{
-			Labels: map[string]string{
-				"alertname": alert.NameInvariant,
-				"severity":  "critical",
-				"rule":      b.Rule,
-				"series":    b.Series,
-				"run_id":    runID,
-				"target":    targetURL,
-			},
+			Labels: labels,
 			Annotations: map[string]string{
 				"summary":     fmt.Sprintf("Soak %s: invariant broken: %s", runID, b.Text),
 				"description": b.Detail,

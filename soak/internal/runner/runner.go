@@ -548,6 +548,7 @@ var progressNames = []struct{ name, label string }{
 	{"go_sql_in_use_connections", "in-use"},
 	{"worker_db_connections_open", "driver-conns"},
 	{"worker_db_handles_open", "handles"},
+	{"soak_server_backends", "server-backends"},
 	{"go_goroutines", "goroutines"},
 	{"process_resident_memory_bytes", "rss"},
 	{"go_memstats_heap_inuse_bytes", "heap"},
