@@ -102,7 +102,7 @@ func AfterInit(_ context.Context, db *sql.DB) error {
 		}
 		keep(rows)
 	case "stmt":
-		stmt, err := db.PrepareContext(ctx, "SELECT ?")
+		stmt, err := db.PrepareContext(ctx, "SELECT 1")
 		if err != nil {
 			return err
 		}
