@@ -41,6 +41,7 @@ var ErrUnavailable = errors.New("PostgreSQL is not available")
 type Server struct {
 	dir, data, bin, runAs string
 	running               bool
+	opts                  string // of the last Start, which Restart keeps
 }
 
 // Init runs initdb for a new server in a new directory under the system's
@@ -96,9 +97,22 @@ func (s *Server) Start(settings ...string) error {
 	for _, kv := range settings {
 		opts += " -c " + kv
 	}
-	if err := s.run("pg_ctl", "-D", s.data, "-l", s.LogFile(), "-o", opts, "-w", "-t", strconv.Itoa(int(StartTimeout.Seconds())), "start"); err != nil {
+	s.opts = opts
+	return s.pgCtl("start")
+}
+
+// Restart restarts the running server with the settings of its Start, as
+// `pg_ctl restart -m fast` does (its backends are terminated), and waits
+// until it accepts connections again.
+func (s *Server) Restart() error {
+	return s.pgCtl("restart", "-m", "fast")
+}
+
+func (s *Server) pgCtl(action string, args ...string) error {
+	argv := append([]string{"-D", s.data, "-l", s.LogFile(), "-o", s.opts, "-w", "-t", strconv.Itoa(int(StartTimeout.Seconds()))}, args...)
+	if err := s.run("pg_ctl", append(argv, action)...); err != nil {
 		log, _ := os.ReadFile(s.LogFile())
-		return fmt.Errorf("cannot start the server: %w\n%s", err, log)
+		return fmt.Errorf("cannot %s the server: %w\n%s", action, err, log)
 	}
 	s.running = true
 	return nil

@@ -11,9 +11,12 @@
 package pgtest
 
 import (
+	"context"
 	"errors"
 	"os"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/sqlworker/worker/internal/pgserver"
 )
@@ -41,7 +44,8 @@ func Start(tb testing.TB) string {
 // Server is a server's data directory that a test starts and stops, for
 // tests of a server that is down, or comes up late.
 type Server struct {
-	srv *pgserver.Server
+	srv      *pgserver.Server
+	settings []string // name=value of Set
 }
 
 // New runs initdb for a server for tb and returns it, not running. Its
@@ -63,10 +67,27 @@ func New(tb testing.TB) *Server {
 	return &Server{srv: srv}
 }
 
+// Set sets a server setting, such as max_connections, for the next Start
+// (as -c name=value).
+func (s *Server) Set(name, value string) {
+	s.settings = append(s.settings, name+"="+value)
+}
+
 // Start starts the server and waits until it accepts connections.
 func (s *Server) Start(tb testing.TB) {
 	tb.Helper()
-	if err := s.srv.Start(); err != nil {
+	if err := s.srv.Start(s.settings...); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Restart restarts the running server as an operator would, with
+// `pg_ctl restart` (fast mode: the backends are terminated, "terminating
+// connection due to administrator command"), and waits until it accepts
+// connections again.
+func (s *Server) Restart(tb testing.TB) {
+	tb.Helper()
+	if err := s.srv.Restart(); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -81,6 +102,20 @@ func (s *Server) Stop(tb testing.TB) {
 
 // DSN returns the server's DSN, in the key=value form.
 func (s *Server) DSN() string { return s.srv.DSN() }
+
+// Connect returns a new connection of the test's own to the server, as
+// User, its superuser (to run pg_terminate_backend, or hold connection
+// slots), closed at cleanup. It fails tb when the server refuses it; use
+// pgx.Connect with DSN to see the refusal.
+func (s *Server) Connect(tb testing.TB) *pgx.Conn {
+	tb.Helper()
+	c, err := pgx.Connect(context.Background(), s.DSN())
+	if err != nil {
+		tb.Fatalf("cannot connect to the server: %v", err)
+	}
+	tb.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
 
 // URL returns the server's postgres:// URL, with the socket directory in
 // the host parameter.
