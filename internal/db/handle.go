@@ -254,6 +254,7 @@ func (h *Handle) Close(ctx context.Context) error {
 	h.closed = true
 	h.state.Store(&handleState{closed: true})
 	h.db.Store(nil)
+	h.be.stop()
 	db, pending := h.cur, h.be.pending()
 	h.cur, h.conn = nil, nil
 	h.pool.Store(nil)
@@ -344,7 +345,10 @@ func (h *Handle) leakOpenRaw() (*sql.DB, error) {
 // statement succeeds while the data goes nowhere anyone can see; Health
 // notices by comparing device and inode numbers. It does no more than three
 // stats and never changes the handle: Verify does that.
-// It takes no lock.
+// On PostgreSQL it returns instead the last result of the server check that
+// an open handle runs every DefaultServerCheckInterval (ErrServerUnreachable
+// with the cause while the server does not answer), without waiting for the
+// server. It takes no lock.
 func (h *Handle) Health() error {
 	st := h.state.Load()
 	switch {

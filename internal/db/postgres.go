@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,7 +28,8 @@ import (
 // pgxpool's: each Connect and Close is then a real connection, which the
 // counting sees), and the migrations under a transaction-scoped advisory
 // lock. The server owns its files, so there is no checkpoint and no file
-// check.
+// check; Health reads instead the last result of a check of the server that
+// runs in the background while the handle is open (watch).
 
 // Defaults of the PostgreSQL backend.
 const (
@@ -41,7 +44,20 @@ const (
 	// no connect_timeout: a server that does not answer must not hold the
 	// handle's lock, and the retries behind it, for the kernel's TCP timeout.
 	DefaultConnectTimeout = 10 * time.Second
+	// DefaultServerCheckInterval is how often an open handle checks that
+	// its server answers, for Health: the time /readyz takes to notice a
+	// server that went down, restarts or refuses connections, and to see it
+	// back.
+	DefaultServerCheckInterval = time.Second
+	// DefaultServerCheckTimeout bounds one check: a server that does not
+	// answer within it is unreachable (a hung server, a dead network path).
+	DefaultServerCheckTimeout = 2 * time.Second
 )
+
+// ErrServerUnreachable is Health's error while the server of an open
+// PostgreSQL handle does not answer its check: down, restarting, refusing
+// connections (too many clients), or not answering in time.
+var ErrServerUnreachable = errors.New("cannot reach postgres")
 
 // ErrReplicaID is the error of a replica id that application_name cannot
 // carry.
@@ -254,6 +270,12 @@ type postgres struct {
 	// conns counts the connections of the pool open now, for Close's wait;
 	// a new one per open, so that a dropped pool's connections do not count.
 	conns *sqlcount.Counter
+
+	// health is the last check's error (nil: the server answered), which
+	// Health reads without blocking; set by watch.
+	health    atomic.Pointer[error]
+	stopWatch context.CancelFunc
+	watching  sync.WaitGroup
 }
 
 var _ backend = (*postgres)(nil)
@@ -386,14 +408,118 @@ func (p *postgres) open(ctx context.Context) (_ *sql.DB, err error) {
 		return nil, fmt.Errorf("cannot migrate database %s: %s", where, oneLineErr(err))
 	}
 	p.conns = conns
+	p.health.Store(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stopWatch = cancel
+	p.watching.Go(func() { p.watch(ctx, db, conns) })
 	return db, nil
+}
+
+// watch checks the server every DefaultServerCheckInterval until ctx is
+// done, and keeps the result for Health. Reading the last result, rather
+// than asking the server on each request, keeps /readyz from ever waiting
+// on a server that hangs.
+func (p *postgres) watch(ctx context.Context, d *sql.DB, conns *sqlcount.Counter) {
+	t := time.NewTicker(DefaultServerCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.check(ctx, d, conns)
+	}
+}
+
+// check asks the server for the number of this replica's backends, one
+// round trip on a pool connection, bounded by DefaultServerCheckTimeout.
+//
+// database/sql discards a connection that pgx reports broken
+// (driver.ErrBadConn, from ResetSession's ping or a query that failed before
+// it was sent), but only the one it picks, the one returned last: after a
+// restart or a pg_terminate_backend, connections that stay idle below it
+// would be counted open for ever, dead. So when the server has fewer of
+// our backends than the pool has connections open, or the check failed,
+// the idle connections are closed; those in use are discarded as they come
+// back. A check that fails on a connection the server dropped is tried
+// once more on a new connection before the server counts as unreachable:
+// a dropped connection alone is no outage.
+//
+// While every connection of the pool is in use, the check is not run: it
+// would wait for a connection rather than for the server, and the jobs
+// holding them see the server themselves. The last result stands.
+func (p *postgres) check(ctx context.Context, d *sql.DB, conns *sqlcount.Counter) {
+	var err error
+	for attempt := 1; attempt <= 2; attempt++ {
+		if s := d.Stats(); s.InUse >= s.MaxOpenConnections {
+			return
+		}
+		var server, client uint64
+		server, client, err = p.count(ctx, d, conns)
+		if ctx.Err() != nil {
+			return // closing
+		}
+		if err == nil {
+			if server < client {
+				p.h.logger.Warn("The server dropped connections of this replica; closing the idle ones", "database", p.h.where, "server", server, "client", client)
+				p.dropIdle(d)
+			}
+			break
+		}
+		p.dropIdle(d)
+	}
+	if err != nil {
+		err = fmt.Errorf("%w: %s", ErrServerUnreachable, oneLineErr(err))
+	}
+	if prev := p.health.Swap(&err); (prev == nil || *prev == nil) != (err == nil) {
+		if err != nil {
+			p.h.logger.Warn("Database server unreachable; not ready", "database", p.h.where, "err", err)
+		} else {
+			p.h.logger.Info("Database server reachable again", "database", p.h.where)
+		}
+	}
+}
+
+// count returns this replica's backends in pg_stat_activity and the pool's
+// open connections, counted before and after the query, the smaller: a
+// connection opened or closed while the query ran is then not taken for
+// one the server dropped.
+func (p *postgres) count(ctx context.Context, d *sql.DB, conns *sqlcount.Counter) (server, client uint64, err error) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultServerCheckTimeout)
+	defer cancel()
+	before := conns.Counts().ConnectionsOpen()
+	err = d.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity
+		WHERE application_name = $1 AND backend_type = 'client backend'`, p.h.ApplicationName()).Scan(&server)
+	return server, min(before, conns.Counts().ConnectionsOpen()), err
+}
+
+// dropIdle closes the pool's idle connections.
+func (p *postgres) dropIdle(d *sql.DB) {
+	d.SetMaxIdleConns(0)
+	d.SetMaxIdleConns(p.h.cfg.MaxOpenConns)
+}
+
+// stop stops watch; called under the Handle's lock, before the pool closes.
+func (p *postgres) stop() {
+	if p.stopWatch != nil {
+		p.stopWatch()
+		p.watching.Wait()
+		p.stopWatch = nil
+	}
 }
 
 // checkpoint does nothing: the server owns its WAL.
 func (p *postgres) checkpoint(context.Context, *sql.DB) error { return nil }
 
-// checkFiles does nothing: the server owns its files.
-func (p *postgres) checkFiles(*handleState) error { return nil }
+// checkFiles returns the last server check's error: the server owns its
+// files.
+func (p *postgres) checkFiles(*handleState) error {
+	if err := p.health.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
 
 // pending reports the connections of the pool opened last that are open.
 func (p *postgres) pending() func() int64 {

@@ -3,12 +3,14 @@ package db_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -368,5 +370,95 @@ func TestServerCollector(t *testing.T) {
 	}
 	if want := float64(d.Stats().OpenConnections); sum != want || got["active"] != 1 || got["idle"] != want-1 {
 		t.Errorf("server connections: got %v (sum %v), want %v open: the scrape's active, the rest idle", got, sum, want)
+	}
+}
+
+// waitUntil polls cond every 10 ms until it holds, for at most limit, and
+// returns how long it took.
+func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			t.Fatalf("not %s within %s", what, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// backends returns the backends of application_name app in pg_stat_activity.
+func backends(t *testing.T, c *pgx.Conn, app string) int {
+	t.Helper()
+	var n int
+	if err := c.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", app).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Ensure Health follows the server of an open handle: ErrServerUnreachable
+// naming the failed connect while the server is down, nil again once it is
+// back, without a reopen, and the pool's connections those of the server.
+func TestPostgres_HealthFollowsServer(t *testing.T) {
+	srv := startPG(t)
+	h := pgHandle(t, srv, "r1")
+	d := mustInit(t, h)
+	if err := h.Health(); err != nil {
+		t.Fatalf("Health once open: got %v, want nil", err)
+	}
+	srv.Stop(t)
+	noticed := waitUntil(t, "unhealthy with the server down", 10*time.Second, func() bool { return h.Health() != nil })
+	if err := h.Health(); !errors.Is(err, db.ErrServerUnreachable) || !strings.Contains(err.Error(), "failed to connect") {
+		t.Fatalf("Health with the server down: got %v, want ErrServerUnreachable naming the failed connect", err)
+	}
+	srv.Start(t)
+	recovered := waitUntil(t, "healthy with the server back", 10*time.Second, func() bool { return h.Health() == nil })
+	t.Logf("noticed %s after the stop; healthy %s after the start", noticed, recovered)
+	if opened, _, _ := h.InitCalls(); opened != 1 {
+		t.Errorf("Init calls that opened: got %v, want 1", opened)
+	}
+	observer := srv.Connect(t)
+	waitUntil(t, "as many connections open as backends", 10*time.Second, func() bool {
+		return d.Stats().OpenConnections == backends(t, observer, h.ApplicationName())
+	})
+}
+
+// Ensure the idle connections that the server dropped are closed, not
+// counted open for ever, and that a dropped connection alone does not make
+// the handle unhealthy: database/sql only discards the broken connection it
+// picks, the one returned last.
+func TestPostgres_DroppedConnectionsClosed(t *testing.T) {
+	srv := startPG(t)
+	h := pgHandle(t, srv, "r1")
+	d := mustInit(t, h)
+	var conns []*sql.Conn
+	for range 3 { // three idle connections once closed
+		c, err := d.Conn(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	observer := srv.Connect(t)
+	if got, want := backends(t, observer, h.ApplicationName()), 3; got != want {
+		t.Fatalf("backends before: got %v, want %v", got, want)
+	}
+	if _, err := observer.Exec(context.Background(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", h.ApplicationName()); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "as many connections open as backends", 10*time.Second, func() bool {
+		if err := h.Health(); err != nil {
+			t.Fatalf("Health after pg_terminate_backend: got %v, want nil", err)
+		}
+		open := d.Stats().OpenConnections
+		return open <= 1 && open == backends(t, observer, h.ApplicationName())
+	})
+	var one int
+	if err := d.QueryRow("SELECT 1").Scan(&one); err != nil {
+		t.Fatalf("a query after: %v", err)
 	}
 }

@@ -41,6 +41,9 @@ type backend interface {
 	// open now that are not closed yet; Close waits for 0. Called under
 	// the Handle's lock, before the pool is forgotten.
 	pending() func() int64
+	// stop stops what the backend runs beside the pool (PostgreSQL: the
+	// server check), before the pool closes; under the Handle's lock.
+	stop()
 }
 
 var _ backend = (*Handle)(nil)
@@ -60,6 +63,9 @@ func (h *Handle) checkpoint(ctx context.Context, db *sql.DB) error {
 	}
 	return nil
 }
+
+// stop does nothing: SQLite runs nothing beside the pool.
+func (h *Handle) stop() {}
 
 // pending reports the connections of the open pool's connector.
 func (h *Handle) pending() func() int64 {
