@@ -239,3 +239,24 @@ func WriteHeartbeat(ctx context.Context, db *sql.DB, b Beat) (int64, error) {
 	}
 	return res.RowsAffected()
 }
+
+// HeartbeatRetentions is how many history retentions a replica's heartbeat
+// row outlives its last beat, on PostgreSQL, before history_prune deletes
+// it: rows of replicas gone for good (a replica id is the host and pid by
+// default, new at every start) would otherwise pile up for ever. A live
+// replica's row comes back at its next beat.
+const HeartbeatRetentions = 7
+
+// PruneHeartbeats deletes the heartbeat rows that have not beaten since
+// cutoff and returns how many it deleted. On SQLite it deletes nothing:
+// the one row is this worker's.
+func PruneHeartbeats(ctx context.Context, db *sql.DB, cutoff time.Time) (int64, error) {
+	if !isPostgres(db) {
+		return 0, nil
+	}
+	res, err := db.ExecContext(ctx, "DELETE FROM heartbeat WHERE beat_at < $1", FormatTime(cutoff))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}

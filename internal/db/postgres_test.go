@@ -462,3 +462,36 @@ func TestPostgres_DroppedConnectionsClosed(t *testing.T) {
 		t.Fatalf("a query after: %v", err)
 	}
 }
+
+// Ensure PruneHeartbeats deletes the rows of replicas that have not beaten
+// since the cutoff and keeps the others, and deletes nothing on SQLite,
+// whose one row is the worker's own.
+func TestPruneHeartbeats(t *testing.T) {
+	ctx := context.Background()
+	d := mustInit(t, pgHandle(t, startPG(t), "a"))
+	now := time.Now()
+	for id, at := range map[string]time.Time{"gone": now.Add(-2 * time.Hour), "live": now} {
+		if _, err := db.WriteHeartbeat(ctx, d, db.Beat{ReplicaID: id, PID: 1, Hostname: "h", Version: "v", StartedAt: at, BeatAt: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := db.PruneHeartbeats(ctx, d, now.Add(-time.Hour)); err != nil || n != 1 {
+		t.Fatalf("PruneHeartbeats: got %d (%v), want 1", n, err)
+	}
+	var got string
+	if err := d.QueryRow("SELECT string_agg(id, ',') FROM heartbeat").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := "live"; got != want {
+		t.Errorf("heartbeat rows left: got %v, want %v", got, want)
+	}
+
+	s := mustSQLite(t)
+	old := now.Add(-2 * time.Hour)
+	if _, err := db.WriteHeartbeat(ctx, s, db.Beat{PID: 1, Hostname: "h", Version: "v", StartedAt: old, BeatAt: old}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := db.PruneHeartbeats(ctx, s, now); err != nil || n != 0 {
+		t.Errorf("PruneHeartbeats on SQLite: got %d (%v), want 0", n, err)
+	}
+}

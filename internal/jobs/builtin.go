@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -223,11 +224,24 @@ func (b *Builtins) quickCheck(ctx context.Context, db *sql.DB) (int64, error) {
 	return 0, nil
 }
 
-// historyPrune deletes runs that ended before the retention, then, with a
-// row cap, each job's oldest rows beyond it; it reports the rows deleted.
+// historyPrune deletes runs that ended before the retention, on PostgreSQL
+// the heartbeat rows of replicas that have not beaten for
+// db.HeartbeatRetentions retentions, then, with a row cap, each job's oldest
+// rows beyond it; it reports the rows deleted.
 func (b *Builtins) historyPrune(ctx context.Context, sdb *sql.DB) (int64, error) {
-	n, err := db.PruneRuns(ctx, sdb, time.Now().Add(-b.HistoryRetention))
-	if err != nil || b.HistoryMaxRowsPerJob <= 0 {
+	now := time.Now()
+	n, err := db.PruneRuns(ctx, sdb, now.Add(-b.HistoryRetention))
+	if err != nil {
+		return n, err
+	}
+	if b.HistoryRetention <= math.MaxInt64/db.HeartbeatRetentions { // else no row is that old
+		beats, err := db.PruneHeartbeats(ctx, sdb, now.Add(-db.HeartbeatRetentions*b.HistoryRetention))
+		n += beats
+		if err != nil {
+			return n, err
+		}
+	}
+	if b.HistoryMaxRowsPerJob <= 0 {
 		return n, err
 	}
 	capped, err := db.CapRuns(ctx, sdb, b.HistoryMaxRowsPerJob)

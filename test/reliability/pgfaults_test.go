@@ -84,14 +84,21 @@ func (r *pgReplicas) backends(t *testing.T, c *pgx.Conn, id string) int {
 }
 
 // waitReady waits until every replica's /readyz answers 200 and returns how
-// long that took.
-func (r *pgReplicas) waitReady(t *testing.T) time.Duration {
+// long that took, and the last 503 body seen: what held it up last.
+func (r *pgReplicas) waitReady(t *testing.T) (time.Duration, string) {
 	t.Helper()
 	start := time.Now()
+	var last string
 	for _, w := range r.ws {
-		w.WaitFor(t, "ready", pgFaultLimit, func() bool { return w.Status("/readyz") == 200 })
+		w.WaitFor(t, "ready", pgFaultLimit, func() bool {
+			code, body, err := w.Get("/readyz")
+			if err == nil && code == 503 {
+				last = strings.TrimSpace(body)
+			}
+			return err == nil && code == 200
+		})
 	}
-	return time.Since(start)
+	return time.Since(start), last
 }
 
 // waitFault waits until every replica's /readyz answers 503 with a body
@@ -243,8 +250,8 @@ func TestPGFault_Server(t *testing.T) {
 		r.srv.Stop(t)
 		noticed, body := r.waitFault(t, "database: cannot reach postgres: ")
 		r.srv.Start(t)
-		recovered := r.waitReady(t)
-		t.Logf("server down: /readyz 503 after %s (%q); 200 again %s after the start", noticed, body, recovered)
+		recovered, last := r.waitReady(t)
+		t.Logf("server down: /readyz 503 after %s (%q); 200 again %s after the start (last 503: %q)", noticed, body, recovered, last)
 		r.check(t, since)
 	})
 
@@ -255,7 +262,7 @@ func TestPGFault_Server(t *testing.T) {
 		stop := r.watchReadyz()
 		r.srv.Restart(t)
 		restarted := time.Now()
-		recovered := r.waitReady(t)
+		recovered, _ := r.waitReady(t)
 		t.Logf("pg_ctl restart took %s; 503 seen meanwhile: %q; ready %s after", restarted.Sub(since), stop(), recovered)
 		r.check(t, since)
 	})
@@ -286,8 +293,8 @@ func TestPGFault_Server(t *testing.T) {
 		for _, c := range held {
 			_ = c.Close(context.Background())
 		}
-		recovered := r.waitReady(t)
-		t.Logf("%d connections held; /readyz 503 after %s (%q); 200 again %s after the release", len(held), noticed, body, recovered)
+		recovered, last := r.waitReady(t)
+		t.Logf("%d connections held; /readyz 503 after %s (%q); 200 again %s after the release (last 503: %q)", len(held), noticed, body, recovered, last)
 		r.check(t, since)
 	})
 
