@@ -457,8 +457,9 @@ type HandlerOptions struct {
 // Handler returns the worker's HTTP face, as the worker daemon serves it: a
 // landing page, the metrics of opts.Registry, /healthz (the process is up)
 // and /readyz (200 once Start succeeded and while the database file is the
-// one open, the history is written and no run reports a storage fault; 503
-// with the reasons otherwise), and the admin API, /-/reload and pprof when
+// one open, or the PostgreSQL server answered its last check, the history
+// is written and no run reports a storage fault; 503 with the reasons
+// otherwise), and the admin API, /-/reload and pprof when
 // opts enable them. Mount it on a server of the program's own.
 func (w *Worker) Handler(opts HandlerOptions) (http.Handler, error) {
 	if opts.TelemetryPath == "" {
