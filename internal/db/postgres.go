@@ -407,11 +407,12 @@ func (p *postgres) open(ctx context.Context) (_ *sql.DB, err error) {
 	if err := migratePG(ctx, db); err != nil {
 		return nil, fmt.Errorf("cannot migrate database %s: %s", where, oneLineErr(err))
 	}
+	p.stop() // a watch of an earlier pool, were there one
 	p.conns = conns
 	p.health.Store(nil)
-	ctx, cancel := context.WithCancel(context.Background())
+	wctx, cancel := context.WithCancel(context.Background())
 	p.stopWatch = cancel
-	p.watching.Go(func() { p.watch(ctx, db, conns) })
+	p.watching.Go(func() { p.watch(wctx, db, conns) })
 	return db, nil
 }
 
