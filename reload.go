@@ -45,6 +45,7 @@ var restartSettings = []struct {
 		return changed
 	}},
 	{"scheduler.shutdown_grace", field(func(c *Config) *time.Duration { return &c.ShutdownGrace })},
+	{"scheduler.lease", field(func(c *Config) *time.Duration { return &c.Lease })},
 	{"history.retention", field(func(c *Config) *time.Duration { return &c.HistoryRetention })},
 	{"history.max_rows_per_job", field(func(c *Config) *int { return &c.HistoryMaxRowsPerJob })},
 }

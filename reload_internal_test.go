@@ -24,6 +24,7 @@ func TestKeepRestartSettings(t *testing.T) {
 	cfg.Checkpoint = "external"
 	cfg.Location = time.FixedZone("X", 3600)
 	cfg.ShutdownGrace++
+	cfg.Lease = 2 * time.Second
 	cfg.HistoryRetention++
 	cfg.HistoryMaxRowsPerJob++
 	cfg.Jobs = cfg.Jobs[:1]
@@ -36,7 +37,7 @@ func TestKeepRestartSettings(t *testing.T) {
 	if next.DBPath != want.DBPath || next.DBURL != want.DBURL || next.DBPasswordFile != want.DBPasswordFile ||
 		next.DBReplicaID != want.DBReplicaID || next.MaxOpenConns != want.MaxOpenConns || next.BusyTimeout != want.BusyTimeout ||
 		next.MaxPageCount != want.MaxPageCount || next.Checkpoint != want.Checkpoint || next.Location != want.Location ||
-		next.ShutdownGrace != want.ShutdownGrace || next.HistoryRetention != want.HistoryRetention ||
+		next.ShutdownGrace != want.ShutdownGrace || next.Lease != want.Lease || next.HistoryRetention != want.HistoryRetention ||
 		next.HistoryMaxRowsPerJob != want.HistoryMaxRowsPerJob {
 		t.Fatalf("next: got %+v, want the old values %+v", next, want)
 	}

@@ -270,7 +270,7 @@ func (w *Worker) openLocked(ctx context.Context) error {
 		for i, j := range w.list {
 			names[i] = j.Name
 		}
-		c, err := claim.New(claim.Config{DB: w.handle, Owner: w.handle.ApplicationName(), Registerer: w.reg, Logger: w.logger})
+		c, err := claim.New(claim.Config{DB: w.handle, Owner: w.handle.ApplicationName(), Lease: w.cfg.Lease, Registerer: w.reg, Logger: w.logger})
 		if err != nil {
 			return err
 		}

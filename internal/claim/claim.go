@@ -26,7 +26,15 @@
 // fenced. Job SQL must therefore be idempotent.
 //
 // A partial unique index allows one running claim per job, so a slow run on
-// one replica is never overlapped by the next tick on another (ErrBusy).
+// one replica is never overlapped by the next tick on another. Such a tick,
+// found busy (on any replica: the dead one's lease has not run out yet, or a
+// run is slow), is recorded skipped once across the replicas: a row of
+// status 'skipped', inserted with ON CONFLICT DO NOTHING on the same key as
+// a claim, wins the tick for one replica, which gets ErrBusy and records a
+// skipped run, as a single node's skip-if-running does; the others get a
+// *LostError and record nothing. So every tick that any replica saw ends
+// with exactly one job_claims row, succeeded, failed, skipped or missed, and
+// missed means that no replica saw the tick at all.
 //
 // Missed ticks: a tick that no replica claimed within MissedGrace of its
 // scheduled time is marked missed by a row of status 'missed', inserted with
@@ -77,7 +85,8 @@ var (
 	// ErrNotDue is wrapped by a *NotDueError: the tick is later than the
 	// server's now().
 	ErrNotDue = errors.New("tick is not due yet by the server's clock")
-	// ErrBusy: another tick of the job is running under a live lease.
+	// ErrBusy: another tick of the job is running under a live lease, and
+	// this replica recorded the tick skipped (its 'skipped' row won).
 	ErrBusy = errors.New("another tick of the job is still running")
 	// ErrMissed: the tick was marked missed, too late to claim.
 	ErrMissed = errors.New("tick was marked missed")
@@ -112,6 +121,7 @@ const (
 	Won       Result = "won"        // this replica's insert won the tick
 	Lost      Result = "lost"       // another replica has the tick
 	TakenOver Result = "taken_over" // a running claim whose lease ran out, now this replica's
+	Skipped   Result = "skipped"    // the tick found the job busy; this replica recorded it skipped
 )
 
 // Config holds the settings of a Claimer.
@@ -283,8 +293,9 @@ WHERE job = $1 AND scheduled_at = $4 AND NOT EXISTS (SELECT 1 FROM t)`
 // Lease with Result Won or TakenOver; on a takeover the lease may be for an
 // earlier tick of the job, whose owner died while running it. It returns a
 // *NotDueError when the tick is later than the server's now(), ErrBusy when
-// another tick of the job runs under a live lease, ErrMissed when the tick
-// was marked missed, and a *LostError when another replica has the tick.
+// another tick of the job runs under a live lease and this replica recorded
+// the tick skipped (see Skip), ErrMissed when the tick was marked missed,
+// and a *LostError when another replica has the tick.
 //
 // Each of earlier that is older than MissedGrace by the server's clock and
 // has no claim is marked missed and counted, unless the job has no claim
@@ -334,7 +345,7 @@ func (c *Claimer) claim(ctx context.Context, job string, scheduledAt time.Time) 
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		// The insert conflicted with the one-running-claim index.
-		return nil, fmt.Errorf("job %q, tick %s: %w", job, scheduledAt.Format(time.RFC3339), ErrBusy)
+		return nil, c.skip(ctx, job, scheduledAt)
 	case err != nil:
 		return nil, fmt.Errorf("cannot take over or read the claim of job %q: %w", job, err)
 	case took:
@@ -346,6 +357,53 @@ func (c *Claimer) claim(ctx context.Context, job string, scheduledAt time.Time) 
 	}
 	c.metrics.claims.WithLabelValues(job, string(Lost)).Inc()
 	return nil, &LostError{Job: job, ScheduledAt: scheduledAt, Owner: owner, Status: status}
+}
+
+// skipSQL records a busy tick skipped, unless another replica has the tick
+// already; the read sees the statement's snapshot, so an owner that won
+// concurrently may read as "".
+const skipSQL = `WITH s AS (
+	INSERT INTO job_claims (job, scheduled_at, owner, attempt, lease_until, status, started_at, finished_at)
+	SELECT $1, $2, $3, 0, now(), 'skipped', now(), now()
+	WHERE $2 <= now()
+	ON CONFLICT DO NOTHING
+	RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM s), $2 <= now(), now(),
+	coalesce((SELECT owner FROM job_claims WHERE job = $1 AND scheduled_at = $2), ''),
+	coalesce((SELECT status FROM job_claims WHERE job = $1 AND scheduled_at = $2), '')`
+
+// Skip records the tick (job, scheduledAt) skipped, once across the
+// replicas, because another run of the job is going: ErrBusy when this
+// replica's 'skipped' row won the tick (the run is to be recorded skipped
+// here), a *LostError when another replica has the tick, and a
+// *NotDueError when the tick is not due by the server's clock. The
+// Coordinator calls it for a tick that finds the job running on this
+// replica; Claim calls it for one that finds it running elsewhere.
+func (c *Claimer) Skip(ctx context.Context, job string, scheduledAt time.Time) error {
+	return c.skip(ctx, job, scheduledAt)
+}
+
+func (c *Claimer) skip(ctx context.Context, job string, scheduledAt time.Time) error {
+	db, err := c.db(ctx)
+	if err != nil {
+		return err
+	}
+	var won, due bool
+	var now time.Time
+	var owner, status string
+	if err := db.QueryRowContext(ctx, skipSQL, job, scheduledAt, c.cfg.Owner).Scan(&won, &due, &now, &owner, &status); err != nil {
+		return fmt.Errorf("cannot record tick %s of job %q skipped: %w", scheduledAt.Format(time.RFC3339), job, err)
+	}
+	switch {
+	case won:
+		c.metrics.claims.WithLabelValues(job, string(Skipped)).Inc()
+		return fmt.Errorf("job %q, tick %s: %w", job, scheduledAt.Format(time.RFC3339), ErrBusy)
+	case !due:
+		return &NotDueError{Job: job, ScheduledAt: scheduledAt, Wait: scheduledAt.Sub(now)}
+	}
+	c.metrics.claims.WithLabelValues(job, string(Lost)).Inc()
+	return &LostError{Job: job, ScheduledAt: scheduledAt, Owner: owner, Status: status}
 }
 
 // markMissed marks the unclaimed ones of ticks missed, and counts them.
@@ -455,7 +513,7 @@ type LostError struct {
 	Job         string
 	ScheduledAt time.Time
 	Owner       string // the replica that has the tick
-	Status      string // running, succeeded or failed
+	Status      string // running, succeeded, failed or skipped; "" when it could not be read
 }
 
 func (e *LostError) Error() string {

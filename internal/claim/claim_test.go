@@ -509,25 +509,58 @@ func TestClaimer_MigratesOnFirstUse(t *testing.T) {
 }
 
 // Ensure that a running claim of a job refuses a claim of its next tick,
-// on every replica, until it has finished.
+// on every replica, until it has finished, and that the busy tick is
+// recorded skipped once: the first replica to find it busy gets ErrBusy
+// and writes the one 'skipped' row, the others lose the tick to it.
 func TestClaim_NoOverlap(t *testing.T) {
 	dsn := server(t)
 	ctx := context.Background()
 	a := replica(t, dsn, "a", claim.Config{})
 	b := replica(t, dsn, "b", claim.Config{})
+	c := replica(t, dsn, "c", claim.Config{})
 	tick := time.Now().Add(-time.Minute).Truncate(time.Second)
 	la, err := a.Claim(ctx, "slow", tick)
 	if err != nil {
 		t.Fatal(err)
 	}
 	next := tick.Add(time.Second)
-	for _, c := range []*claim.Claimer{a, b} {
-		if _, err := c.Claim(ctx, "slow", next); !errors.Is(err, claim.ErrBusy) {
-			t.Errorf("%s's claim of the next tick: got %v, want %v", c.Owner(), err, claim.ErrBusy)
+	if _, err := b.Claim(ctx, "slow", next); !errors.Is(err, claim.ErrBusy) {
+		t.Errorf("b's claim of the next tick: got %v, want %v", err, claim.ErrBusy)
+	}
+	for _, r := range []*claim.Claimer{a, c} {
+		var lost *claim.LostError
+		if _, err := r.Claim(ctx, "slow", next); !errors.As(err, &lost) || lost.Owner != "b" || lost.Status != "skipped" {
+			t.Errorf("%s's claim of the next tick: got %v, want it lost to b's skip", r.Owner(), err)
 		}
 	}
-	if r, ok := readRow(t, open(t, dsn), "slow", next); ok {
-		t.Errorf("row of the next tick: got %+v, want none", r)
+	// a's own scheduler finds its run still going: Skip, which loses too.
+	var lost *claim.LostError
+	if err := a.Skip(ctx, "slow", next); !errors.As(err, &lost) {
+		t.Errorf("a's Skip of the next tick: got %v, want a *LostError", err)
+	}
+	if r, ok := readRow(t, open(t, dsn), "slow", next); !ok || r.owner != "b" || r.status != "skipped" || r.attempt != 0 {
+		t.Errorf("row of the next tick: got %+v (%v), want b's skipped row", r, ok)
+	}
+	if got := testutil.ToFloat64(claim.Claims(b, "slow", claim.Skipped)); got != 1 {
+		t.Errorf("b's claims{result=skipped}: got %v, want 1", got)
+	}
+	for _, r := range []*claim.Claimer{a, c} {
+		if got := testutil.ToFloat64(claim.Claims(r, "slow", claim.Skipped)); got != 0 {
+			t.Errorf("%s's claims{result=skipped}: got %v, want 0", r.Owner(), got)
+		}
+	}
+	// A local Skip that comes first wins the tick.
+	third := next.Add(time.Second)
+	if err := a.Skip(ctx, "slow", third); !errors.Is(err, claim.ErrBusy) {
+		t.Errorf("a's Skip of the third tick: got %v, want %v", err, claim.ErrBusy)
+	}
+	// A tick not due by the server's clock is not recorded.
+	future := time.Now().Add(time.Hour).Truncate(time.Second)
+	if err := b.Skip(ctx, "slow", future); !errors.Is(err, claim.ErrNotDue) {
+		t.Errorf("Skip of a tick an hour ahead: got %v, want %v", err, claim.ErrNotDue)
+	}
+	if r, ok := readRow(t, open(t, dsn), "slow", future); ok {
+		t.Errorf("row of the tick an hour ahead: got %+v, want none", r)
 	}
 	// Another job is not held up.
 	if l, err := b.Claim(ctx, "other", next); err != nil {
@@ -538,12 +571,43 @@ func TestClaim_NoOverlap(t *testing.T) {
 	if err := la.Finish(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	lb, err := b.Claim(ctx, "slow", next)
+	fourth := third.Add(time.Second)
+	lb, err := b.Claim(ctx, "slow", fourth)
 	if err != nil {
-		t.Fatalf("claim of the next tick after the finish: got %v, want nil", err)
+		t.Fatalf("claim of the fourth tick after the finish: got %v, want nil", err)
 	}
 	if err := lb.Finish(ctx, true); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Ensure that Migrate widens the status check of a job_claims made before
+// 'skipped' existed, keeping its rows, and is a no-op after.
+func TestMigrate_AddsSkippedToAnOldTable(t *testing.T) {
+	db := open(t, pgtest.Start(t))
+	ctx := context.Background()
+	if _, err := db.Exec(`CREATE TABLE job_claims (
+	job text NOT NULL, scheduled_at timestamptz NOT NULL, owner text NOT NULL, attempt integer NOT NULL,
+	lease_until timestamptz NOT NULL,
+	status text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'missed')),
+	started_at timestamptz NOT NULL, finished_at timestamptz, PRIMARY KEY (job, scheduled_at));
+INSERT INTO job_claims VALUES ('j', now() - interval '1 minute', 'x', 1, now(), 'succeeded', now(), now())`); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := claim.Migrate(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(`INSERT INTO job_claims VALUES ('j', now(), 'x', 0, now(), 'skipped', now(), now())`); err != nil {
+		t.Fatalf("a skipped row after Migrate: got %v, want nil", err)
+	}
+	if _, err := db.Exec(`INSERT INTO job_claims VALUES ('j', now() + interval '1 second', 'x', 0, now(), 'bogus', now(), now())`); err == nil {
+		t.Fatal("a row of an unknown status: got nil, want a check violation")
+	}
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM job_claims`).Scan(&n); err != nil || n != 2 {
+		t.Errorf("rows: got %d (%v), want 2", n, err)
 	}
 }
 

@@ -13,7 +13,9 @@ import (
 // Coordinator plugs a Claimer into the scheduler's run chain: set it as
 // jobs.Config.Coordinator when the backend is PostgreSQL.
 //
-// A retry (Tick.Attempt > 1) claims its tick again (Reclaim). At each
+// A retry (Tick.Attempt > 1) claims its tick again (Reclaim). A tick that
+// finds the job busy, here (Skip) or on another replica (Claim), is
+// recorded skipped by one replica only. At each
 // other tick T of a job it claims T, first waiting out ErrNotDue (a
 // replica whose clock runs ahead) up to MaxNotDueWait, and checks for
 // missed ticks: the ticks of the job's schedule in (P - grace, T - grace],
@@ -85,6 +87,23 @@ func (co *Coordinator) Acquire(ctx context.Context, t jobs.Tick) (jobs.Claim, er
 		}
 		return nil, err
 	}
+}
+
+// Skip records a tick that found the job still running on this replica
+// skipped, once across the replicas; see jobs.Skipper. When the database
+// cannot be reached the tick is skipped here, as on a single node.
+func (co *Coordinator) Skip(ctx context.Context, t jobs.Tick) error {
+	err := co.c.Skip(ctx, t.Job, t.ScheduledAt)
+	var lost *LostError
+	var nd *NotDueError
+	switch {
+	case errors.Is(err, ErrBusy):
+		return fmt.Errorf("%w: %w", jobs.ErrSkipped, err)
+	case errors.As(err, &lost), errors.As(err, &nd):
+		// Another replica has the tick, or will claim or skip it once due.
+		return fmt.Errorf("%w: %w", jobs.ErrNotClaimed, err)
+	}
+	return fmt.Errorf("%w (not recorded across replicas: %w)", jobs.ErrSkipped, err)
 }
 
 // earlier returns the ticks to check for a claim at tick t, and remembers t.

@@ -15,7 +15,7 @@ func newMetrics(namespace string) *metrics {
 	return &metrics{
 		claims: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: prometheus.BuildFQName(namespace, "job", "claims_total"),
-			Help: "Claims of scheduled ticks by result: won, lost to another replica, taken_over after a lease ran out.",
+			Help: "Claims of scheduled ticks by result: won, lost to another replica, taken_over after a lease ran out, skipped (found the job busy and recorded the tick skipped).",
 		}, []string{"job_name", "result"}),
 		leasesLost: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: prometheus.BuildFQName(namespace, "job", "leases_lost_total"),
@@ -41,7 +41,7 @@ func (m *metrics) collectors() []prometheus.Collector {
 }
 
 func (m *metrics) init(job string) {
-	for _, r := range []Result{Won, Lost, TakenOver} {
+	for _, r := range []Result{Won, Lost, TakenOver, Skipped} {
 		m.claims.WithLabelValues(job, string(r))
 	}
 	m.leasesLost.WithLabelValues(job)

@@ -11,9 +11,11 @@ import (
 // between replicas starting together ("job_claims" in ASCII, truncated).
 const migrateLock = 0x6a6f625f636c61
 
-// schema is job_claims: one row per claimed or missed tick. The partial
+// schema is job_claims: one row per tick of a job once any replica saw it
+// (claimed, skipped while another run was going, or missed). The partial
 // unique index allows one running claim per job, so that a slow run is not
-// overlapped by the next tick on another replica.
+// overlapped by the next tick on another replica. The DO block widens the
+// status check of a table created before 'skipped' existed.
 var schema = []string{
 	`CREATE TABLE IF NOT EXISTS job_claims (
 	job          text        NOT NULL,
@@ -21,12 +23,20 @@ var schema = []string{
 	owner        text        NOT NULL,
 	attempt      integer     NOT NULL,
 	lease_until  timestamptz NOT NULL,
-	status       text        NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'missed')),
+	status       text        NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'skipped', 'missed')),
 	started_at   timestamptz NOT NULL,
 	finished_at  timestamptz,
 	PRIMARY KEY (job, scheduled_at)
 )`,
 	`CREATE UNIQUE INDEX IF NOT EXISTS job_claims_one_running ON job_claims (job) WHERE status = 'running'`,
+	`DO $$ BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'job_claims'::regclass
+		AND conname = 'job_claims_status_check' AND pg_get_constraintdef(oid) LIKE '%skipped%') THEN
+		ALTER TABLE job_claims DROP CONSTRAINT IF EXISTS job_claims_status_check;
+		ALTER TABLE job_claims ADD CONSTRAINT job_claims_status_check
+			CHECK (status IN ('running', 'succeeded', 'failed', 'skipped', 'missed'));
+	END IF;
+END $$`,
 }
 
 // Migrate creates job_claims and its index if they do not exist, in one

@@ -15,6 +15,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	"github.com/sqlworker/worker/internal/claim"
 	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/jobs"
 	"github.com/sqlworker/worker/internal/schedule"
@@ -24,10 +25,16 @@ import (
 // Defaults of the configuration. Those of the database and the scheduler
 // are their owners' (internal/db, internal/jobs), so that each has one value.
 const (
-	DefaultDBPath           = db.DefaultPath
-	DefaultMaxOpenConns     = db.DefaultMaxOpenConns
-	DefaultBusyTimeout      = db.DefaultBusyTimeout
-	DefaultShutdownGrace    = jobs.DefaultShutdownGrace
+	DefaultDBPath        = db.DefaultPath
+	DefaultMaxOpenConns  = db.DefaultMaxOpenConns
+	DefaultBusyTimeout   = db.DefaultBusyTimeout
+	DefaultShutdownGrace = jobs.DefaultShutdownGrace
+	// DefaultLease is scheduler.lease's default.
+	DefaultLease = claim.DefaultLease
+	// MinLease is the shortest scheduler.lease: renewals every third of it
+	// must survive a slow round trip or a GC pause without fencing a
+	// healthy run.
+	MinLease                = time.Second
 	DefaultHistoryRetention = 7 * 24 * time.Hour
 	DefaultJobTimeout       = time.Minute
 	// DefaultCheckpoint is database.checkpoint's default: the worker
@@ -126,14 +133,20 @@ type Config struct {
 	// DBReplicaID is database.replica_id, with DBURL: the server tells the
 	// replicas apart by application_name worker-<replica id>; default
 	// <hostname>-<pid>.
-	DBReplicaID      string
-	MaxOpenConns     int            // database.max_open_conns, the pool bound; default DefaultMaxOpenConns
-	BusyTimeout      time.Duration  // database.busy_timeout; default DefaultBusyTimeout
-	MaxPageCount     int            // database.max_page_count, PRAGMA max_page_count on every connection; 0: SQLite's limit
-	Checkpoint       string         // database.checkpoint, who checkpoints the WAL: CheckpointWorker or CheckpointExternal; default DefaultCheckpoint
-	Location         *time.Location // scheduler.timezone of specs without CRON_TZ=; default time.Local
-	ShutdownGrace    time.Duration  // scheduler.shutdown_grace, how long runs may finish at shutdown; default DefaultShutdownGrace
-	HistoryRetention time.Duration  // history.retention, how long history_prune keeps job_runs rows; default DefaultHistoryRetention
+	DBReplicaID   string
+	MaxOpenConns  int            // database.max_open_conns, the pool bound; default DefaultMaxOpenConns
+	BusyTimeout   time.Duration  // database.busy_timeout; default DefaultBusyTimeout
+	MaxPageCount  int            // database.max_page_count, PRAGMA max_page_count on every connection; 0: SQLite's limit
+	Checkpoint    string         // database.checkpoint, who checkpoints the WAL: CheckpointWorker or CheckpointExternal; default DefaultCheckpoint
+	Location      *time.Location // scheduler.timezone of specs without CRON_TZ=; default time.Local
+	ShutdownGrace time.Duration  // scheduler.shutdown_grace, how long runs may finish at shutdown; default DefaultShutdownGrace
+	// Lease is scheduler.lease, with DBURL: how long a replica's claim on a
+	// running tick holds without a renewal (renewed every third of it). A
+	// dead replica's run is taken over this long after its last renewal;
+	// a replica paused longer than this is fenced. Default DefaultLease; 0
+	// in a Config built in Go means the default.
+	Lease            time.Duration
+	HistoryRetention time.Duration // history.retention, how long history_prune keeps job_runs rows; default DefaultHistoryRetention
 	// HistoryMaxRowsPerJob is history.max_rows_per_job: how many job_runs
 	// rows history_prune keeps of each job, the newest, besides the
 	// retention; 0, the default, caps nothing.
@@ -221,6 +234,7 @@ type file struct {
 	Scheduler struct {
 		Timezone      string `yaml:"timezone"`
 		ShutdownGrace string `yaml:"shutdown_grace"`
+		Lease         string `yaml:"lease"`
 	} `yaml:"scheduler"`
 	History struct {
 		Retention     string `yaml:"retention"`
@@ -418,6 +432,17 @@ func (f *file) validate(o Overrides) (*Config, error) {
 	}
 	if c.ShutdownGrace, err = duration("scheduler.shutdown_grace", f.Scheduler.ShutdownGrace, DefaultShutdownGrace, true); err != nil {
 		return nil, err
+	}
+	switch {
+	case f.Scheduler.Lease != "" && !c.Postgres():
+		return nil, fmt.Errorf("scheduler.lease: is for replicas on PostgreSQL; not offered on SQLite, where one worker runs every tick (set database.url, or remove it)")
+	case c.Postgres():
+		if c.Lease, err = duration("scheduler.lease", f.Scheduler.Lease, DefaultLease, true); err != nil {
+			return nil, err
+		}
+		if c.Lease < MinLease {
+			return nil, fmt.Errorf("scheduler.lease: must be at least %s, got %s", MinLease, c.Lease)
+		}
 	}
 	if c.HistoryRetention, err = duration("history.retention", f.History.Retention, DefaultHistoryRetention, false); err != nil {
 		return nil, err

@@ -30,6 +30,9 @@ func TestParse_Postgres(t *testing.T) {
 	if c.DBReplicaID == "" {
 		t.Error("DBReplicaID: got empty, want the default")
 	}
+	if c.Lease != DefaultLease {
+		t.Errorf("Lease: got %v, want %v", c.Lease, DefaultLease)
+	}
 	if got, want := c.Database(), "postgres://worker:xxxxx@db.example/jobs"; got != want {
 		t.Errorf("Database: got %v, want %v", got, want)
 	}
@@ -94,6 +97,13 @@ func TestParse_PostgresErrors(t *testing.T) {
 		{"QuickCheck", "builtin:\n  quick_check: {enabled: true}\n", Overrides{DBURL: pgURL},
 			"builtin.quick_check: is SQLite's; not offered with --db.url"},
 		{"OptimizeDisabled", "builtin:\n  optimize: {enabled: false}\n", Overrides{DBURL: pgURL}, ""},
+		{"Lease", "scheduler:\n  lease: 2s\n", Overrides{DBURL: pgURL}, ""},
+		{"LeaseOnSQLite", "scheduler:\n  lease: 30s\n", Overrides{},
+			"scheduler.lease: is for replicas on PostgreSQL; not offered on SQLite"},
+		{"LeaseTooShort", "database:\n  url: " + pgURL + "\nscheduler:\n  lease: 500ms\n", Overrides{},
+			"scheduler.lease: must be at least 1s, got 500ms"},
+		{"LeaseZero", "scheduler:\n  lease: 0s\n", Overrides{DBURL: pgURL}, "scheduler.lease: must be positive, got 0s"},
+		{"LeaseNotADuration", "scheduler:\n  lease: 15\n", Overrides{DBURL: pgURL}, `scheduler.lease: invalid duration "15"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -163,10 +163,14 @@ func (s *Scheduler) log(r *Run) {
 	}
 }
 
-// skipIfRunning skips a run while the previous run of the job is going.
+// skipIfRunning skips a run while the previous run of the job is going. A
+// Skipper records a scheduled tick skipped once across the replicas.
 func (s *Scheduler) skipIfRunning(next handler) handler {
 	return func(ctx context.Context, e *entry, r *Run) error {
 		if !e.running.CompareAndSwap(false, true) {
+			if sk, ok := s.cfg.Coordinator.(Skipper); ok && !r.manual && r.takenOver == nil && r.Attempt <= 1 {
+				return sk.Skip(ctx, Tick{Job: e.job.Name, ScheduledAt: r.ScheduledAt, Schedule: e.job.Schedule, Attempt: 1})
+			}
 			return ErrSkipped
 		}
 		defer e.running.Store(false)

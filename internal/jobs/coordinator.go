@@ -38,6 +38,16 @@ type Scanner interface {
 	Scan(ctx context.Context, jobNames func() []string, run func(job string, c Claim))
 }
 
+// Skipper is a Coordinator that records a tick skipped once across the
+// replicas. skipIfRunning calls Skip, instead of recording the skip here
+// alone, for a scheduled tick (not a retry, nor a taken-over or manual run)
+// that finds the job's previous run still going on this replica. Skip
+// returns an error wrapping ErrSkipped when this replica is to record the
+// tick skipped, and one wrapping ErrNotClaimed when another replica has it.
+type Skipper interface {
+	Skip(ctx context.Context, t Tick) error
+}
+
 // Tick is a scheduled run to coordinate: a tick cron fired, a missed one
 // caught up, or a retry of either (Attempt > 1), which claims its tick
 // again after its own failed attempt.
