@@ -511,3 +511,94 @@ func TestCoordinator_RetryClaimsItsTickAgain(t *testing.T) {
 		t.Errorf("row: got %+v, want a's succeeded attempt 2", got)
 	}
 }
+
+// Ensure that ticks of a slow job on two replicas, which find the job
+// running here or on the other replica, are each recorded once: every tick
+// has one job_claims row, succeeded or skipped, the skipped runs recorded
+// over both schedulers are the skipped rows, and no tick is missed.
+func TestCoordinator_BusyTickSkippedOnce(t *testing.T) {
+	dsn := server(t)
+	ctx := context.Background()
+	db := open(t, dsn)
+	// The skipped runs' history.
+	if _, err := db.Exec(`CREATE TABLE job_runs (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		job text NOT NULL, scheduled_at timestamptz NOT NULL, started_at timestamptz NOT NULL, ended_at timestamptz NOT NULL,
+		result text NOT NULL, error text NOT NULL DEFAULT '', rows_affected bigint NOT NULL DEFAULT 0,
+		attempt integer NOT NULL DEFAULT 1, jitter_ms bigint NOT NULL DEFAULT 0)`); err != nil {
+		t.Fatal(err)
+	}
+	const replicas = 2
+	cs := make([]*claim.Claimer, replicas)
+	ss := make([]*jobs.Scheduler, replicas)
+	var mu sync.Mutex
+	results := map[jobs.Result]int{}
+	for i := range replicas {
+		c := replica(t, dsn, fmt.Sprintf("replica-%d", i), claim.Config{MissedGrace: 2 * time.Second})
+		s, err := jobs.New(jobs.Config{
+			DB:          handle{open(t, dsn)},
+			Registerer:  prometheus.NewRegistry(),
+			Coordinator: claim.NewCoordinator(c, []string{"slow"}),
+			OnFinish: func(r *jobs.Run, _ error) {
+				mu.Lock()
+				results[r.Result]++
+				mu.Unlock()
+			},
+		}, []jobs.Job{{
+			Name:            "slow",
+			Schedule:        cron.Every(time.Second),
+			OmitSuccessRows: true,
+			Func: func(ctx context.Context, db *sql.DB) (int64, error) {
+				_, err := db.ExecContext(ctx, `SELECT pg_sleep(1.5)`)
+				return 0, err
+			},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs[i], ss[i] = c, s
+	}
+	for _, s := range ss {
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for n := 0; n < 3; {
+		if err := db.QueryRow(`SELECT count(*) FROM job_claims WHERE status = 'succeeded'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("succeeded ticks: got %v after 30s, want 3", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, s := range ss {
+		if err := s.Stop(ctx); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	}
+	var first, last time.Time
+	var rows, ticks, skipped, succeeded int
+	if err := db.QueryRow(`SELECT min(scheduled_at), max(scheduled_at), count(*), count(DISTINCT scheduled_at),
+		count(*) FILTER (WHERE status = 'skipped'), count(*) FILTER (WHERE status = 'succeeded')
+		FROM job_claims WHERE job = 'slow'`).Scan(&first, &last, &rows, &ticks, &skipped, &succeeded); err != nil {
+		t.Fatal(err)
+	}
+	if want := int(last.Sub(first)/time.Second) + 1; rows != want || ticks != want {
+		t.Errorf("job_claims rows from %v to %v: got %d rows of %d ticks, want one for each of the %d ticks", first, last, rows, ticks, want)
+	}
+	if skipped == 0 || succeeded+skipped != rows {
+		t.Errorf("rows: got %d succeeded, %d skipped of %d, want some skipped and no other", succeeded, skipped, rows)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Stop can cut off a run after its tick's row, or skip a tick after it.
+	if got := results[jobs.Skipped]; got < skipped-replicas || got > skipped {
+		t.Errorf("skipped runs recorded: got %d, want %d (one per skipped row)", got, skipped)
+	}
+	for _, c := range cs {
+		if got := testutil.ToFloat64(claim.TicksMissed(c, "slow")); got != 0 {
+			t.Errorf("%s's ticks missed: got %v, want 0", c.Owner(), got)
+		}
+	}
+}
