@@ -47,6 +47,11 @@ func startReplicas(t *testing.T, n int, config, setup string) *replicaSet {
 		rs.ws = append(rs.ws, StartWorker(t, workertest.Options{Config: config, DBURL: srv.URL(), LogLevel: "info",
 			Args: []string{"--db.replica-id", fmt.Sprintf("r%d", i)}}))
 	}
+	rs.waitDB(t, "job_claims and job_runs created", replicaWait, func() bool {
+		var ok bool
+		err := rs.db.QueryRow(`SELECT to_regclass('job_claims') IS NOT NULL AND to_regclass('job_runs') IS NOT NULL`).Scan(&ok)
+		return err == nil && ok
+	})
 	return rs
 }
 
@@ -191,15 +196,21 @@ func TestReplicas_EachTickOnce(t *testing.T) {
 	}
 	for i := range rs.ws {
 		owner := fmt.Sprintf("worker-r%d", i)
-		n := rs.int(t, `SELECT count(*) FROM job_claims WHERE owner = $1 AND status = 'succeeded' AND scheduled_at >= $2 AND scheduled_at < $3`,
+		n := rs.int(t, `SELECT count(*) FROM job_claims WHERE owner = $1 AND job LIKE 'each_%' AND status = 'succeeded' AND scheduled_at >= $2 AND scheduled_at < $3`,
 			owner, from, to)
 		t.Logf("%s won %d of %d ticks", owner, n, replicaJobs*int(window/time.Second))
 		if n == 0 {
 			t.Errorf("ticks %s won: got 0, want some (claims spread over the replicas)", owner)
 		}
 	}
-	if n := rs.int(t, `SELECT count(*) FROM rep_events`); n != rs.int(t, `SELECT count(*) FROM job_runs WHERE result = 'success'`) {
-		t.Errorf("bodies run: got %d, want one per success in job_runs", n)
+	for i, w := range rs.ws {
+		if code, _ := w.Stop(t, replicaWait); code != 0 {
+			t.Errorf("replica r%d's exit code: got %d, want 0", i, code)
+		}
+	}
+	bodies, successes := rs.int(t, `SELECT count(*) FROM rep_events`), rs.int(t, `SELECT count(*) FROM job_runs WHERE job LIKE 'each_%' AND result = 'success'`)
+	if bodies != successes {
+		t.Errorf("bodies run: got %d, want %d, one per success in job_runs", bodies, successes)
 	}
 }
 
