@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/sqlworker/worker"
+	"github.com/sqlworker/worker/internal/clockskew"
 	"github.com/sqlworker/worker/internal/leak"
 )
 
@@ -69,6 +70,9 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	if err := leak.Check(); err != nil {
+		return &usageError{err}
+	}
+	if err := clockskew.Check(); err != nil {
 		return &usageError{err}
 	}
 	if f.configCheck {

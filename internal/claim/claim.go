@@ -67,6 +67,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sqlworker/worker/internal/clockskew"
 	"github.com/sqlworker/worker/internal/jobs"
 )
 
@@ -182,7 +183,7 @@ func New(cfg Config) (*Claimer, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Claimer{cfg: cfg, logger: logger, metrics: newMetrics(cfg.Namespace), now: time.Now}
+	c := &Claimer{cfg: cfg, logger: logger, metrics: newMetrics(cfg.Namespace), now: clockskew.Now}
 	if cfg.Registerer != nil {
 		for _, m := range c.metrics.collectors() {
 			if err := cfg.Registerer.Register(m); err != nil {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/sqlworker/worker/internal/clockskew"
 )
 
 // Start starts scheduling. It returns ErrStopped after Stop.
@@ -18,7 +20,7 @@ func (s *Scheduler) Start() error {
 		return nil
 	}
 	s.started = true
-	now := time.Now().In(s.cfg.Location)
+	now := clockskew.Now().In(s.cfg.Location)
 	s.startedAt.Store(now.UnixNano())
 	retryCtx, stopRetry := context.WithCancel(context.Background())
 	s.stopRetry = stopRetry
@@ -123,7 +125,7 @@ func (s *Scheduler) stopRuns(ctx context.Context, started bool) error {
 }
 
 func (s *Scheduler) runScheduled(e *entry) {
-	now := time.Now()
+	now := clockskew.Now()
 	e.mu.Lock()
 	scheduled := e.next
 	e.next = e.job.Schedule.Next(now.In(s.cfg.Location))

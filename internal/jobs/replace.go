@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/robfig/cron/v3"
+
+	"github.com/sqlworker/worker/internal/clockskew"
 )
 
 // Changes are the names of the jobs a Replace added, changed and removed.
@@ -115,7 +117,13 @@ func (s *Scheduler) schedule(j Job) *entry {
 	// Its series: the old entry's of a changed job, new ones for a job
 	// added (again, after forget deleted them).
 	e := &entry{job: j, state: st, m: s.metrics.init(j.Name)}
-	e.id = s.cron.Schedule(j.Schedule, cron.FuncJob(func() { s.runScheduled(e) }))
+	sched := j.Schedule
+	if clockskew.Enabled {
+		// cron fires by the machine's clock: at the real time at which
+		// this process's clock shows the tick.
+		sched = skewed{sched, clockskew.Offset()}
+	}
+	e.id = s.cron.Schedule(sched, cron.FuncJob(func() { s.runScheduled(e) }))
 	return e
 }
 
@@ -162,3 +170,12 @@ func (m *metrics) forget(job string) {
 	m.retriesGivenUp.DeletePartialMatch(l)
 	m.jitter.DeletePartialMatch(l)
 }
+
+// skewed is a schedule as fired by a clock off the machine's by d (the
+// clockskew build tag).
+type skewed struct {
+	cron.Schedule
+	d time.Duration
+}
+
+func (k skewed) Next(t time.Time) time.Time { return k.Schedule.Next(t.Add(k.d)).Add(-k.d) }

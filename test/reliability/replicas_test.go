@@ -27,8 +27,8 @@ type replicaSet struct {
 }
 
 // startReplicas starts a server, runs setup SQL on it, and starts n
-// workers on it with config.
-func startReplicas(t *testing.T, n int, config, setup string) *replicaSet {
+// workers on it with config; each changes the options of replica i.
+func startReplicas(t *testing.T, n int, config, setup string, each ...func(i int, o *workertest.Options)) *replicaSet {
 	t.Helper()
 	srv := pgtest.New(t)
 	srv.Start(t)
@@ -44,8 +44,12 @@ func startReplicas(t *testing.T, n int, config, setup string) *replicaSet {
 		}
 	}
 	for i := range n {
-		rs.ws = append(rs.ws, StartWorker(t, workertest.Options{Config: config, DBURL: srv.URL(), LogLevel: "info",
-			Args: []string{"--db.replica-id", fmt.Sprintf("r%d", i)}}))
+		o := workertest.Options{Config: config, DBURL: srv.URL(), LogLevel: "info",
+			Args: []string{"--db.replica-id", fmt.Sprintf("r%d", i)}}
+		for _, f := range each {
+			f(i, &o)
+		}
+		rs.ws = append(rs.ws, StartWorker(t, o))
 	}
 	rs.waitDB(t, "job_claims and job_runs created", replicaWait, func() bool {
 		var ok bool
@@ -330,5 +334,50 @@ func TestReplicas_SIGSTOPFenced(t *testing.T) {
 	}
 	if paused.Exited() {
 		t.Errorf("paused replica exited: %v", paused.Err())
+	}
+}
+
+// Ensure replicas whose clocks run ahead and behind the server's (a worker
+// built with -tags clockskew, WORKER_CLOCK_OFFSET) beside one on time run
+// each tick of a job every second once, to success, and never before its
+// scheduled time by the server's clock: every claim's started_at, the
+// server's now(), is at or after its tick. The offsets show in
+// worker_db_clock_offset_seconds (the server's clock minus the replica's).
+func TestReplicas_ClockSkew(t *testing.T) {
+	skewBin := workertest.BuildOnce(t, "clockskew")
+	offsets := []string{"", "3s", "-3s"}
+	config := "jobs:\n  - name: skew\n    schedule: \"* * * * * *\"\n    sql: INSERT INTO rep_events VALUES ('skew')\n"
+	rs := startReplicas(t, 3, config, `CREATE TABLE rep_events (job text NOT NULL)`, func(i int, o *workertest.Options) {
+		if offsets[i] != "" {
+			o.Bin, o.Env = skewBin, []string{"WORKER_CLOCK_OFFSET=" + offsets[i]}
+		}
+	})
+	for i, want := range []float64{-3, 3} {
+		w := rs.ws[i+1]
+		w.WaitFor(t, "the clock offset measured", replicaWait, func() bool {
+			got := workertest.Sum(w.Scrape(t)["worker_db_clock_offset_seconds"], nil)
+			return got > want-0.5 && got < want+0.5
+		})
+	}
+	const window = 20 * time.Second
+	from := rs.serverNow(t).Add(time.Second)
+	to := from.Add(window)
+	rs.settled(t, "skew", to)
+	for _, c := range rs.ticks(t, "skew", from, to, time.Second) {
+		if c.claims != 1 || c.successes != 1 || c.status != "succeeded" || c.earlyClaims != 0 {
+			t.Errorf("tick %s: got %d claims (%s by %s), %d successes, %d claims started before it by the server's clock, want 1 succeeded claim, 1 success, none early",
+				c.at.Format(time.TimeOnly), c.claims, c.status, c.owner, c.successes, c.earlyClaims)
+		}
+	}
+	if n := rs.int(t, `SELECT count(*) FROM job_claims WHERE job = 'skew' AND started_at < scheduled_at`); n != 0 {
+		t.Errorf("claims started before their tick by the server's clock: got %d, want 0", n)
+	}
+	ahead := rs.ws[1]
+	if got := workertest.Sum(ahead.Scrape(t)["worker_job_runs_total"], map[string]string{"job_name": "skew", "result": "skipped"}); got != 0 {
+		t.Errorf("runs the replica ahead recorded skipped: got %v, want 0 (it waits for the server's clock, and records nothing for the ticks it fires meanwhile)", got)
+	}
+	for i, w := range rs.ws {
+		t.Logf("replica r%d (clock %s): %.0f ticks won", i, offsets[i],
+			workertest.Sum(w.Scrape(t)["worker_job_claims_total"], map[string]string{"job_name": "skew", "result": "won"}))
 	}
 }
