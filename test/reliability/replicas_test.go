@@ -363,10 +363,44 @@ func TestReplicas_ClockSkew(t *testing.T) {
 	from := rs.serverNow(t).Add(time.Second)
 	to := from.Add(window)
 	rs.settled(t, "skew", to)
+	succeeded := 0
 	for _, c := range rs.ticks(t, "skew", from, to, time.Second) {
-		if c.claims != 1 || c.successes != 1 || c.status != "succeeded" || c.earlyClaims != 0 {
-			t.Errorf("tick %s: got %d claims (%s by %s), %d successes, %d claims started before it by the server's clock, want 1 succeeded claim, 1 success, none early",
-				c.at.Format(time.TimeOnly), c.claims, c.status, c.owner, c.successes, c.earlyClaims)
+		ok := c.claims == 1 && c.earlyClaims == 0
+		switch {
+		case c.status == "succeeded":
+			succeeded++
+			ok = ok && c.successes == 1
+		case c.status == "skipped":
+			// A tick found another tick's run going (a replica behind won a
+			// tick late, the others being slower still): recorded skipped
+			// once, and only while a run had the job.
+			ok = ok && c.successes == 0 && c.skippedRuns == 1 && rs.int(t, `SELECT count(*) FROM job_claims b, job_claims s
+				WHERE s.job = 'skew' AND s.scheduled_at = $1 AND b.job = 'skew' AND b.scheduled_at < s.scheduled_at
+				AND b.started_at <= s.started_at AND b.finished_at >= s.scheduled_at`, c.at) == 1
+		default:
+			ok = false
+		}
+		if !ok {
+			t.Errorf("tick %s: got %d claims (%s by %s), %d successes, %d skipped runs, %d claims started before it by the server's clock, want 1 succeeded claim and 1 success (or 1 skipped claim and run while another run went), none early",
+				c.at.Format(time.TimeOnly), c.claims, c.status, c.owner, c.successes, c.skippedRuns, c.earlyClaims)
+		}
+	}
+	if least := int(window/time.Second) - 3; succeeded < least {
+		t.Errorf("ticks succeeded: got %d of %d, want ≥ %d", succeeded, int(window/time.Second), least)
+	}
+	if t.Failed() {
+		rows, err := rs.db.Query(`SELECT scheduled_at, owner, attempt, status, started_at, finished_at FROM job_claims WHERE job = 'skew' ORDER BY scheduled_at`)
+		if err == nil {
+			for rows.Next() {
+				var at, st time.Time
+				var fin sql.NullTime
+				var owner, status string
+				var attempt int
+				_ = rows.Scan(&at, &owner, &attempt, &status, &st, &fin)
+				t.Logf("claim %s %s attempt %d %s started %s finished %s", at.Format("15:04:05.000"), owner, attempt, status,
+					st.Format("15:04:05.000"), fin.Time.Format("15:04:05.000"))
+			}
+			rows.Close()
 		}
 	}
 	if n := rs.int(t, `SELECT count(*) FROM job_claims WHERE job = 'skew' AND started_at < scheduled_at`); n != 0 {
