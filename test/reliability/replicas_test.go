@@ -366,11 +366,11 @@ func TestReplicas_ClockSkew(t *testing.T) {
 	succeeded := 0
 	for _, c := range rs.ticks(t, "skew", from, to, time.Second) {
 		ok := c.claims == 1 && c.earlyClaims == 0
-		switch {
-		case c.status == "succeeded":
+		switch c.status {
+		case "succeeded":
 			succeeded++
 			ok = ok && c.successes == 1
-		case c.status == "skipped":
+		case "skipped":
 			// A tick found another tick's run going (a replica behind won a
 			// tick late, the others being slower still): recorded skipped
 			// once, and only while a run had the job.
