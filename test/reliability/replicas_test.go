@@ -262,7 +262,7 @@ func TestReplicas_SIGKILLTakenOver(t *testing.T) {
 			AND status = 'succeeded' AND attempt = 2`, tick).Scan(&takeover, &finished)
 		return err == nil
 	})
-	t.Logf("tick %s: %s killed, taken over by %s after %s", tick.Format(time.TimeOnly), owner, takeover, time.Since(killedAt).Round(time.Millisecond))
+	t.Logf("tick %s: %s killed, taken over by %s, which finished it %s after the kill", tick.Format(time.TimeOnly), owner, takeover, time.Since(killedAt).Round(time.Millisecond))
 	if takeover == owner {
 		t.Errorf("owner of the taken-over tick: got %s, the killed replica", takeover)
 	}
