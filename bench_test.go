@@ -1,7 +1,10 @@
 package worker_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -10,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/sqlworker/worker"
 	"github.com/sqlworker/worker/internal/floorbench"
@@ -37,6 +42,22 @@ func BenchmarkScrape(b *testing.B) {
 }
 
 func newScrapeWorker(b *testing.B, n int) http.Handler {
+	reg, w := newScrapeRegistryWorker(b, n)
+	h, err := w.Handler(worker.HandlerOptions{Registry: reg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return h
+}
+
+// newScrapeRegistry returns the registry of a worker with n SQL jobs, as
+// the daemon builds it, after Open.
+func newScrapeRegistry(b *testing.B, n int) *prometheus.Registry {
+	reg, _ := newScrapeRegistryWorker(b, n)
+	return reg
+}
+
+func newScrapeRegistryWorker(b *testing.B, n int) (*prometheus.Registry, *worker.Worker) {
 	var y strings.Builder
 	y.WriteString("jobs:\n")
 	for i := range n {
@@ -59,11 +80,7 @@ func newScrapeWorker(b *testing.B, n int) http.Handler {
 	if err := w.Open(b.Context()); err != nil {
 		b.Fatal(err)
 	}
-	h, err := w.Handler(worker.HandlerOptions{Registry: reg})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return h
+	return reg, w
 }
 
 // scrapeAccept is what Prometheus 3 asks for by default.
@@ -99,3 +116,86 @@ func (d *discard) Header() http.Header {
 }
 func (d *discard) Write(p []byte) (int, error) { return len(p), nil }
 func (d *discard) WriteHeader(code int)        { d.code = code }
+
+// BenchmarkScrapeParts splits BenchmarkScrape with the default config (one
+// SQL job and the built-ins) into its three stages, each against the same
+// stage of the bare exporter: gather (every Collect, the conversion to
+// dto.MetricFamily and the sort), encode (the gathered families to the text
+// format Prometheus negotiates, uncompressed) and gzip (that text
+// compressed, at the level given).
+func BenchmarkScrapeParts(b *testing.B) {
+	bare := prometheus.NewRegistry()
+	bare.MustRegister(
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{ReportErrors: true}),
+		collectors.NewGoCollector(),
+	)
+	reg := newScrapeRegistry(b, 1)
+	format := expfmt.NegotiateAccept(http.Header{"Accept": {scrapeAccept}}, expfmt.DefaultAcceptedFormats()...)
+	gather := func(g prometheus.Gatherer) func(b *testing.B) {
+		return func(b *testing.B) {
+			if _, err := g.Gather(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("gather", func(b *testing.B) { floorbench.Pair(b, gather(bare), gather(reg)) })
+
+	gathered := func(g prometheus.Gatherer) []*dto.MetricFamily {
+		mfs, err := g.Gather()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return mfs
+	}
+	bareMFs, regMFs := gathered(bare), gathered(reg)
+	encode := func(mfs []*dto.MetricFamily, w io.Writer) {
+		enc := expfmt.NewEncoder(w, format)
+		for _, mf := range mfs {
+			if err := enc.Encode(mf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	var buf bytes.Buffer
+	encodeTo := func(mfs []*dto.MetricFamily) func(b *testing.B) {
+		return func(b *testing.B) { buf.Reset(); encode(mfs, &buf) }
+	}
+	b.Run("encode", func(b *testing.B) { floorbench.Pair(b, encodeTo(bareMFs), encodeTo(regMFs)) })
+
+	text := func(mfs []*dto.MetricFamily) []byte {
+		var buf bytes.Buffer
+		encode(mfs, &buf)
+		return buf.Bytes()
+	}
+	bareText, regText := text(bareMFs), text(regMFs)
+	b.Logf("text: bare %d bytes, worker %d bytes", len(bareText), len(regText))
+	for _, level := range []int{gzip.DefaultCompression, gzip.BestSpeed, gzip.HuffmanOnly} {
+		var out counter
+		gz, err := gzip.NewWriterLevel(&out, level)
+		if err != nil {
+			b.Fatal(err)
+		}
+		compress := func(p []byte) func(b *testing.B) {
+			return func(b *testing.B) {
+				out = 0
+				gz.Reset(&out)
+				if _, err := gz.Write(p); err != nil {
+					b.Fatal(err)
+				}
+				if err := gz.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		compress(bareText)(b)
+		bareOut := out
+		compress(regText)(b)
+		b.Logf("gzip level %d: bare %d bytes, worker %d bytes", level, bareOut, out)
+		b.Run(fmt.Sprintf("gzip=%d", level), func(b *testing.B) { floorbench.Pair(b, compress(bareText), compress(regText)) })
+	}
+}
+
+// counter is an io.Writer that counts the bytes written to it.
+type counter int
+
+func (c *counter) Write(p []byte) (int, error) { *c += counter(len(p)); return len(p), nil }
