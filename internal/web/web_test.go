@@ -1,6 +1,8 @@
 package web_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"errors"
 	"io"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
@@ -239,5 +242,87 @@ func TestHandler_MaxRequests(t *testing.T) {
 				t.Errorf("promhttp_metric_handler_requests_in_flight series: got %d, want 1", got)
 			}
 		})
+	}
+}
+
+// Ensure /metrics chooses gzip or identity as a stock promhttp handler does
+// for the same Accept-Encoding, and that a gzipped body decompresses to the
+// exposition.
+func TestHandler_MetricsCompression(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "test_gauge", Help: "A gauge."})
+	g.Set(42)
+	reg.MustRegister(g)
+	h, err := web.NewHandler(web.Config{TelemetryPath: "/metrics", Registry: reg, Readiness: web.NewReadiness("starting"), Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	stockReg := prometheus.NewRegistry()
+	stockReg.MustRegister(g)
+	stock := httptest.NewServer(promhttp.HandlerFor(stockReg, promhttp.HandlerOpts{}))
+	defer stock.Close()
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	defer client.CloseIdleConnections()
+	get := func(url, acceptEncoding string) (*http.Response, []byte) {
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if acceptEncoding != "" {
+			req.Header.Set("Accept-Encoding", acceptEncoding)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, b
+	}
+	for _, tc := range []struct {
+		acceptEncoding string
+		want           string // Content-Encoding
+	}{
+		{"gzip", "gzip"},
+		{"", ""},
+		{"gzip;q=0", ""},
+		{"identity, gzip", ""},
+		{"gzip, identity;q=0.5", "gzip"},
+		{"*", ""},
+		{"*;q=0.5, gzip", "gzip"},
+		{"deflate, gzip;q=1.0, *;q=0.5", "gzip"},
+		{"br", ""},
+	} {
+		resp, body := get(srv.URL+"/metrics", tc.acceptEncoding)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("Accept-Encoding %q: got status %d, want 200", tc.acceptEncoding, resp.StatusCode)
+		}
+		if got := resp.Header.Get("Content-Encoding"); got != tc.want {
+			t.Errorf("Accept-Encoding %q: got Content-Encoding %q, want %q", tc.acceptEncoding, got, tc.want)
+		}
+		stockResp, _ := get(stock.URL, tc.acceptEncoding)
+		if got, want := resp.Header.Get("Content-Encoding"), stockResp.Header.Get("Content-Encoding"); got != want {
+			t.Errorf("Accept-Encoding %q: got Content-Encoding %q, want promhttp's %q", tc.acceptEncoding, got, want)
+		}
+		if got, want := resp.Header.Values("Vary"), stockResp.Header.Values("Vary"); strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("Accept-Encoding %q: got Vary %q, want promhttp's %q", tc.acceptEncoding, got, want)
+		}
+		if resp.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			if err != nil {
+				t.Fatalf("Accept-Encoding %q: %v", tc.acceptEncoding, err)
+			}
+			if body, err = io.ReadAll(zr); err != nil {
+				t.Fatalf("Accept-Encoding %q: %v", tc.acceptEncoding, err)
+			}
+		}
+		if !strings.Contains(string(body), "\ntest_gauge 42\n") {
+			t.Errorf("Accept-Encoding %q: got body %q, want the line test_gauge 42", tc.acceptEncoding, body)
+		}
 	}
 }
