@@ -35,7 +35,7 @@ func TestCollector_Collect(t *testing.T) {
 			t.Fatal(err)
 		}
 		reg := prometheus.NewPedanticRegistry()
-		reg.MustRegister(NewCollector(NewCounterFor(dir)))
+		reg.MustRegister(NewCollector(newCounterFor(t, dir)))
 		want := header + `worker_open_fds{type="anon_inode"} 0
 worker_open_fds{type="file"} 0
 worker_open_fds{type="other"} 0
@@ -51,7 +51,7 @@ worker_open_fds{type="sqlite"} 0
 		dir := t.TempDir()
 		db := openSQLite(t, filepath.Join(dir, "worker.db"))
 		defer db.Close()
-		counter := NewCounter(filepath.Join(dir, "worker.db"))
+		counter := newCounter(t, filepath.Join(dir, "worker.db"))
 		reg := prometheus.NewPedanticRegistry()
 		reg.MustRegister(NewCollector(counter))
 
@@ -79,7 +79,7 @@ worker_open_fds{type="sqlite"} 0
 		procReg := prometheus.NewPedanticRegistry()
 		procReg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		reg := prometheus.NewPedanticRegistry()
-		reg.MustRegister(NewCollector(NewCounter()))
+		reg.MustRegister(NewCollector(newCounter(t)))
 		var mfs []*dto.MetricFamily
 		for _, g := range []prometheus.Gatherer{procReg, reg} {
 			got, err := g.Gather()
@@ -105,7 +105,7 @@ worker_open_fds{type="sqlite"} 0
 	})
 	t.Run("Lint", func(t *testing.T) {
 		reg := prometheus.NewPedanticRegistry()
-		reg.MustRegister(NewCollector(NewCounter()))
+		reg.MustRegister(NewCollector(newCounter(t)))
 		problems, err := testutil.GatherAndLint(reg)
 		if err != nil {
 			t.Fatalf("GatherAndLint: %v", err)
@@ -117,7 +117,7 @@ worker_open_fds{type="sqlite"} 0
 	t.Run("CountError", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "gone")
 		reg := prometheus.NewPedanticRegistry()
-		reg.MustRegister(NewCollector(NewCounterFor(dir)))
+		reg.MustRegister(NewCollector(newCounterFor(t, dir)))
 		_, err := reg.Gather()
 		if err == nil || !strings.Contains(err.Error(), "cannot open "+dir) {
 			t.Errorf("Gather: got %v, want an error naming %s", err, dir)
@@ -129,7 +129,7 @@ worker_open_fds{type="sqlite"} 0
 			t.Fatal(err)
 		}
 		reg := prometheus.NewPedanticRegistry()
-		reg.MustRegister(NewCollector(NewCounterFor(dir), WithNamespace("app"), WithConstLabels(prometheus.Labels{"process": "sidecar"})))
+		reg.MustRegister(NewCollector(newCounterFor(t, dir), WithNamespace("app"), WithConstLabels(prometheus.Labels{"process": "sidecar"})))
 		want := `# HELP app_open_fds Open file descriptors of the process by what they point to.
 # TYPE app_open_fds gauge
 app_open_fds{process="sidecar",type="anon_inode"} 0

@@ -32,6 +32,7 @@ func fakeFDs(targets map[string]string) string {
 // NewCounter, with its -wal and -shm, counts as sqlite.
 func ExampleNewCounter() {
 	counter := fdstat.NewCounter("/var/lib/app/app.db")
+	defer counter.Close() // it holds a descriptor of /proc/self/fd
 	counts, err := counter.Count()
 	if err != nil {
 		log.Fatal(err)
@@ -52,7 +53,9 @@ func ExampleCounter_Count() {
 		"8": "/var/log/app.log",
 	})
 	defer os.RemoveAll(dir)
-	counts, err := fdstat.NewCounterFor(dir, "/var/lib/app/app.db").Count()
+	counter := fdstat.NewCounterFor(dir, "/var/lib/app/app.db")
+	defer counter.Close()
+	counts, err := counter.Count()
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -73,7 +76,9 @@ func ExampleCounter_Count() {
 func ExampleNewCollector() {
 	dir := fakeFDs(map[string]string{"3": "socket:[1]", "4": "socket:[2]", "5": "/etc/hosts"})
 	defer os.RemoveAll(dir)
-	collector := fdstat.NewCollector(fdstat.NewCounterFor(dir), fdstat.WithNamespace("app"))
+	counter := fdstat.NewCounterFor(dir)
+	defer counter.Close()
+	collector := fdstat.NewCollector(counter, fdstat.WithNamespace("app"))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector)
 

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,24 +53,62 @@ func (c Counts) Total() int {
 // sqliteSuffixes are the files SQLite keeps beside a database.
 var sqliteSuffixes = []string{"", "-wal", "-shm", "-journal"}
 
-// Counter counts the descriptors of one process. It is safe for concurrent use.
+// Counter counts the descriptors of one process. It is safe for concurrent
+// use. It keeps one descriptor of the fd directory open from NewCounter
+// (or its first successful Count) until Close, and rewinds it for each
+// Count.
 type Counter struct {
 	dir    string          // /proc/<pid>/fd
 	dirz   []byte          // dir, NUL-terminated for openat
-	self   bool            // dir is this process's: leave out Count's own descriptor
+	self   bool            // dir is this process's: leave out a Count's own transient descriptor
 	proc   bool            // dir is in procfs, whose short reads end the directory
 	sqlite map[string]bool // absolute paths classed as SQLite
+	held   *heldDir
+}
+
+// heldDir is the descriptor of the fd directory that a Counter keeps open
+// between counts, which spares an openat and a close per Count. It is apart
+// from the Counter so that a cleanup can close it once the Counter is
+// unreachable, for callers that never call Close.
+type heldDir struct {
+	mu     sync.Mutex // held for a whole Count on fd
+	fd     int        // -1 when not open
+	closed bool
+}
+
+func (h *heldDir) close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	return h.dropLocked()
+}
+
+func (h *heldDir) dropLocked() error {
+	if h.fd < 0 {
+		return nil
+	}
+	err := unix.Close(h.fd)
+	h.fd = -1
+	return err
 }
 
 // NewCounter returns a Counter for the current process that classes the given
-// database files (and their -wal, -shm and -journal) as SQLite.
+// database files (and their -wal, -shm and -journal) as SQLite. The Counter
+// holds a descriptor of /proc/self/fd until Close, or until it is garbage
+// collected.
 func NewCounter(dbPaths ...string) *Counter {
 	return NewCounterFor("/proc/self/fd", dbPaths...)
 }
 
 // NewCounterFor is NewCounter for any fd directory, such as /proc/1234/fd.
 func NewCounterFor(dir string, dbPaths ...string) *Counter {
-	c := &Counter{dir: dir, dirz: append([]byte(dir), 0), sqlite: make(map[string]bool)}
+	c := &Counter{dir: dir, dirz: append([]byte(dir), 0), sqlite: make(map[string]bool), held: &heldDir{fd: -1}}
+	// Opened now, so that it is there when process_open_fds is read at
+	// the first scrape too; a failure is Count's to report.
+	if fd, err := openDir(c.dirz); err == nil {
+		c.held.fd = fd
+	}
+	runtime.AddCleanup(c, func(h *heldDir) { _ = h.close() }, c.held)
 	c.proc = strings.HasPrefix(filepath.Clean(dir), "/proc/")
 	switch filepath.Clean(dir) {
 	case "/proc/self/fd", "/proc/thread-self/fd", "/proc/" + strconv.Itoa(os.Getpid()) + "/fd":
@@ -118,24 +158,71 @@ const (
 )
 
 // Count reads the fd directory once and classifies every descriptor. The
-// descriptor Count itself uses to read the directory is left out, so that
-// the total matches process_open_fds.
+// Counter's own descriptor of the directory, open between counts, is
+// counted (as file), because the process holds it: the total matches
+// process_open_fds. A descriptor that Count opens only for itself (after
+// Close, or while another Count reads the kept one) is left out.
 //
 // It allocates nothing and makes one readlinkat per descriptor: the
 // directory is read with getdents64 into a reused buffer and each name,
 // already NUL-terminated there, is passed to readlinkat in place. Besides,
-// it makes one openat, one close and one getdents64 per 16 KiB of
-// directory (about 600 descriptors).
+// it makes one lseek to rewind the kept descriptor and one getdents64 per 16 KiB of directory (about 600
+// descriptors).
 func (c *Counter) Count() (Counts, error) {
-	var counts Counts
+	if h := c.held; h.mu.TryLock() {
+		if !h.closed {
+			defer h.mu.Unlock()
+			return c.countHeld(h)
+		}
+		h.mu.Unlock()
+	}
+	// Closed, or busy with another Count: a descriptor of this Count's own.
 	dfd, err := openDir(c.dirz)
 	if err != nil {
-		return counts, fmt.Errorf("cannot open %s: %w", c.dir, err)
+		return Counts{}, fmt.Errorf("cannot open %s: %w", c.dir, err)
 	}
 	defer unix.Close(dfd)
+	return c.count(dfd, true)
+}
+
+// countHeld counts on the kept descriptor, opening it when it is not open
+// and rewinding it otherwise; h.mu is held. After an error it drops the descriptor,
+// so that the next Count opens the directory afresh.
+func (c *Counter) countHeld(h *heldDir) (Counts, error) {
+	if h.fd < 0 {
+		fd, err := openDir(c.dirz)
+		if err != nil {
+			return Counts{}, fmt.Errorf("cannot open %s: %w", c.dir, err)
+		}
+		h.fd = fd
+	} else if _, err := unix.Seek(h.fd, 0, io.SeekStart); err != nil {
+		_ = h.dropLocked()
+		return Counts{}, fmt.Errorf("cannot rewind %s: %w", c.dir, err)
+	}
+	counts, err := c.count(h.fd, false)
+	if err != nil {
+		_ = h.dropLocked()
+	}
+	return counts, err
+}
+
+// Close closes the descriptor of the fd directory that the Counter keeps
+// between counts. Count still works after Close, opening the directory
+// each time. Close is safe to call twice.
+func (c *Counter) Close() error {
+	if err := c.held.close(); err != nil {
+		return fmt.Errorf("cannot close %s: %w", c.dir, err)
+	}
+	return nil
+}
+
+// count reads the directory from dfd, at its start, and classifies every
+// descriptor; skipSelf leaves dfd out of the counts.
+func (c *Counter) count(dfd int, skipSelf bool) (Counts, error) {
+	var counts Counts
 	var selfBuf [20]byte
 	var self []byte // the name of dfd, in this process's directory only
-	if c.self {
+	if c.self && skipSelf {
 		self = strconv.AppendInt(selfBuf[:0], int64(dfd), 10)
 	}
 	b := pool.Get().(*buffers)

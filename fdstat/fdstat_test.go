@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -32,6 +33,22 @@ func TestMain(m *testing.M) {
 	r.Close()
 	w.Close()
 	goleak.VerifyTestMain(m)
+}
+
+// newCounter is NewCounter, closed when t ends: a Counter left to the
+// garbage collector closes its descriptor at a moment no test chooses, in
+// the middle of another test's counts.
+func newCounter(t testing.TB, dbPaths ...string) *Counter {
+	c := NewCounter(dbPaths...)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// newCounterFor is NewCounterFor, closed when t ends.
+func newCounterFor(t testing.TB, dir string, dbPaths ...string) *Counter {
+	c := NewCounterFor(dir, dbPaths...)
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // delta returns the counts now minus base.
@@ -114,7 +131,7 @@ func TestCounter_Count(t *testing.T) {
 	viaLink := filepath.Join(linkDir, "linked.db")
 
 	// The counter knows both databases by the paths the worker is given.
-	c := NewCounter(dbPath, viaLink)
+	c := newCounter(t, dbPath, viaLink)
 
 	t.Run("SQLiteWAL", func(t *testing.T) {
 		base := count(t, c)
@@ -298,7 +315,7 @@ func TestCounter_Classify(t *testing.T) {
 		want[typ]++
 		fd++
 	}
-	got, err := NewCounterFor(dir, "/data/app.db").Count()
+	got, err := newCounterFor(t, dir, "/data/app.db").Count()
 	if err != nil {
 		t.Fatalf("Count: %v", err)
 	}
@@ -312,7 +329,7 @@ func TestCounter_Classify(t *testing.T) {
 
 func TestCounter_CountMissingDirectory(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "gone")
-	_, err := NewCounterFor(dir).Count()
+	_, err := newCounterFor(t, dir).Count()
 	want := "cannot open " + dir + ": no such file or directory"
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v, want %s", err, want)
@@ -325,7 +342,7 @@ func TestCounter_TotalMatchesProcfs(t *testing.T) {
 		t.Skipf("no procfs: %v", err)
 	}
 	dir := t.TempDir()
-	c := NewCounter(filepath.Join(dir, "worker.db"))
+	c := newCounter(t, filepath.Join(dir, "worker.db"))
 
 	// Some of every kind, so that the total is more than the baseline.
 	db := openSQLite(t, filepath.Join(dir, "worker.db"))
@@ -410,7 +427,7 @@ func openDevNull(b *testing.B, c *Counter, n int) {
 func BenchmarkCounter_Count(b *testing.B) {
 	for _, n := range []int{10, 1000, 10000} {
 		b.Run(fmt.Sprintf("fds=%d", n), func(b *testing.B) {
-			c := NewCounter(filepath.Join(b.TempDir(), "worker.db"))
+			c := newCounter(b, filepath.Join(b.TempDir(), "worker.db"))
 			openDevNull(b, c, n)
 			dfd, names := fdNames(b)
 			var buf [unix.PathMax]byte
@@ -453,4 +470,119 @@ func fdNames(b *testing.B) (int, [][]byte) {
 		names = append(names, append([]byte(e.Name()), 0))
 	}
 	return dfd, names
+}
+
+// Ensure a Count on the kept, rewound descriptor sees a descriptor opened
+// and then closed since the previous Count: procfs lists the table afresh
+// after lseek to 0.
+func TestCounter_Count_FreshAfterRewind(t *testing.T) {
+	c := NewCounter()
+	defer c.Close()
+	kept := c.held.fd
+	if kept < 0 {
+		t.Fatal("NewCounter: got no kept descriptor, want one")
+	}
+	base := count(t, c)
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := delta(t, c, base), counts(map[Type]int{File: 1}); got != want {
+		t.Errorf("file open: got %v, want %v", got, want)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := delta(t, c, base); got != (Counts{}) {
+		t.Errorf("file closed: got %v, want all 0", got)
+	}
+	if c.held.fd != kept {
+		t.Errorf("kept descriptor: got %d, want %d (the one from NewCounter, rewound)", c.held.fd, kept)
+	}
+}
+
+// Ensure Close closes the kept descriptor (the total falls by one), is safe
+// twice, and that Count still works, and matches procfs, after it.
+func TestCounter_Close(t *testing.T) {
+	proc, err := procfs.NewProc(os.Getpid())
+	if err != nil {
+		t.Skipf("no procfs: %v", err)
+	}
+	c := NewCounter()
+	before := count(t, c)
+	kept := c.held.fd
+	if _, err := unix.FcntlInt(uintptr(kept), unix.F_GETFD, 0); err != nil {
+		t.Fatalf("kept descriptor %d before Close: %v", kept, err)
+	}
+	for i := range 2 {
+		if err := c.Close(); err != nil {
+			t.Fatalf("Close %d: got %v, want nil", i+1, err)
+		}
+	}
+	if _, err := unix.FcntlInt(uintptr(kept), unix.F_GETFD, 0); err != unix.EBADF {
+		t.Errorf("kept descriptor %d after Close: got %v, want EBADF", kept, err)
+	}
+	after := count(t, c)
+	want, err := proc.FileDescriptorsLen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := after.Total(); got != want || got != before.Total()-1 {
+		t.Errorf("Count after Close: got total %d, want %d from procfs and %d before Close less the kept descriptor", got, want, before.Total())
+	}
+	if c.held.fd != -1 {
+		t.Errorf("Count after Close: got kept descriptor %d, want none (-1)", c.held.fd)
+	}
+}
+
+// Ensure a Count that finds the kept descriptor busy counts on one of its
+// own, left out, and gives the same counts as on the kept one.
+func TestCounter_CountBusy(t *testing.T) {
+	c := NewCounter()
+	defer c.Close()
+	want := count(t, c)
+	c.held.mu.Lock() // as a Count in progress holds it
+	got, err := c.Count()
+	c.held.mu.Unlock()
+	if err != nil {
+		t.Fatalf("Count while busy: %v", err)
+	}
+	if got != want {
+		t.Errorf("Count while busy: got %v, want %v", got, want)
+	}
+}
+
+// Ensure concurrent counts are safe (under -race) and each counts at most
+// the other counts' own descriptors more, while nothing else opens or
+// closes.
+func TestCounter_CountConcurrent(t *testing.T) {
+	c := NewCounter()
+	defer c.Close()
+	want := count(t, c)
+	const n = 8
+	got := make([]Counts, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			for range 50 {
+				var now Counts
+				if now, errs[i] = c.Count(); errs[i] != nil {
+					return
+				}
+				if extra := now[File] - want[File]; extra < 0 || extra > n-1 || now.Total()-now[File] != want.Total()-want[File] {
+					got[i] = now
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Errorf("goroutine %d: Count: %v", i, errs[i])
+		} else if got[i] != (Counts{}) {
+			t.Errorf("goroutine %d: got %v, want %v with at most %d more files", i, got[i], want, n-1)
+		}
+	}
 }
