@@ -5,7 +5,8 @@
 // by type say which.
 //
 // A Counter reads the directory once per Count, with one readlinkat per
-// descriptor, and allocates nothing. NewCounter counts this process; the
+// descriptor, and allocates nothing. It keeps a descriptor of the directory
+// open, rewinding it for each Count, until Close. NewCounter counts this process; the
 // paths given to it (a database and its -wal, -shm and -journal) count as
 // type sqlite, and every other path as file. NewCounterFor counts another
 // process, through its /proc/<pid>/fd. A Collector exports the counts as

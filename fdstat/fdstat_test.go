@@ -527,8 +527,8 @@ func TestCounter_Close(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := after.Total(); got != want || got != before.Total()-1 {
-		t.Errorf("Count after Close: got total %d, want %d from procfs and %d before Close less the kept descriptor", got, want, before.Total())
+	if got := after.Total(); got != want || got != before.Total()-1 || after[File] != before[File]-1 {
+		t.Errorf("Count after Close: got %v (total %d), want total %d from procfs and %v before Close less the kept descriptor, a file", after, got, want, before)
 	}
 	if c.held.fd != -1 {
 		t.Errorf("Count after Close: got kept descriptor %d, want none (-1)", c.held.fd)

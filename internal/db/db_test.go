@@ -26,11 +26,13 @@ func TestMain(m *testing.M) {
 
 func openFDs(tb testing.TB, dbPaths ...string) fdstat.Counts {
 	tb.Helper()
-	c, err := fdstat.NewCounter(dbPaths...).Count()
+	c := fdstat.NewCounter(dbPaths...)
+	defer c.Close() // it holds a descriptor of /proc/self/fd until then
+	counts, err := c.Count()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return c
+	return counts
 }
 
 // Ensure 10,000 concurrent Init calls open one handle and a bounded pool.
