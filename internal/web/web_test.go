@@ -265,7 +265,7 @@ func TestHandler_MetricsCompression(t *testing.T) {
 	defer stock.Close()
 	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
 	defer client.CloseIdleConnections()
-	get := func(url, acceptEncoding string) (*http.Response, []byte) {
+	get := func(url, acceptEncoding string) (int, http.Header, []byte) {
 		req, err := http.NewRequest(http.MethodGet, url, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -282,7 +282,7 @@ func TestHandler_MetricsCompression(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return resp, b
+		return resp.StatusCode, resp.Header, b
 	}
 	for _, tc := range []struct {
 		acceptEncoding string
@@ -298,21 +298,21 @@ func TestHandler_MetricsCompression(t *testing.T) {
 		{"deflate, gzip;q=1.0, *;q=0.5", "gzip"},
 		{"br", ""},
 	} {
-		resp, body := get(srv.URL+"/metrics", tc.acceptEncoding)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("Accept-Encoding %q: got status %d, want 200", tc.acceptEncoding, resp.StatusCode)
+		code, header, body := get(srv.URL+"/metrics", tc.acceptEncoding)
+		if code != http.StatusOK {
+			t.Fatalf("Accept-Encoding %q: got status %d, want 200", tc.acceptEncoding, code)
 		}
-		if got := resp.Header.Get("Content-Encoding"); got != tc.want {
+		if got := header.Get("Content-Encoding"); got != tc.want {
 			t.Errorf("Accept-Encoding %q: got Content-Encoding %q, want %q", tc.acceptEncoding, got, tc.want)
 		}
-		stockResp, _ := get(stock.URL, tc.acceptEncoding)
-		if got, want := resp.Header.Get("Content-Encoding"), stockResp.Header.Get("Content-Encoding"); got != want {
+		_, stockHeader, _ := get(stock.URL, tc.acceptEncoding)
+		if got, want := header.Get("Content-Encoding"), stockHeader.Get("Content-Encoding"); got != want {
 			t.Errorf("Accept-Encoding %q: got Content-Encoding %q, want promhttp's %q", tc.acceptEncoding, got, want)
 		}
-		if got, want := resp.Header.Values("Vary"), stockResp.Header.Values("Vary"); strings.Join(got, ",") != strings.Join(want, ",") {
+		if got, want := header.Values("Vary"), stockHeader.Values("Vary"); strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Errorf("Accept-Encoding %q: got Vary %q, want promhttp's %q", tc.acceptEncoding, got, want)
 		}
-		if resp.Header.Get("Content-Encoding") == "gzip" {
+		if header.Get("Content-Encoding") == "gzip" {
 			zr, err := gzip.NewReader(bytes.NewReader(body))
 			if err != nil {
 				t.Fatalf("Accept-Encoding %q: %v", tc.acceptEncoding, err)
