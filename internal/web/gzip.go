@@ -9,9 +9,9 @@ import (
 )
 
 // gzipLevel is the level /metrics is compressed at. promhttp compresses at
-// gzip's default level (6), which was 40 % of the CPU of a scrape of the
-// default config; level 1 costs a third as much for about 13 % more bytes
-// (5.4 KiB against 4.8 KiB, docs/performance.md).
+// gzip's default level (6), a quarter of the CPU of a scrape of the default
+// config; level 1 costs a third as much for about 13 % more bytes (5.4 KiB
+// against 4.8 KiB, docs/performance.md).
 const gzipLevel = gzip.BestSpeed
 
 var gzipPool = sync.Pool{New: func() any {
