@@ -75,7 +75,8 @@ type Worker struct {
 	ready     chan struct{} // closed once Start succeeded
 	last      lastRuns      // each job's run that finished last, for the admin API
 	reloads   reloadMetrics
-	reloadMu  sync.Mutex // serialises Reload
+	fds       *fdstat.Counter // the FD counter of the metrics, once Open registered them
+	reloadMu  sync.Mutex      // serialises Reload
 
 	mu       sync.Mutex
 	goJobs   []goJob
@@ -243,11 +244,13 @@ func (w *Worker) openLocked(ctx context.Context) error {
 		if !w.handle.Postgres() {
 			files = append(files, w.cfg.DBPath)
 		}
+		// Closed by Close: it keeps a descriptor of /proc/self/fd open.
+		w.fds = fdstat.NewCounter(files...)
 		cs := []prometheus.Collector{
 			// Reads the handle open at scrape time: Verify can replace it.
 			db.NewDBStatsCollector(w.handle, "main"),
 			db.NewCollector(DefaultNamespace, w.handle),
-			fdstat.NewCollector(fdstat.NewCounter(files...), fdstat.WithNamespace(DefaultNamespace)),
+			fdstat.NewCollector(w.fds, fdstat.WithNamespace(DefaultNamespace)),
 			w.builtins,
 			w.reloads.successful,
 			w.reloads.timestamp,
@@ -398,6 +401,12 @@ func (w *Worker) Close(ctx context.Context) error {
 	if err := w.handle.Close(context.WithoutCancel(ctx)); err != nil {
 		w.logger.Error("Database did not close cleanly", "err", err)
 		errs = append(errs, err)
+	}
+	if w.fds != nil {
+		// A scrape after Close still counts, opening the directory itself.
+		if err := w.fds.Close(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -95,8 +95,14 @@ func (s *Scheduler) finishEntry(e *entry, r *Run) {
 		jm.duration.Observe(r.EndedAt.Sub(r.StartedAt).Seconds())
 		// Caught-up runs and retries are late on purpose: their delay
 		// would hide the scheduler's own lateness in the quantiles.
+		// Claimed runs count from the claim: the body starts then, after
+		// the wait for a connection and the round trip to the server.
 		if !r.ScheduledAt.IsZero() && !r.CatchUp && r.Attempt <= 1 {
-			jm.startDelay.Observe(max(0, r.StartedAt.Sub(r.ScheduledAt.Add(r.Jitter)).Seconds()))
+			start := r.StartedAt
+			if !r.claimedAt.IsZero() {
+				start = r.claimedAt
+			}
+			jm.startDelay.Observe(max(0, start.Sub(r.ScheduledAt.Add(r.Jitter)).Seconds()))
 		}
 	}
 	if r.Result == Success {

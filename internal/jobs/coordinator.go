@@ -100,6 +100,7 @@ func (s *Scheduler) coordinate(next handler) handler {
 			}
 		}
 		r.ScheduledAt = c.ScheduledAt()
+		r.claimedAt = time.Now()
 		runCtx := c.Keep(ctx)
 		err := next(runCtx, e, r)
 		if cause := context.Cause(runCtx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) && ctx.Err() == nil {

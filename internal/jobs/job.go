@@ -108,5 +108,6 @@ type Run struct {
 	gaveUp  bool          // a retryable failure that was not retried
 
 	manual    bool          // RunOnce or RunAtStart: no tick, so a Coordinator does not claim it
+	claimedAt time.Time     // when a Coordinator's claim was won: the body starts then
 	takenOver *trackedClaim // the claim, when the Coordinator's scan took the tick over
 }
