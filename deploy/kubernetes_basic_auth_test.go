@@ -1,16 +1,8 @@
 package deploy_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -67,7 +59,7 @@ func TestKubernetes_BasicAuthOverlay(t *testing.T) {
 
 	// The worker, under the rendered web config with a test certificate.
 	dir := t.TempDir()
-	certFile, keyFile := writeSelfSignedCert(t, dir)
+	certFile, keyFile, _ := workertest.MustCert(t, dir)
 	web = strings.NewReplacer(wc.TLS.CertFile, certFile, wc.TLS.KeyFile, keyFile).Replace(web)
 	webFile := filepath.Join(dir, "web.yml")
 	if err := os.WriteFile(webFile, []byte(web), 0o600); err != nil {
@@ -113,39 +105,4 @@ func TestKubernetes_BasicAuthOverlay(t *testing.T) {
 	if got, want := get(ep.Path, http.Header{"Authorization": {basic}}), http.StatusOK; got != want {
 		t.Errorf("ServiceMonitor GET %s as %q: got %d, want %d", ep.Path, scrapeUser, got, want)
 	}
-}
-
-// writeSelfSignedCert writes a self-signed certificate for 127.0.0.1 and
-// its key to dir and returns their paths.
-func writeSelfSignedCert(t testing.TB, dir string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "worker.worker.svc"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }
