@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -18,24 +17,6 @@ import (
 	"github.com/sqlworker/worker/internal/web"
 	"github.com/sqlworker/worker/internal/workertest"
 )
-
-// syncBuffer is a log sink that tests read while the worker writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // reloadJobs is a config with the SQL jobs a and b, or as given.
 func reloadJobs(jobs string) string {
@@ -71,7 +52,7 @@ func names(tb testing.TB, w *worker.Worker) string {
 // while the old config keeps running; the reload metrics say each outcome.
 func TestWorker_Reload(t *testing.T) {
 	cfg := MustParseConfig(t, reloadJobs(jobA+jobB))
-	var logs syncBuffer
+	var logs workertest.SyncBuffer
 	reg := prometheus.NewRegistry()
 	w, err := worker.New(worker.Options{Config: cfg, Registerer: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {

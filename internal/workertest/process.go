@@ -18,7 +18,7 @@ import (
 type Process struct {
 	Cmd  *exec.Cmd
 	name string
-	out  *syncBuffer
+	out  *SyncBuffer
 	done chan struct{}
 	err  error
 }
@@ -35,7 +35,7 @@ func StartProcess(tb testing.TB, name string, env []string, argv ...string) *Pro
 // closed when the process has exited.
 func startProcess(tb testing.TB, name string, env, argv []string, tee io.WriteCloser) *Process {
 	tb.Helper()
-	p := &Process{Cmd: exec.Command(argv[0], argv[1:]...), name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &Process{Cmd: exec.Command(argv[0], argv[1:]...), name: name, out: &SyncBuffer{}, done: make(chan struct{})}
 	p.Cmd.Env = append(os.Environ(), env...)
 	p.Cmd.SysProcAttr = sysProcAttr()
 	var out io.Writer = p.out
@@ -122,19 +122,22 @@ func FreeAddr(tb testing.TB) string {
 	return l.Addr().String()
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for concurrent writes and reads: a log
+// sink that a test reads while a worker writes to it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
