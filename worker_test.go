@@ -82,23 +82,7 @@ func wait(tb testing.TB, ch <-chan struct{}, what string) {
 func runs(tb testing.TB, path, job string) []string {
 	tb.Helper()
 	db := workertest.OpenDB(tb, path, "mode=ro")
-	rows, err := db.Query("SELECT result || ' ' || rows_affected FROM job_runs WHERE job = ? ORDER BY id", job)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			tb.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		tb.Fatal(err)
-	}
-	return out
+	return workertest.Strings(tb, db, "SELECT result || ' ' || rows_affected FROM job_runs WHERE job = ? ORDER BY id", job)
 }
 
 // Ensure a Go job runs on its schedule through the whole chain: job_runs,

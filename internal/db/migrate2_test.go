@@ -60,19 +60,7 @@ func TestMigrate_AttemptJitter(t *testing.T) {
 		Attempt: 3, Jitter: 1500 * time.Millisecond}}); err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	rows, err := d.Query("SELECT scheduled_at || ' ' || attempt || ' ' || jitter_ms FROM job_runs ORDER BY id")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, s)
-	}
+	got := workertest.Strings(t, d, "SELECT scheduled_at || ' ' || attempt || ' ' || jitter_ms FROM job_runs ORDER BY id")
 	if want := []string{"2026-01-01T00:00:00.000Z 1 0", "2026-01-02T00:00:00.000Z 3 1500"}; len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
 		t.Fatalf("rows: got %q, want %q", got, want)
 	}

@@ -157,19 +157,7 @@ func TestPostgres_SameSchemaAsSQLite(t *testing.T) {
 	pg := mustInit(t, pgHandle(t, startPG(t), "a"))
 	names := func(d *sql.DB, q string, args ...any) string {
 		t.Helper()
-		rows, err := d.Query(q, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		var out []string
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, s)
-		}
+		out := workertest.Strings(t, d, q, args...)
 		sort.Strings(out)
 		return strings.Join(out, ",")
 	}

@@ -95,23 +95,7 @@ func column(t testing.TB, h *db.Handle, expr, name string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := d.Query("SELECT "+expr+" FROM job_runs WHERE job = ? ORDER BY id", name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return workertest.Strings(t, d, "SELECT "+expr+" FROM job_runs WHERE job = ? ORDER BY id", name)
 }
 
 // Ensure a successful run is counted, timed and recorded with its rows.

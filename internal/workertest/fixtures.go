@@ -80,3 +80,26 @@ func FileAndDir(tb testing.TB, path string) ([]byte, string) {
 	}
 	return b, strings.Join(names, " ")
 }
+
+// Strings returns the rows of q, a query of one column, as strings, within
+// a minute.
+func Strings(tb testing.TB, d *sql.DB, q string, args ...any) []string {
+	tb.Helper()
+	rows, err := d.QueryContext(CtxTimeout(tb, time.Minute), q, args...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}

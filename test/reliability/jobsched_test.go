@@ -14,23 +14,7 @@ import (
 // strings1 returns the one-column rows of q.
 func strings1(t *testing.T, d *sql.DB, q string, args ...any) []string {
 	t.Helper()
-	rows, err := d.QueryContext(workertest.CtxTimeout(t, 10*time.Second), q, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return workertest.Strings(t, d, q, args...)
 }
 
 // jobCounter returns a worker_job_* counter or histogram count of one job.

@@ -8,7 +8,6 @@ import (
 	"database/sql"
 	"strings"
 	"testing"
-	"time"
 
 	_ "github.com/mattn/go-sqlite3"
 	dto "github.com/prometheus/client_model/go"
@@ -43,21 +42,5 @@ func runs(mfs map[string]*dto.MetricFamily, job, result string) float64 {
 // integrityCheck runs PRAGMA integrity_check and returns its lines.
 func integrityCheck(tb testing.TB, d *sql.DB) string {
 	tb.Helper()
-	rows, err := d.QueryContext(workertest.CtxTimeout(tb, time.Minute), "PRAGMA integrity_check")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer rows.Close()
-	var lines []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			tb.Fatal(err)
-		}
-		lines = append(lines, s)
-	}
-	if err := rows.Err(); err != nil {
-		tb.Fatal(err)
-	}
-	return strings.Join(lines, "; ")
+	return strings.Join(workertest.Strings(tb, d, "PRAGMA integrity_check"), "; ")
 }
