@@ -27,6 +27,22 @@ func (o once) Next(t time.Time) time.Time {
 	return t.Add(1000 * time.Hour)
 }
 
+// waitSucceeded waits up to 30 s until job_claims has n succeeded ticks,
+// of owner unless it is "".
+func waitSucceeded(t *testing.T, db *sql.DB, n int, owner string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for got := 0; got < n; {
+		if err := db.QueryRow(`SELECT count(*) FROM job_claims WHERE status = 'succeeded' AND ($1 = '' OR owner = $1)`, owner).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("succeeded ticks of %q: got %v after 30s, want %v", owner, got, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // handle is the jobs.Initer of a replica on PostgreSQL.
 type handle struct{ db *sql.DB }
 
@@ -73,16 +89,7 @@ func TestCoordinator_SchedulersRunEachTickOnce(t *testing.T) {
 		}
 	}
 	// Wait for four ticks, beyond the missed grace.
-	deadline := time.Now().Add(30 * time.Second)
-	for n := 0; n < 4; {
-		if err := db.QueryRow(`SELECT count(*) FROM job_claims WHERE status = 'succeeded'`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("succeeded ticks: got %v after 30s, want 4", n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitSucceeded(t, db, 4, "")
 	for _, s := range ss {
 		if err := s.Stop(ctx); err != nil {
 			t.Errorf("Stop: %v", err)
@@ -376,16 +383,7 @@ func TestCoordinator_CountsMissedTicks(t *testing.T) {
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for n := 0; n < 4; {
-		if err := db.QueryRow(`SELECT count(*) FROM job_claims WHERE status = 'succeeded' AND owner = 'a'`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("succeeded ticks: got %v after 30s, want 4", n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitSucceeded(t, db, 4, "a")
 	if err := s.Stop(ctx); err != nil {
 		t.Errorf("Stop: %v", err)
 	}
@@ -562,16 +560,7 @@ func TestCoordinator_BusyTickSkippedOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for n := 0; n < 3; {
-		if err := db.QueryRow(`SELECT count(*) FROM job_claims WHERE status = 'succeeded'`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("succeeded ticks: got %v after 30s, want 3", n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitSucceeded(t, db, 3, "")
 	for _, s := range ss {
 		if err := s.Stop(ctx); err != nil {
 			t.Errorf("Stop: %v", err)
