@@ -13,7 +13,9 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/sqlworker/worker"
+	"github.com/sqlworker/worker/internal/claim"
 	"github.com/sqlworker/worker/internal/pgtest"
+	"github.com/sqlworker/worker/internal/web"
 )
 
 // Ensure New refuses a config built in Go that enables a SQLite-only
@@ -144,5 +146,56 @@ func TestWorker_PostgresReplicasRunEachTickOnce(t *testing.T) {
 	}
 	if owners < 1 || owners > 2 {
 		t.Errorf("owners: got %v, want the replicas' application_name", owners)
+	}
+}
+
+// Ensure history_prune on PostgreSQL also prunes the per-tick claims older
+// than the retention, keeping each job's newest, as claim.Prune does.
+func TestWorker_PostgresHistoryPrunePrunesClaims(t *testing.T) {
+	srv := pgtest.New(t)
+	srv.Start(t)
+	cfg := MustParseConfig(t, "database:\n  url: '"+srv.URL()+"'\n  replica_id: lib\nhistory:\n  retention: 1h\n"+
+		"builtin:\n  heartbeat: {enabled: false}\n  history_prune: {schedule: '@yearly'}\n")
+	w, reg := MustNewWorker(t, cfg)
+	h, err := w.Handler(worker.HandlerOptions{Registry: reg, EnableAdminAPI: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(h)
+	defer hs.Close()
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := pgx.ParseConfig(srv.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(stdlib.GetConnector(*pc))
+	defer db.Close()
+	if err := claim.Migrate(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	for _, hours := range []int{5, 3, 0} {
+		if _, err := db.Exec(`INSERT INTO job_claims (job, scheduled_at, owner, attempt, lease_until, status, started_at)
+VALUES ('a', now() - $1 * interval '1 hour', 'x', 1, now(), 'succeeded', now())`, hours); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var run web.RunRecord
+	if got, want := call(t, hs, "POST", "/api/v1/jobs/history_prune/run", &run), 200; got != want {
+		t.Fatalf("run history_prune: got %v, want %v", got, want)
+	}
+	if run.Result != "success" {
+		t.Fatalf("history_prune: got %+v, want success", run)
+	}
+	var left int
+	if err := db.QueryRow(`SELECT count(*) FROM job_claims WHERE job = 'a'`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := left, 1; got != want {
+		t.Errorf("claims of a left: got %v, want %v (the two older than the 1h retention pruned)", got, want)
+	}
+	if got, want := run.RowsAffected, int64(2); got < want {
+		t.Errorf("rows pruned: got %v, want ≥ %v", got, want)
 	}
 }

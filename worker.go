@@ -150,6 +150,9 @@ func New(opts Options) (*Worker, error) {
 	w.builtins.Verify = w.handle.Verify
 	w.builtins.HistoryMaxRowsPerJob = cfg.HistoryMaxRowsPerJob
 	w.builtins.NoCheckpoint = cfg.Checkpoint == config.CheckpointExternal
+	if w.handle.Postgres() {
+		w.builtins.PruneClaims = claim.Prune
+	}
 	w.readiness.AddCheck("database", w.handle.Health)
 	return w, nil
 }

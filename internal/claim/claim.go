@@ -50,8 +50,8 @@
 // process with DB the *db.Handle itself (a jobs.Initer, so a handle opened
 // late or reopened is followed), Owner handle.ApplicationName() and the
 // worker's registry, and NewCoordinator(claimer, the job names) as
-// jobs.Config.Coordinator. On SQLite the Coordinator is nil. (Prune is not
-// called by history_prune yet.)
+// jobs.Config.Coordinator. On SQLite the Coordinator is nil. history_prune
+// calls Prune through jobs.Builtins.PruneClaims.
 package claim
 
 import (

@@ -34,6 +34,10 @@ type Builtins struct {
 	// removed or replaced file fails the heartbeat instead of taking its
 	// writes into an unlinked file.
 	Verify func() error
+	// PruneClaims, when set (on PostgreSQL: claim.Prune), is called by
+	// history_prune with the retention, so that the per-tick claims of
+	// replicas are kept as long as the runs.
+	PruneClaims func(ctx context.Context, db *sql.DB, olderThan time.Duration) (int64, error)
 
 	started       time.Time
 	quickCheckOK  prometheus.Gauge
@@ -233,6 +237,13 @@ func (b *Builtins) historyPrune(ctx context.Context, sdb *sql.DB) (int64, error)
 	n, err := db.PruneRuns(ctx, sdb, now.Add(-b.HistoryRetention))
 	if err != nil {
 		return n, err
+	}
+	if b.PruneClaims != nil {
+		claims, err := b.PruneClaims(ctx, sdb, b.HistoryRetention)
+		n += claims
+		if err != nil {
+			return n, err
+		}
 	}
 	if b.HistoryRetention <= math.MaxInt64/db.HeartbeatRetentions { // else no row is that old
 		beats, err := db.PruneHeartbeats(ctx, sdb, now.Add(-db.HeartbeatRetentions*b.HistoryRetention))
