@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -151,7 +152,14 @@ func New(opts Options) (*Worker, error) {
 	w.builtins.HistoryMaxRowsPerJob = cfg.HistoryMaxRowsPerJob
 	w.builtins.NoCheckpoint = cfg.Checkpoint == config.CheckpointExternal
 	if w.handle.Postgres() {
-		w.builtins.PruneClaims = claim.Prune
+		// Migrate first: a manual history_prune may run before any claim
+		// created the table.
+		w.builtins.PruneClaims = func(ctx context.Context, d *sql.DB, olderThan time.Duration) (int64, error) {
+			if err := claim.Migrate(ctx, d); err != nil {
+				return 0, err
+			}
+			return claim.Prune(ctx, d, olderThan)
+		}
 	}
 	w.readiness.AddCheck("database", w.handle.Health)
 	return w, nil
