@@ -12,12 +12,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sqlworker/worker"
 	"github.com/sqlworker/worker/internal/web"
 	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // do sends method path to srv and decodes the JSON answer into v, if not
+// mustAdminServer serves w's Handler with the admin API and the metrics of
+// reg, until the test ends.
+func mustAdminServer(tb testing.TB, w *worker.Worker, reg *prometheus.Registry) *httptest.Server {
+	tb.Helper()
+	h, err := w.Handler(worker.HandlerOptions{Registry: reg, EnableAdminAPI: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	tb.Cleanup(srv.Close)
+	return srv
+}
+
 // nil; it returns the status.
 func do(srv *httptest.Server, method, path string, v any) (int, error) {
 	req, err := http.NewRequest(method, srv.URL+path, nil)
@@ -73,12 +87,7 @@ jobs:
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := w.Handler(worker.HandlerOptions{Registry: reg, EnableAdminAPI: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
+	srv := mustAdminServer(t, w, reg)
 
 	if err := w.Open(context.Background()); err != nil {
 		t.Fatal(err)

@@ -157,12 +157,7 @@ func TestWorker_PostgresHistoryPrunePrunesClaims(t *testing.T) {
 	cfg := MustParseConfig(t, "database:\n  url: '"+srv.URL()+"'\n  replica_id: lib\nhistory:\n  retention: 1h\n"+
 		"builtin:\n  heartbeat: {enabled: false}\n  history_prune: {schedule: '@yearly'}\n")
 	w, reg := MustNewWorker(t, cfg)
-	h, err := w.Handler(worker.HandlerOptions{Registry: reg, EnableAdminAPI: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(h)
-	defer hs.Close()
+	hs := mustAdminServer(t, w, reg)
 	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -59,12 +59,7 @@ func TestWorker_Reload(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close(context.Background())
-	h, err := w.Handler(worker.HandlerOptions{Registry: reg, EnableAdminAPI: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
+	srv := mustAdminServer(t, w, reg)
 	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
