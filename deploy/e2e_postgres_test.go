@@ -90,28 +90,8 @@ func TestE2E_PrometheusScrapesPostgresReplicas(t *testing.T) {
 	bypass := start("bypass", leakBin, []string{"WORKER_LEAK=bypass"})
 	cleans := []string{clean1, clean2}
 
-	dir := t.TempDir()
 	rules := testRulesWith(t, map[string]string{"WorkerDatabaseServerConnectionsUncounted": uncountedAlertFor})
-	if err := os.WriteFile(filepath.Join(dir, "alerts.yml"), rules, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	promCfg := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-rule_files: [alerts.yml]
-scrape_configs:
-  - job_name: worker
-    static_configs:
-      - targets: [%q, %q, %q]
-`, clean1, clean2, bypass)
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(promCfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := run(t, dir, nil, promtoolBin, "check", "config", "prometheus.yml"); err != nil {
-		t.Fatalf("promtool check config (test config): %v\n%s", err, out)
-	}
-	api := startPrometheus(t, promBin, dir)
+	api := startPrometheus(t, promBin, promtoolBin, rules, clean1, clean2, bypass)
 
 	const alert = "WorkerDatabaseServerConnectionsUncounted"
 	var firedAfter time.Duration
@@ -119,17 +99,8 @@ scrape_configs:
 		if firedAfter == 0 && alertStateOf(t, api, alert, bypass) == "firing" {
 			firedAfter = time.Since(bypassStart)
 		}
-		for _, inst := range []string{clean1, clean2, bypass} {
-			v, err := api.query(fmt.Sprintf(`count_over_time(up{job="worker", instance=%q}[5m]) and min_over_time(up{job="worker", instance=%[1]q}[5m]) == 1`, inst))
-			if err != nil {
-				return err
-			}
-			if len(v) == 0 {
-				return fmt.Errorf("%s: not scraped yet, or a scrape failed", inst)
-			}
-			if n, _ := strconv.ParseFloat(v[0].Value[1].(string), 64); n < e2ePGScrape {
-				return fmt.Errorf("%s: %v successful scrapes, want %d", inst, n, e2ePGScrape)
-			}
+		if err := scrapedAtLeast(api, e2ePGScrape, clean1, clean2, bypass); err != nil {
+			return err
 		}
 		if firedAfter == 0 {
 			return fmt.Errorf("%s is not firing for %s", alert, bypass)
@@ -241,10 +212,35 @@ scrape_configs:
 	})
 }
 
-// startPrometheus starts a real Prometheus on the prometheus.yml of dir and
-// waits until it is ready.
-func startPrometheus(t *testing.T, bin, dir string) promAPI {
+// startPrometheus starts a real Prometheus with rules that scrapes the
+// targets as job "worker" every second, under the default scrape config
+// otherwise (promtool checks it first), and waits until it is ready.
+func startPrometheus(t *testing.T, bin, promtoolBin string, rules []byte, targets ...string) promAPI {
 	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "alerts.yml"), rules, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	quoted := make([]string, len(targets))
+	for i, tg := range targets {
+		quoted[i] = strconv.Quote(tg)
+	}
+	promCfg := `global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files: [alerts.yml]
+scrape_configs:
+  - job_name: worker
+    static_configs:
+      - targets: [` + strings.Join(quoted, ", ") + `]
+`
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(promCfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, dir, nil, promtoolBin, "check", "config", "prometheus.yml"); err != nil {
+		t.Fatalf("promtool check config (test config): %v\n%s", err, out)
+	}
 	addr := workertest.FreeAddr(t)
 	prom := workertest.StartProcess(t, "prometheus", nil, bin,
 		"--config.file="+filepath.Join(dir, "prometheus.yml"),
@@ -267,6 +263,24 @@ func startPrometheus(t *testing.T, bin, dir string) promAPI {
 		return nil
 	})
 	return api
+}
+
+// scrapedAtLeast returns nil once every instance was scraped at least n
+// times in the last 5 minutes, and every one of those scrapes succeeded.
+func scrapedAtLeast(api promAPI, n int, instances ...string) error {
+	for _, inst := range instances {
+		v, err := api.query(fmt.Sprintf(`count_over_time(up{job="worker", instance=%q}[5m]) and min_over_time(up{job="worker", instance=%[1]q}[5m]) == 1`, inst))
+		if err != nil {
+			return err
+		}
+		if len(v) == 0 {
+			return fmt.Errorf("%s: not scraped yet, or a scrape failed", inst)
+		}
+		if got, _ := strconv.ParseFloat(v[0].Value[1].(string), 64); got < float64(n) {
+			return fmt.Errorf("%s: %v successful scrapes, want %d", inst, got, n)
+		}
+	}
+	return nil
 }
 
 // alertStateOf returns the state of the alert for the instance ("firing",

@@ -3,8 +3,6 @@ package deploy_test
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -140,27 +138,7 @@ func TestE2E_PrometheusScrapesWorker(t *testing.T) {
 		}
 	})
 
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "alerts.yml"), testRules(t), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	promCfg := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-rule_files: [alerts.yml]
-scrape_configs:
-  - job_name: worker
-    static_configs:
-      - targets: [%q, %q]
-`, clean, leak)
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(promCfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := run(t, dir, nil, promtoolBin, "check", "config", "prometheus.yml"); err != nil {
-		t.Fatalf("promtool check config (test config): %v\n%s", err, out)
-	}
-	api := startPrometheus(t, promBin, dir)
+	api := startPrometheus(t, promBin, promtoolBin, testRules(t), clean, leak)
 
 	// Scrape for at least 30 s; meanwhile watch for the handles alert.
 	var firedAfter time.Duration
@@ -177,18 +155,8 @@ scrape_configs:
 				}
 			}
 		}
-		for _, inst := range []string{clean, leak} {
-			v, err := api.query(fmt.Sprintf(`count_over_time(up{job="worker", instance=%q}[5m]) and min_over_time(up{job="worker", instance=%[1]q}[5m]) == 1`, inst))
-			if err != nil {
-				return err
-			}
-			if len(v) == 0 {
-				return fmt.Errorf("%s: not scraped yet, or a scrape failed", inst)
-			}
-			n, _ := strconv.ParseFloat(v[0].Value[1].(string), 64)
-			if n < e2eScrape {
-				return fmt.Errorf("%s: %v successful scrapes, want %d", inst, n, e2eScrape)
-			}
+		if err := scrapedAtLeast(api, e2eScrape, clean, leak); err != nil {
+			return err
 		}
 		if firedAfter == 0 {
 			return fmt.Errorf("WorkerDatabaseHandlesLeaking not firing for %s", leak)
