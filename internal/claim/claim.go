@@ -19,7 +19,8 @@
 // Every time that decides anything (is the tick due, has the lease run out)
 // is the server's now(), never the replica's clock: a replica whose clock
 // runs ahead gets ErrNotDue with how long to wait, by the server's clock.
-// The offset between the two clocks is measured on every claim and exported.
+// The offset between the two clocks is measured by MeasureOffset (the
+// Coordinator's scan calls it) and exported.
 //
 // This is at-least-once execution of a job body: a takeover reruns a body
 // whose owner may have done part or all of its work before it died or was
@@ -68,6 +69,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sqlworker/worker/internal/clockskew"
+	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/jobs"
 )
 
@@ -228,17 +230,15 @@ func (c *Claimer) db(ctx context.Context) (*sql.DB, error) {
 // never happened is 0, not empty.
 func (c *Claimer) Init(job string) { c.metrics.init(job) }
 
-// claimSQL claims a tick in one round trip. The insert sees now() of the
-// statement; a concurrent insert of the same key makes ON CONFLICT wait for
-// it and then do nothing, so exactly one replica's insert returns a row.
-const claimSQL = `WITH won AS (
-	INSERT INTO job_claims (job, scheduled_at, owner, attempt, lease_until, status, started_at)
-	SELECT $1, $2, $3, 1, now() + $4 * interval '1 microsecond', 'running', now()
-	WHERE $2 <= now()
-	ON CONFLICT DO NOTHING
-	RETURNING 1
-)
-SELECT clock_timestamp(), now(), EXISTS (SELECT 1 FROM won)`
+// claimSQL claims a tick in one round trip, an INSERT like any other: the
+// replica whose insert wrote the row won. The insert sees now() of the
+// statement, so a tick that is not due by the server's clock writes no row;
+// a concurrent insert of the same key makes ON CONFLICT wait for it and then
+// do nothing, so exactly one replica's insert writes a row.
+const claimSQL = `INSERT INTO job_claims (job, scheduled_at, owner, attempt, lease_until, status, started_at)
+SELECT $1, $2, $3, 1, now() + $4 * interval '1 microsecond', 'running', now()
+WHERE $2 <= now()
+ON CONFLICT DO NOTHING`
 
 // missedCTE marks the ticks of job $1 in the timestamptz array ticks
 // missed, as owner, when they are older than grace microseconds and have no
@@ -259,30 +259,42 @@ func missedCTE(owner, ticks, grace string) string {
 var markMissedSQL = `WITH ` + missedCTE("$2", "$3", "$4") + `
 SELECT count(*) FROM missed`
 
-// finishSQL finishes a claim, fenced by owner and attempt; with ticks to
-// check it marks the missed ones in the same round trip.
-const finishSQL = `WITH done AS (
-	UPDATE job_claims SET status = $5, finished_at = now()
-	WHERE job = $1 AND scheduled_at = $2 AND owner = $3 AND attempt = $4 AND status = 'running'
-	RETURNING 1
-)`
+// finishSQL finishes a claim, fenced by owner and attempt.
+const finishSQL = `UPDATE job_claims SET status = $5, finished_at = now()
+	WHERE job = $1 AND scheduled_at = $2 AND owner = $3 AND attempt = $4 AND status = 'running'`
 
-var (
-	finishOnlySQL     = finishSQL + ` SELECT EXISTS (SELECT 1 FROM done), 0`
-	finishCheckingSQL = finishSQL + `, ` + missedCTE("$3", "$6", "$7") + `
+// finishSQLs are the finish statements, indexed by [checking][recording]:
+// checking marks missed ticks too ($6, $7), recording writes the run's
+// job_runs row too (the parameters after), when the finish is accepted, in
+// the same statement and commit. Without checking, a statement writes one
+// row exactly when the finish is accepted (the UPDATE's, or the job_runs
+// INSERT's that the UPDATE's CTE gates), so it is an Exec; with checking it
+// is a query that returns whether the finish was accepted and the ticks
+// marked missed.
+var finishSQLs = func() (q [2][2]string) {
+	const done = `WITH done AS (` + finishSQL + ` RETURNING 1)`
+	run := func(first int) string { return db.InsertRunWhereSQL(first, `EXISTS (SELECT 1 FROM done)`) }
+	q[0][0] = finishSQL
+	q[0][1] = done + "\n" + run(6)
+	checking := done + `, ` + missedCTE("$3", "$6", "$7")
+	q[1][0] = checking + `
 SELECT EXISTS (SELECT 1 FROM done), (SELECT count(*) FROM missed)`
-)
+	q[1][1] = checking + `, run AS (` + run(8) + ` RETURNING 1)
+SELECT EXISTS (SELECT 1 FROM done), (SELECT count(*) FROM missed)`
+	return q
+}()
 
 // takeoverSQL, after a claim that did not win, takes over the job's
 // running claim whose lease has run out, or else reads the tick's claim,
 // in one round trip. The partial index allows one running claim per job;
 // concurrent takeovers queue on the row lock, and the later ones re-check
-// lease_until and find it renewed. No row: the claim conflicted with the
-// running claim of another tick.
+// lease_until and find it renewed. No row: the tick is not due by the
+// server's clock, or the claim conflicted with the running claim of another
+// tick (skip tells the two apart).
 const takeoverSQL = `WITH t AS (
 	UPDATE job_claims
 	SET attempt = attempt + 1, owner = $2, lease_until = now() + $3 * interval '1 microsecond', started_at = now()
-	WHERE job = $1 AND status = 'running' AND lease_until < now() AND scheduled_at <= $4
+	WHERE job = $1 AND status = 'running' AND lease_until < now() AND scheduled_at <= $4 AND $4 <= now()
 	RETURNING scheduled_at, attempt
 )
 SELECT true, scheduled_at, attempt, '', '' FROM t
@@ -319,33 +331,31 @@ func (c *Claimer) Claim(ctx context.Context, job string, scheduledAt time.Time, 
 
 func (c *Claimer) claim(ctx context.Context, job string, scheduledAt time.Time) (*Lease, error) {
 	lease := c.cfg.Lease.Microseconds()
-	t0 := c.now()
-	var server, now time.Time
-	var won bool
-	db, err := c.db(ctx)
+	d, err := c.db(ctx)
 	if err != nil {
 		return nil, err
 	}
-	err = db.QueryRowContext(ctx, claimSQL, job, scheduledAt, c.cfg.Owner, lease).Scan(&server, &now, &won)
+	res, err := d.ExecContext(ctx, claimSQL, job, scheduledAt, c.cfg.Owner, lease)
+	var n int64
+	if err == nil {
+		n, err = res.RowsAffected()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot claim tick %s of job %q: %w", scheduledAt.Format(time.RFC3339), job, err)
 	}
-	c.observeOffset(t0, c.now(), server)
-	if won {
+	if n == 1 {
 		c.metrics.claims.WithLabelValues(job, string(Won)).Inc()
 		return c.newLease(job, scheduledAt, 1, Won), nil
-	}
-	if scheduledAt.After(now) {
-		return nil, &NotDueError{Job: job, ScheduledAt: scheduledAt, Wait: scheduledAt.Sub(now)}
 	}
 	var took bool
 	var tick time.Time
 	var attempt int
 	var owner, status string
-	err = db.QueryRowContext(ctx, takeoverSQL, job, c.cfg.Owner, lease, scheduledAt).Scan(&took, &tick, &attempt, &owner, &status)
+	err = d.QueryRowContext(ctx, takeoverSQL, job, c.cfg.Owner, lease, scheduledAt).Scan(&took, &tick, &attempt, &owner, &status)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		// The insert conflicted with the one-running-claim index.
+		// Not due (skip says so), or the insert conflicted with the
+		// one-running-claim index.
 		return nil, c.skip(ctx, job, scheduledAt)
 	case err != nil:
 		return nil, fmt.Errorf("cannot take over or read the claim of job %q: %w", job, err)
@@ -386,14 +396,14 @@ func (c *Claimer) Skip(ctx context.Context, job string, scheduledAt time.Time) e
 }
 
 func (c *Claimer) skip(ctx context.Context, job string, scheduledAt time.Time) error {
-	db, err := c.db(ctx)
+	d, err := c.db(ctx)
 	if err != nil {
 		return err
 	}
 	var won, due bool
 	var now time.Time
 	var owner, status string
-	if err := db.QueryRowContext(ctx, skipSQL, job, scheduledAt, c.cfg.Owner).Scan(&won, &due, &now, &owner, &status); err != nil {
+	if err := d.QueryRowContext(ctx, skipSQL, job, scheduledAt, c.cfg.Owner).Scan(&won, &due, &now, &owner, &status); err != nil {
 		return fmt.Errorf("cannot record tick %s of job %q skipped: %w", scheduledAt.Format(time.RFC3339), job, err)
 	}
 	switch {
@@ -409,12 +419,12 @@ func (c *Claimer) skip(ctx context.Context, job string, scheduledAt time.Time) e
 
 // markMissed marks the unclaimed ones of ticks missed, and counts them.
 func (c *Claimer) markMissed(ctx context.Context, job string, ticks []time.Time) error {
-	db, err := c.db(ctx)
+	d, err := c.db(ctx)
 	if err != nil {
 		return err
 	}
 	var n int64
-	if err := db.QueryRowContext(ctx, markMissedSQL, job, c.cfg.Owner, ticks, c.cfg.MissedGrace.Microseconds()).
+	if err := d.QueryRowContext(ctx, markMissedSQL, job, c.cfg.Owner, ticks, c.cfg.MissedGrace.Microseconds()).
 		Scan(&n); err != nil {
 		return fmt.Errorf("cannot mark ticks of job %q missed: %w", job, err)
 	}
@@ -445,11 +455,11 @@ func (c *Claimer) TakeOverExpired(ctx context.Context, jobNames []string) ([]*Le
 	if len(jobNames) == 0 {
 		return nil, nil
 	}
-	db, err := c.db(ctx)
+	d, err := c.db(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := db.QueryContext(ctx, takeOverExpiredSQL, c.cfg.Owner, c.cfg.Lease.Microseconds(), jobNames)
+	rows, err := d.QueryContext(ctx, takeOverExpiredSQL, c.cfg.Owner, c.cfg.Lease.Microseconds(), jobNames)
 	if err != nil {
 		return nil, fmt.Errorf("cannot take over expired claims: %w", err)
 	}
@@ -491,12 +501,12 @@ RETURNING attempt`
 // ErrBusy when another tick of the job is running now. A reclaim is not
 // counted in worker_job_claims_total: the tick was won once.
 func (c *Claimer) Reclaim(ctx context.Context, job string, scheduledAt time.Time) (*Lease, error) {
-	db, err := c.db(ctx)
+	d, err := c.db(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var attempt int
-	err = db.QueryRowContext(ctx, reclaimSQL, job, scheduledAt, c.cfg.Owner, c.cfg.Lease.Microseconds()).Scan(&attempt)
+	err = d.QueryRowContext(ctx, reclaimSQL, job, scheduledAt, c.cfg.Owner, c.cfg.Lease.Microseconds()).Scan(&attempt)
 	var pe *pgconn.PgError
 	switch {
 	case err == nil:
@@ -524,13 +534,13 @@ func (e *LostError) Error() string {
 // MeasureOffset measures and exports the server's clock minus this
 // replica's, taking the local time as the midpoint of the round trip.
 func (c *Claimer) MeasureOffset(ctx context.Context) (time.Duration, error) {
-	db, err := c.db(ctx)
+	d, err := c.db(ctx)
 	if err != nil {
 		return 0, err
 	}
 	t0 := c.now()
 	var server time.Time
-	if err := db.QueryRowContext(ctx, `SELECT clock_timestamp()`).Scan(&server); err != nil {
+	if err := d.QueryRowContext(ctx, `SELECT clock_timestamp()`).Scan(&server); err != nil {
 		return 0, fmt.Errorf("cannot read the server's clock: %w", err)
 	}
 	return c.observeOffset(t0, c.now(), server), nil
@@ -574,11 +584,11 @@ func (c *Claimer) newLease(job string, tick time.Time, attempt int, r Result) *L
 // as long as no one took the tick over: the run is done and still the only
 // one.)
 func (l *Lease) Renew(ctx context.Context) error {
-	db, err := l.c.db(ctx)
+	d, err := l.c.db(ctx)
 	if err != nil {
 		return err
 	}
-	res, err := db.ExecContext(ctx, `UPDATE job_claims SET lease_until = now() + $5 * interval '1 microsecond'
+	res, err := d.ExecContext(ctx, `UPDATE job_claims SET lease_until = now() + $5 * interval '1 microsecond'
 WHERE job = $1 AND scheduled_at = $2 AND owner = $3 AND attempt = $4 AND status = 'running' AND lease_until >= now()`,
 		l.Job, l.ScheduledAt, l.c.cfg.Owner, l.Attempt, l.c.cfg.Lease.Microseconds())
 	if err != nil {
@@ -678,11 +688,11 @@ func (l *Lease) renew(ctx context.Context, cancelRun context.CancelCauseFunc) {
 // owner's and attempt's it returns ErrFenced, and counts and logs it.
 func (l *Lease) Abandon(ctx context.Context) error {
 	l.stopRenewing()
-	db, err := l.c.db(ctx)
+	d, err := l.c.db(ctx)
 	if err != nil {
 		return err
 	}
-	res, err := db.ExecContext(ctx, `UPDATE job_claims SET lease_until = now() - interval '1 microsecond'
+	res, err := d.ExecContext(ctx, `UPDATE job_claims SET lease_until = now() - interval '1 microsecond'
 WHERE job = $1 AND scheduled_at = $2 AND owner = $3 AND attempt = $4 AND status = 'running'`,
 		l.Job, l.ScheduledAt, l.c.cfg.Owner, l.Attempt)
 	if err != nil {
@@ -715,6 +725,18 @@ func (l *Lease) stopRenewing() {
 // no longer this owner's and attempt's: another replica took the tick over,
 // and this run's outcome must not count.
 func (l *Lease) Finish(ctx context.Context, success bool) error {
+	return l.finish(ctx, success, nil)
+}
+
+// FinishRecording is Finish that also writes row, the run's job_runs row,
+// in the same statement, when the finish is accepted: so a row is written
+// exactly when the claim is finished, and a fenced run writes none (its
+// caller records it as a failure). It returns nil when it wrote the row.
+func (l *Lease) FinishRecording(ctx context.Context, success bool, row db.RunRow) error {
+	return l.finish(ctx, success, &row)
+}
+
+func (l *Lease) finish(ctx context.Context, success bool, row *db.RunRow) error {
 	l.stopRenewing()
 	status := "failed"
 	if success {
@@ -722,15 +744,30 @@ func (l *Lease) Finish(ctx context.Context, success bool) error {
 	}
 	var done bool
 	var missed int64
-	q, args := finishOnlySQL, []any{l.Job, l.ScheduledAt, l.c.cfg.Owner, l.Attempt, status}
+	checking, recording := 0, 0
+	args := []any{l.Job, l.ScheduledAt, l.c.cfg.Owner, l.Attempt, status}
 	if len(l.earlier) > 0 {
-		q, args = finishCheckingSQL, append(args, l.earlier, l.c.cfg.MissedGrace.Microseconds())
+		checking, args = 1, append(args, l.earlier, l.c.cfg.MissedGrace.Microseconds())
 	}
-	db, err := l.c.db(ctx)
+	if row != nil {
+		recording, args = 1, append(args, db.RunArgs(*row)...)
+	}
+	d, err := l.c.db(ctx)
 	if err != nil {
 		return err
 	}
-	if err := db.QueryRowContext(ctx, q, args...).Scan(&done, &missed); err != nil {
+	q := finishSQLs[checking][recording]
+	if checking == 1 {
+		err = d.QueryRowContext(ctx, q, args...).Scan(&done, &missed)
+	} else {
+		var res sql.Result
+		var n int64
+		if res, err = d.ExecContext(ctx, q, args...); err == nil {
+			n, err = res.RowsAffected()
+		}
+		done = n == 1
+	}
+	if err != nil {
 		return fmt.Errorf("cannot finish the claim of job %q: %w", l.Job, err)
 	}
 	l.c.countMissed(l.Job, missed)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/jobs"
 )
 
@@ -22,12 +24,21 @@ import (
 // where P is the previous tick this replica was asked about (one interval
 // before T at the first), are marked missed if they have no claim. Every
 // replica fires every tick, so every tick is checked once it is older than
-// the grace, and the insert counts it on one replica only.
+// the grace, and the insert counts it on one replica only. A tick this
+// replica found a claim row for (it won, lost, skipped or found it missed)
+// cannot be missed and is not checked: with every replica up, no tick is,
+// and the finish statement stays a single UPDATE.
 type Coordinator struct {
 	c *Claimer
 
 	mu   sync.Mutex
-	prev map[string]time.Time // the previous tick per job
+	jobs map[string]*ticks
+}
+
+// ticks is what a Coordinator remembers of a job's ticks.
+type ticks struct {
+	prev time.Time // the newest tick asked about
+	seen []int64   // UnixNano of the ticks with a claim row, in order, not yet past the check
 }
 
 // MaxNotDueWait bounds how long Acquire waits for a tick that is not due
@@ -44,7 +55,7 @@ func NewCoordinator(c *Claimer, jobNames []string) *Coordinator {
 	for _, name := range jobNames {
 		c.Init(name)
 	}
-	return &Coordinator{c: c, prev: make(map[string]time.Time)}
+	return &Coordinator{c: c, jobs: make(map[string]*ticks)}
 }
 
 // Acquire claims the tick; see jobs.Coordinator.
@@ -67,6 +78,9 @@ func (co *Coordinator) Acquire(ctx context.Context, t jobs.Tick) (jobs.Claim, er
 		l, err := co.c.Claim(ctx, t.Job, t.ScheduledAt, earlier...)
 		var nd *NotDueError
 		var lost *LostError
+		if err == nil && l.ScheduledAt.Equal(t.ScheduledAt) || errors.As(err, &lost) || errors.Is(err, ErrMissed) || errors.Is(err, ErrBusy) {
+			co.seen(t.Job, t.ScheduledAt)
+		}
 		switch {
 		case err == nil:
 			return held{l}, nil
@@ -96,6 +110,9 @@ func (co *Coordinator) Skip(ctx context.Context, t jobs.Tick) error {
 	err := co.c.Skip(ctx, t.Job, t.ScheduledAt)
 	var lost *LostError
 	var nd *NotDueError
+	if errors.Is(err, ErrBusy) || errors.As(err, &lost) {
+		co.seen(t.Job, t.ScheduledAt)
+	}
 	switch {
 	case errors.Is(err, ErrBusy):
 		return fmt.Errorf("%w: %w", jobs.ErrSkipped, err)
@@ -109,37 +126,68 @@ func (co *Coordinator) Skip(ctx context.Context, t jobs.Tick) error {
 // earlier returns the ticks to check for a claim at tick t, and remembers t.
 func (co *Coordinator) earlier(t jobs.Tick) []time.Time {
 	co.mu.Lock()
-	prev, ok := co.prev[t.Job]
+	defer co.mu.Unlock()
+	jt, ok := co.jobs[t.Job]
 	if !ok {
 		co.c.Init(t.Job)
+		jt = &ticks{prev: t.ScheduledAt}
+		if t.Schedule != nil {
+			jt.prev = t.ScheduledAt.Add(-t.Schedule.Next(t.ScheduledAt).Sub(t.ScheduledAt))
+		}
+		co.jobs[t.Job] = jt
 	}
-	if !ok || t.ScheduledAt.After(prev) {
-		co.prev[t.Job] = t.ScheduledAt
-	}
-	co.mu.Unlock()
-	if t.Schedule == nil {
-		return nil
-	}
-	if !ok {
-		prev = t.ScheduledAt.Add(-t.Schedule.Next(t.ScheduledAt).Sub(t.ScheduledAt))
+	prev := jt.prev
+	if t.ScheduledAt.After(prev) {
+		jt.prev = t.ScheduledAt
 	}
 	grace := co.c.MissedGrace()
 	to := t.ScheduledAt.Add(-grace)
 	var out []time.Time
-	for tick := t.Schedule.Next(prev.Add(-grace)); !tick.After(to) && len(out) < maxChecked; tick = t.Schedule.Next(tick) {
-		out = append(out, tick)
+	for tick := prev.Add(-grace); t.Schedule != nil && len(out) < maxChecked; {
+		if tick = t.Schedule.Next(tick); tick.After(to) {
+			break
+		}
+		if _, found := slices.BinarySearch(jt.seen, tick.UnixNano()); !found {
+			out = append(out, tick)
+		}
 	}
+	// The ticks up to to are checked now or were before: forget them.
+	i, found := slices.BinarySearch(jt.seen, to.UnixNano())
+	if found {
+		i++
+	}
+	jt.seen = slices.Delete(jt.seen, 0, i)
 	return out
+}
+
+// seen remembers that the tick (job, at) has a claim row.
+func (co *Coordinator) seen(job string, at time.Time) {
+	co.mu.Lock()
+	defer co.mu.Unlock()
+	jt, ok := co.jobs[job]
+	if !ok {
+		return
+	}
+	n := at.UnixNano()
+	if i, found := slices.BinarySearch(jt.seen, n); !found {
+		jt.seen = slices.Insert(jt.seen, i, n)
+	}
 }
 
 // Scan takes over, every third of the lease, the runs of the Coordinator's
 // jobs that another replica left running with a lease that has run out, and
-// hands them to run; see jobs.Scanner. Without it a dead replica's run
+// hands them to run; see jobs.Scanner. It measures the clock offset to the
+// server at start and at each scan. Without it a dead replica's run
 // would wait for the job's next tick.
 func (co *Coordinator) Scan(ctx context.Context, jobNames func() []string, run func(job string, c jobs.Claim)) {
 	t := time.NewTicker(co.c.Lease() / 3)
 	defer t.Stop()
 	for {
+		// The clock offset is measured here, beside the claims, not in
+		// their round trips: a claim is a bare INSERT.
+		if _, err := co.c.MeasureOffset(ctx); err != nil && ctx.Err() == nil {
+			co.c.logger.Warn("Cannot measure the clock offset to the database server", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -158,6 +206,8 @@ func (co *Coordinator) Scan(ctx context.Context, jobNames func() []string, run f
 // held is a Lease as a jobs.Claim.
 type held struct{ l *Lease }
 
+var _ jobs.Recorder = held{}
+
 func (h held) ScheduledAt() time.Time                   { return h.l.ScheduledAt }
 func (h held) Keep(ctx context.Context) context.Context { return h.l.Hold(ctx) }
 func (h held) Release(ctx context.Context, runErr error) error {
@@ -167,4 +217,24 @@ func (h held) Release(ctx context.Context, runErr error) error {
 		return h.l.Abandon(ctx)
 	}
 	return h.l.Finish(ctx, runErr == nil)
+}
+
+// ReleaseRecording finishes the claim and writes the run's row in one
+// statement; see jobs.Recorder. A run cut off is handed on as by Release,
+// and writes no row here. When the statement fails other than by fencing
+// (job_runs refused the row, say), the claim is finished alone, so that a
+// run done is not run again by a takeover for want of its history row.
+func (h held) ReleaseRecording(ctx context.Context, runErr error, row db.RunRow) (bool, error) {
+	if errors.Is(runErr, jobs.ErrStopped) || errors.Is(runErr, ErrLeaseLost) {
+		return false, h.l.Abandon(ctx)
+	}
+	err := h.l.FinishRecording(ctx, runErr == nil, row)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrFenced):
+		return false, err
+	}
+	h.l.c.logger.Warn("Cannot finish the claim and record the run in one statement: finishing it alone", "job", h.l.Job, "err", err)
+	return false, h.l.Finish(ctx, runErr == nil)
 }

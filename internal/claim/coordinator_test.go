@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -589,5 +590,44 @@ func TestCoordinator_BusyTickSkippedOnce(t *testing.T) {
 		if got := testutil.ToFloat64(claim.TicksMissed(c, "slow")); got != 0 {
 			t.Errorf("%s's ticks missed: got %v, want 0", c.Owner(), got)
 		}
+	}
+}
+
+// Ensure that the Coordinator checks for a miss only the ticks it found no
+// claim row for: those it won, lost or found busy cannot be missed, so with
+// every replica up the finish marks nothing.
+func TestCoordinator_ChecksOnlyTicksNotSeen(t *testing.T) {
+	dsn := server(t)
+	ctx := context.Background()
+	a := replica(t, dsn, "a", claim.Config{MissedGrace: 2 * time.Second})
+	b := replica(t, dsn, "b", claim.Config{MissedGrace: 2 * time.Second})
+	co := claim.NewCoordinator(a, []string{"seen"})
+	every := cron.Every(time.Second)
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	at := func(s int) time.Time { return base.Add(time.Duration(s) * time.Second) }
+	tick := func(s int) jobs.Tick { return jobs.Tick{Job: "seen", ScheduledAt: at(s), Schedule: every, Attempt: 1} }
+
+	// a wins tick 0 and loses tick 1 to b; tick 2 finds the job busy.
+	c0, err := co.Acquire(ctx, tick(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c0.Release(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Claim(ctx, "seen", at(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := co.Acquire(ctx, tick(1)); !errors.Is(err, jobs.ErrNotClaimed) {
+		t.Fatalf("tick 1, b's: got %v, want ErrNotClaimed", err)
+	}
+	if _, err := co.Acquire(ctx, tick(2)); !errors.Is(err, jobs.ErrSkipped) {
+		t.Fatalf("tick 2, while b runs tick 1: got %v, want ErrSkipped", err)
+	}
+	// Ticks 3 and 4 are never asked about here. At tick 6, the ticks in
+	// (tick 2 - grace, tick 6 - grace] are 1 to 4: 1 and 2 were seen.
+	got := claim.Earlier(co, tick(6))
+	if want := []time.Time{at(3), at(4)}; !slices.EqualFunc(got, want, time.Time.Equal) {
+		t.Errorf("ticks checked at tick 6: got %v, want %v (those not seen)", got, want)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sqlworker/worker/internal/jobs"
 )
 
 // SetClockSkew makes c's local clock run d ahead of the machine's (behind
@@ -34,3 +36,7 @@ func TicksMissed(c *Claimer, job string) prometheus.Counter {
 
 // ClockOffset returns c's worker_db_clock_offset_seconds.
 func ClockOffset(c *Claimer) prometheus.Gauge { return c.metrics.offset }
+
+// Earlier returns the ticks co checks for a claim at tick t (and remembers
+// t as the previous tick, as Acquire does).
+func Earlier(co *Coordinator, t jobs.Tick) []time.Time { return co.earlier(t) }

@@ -86,6 +86,24 @@ func runArgs(rows []RunRow) []any {
 	return args
 }
 
+// InsertRunWhereSQL returns, for PostgreSQL, an INSERT of one job_runs row
+// that writes it only when cond holds: the INSERT ... SELECT a
+// data-modifying CTE of another statement runs, so that the row is written
+// in the same statement (and commit) as what cond reads, the claim's finish
+// of package claim. Its parameters are $first to $first+8, given by
+// RunArgs(row); the casts type them as the columns are.
+func InsertRunWhereSQL(first int, cond string) string {
+	p := func(i int, typ string) string { return "$" + strconv.Itoa(first+i) + "::" + typ }
+	return `INSERT INTO job_runs
+		(job, scheduled_at, started_at, ended_at, result, error, rows_affected, attempt, jitter_ms)
+	SELECT ` + p(0, "text") + `, ` + p(1, "timestamptz") + `, ` + p(2, "timestamptz") + `, ` + p(3, "timestamptz") + `, ` +
+		p(4, "text") + `, ` + p(5, "text") + `, ` + p(6, "bigint") + `, ` + p(7, "integer") + `, ` + p(8, "bigint") + `
+	WHERE ` + cond
+}
+
+// RunArgs returns the parameters of row for InsertRunWhereSQL.
+func RunArgs(row RunRow) []any { return runArgs([]RunRow{row}) }
+
 // RunInserter is InsertRuns with the one-row INSERT, the one every finished
 // run writes, prepared once per handle rather than parsed on every run (on
 // PostgreSQL, pgx caches the server-side statement either way). It

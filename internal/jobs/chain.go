@@ -40,10 +40,12 @@ func (s *Scheduler) record(next handler) handler {
 		if errors.Is(err, ErrNotClaimed) {
 			return err // another replica runs and records it
 		}
-		r.EndedAt = time.Now()
+		if !r.recorded {
+			r.EndedAt = time.Now() // a recorded run keeps its row's
+		}
 		r.Err = err
 		r.Result = s.classify(err)
-		if a, ok := ctx.Value(activeKey{}).(*active); ok && !a.recorded.CompareAndSwap(false, true) {
+		if a, ok := ctx.Value(activeKey{}).(*active); ok && !r.ownsRecord && !a.recorded.CompareAndSwap(false, true) {
 			return err // Stop already recorded it as abandoned
 		}
 		s.planRetry(e, r)
@@ -112,7 +114,7 @@ func (s *Scheduler) finishEntry(e *entry, r *Run) {
 	}
 	s.log(r)
 	var err error
-	if r.Result == Success && e != nil && e.job.OmitSuccessRows {
+	if r.recorded || r.Result == Success && e != nil && e.job.OmitSuccessRows {
 		err = s.history.Err()
 	} else if err = s.history.add(r); err != nil {
 		s.logger.Error("Cannot record job run", "job", r.Job, "result", r.Result, "err", err)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/sqlworker/worker/internal/db"
 )
 
 // Coordinator makes replicas that share one database run each scheduled
@@ -73,6 +75,19 @@ type Claim interface {
 	Release(ctx context.Context, runErr error) error
 }
 
+// Recorder is a Claim that can release itself in the statement that writes
+// the run's job_runs row: one round trip and one commit for both, at every
+// tick. coordinate calls it, instead of Release, for a run that Stop did not
+// cut off and whose row is to be written.
+type Recorder interface {
+	// ReleaseRecording is Release(ctx, runErr) that also writes row, the
+	// run's job_runs row, when the release is accepted, and reports
+	// whether it wrote it. When it did not (the release was refused, or
+	// failed, or is a hand-over to another replica, which writes no row
+	// here), the run is recorded the usual way, with the error.
+	ReleaseRecording(ctx context.Context, runErr error, row db.RunRow) (recorded bool, err error)
+}
+
 // ErrNotClaimed is wrapped by a Coordinator's error when another replica
 // runs the tick: the run is neither counted nor recorded on this replica.
 var ErrNotClaimed = errors.New("tick claimed by another replica")
@@ -111,12 +126,40 @@ func (s *Scheduler) coordinate(next handler) handler {
 		released := err
 		if err != nil && ctx.Err() != nil {
 			released = fmt.Errorf("%w: %w", ErrStopped, err) // cut off by Stop: the Coordinator may hand it on
+		} else if rec, ok := c.(Recorder); ok {
+			if done, rerr := s.releaseRecording(rctx, ctx, rec, e, r, err); done || rerr != nil {
+				return errors.Join(err, rerr)
+			}
 		}
 		if rerr := c.Release(rctx, released); rerr != nil {
 			return errors.Join(err, rerr)
 		}
 		return err
 	}
+}
+
+// releaseRecording releases the claim of the run r, which ended with runErr,
+// in the statement that writes its job_runs row, when the run is to have a
+// row and Stop has not recorded it meanwhile: the run is then recorded
+// here (record leaves it to r.recorded). It reports false and no error when
+// the claim is to be released the usual way instead. A claim it released
+// without the row (refused, or failed) is not released again: its error
+// makes the run a failure, recorded the usual way.
+func (s *Scheduler) releaseRecording(ctx, runCtx context.Context, rec Recorder, e *entry, r *Run, runErr error) (bool, error) {
+	result := s.classify(runErr)
+	if result == Success && e.job.OmitSuccessRows {
+		return false, nil
+	}
+	if a, ok := runCtx.Value(activeKey{}).(*active); ok {
+		if !a.recorded.CompareAndSwap(false, true) {
+			return false, nil // Stop recorded it as abandoned: release it alone
+		}
+		r.ownsRecord = true
+	}
+	r.EndedAt, r.Err, r.Result = time.Now(), runErr, result
+	recorded, err := rec.ReleaseRecording(ctx, runErr, newHistoryRow(r))
+	r.recorded = recorded
+	return true, err
 }
 
 // startScan starts the Coordinator's takeover scan, if it has one; called

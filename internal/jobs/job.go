@@ -107,7 +107,9 @@ type Run struct {
 	retryIn time.Duration // > 0: a retry follows after this wait (set by record)
 	gaveUp  bool          // a retryable failure that was not retried
 
-	manual    bool          // RunOnce or RunAtStart: no tick, so a Coordinator does not claim it
-	claimedAt time.Time     // when a Coordinator's claim was won: the body starts then
-	takenOver *trackedClaim // the claim, when the Coordinator's scan took the tick over
+	manual     bool          // RunOnce or RunAtStart: no tick, so a Coordinator does not claim it
+	claimedAt  time.Time     // when a Coordinator's claim was won: the body starts then
+	takenOver  *trackedClaim // the claim, when the Coordinator's scan took the tick over
+	ownsRecord bool          // coordinate took the recording from Stop's abandon
+	recorded   bool          // a Recorder wrote the job_runs row with its release
 }
