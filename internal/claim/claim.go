@@ -51,7 +51,10 @@
 // process with DB the *db.Handle itself (a jobs.Initer, so a handle opened
 // late or reopened is followed), Owner handle.ApplicationName() and the
 // worker's registry, and NewCoordinator(claimer, the job names) as
-// jobs.Config.Coordinator. On SQLite the Coordinator is nil. history_prune
+// jobs.Config.Coordinator. Its claims are jobs.Recorders: the finish of a
+// run writes the run's job_runs row (Lease.FinishRecording), so that a
+// tick commits twice, the claim and the finish with the row, not three
+// times. On SQLite the Coordinator is nil. history_prune
 // calls Prune through jobs.Builtins.PruneClaims.
 package claim
 

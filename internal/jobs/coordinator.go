@@ -21,8 +21,9 @@ import (
 // A tick goes: Acquire before the chain's track step (after skipIfRunning),
 // Keep for the run's context, which the Coordinator cancels when the claim
 // is lost, the body, then Release with the body's error before the run is
-// recorded. A refused Release turns the run into a failure, so that a fenced
-// run never records a success.
+// recorded (a Recorder's release writes the run's job_runs row itself). A
+// refused Release turns the run into a failure, so that a fenced run never
+// records a success.
 type Coordinator interface {
 	// Acquire claims the tick for this replica. It returns an error
 	// wrapping ErrNotClaimed when another replica has the tick (the run is
