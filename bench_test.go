@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	kgzip "github.com/klauspost/compress/gzip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -122,7 +123,8 @@ func (d *discard) WriteHeader(code int)        { d.code = code }
 // stage of the bare exporter: gather (every Collect, the conversion to
 // dto.MetricFamily and the sort), encode (the gathered families to the text
 // format Prometheus negotiates, uncompressed) and gzip (that text
-// compressed, at the level given).
+// compressed by compress/gzip at the level given, and by
+// klauspost/compress/gzip at level 1, as Handler does).
 func BenchmarkScrapeParts(b *testing.B) {
 	bare := prometheus.NewRegistry()
 	bare.MustRegister(
@@ -169,9 +171,22 @@ func BenchmarkScrapeParts(b *testing.B) {
 	}
 	bareText, regText := text(bareMFs), text(regMFs)
 	b.Logf("text: bare %d bytes, worker %d bytes", len(bareText), len(regText))
+	type gzipper interface {
+		io.WriteCloser
+		Reset(io.Writer)
+	}
+	type gzipCase struct {
+		name string
+		new  func(io.Writer) (gzipper, error)
+	}
+	var cases []gzipCase
 	for _, level := range []int{gzip.DefaultCompression, gzip.BestSpeed, gzip.HuffmanOnly} {
+		cases = append(cases, gzipCase{fmt.Sprintf("gzip=%d", level), func(w io.Writer) (gzipper, error) { return gzip.NewWriterLevel(w, level) }})
+	}
+	cases = append(cases, gzipCase{"gzip=klauspost-1", func(w io.Writer) (gzipper, error) { return kgzip.NewWriterLevel(w, kgzip.BestSpeed) }})
+	for _, c := range cases {
 		var out counter
-		gz, err := gzip.NewWriterLevel(&out, level)
+		gz, err := c.new(&out)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -190,8 +205,8 @@ func BenchmarkScrapeParts(b *testing.B) {
 		compress(bareText)(b)
 		bareOut := out
 		compress(regText)(b)
-		b.Logf("gzip level %d: bare %d bytes, worker %d bytes", level, bareOut, out)
-		b.Run(fmt.Sprintf("gzip=%d", level), func(b *testing.B) { floorbench.Pair(b, compress(bareText), compress(regText)) })
+		b.Logf("%s: bare %d bytes, worker %d bytes", c.name, bareOut, out)
+		b.Run(c.name, func(b *testing.B) { floorbench.Pair(b, compress(bareText), compress(regText)) })
 	}
 }
 
