@@ -3,6 +3,7 @@ package fdstat
 import (
 	"database/sql"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -432,6 +433,46 @@ func BenchmarkCounter_Count(b *testing.B) {
 			dfd, names := fdNames(b)
 			var buf [unix.PathMax]byte
 			floorbench.Pair(b, func(b *testing.B) {
+				for _, name := range names {
+					if _, errno := readlinkat(dfd, &name[0], buf[:]); errno != 0 {
+						b.Fatalf("readlinkat %s: %v", name, errno)
+					}
+				}
+			}, func(b *testing.B) {
+				if _, err := c.Count(); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkCounter_CountListing measures Count against the system calls it
+// cannot do without: the floor of BenchmarkCounter_Count plus the listing
+// of the directory, an lseek to its start and getdents64 until a short
+// read, into a buffer of Count's size. What is left of x-floor is Count's
+// own work: parsing the records and classifying the targets.
+func BenchmarkCounter_CountListing(b *testing.B) {
+	for _, n := range []int{10, 1000, 10000} {
+		b.Run(fmt.Sprintf("fds=%d", n), func(b *testing.B) {
+			c := newCounter(b, filepath.Join(b.TempDir(), "worker.db"))
+			openDevNull(b, c, n)
+			dfd, names := fdNames(b)
+			var buf [unix.PathMax]byte
+			dents := new(buffers).dents[:]
+			floorbench.Pair(b, func(b *testing.B) {
+				if _, err := unix.Seek(dfd, 0, io.SeekStart); err != nil {
+					b.Fatal(err)
+				}
+				for {
+					got, err := unix.Getdents(dfd, dents)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if got <= len(dents)-direntMax {
+						break
+					}
+				}
 				for _, name := range names {
 					if _, errno := readlinkat(dfd, &name[0], buf[:]); errno != 0 {
 						b.Fatalf("readlinkat %s: %v", name, errno)
