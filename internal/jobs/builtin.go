@@ -262,14 +262,33 @@ func (b *Builtins) historyPrune(ctx context.Context, sdb *sql.DB) (int64, error)
 // SQLFunc returns the body of a user job: its SQL, one or more statements,
 // run in one transaction. It reports the rows changed by all statements:
 // on SQLite from total_changes(), on PostgreSQL summed over the statements'
-// command tags (db.ExecPostgres). On SQLite the statements are prepared once
-// per handle after the first successful run (sqljob.go).
+// command tags (db.ExecPostgres).
 func SQLFunc(query string) Func {
-	j := newSQLJob(query)
 	return func(ctx context.Context, sdb *sql.DB) (int64, error) {
 		if db.IsPostgres(sdb) {
 			return db.ExecPostgres(ctx, sdb, query)
 		}
-		return j.run(ctx, sdb)
+		return sqliteSQL(ctx, sdb, query)
 	}
+}
+
+func sqliteSQL(ctx context.Context, db *sql.DB, query string) (int64, error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	// Exec reports only the last statement's changes; total_changes()
+	// counts all of them on this connection.
+	var before, after int64
+	if err := tx.QueryRowContext(ctx, "SELECT total_changes()").Scan(&before); err != nil {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, query); err != nil {
+		return 0, err
+	}
+	if err := tx.QueryRowContext(ctx, "SELECT total_changes()").Scan(&after); err != nil {
+		return 0, err
+	}
+	return after - before, tx.Commit()
 }
