@@ -379,4 +379,17 @@ func TestDriver_DropsReadOnlyConnections(t *testing.T) {
 	if got := ro.Stats().OpenConnections; got != 1 {
 		t.Fatalf("pool after a read: got %d open connections, want 1", got)
 	}
+	// A prepared write's answer drops it too (the history's insert is one).
+	st, err := ro.Prepare("INSERT INTO t VALUES (2)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	before = db.Accounting()
+	if _, err := st.Exec(); err == nil || !strings.Contains(err.Error(), "readonly") {
+		t.Fatalf("prepared write on a read-only connection: got %v, want a readonly error", err)
+	}
+	if got, want := db.Accounting().ConnectionsClosed-before.ConnectionsClosed, uint64(1); got != want {
+		t.Fatalf("connections closed after the prepared write: got %d, want %d", got, want)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strconv"
@@ -273,11 +274,78 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 	return res, err
 }
 
-// QueryContext runs the query and notes a read-only answer.
+// QueryContext runs the query and notes a read-only answer, its rows'
+// too: SQLite steps a query in Rows.Next.
 func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	rows, err := c.SQLiteConn.QueryContext(ctx, query, args)
+	r, err := c.SQLiteConn.QueryContext(ctx, query, args)
 	c.note(err)
-	return rows, err
+	return c.wrapRows(r), err
+}
+
+// PrepareContext prepares the statement and returns it wrapped, so that
+// what SQLite answers a prepared statement (a history insert, say) is noted
+// as on the connection's own Exec and Query.
+func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	st, err := c.SQLiteConn.PrepareContext(ctx, query)
+	c.note(err)
+	if s, ok := st.(*sqlite3.SQLiteStmt); ok && err == nil {
+		return &stmt{SQLiteStmt: s, c: c}, nil
+	}
+	return st, err
+}
+
+// Prepare is PrepareContext; database/sql calls PrepareContext.
+func (c *conn) Prepare(query string) (driver.Stmt, error) {
+	return c.PrepareContext(context.Background(), query)
+}
+
+func (c *conn) wrapRows(r driver.Rows) driver.Rows {
+	if sr, ok := r.(*sqlite3.SQLiteRows); ok {
+		return &rows{SQLiteRows: sr, c: c}
+	}
+	return r
+}
+
+// stmt embeds the sqlite3 statement, so that every optional interface it
+// implements is forwarded, and notes its answers on its connection.
+type stmt struct {
+	*sqlite3.SQLiteStmt
+	c *conn
+}
+
+var (
+	_ driver.StmtExecContext  = (*stmt)(nil)
+	_ driver.StmtQueryContext = (*stmt)(nil)
+)
+
+// ExecContext runs the statement and notes SQLite's answer.
+func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	res, err := s.SQLiteStmt.ExecContext(ctx, args)
+	s.c.note(err)
+	return res, err
+}
+
+// QueryContext runs the statement and notes SQLite's answer, its rows' too.
+func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	r, err := s.SQLiteStmt.QueryContext(ctx, args)
+	s.c.note(err)
+	return s.c.wrapRows(r), err
+}
+
+// rows embeds the sqlite3 rows, so that their column type interfaces are
+// forwarded, and notes what stepping them answers.
+type rows struct {
+	*sqlite3.SQLiteRows
+	c *conn
+}
+
+// Next steps the statement and notes SQLite's answer.
+func (r *rows) Next(dest []driver.Value) error {
+	err := r.SQLiteRows.Next(dest)
+	if err != nil && !errors.Is(err, io.EOF) {
+		r.c.note(err)
+	}
+	return err
 }
 
 // note looks at what SQLite answered: a read-only answer makes the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -369,6 +370,47 @@ func TestHandle_Verify_SHMReplaced(t *testing.T) {
 // and Init return ErrCorrupt naming the path, worker_db_corrupt is 1, and
 // Close returns ErrCorrupt (the worker exits 1), once.
 func TestHandle_Corrupt(t *testing.T) {
+	// However SQLite reads the overwritten page, the answer is noted:
+	// through the connection's Exec, a prepared statement (the history's
+	// insert) and a query's rows, which SQLite steps in Next (the last
+	// page overwritten: the first rows read fine).
+	for _, tc := range []struct {
+		name     string
+		lastPage bool // overwrite the file's last page, not the table's root
+		read     func(d *sql.DB) error
+	}{
+		{"Exec", false, func(d *sql.DB) error {
+			_, err := d.Exec("INSERT INTO victim SELECT x FROM victim LIMIT 1")
+			return err
+		}},
+		{"PreparedExec", false, func(d *sql.DB) error {
+			st, err := d.Prepare("INSERT INTO victim SELECT x FROM victim LIMIT 1")
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			_, err = st.Exec()
+			return err
+		}},
+		{"RowsNext", true, func(d *sql.DB) error {
+			rows, err := d.Query("SELECT length(x) FROM victim")
+			if err != nil {
+				return fmt.Errorf("the query itself failed, not a row: %w", err)
+			}
+			defer rows.Close()
+			for rows.Next() {
+			}
+			return rows.Err()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testHandleCorrupt(t, tc.lastPage, tc.read) })
+	}
+}
+
+// testHandleCorrupt overwrites a table's root page, or the file's last
+// page, one of the table's leaves, of a new database under an open handle,
+// reads it with read and checks that the handle reports the corruption.
+func testHandleCorrupt(t *testing.T, lastPage bool, read func(d *sql.DB) error) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "worker.db")
 	h := db.New(db.Config{Path: path, MaxOpenConns: 1})
@@ -385,11 +427,17 @@ func TestHandle_Corrupt(t *testing.T) {
 	if err := d.QueryRow("SELECT rootpage FROM sqlite_schema WHERE name = 'victim'").Scan(&root); err != nil {
 		t.Fatal(err)
 	}
+	page := root
+	if lastPage {
+		if err := d.QueryRow("PRAGMA page_count").Scan(&page); err != nil {
+			t.Fatal(err)
+		}
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteAt(bytes.Repeat([]byte{0xff}, 4096), (root-1)*4096); err != nil {
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xff}, 4096), (page-1)*4096); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
@@ -402,8 +450,7 @@ func TestHandle_Corrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.Close()
-	_, err = d.Exec("INSERT INTO victim SELECT x FROM victim LIMIT 1")
-	if !db.IsCorrupt(err) {
+	if err := read(d); !db.IsCorrupt(err) {
 		t.Fatalf("read of the overwritten page: got %v, want SQLITE_CORRUPT", err)
 	}
 	wantMsg := "database is corrupt: " + path + ": database disk image is malformed"
