@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sqlworker/worker/internal/claim"
+	"github.com/sqlworker/worker/internal/jobs"
 	"github.com/sqlworker/worker/internal/pgtest"
 )
 
@@ -60,6 +61,18 @@ func replica(t testing.TB, dsn, owner string, cfg claim.Config) *claim.Claimer {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// coordinated returns a scheduler of job on a handle of its own on dsn,
+// coordinated by c as the worker's is, with cfg's other settings.
+func coordinated(t *testing.T, dsn string, c *claim.Claimer, cfg jobs.Config, job jobs.Job) *jobs.Scheduler {
+	t.Helper()
+	cfg.DB, cfg.Coordinator = handle{open(t, dsn)}, claim.NewCoordinator(c, []string{job.Name})
+	s, err := jobs.New(cfg, []jobs.Job{job})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // row is a job_claims row.

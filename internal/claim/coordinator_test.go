@@ -65,12 +65,9 @@ func TestCoordinator_SchedulersRunEachTickOnce(t *testing.T) {
 	for i := range replicas {
 		owner := fmt.Sprintf("replica-%d", i)
 		c := replica(t, dsn, owner, claim.Config{MissedGrace: 2 * time.Second})
-		rdb := open(t, dsn)
-		s, err := jobs.New(jobs.Config{
-			DB:          handle{rdb},
-			Registerer:  prometheus.NewRegistry(),
-			Coordinator: claim.NewCoordinator(c, []string{"tick"}),
-		}, []jobs.Job{{
+		s := coordinated(t, dsn, c, jobs.Config{
+			Registerer: prometheus.NewRegistry(),
+		}, jobs.Job{
 			Name:            "tick",
 			Schedule:        cron.Every(time.Second),
 			OmitSuccessRows: true,
@@ -78,10 +75,7 @@ func TestCoordinator_SchedulersRunEachTickOnce(t *testing.T) {
 				_, err := db.ExecContext(ctx, `INSERT INTO bodies VALUES ($1)`, owner)
 				return 1, err
 			},
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		})
 		cs[i], ss[i] = c, s
 	}
 	for _, s := range ss {
@@ -136,11 +130,9 @@ func TestCoordinator_TakenOverRunIsCancelledAndFenced(t *testing.T) {
 	b := replica(t, dsn, "b", claim.Config{})
 	started, takenOver := make(chan struct{}, 1), make(chan struct{})
 	finished := make(chan *jobs.Run, 16)
-	s, err := jobs.New(jobs.Config{
-		DB:          handle{open(t, dsn)},
-		Coordinator: claim.NewCoordinator(a, []string{"hang"}),
-		OnFinish:    func(r *jobs.Run, _ error) { finished <- r },
-	}, []jobs.Job{{
+	s := coordinated(t, dsn, a, jobs.Config{
+		OnFinish: func(r *jobs.Run, _ error) { finished <- r },
+	}, jobs.Job{
 		Name:     "hang",
 		Schedule: cron.Every(time.Second),
 		Func: func(ctx context.Context, _ *sql.DB) (int64, error) {
@@ -152,10 +144,7 @@ func TestCoordinator_TakenOverRunIsCancelledAndFenced(t *testing.T) {
 			<-takenOver // so that its finish comes after b's takeover
 			return 0, ctx.Err()
 		},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -196,17 +185,11 @@ func TestCoordinator_RunOnceIsNotClaimed(t *testing.T) {
 	dsn := server(t)
 	c := replica(t, dsn, "a", claim.Config{})
 	ran := 0
-	s, err := jobs.New(jobs.Config{
-		DB:          handle{open(t, dsn)},
-		Coordinator: claim.NewCoordinator(c, []string{"manual"}),
-	}, []jobs.Job{{
+	s := coordinated(t, dsn, c, jobs.Config{}, jobs.Job{
 		Name:     "manual",
 		Schedule: cron.Every(time.Hour),
 		Func:     func(context.Context, *sql.DB) (int64, error) { ran++; return 0, nil },
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	defer func() { _ = s.Stop(context.Background()) }()
 	r, err := s.RunOnce("manual")
 	if err != nil {
@@ -240,19 +223,14 @@ func TestCoordinator_ScanTakesOverBetweenTicks(t *testing.T) {
 
 	live := replica(t, dsn, "live", claim.Config{Lease: 1500 * time.Millisecond})
 	finished := make(chan *jobs.Run, 1)
-	s, err := jobs.New(jobs.Config{
-		DB:          handle{open(t, dsn)},
-		Coordinator: claim.NewCoordinator(live, []string{"daily"}),
-		OnFinish:    func(r *jobs.Run, _ error) { finished <- r },
-	}, []jobs.Job{{
+	s := coordinated(t, dsn, live, jobs.Config{
+		OnFinish: func(r *jobs.Run, _ error) { finished <- r },
+	}, jobs.Job{
 		Name:            "daily",
 		Schedule:        cron.Every(24 * time.Hour),
 		OmitSuccessRows: true,
 		Func:            func(context.Context, *sql.DB) (int64, error) { return 1, nil },
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -285,11 +263,9 @@ func TestCoordinator_StopHandsTheRunOn(t *testing.T) {
 	a := replica(t, dsn, "a", claim.Config{})
 	b := replica(t, dsn, "b", claim.Config{})
 	started := make(chan struct{}, 1)
-	s, err := jobs.New(jobs.Config{
-		DB:            handle{open(t, dsn)},
-		Coordinator:   claim.NewCoordinator(a, []string{"long"}),
+	s := coordinated(t, dsn, a, jobs.Config{
 		ShutdownGrace: 100 * time.Millisecond,
-	}, []jobs.Job{{
+	}, jobs.Job{
 		Name:     "long",
 		Schedule: cron.Every(time.Second),
 		Func: func(ctx context.Context, _ *sql.DB) (int64, error) {
@@ -300,10 +276,7 @@ func TestCoordinator_StopHandsTheRunOn(t *testing.T) {
 			<-ctx.Done()
 			return 0, ctx.Err()
 		},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -369,18 +342,12 @@ func TestCoordinator_CountsMissedTicks(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := replica(t, dsn, "a", claim.Config{MissedGrace: time.Second})
-	s, err := jobs.New(jobs.Config{
-		DB:          handle{open(t, dsn)},
-		Coordinator: claim.NewCoordinator(c, []string{"gap"}),
-	}, []jobs.Job{{
+	s := coordinated(t, dsn, c, jobs.Config{}, jobs.Job{
 		Name:            "gap",
 		Schedule:        cron.Every(time.Second),
 		OmitSuccessRows: true,
 		Func:            func(context.Context, *sql.DB) (int64, error) { return 0, nil },
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -412,11 +379,9 @@ func TestCoordinator_LostLeaseIsHandedOn(t *testing.T) {
 	b := replica(t, dsn, "b", claim.Config{})
 	started := make(chan struct{}, 1)
 	finished := make(chan *jobs.Run, 16)
-	s, err := jobs.New(jobs.Config{
-		DB:          handle{open(t, dsn)},
-		Coordinator: claim.NewCoordinator(a, []string{"hang"}),
-		OnFinish:    func(r *jobs.Run, _ error) { finished <- r },
-	}, []jobs.Job{{
+	s := coordinated(t, dsn, a, jobs.Config{
+		OnFinish: func(r *jobs.Run, _ error) { finished <- r },
+	}, jobs.Job{
 		Name: "hang",
 		// One tick only: a's next tick would take its own claim back.
 		Schedule: once(time.Now().Add(time.Second).Truncate(time.Second)),
@@ -428,10 +393,7 @@ func TestCoordinator_LostLeaseIsHandedOn(t *testing.T) {
 			<-ctx.Done()
 			return 0, ctx.Err()
 		},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -473,11 +435,9 @@ func TestCoordinator_RetryClaimsItsTickAgain(t *testing.T) {
 	c := replica(t, dsn, "a", claim.Config{})
 	finished := make(chan *jobs.Run, 4)
 	calls := 0
-	s, err := jobs.New(jobs.Config{
-		DB:          handle{open(t, dsn)},
-		Coordinator: claim.NewCoordinator(c, []string{"flaky"}),
-		OnFinish:    func(r *jobs.Run, _ error) { finished <- r },
-	}, []jobs.Job{{
+	s := coordinated(t, dsn, c, jobs.Config{
+		OnFinish: func(r *jobs.Run, _ error) { finished <- r },
+	}, jobs.Job{
 		Name:            "flaky",
 		Schedule:        once(time.Now().Add(time.Second).Truncate(time.Second)),
 		Retries:         2,
@@ -489,10 +449,7 @@ func TestCoordinator_RetryClaimsItsTickAgain(t *testing.T) {
 			}
 			return 1, nil
 		},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -533,16 +490,14 @@ func TestCoordinator_BusyTickSkippedOnce(t *testing.T) {
 	results := map[jobs.Result]int{}
 	for i := range replicas {
 		c := replica(t, dsn, fmt.Sprintf("replica-%d", i), claim.Config{MissedGrace: 2 * time.Second})
-		s, err := jobs.New(jobs.Config{
-			DB:          handle{open(t, dsn)},
-			Registerer:  prometheus.NewRegistry(),
-			Coordinator: claim.NewCoordinator(c, []string{"slow"}),
+		s := coordinated(t, dsn, c, jobs.Config{
+			Registerer: prometheus.NewRegistry(),
 			OnFinish: func(r *jobs.Run, _ error) {
 				mu.Lock()
 				results[r.Result]++
 				mu.Unlock()
 			},
-		}, []jobs.Job{{
+		}, jobs.Job{
 			Name:            "slow",
 			Schedule:        cron.Every(time.Second),
 			OmitSuccessRows: true,
@@ -550,10 +505,7 @@ func TestCoordinator_BusyTickSkippedOnce(t *testing.T) {
 				_, err := db.ExecContext(ctx, `SELECT pg_sleep(1.5)`)
 				return 0, err
 			},
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		})
 		cs[i], ss[i] = c, s
 	}
 	for _, s := range ss {

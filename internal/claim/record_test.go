@@ -142,18 +142,13 @@ func TestCoordinator_RecordsTheRunWithTheFinish(t *testing.T) {
 	ctx := context.Background()
 	d := open(t, dsn)
 	c := replica(t, dsn, "a", claim.Config{})
-	s, err := jobs.New(jobs.Config{
-		DB:          handle{open(t, dsn)},
-		Registerer:  prometheus.NewRegistry(),
-		Coordinator: claim.NewCoordinator(c, []string{"rec"}),
-	}, []jobs.Job{{
+	s := coordinated(t, dsn, c, jobs.Config{
+		Registerer: prometheus.NewRegistry(),
+	}, jobs.Job{
 		Name:     "rec",
 		Schedule: cron.Every(time.Second),
 		Func:     func(context.Context, *sql.DB) (int64, error) { return 1, nil },
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
