@@ -27,7 +27,7 @@ import (
 // the grace, and the insert counts it on one replica only. A tick this
 // replica found a claim row for (it won, lost, skipped or found it missed)
 // cannot be missed and is not checked: with every replica up, no tick is,
-// and the finish statement stays a single UPDATE.
+// and the finish statement does no missed-tick check.
 type Coordinator struct {
 	c *Claimer
 
@@ -78,11 +78,11 @@ func (co *Coordinator) Acquire(ctx context.Context, t jobs.Tick) (jobs.Claim, er
 		l, err := co.c.Claim(ctx, t.Job, t.ScheduledAt, earlier...)
 		var nd *NotDueError
 		var lost *LostError
-		if err == nil && l.ScheduledAt.Equal(t.ScheduledAt) || errors.As(err, &lost) || errors.Is(err, ErrMissed) || errors.Is(err, ErrBusy) {
-			co.seen(t.Job, t.ScheduledAt)
-		}
 		switch {
 		case err == nil:
+			if l.ScheduledAt.Equal(t.ScheduledAt) { // not a takeover of an earlier tick
+				co.seen(t.Job, t.ScheduledAt)
+			}
 			return held{l}, nil
 		case errors.As(err, &nd) && time.Until(deadline) > nd.Wait:
 			timer := time.NewTimer(nd.Wait)
@@ -95,8 +95,10 @@ func (co *Coordinator) Acquire(ctx context.Context, t jobs.Tick) (jobs.Claim, er
 			earlier = nil // checked by the first try
 			continue
 		case errors.As(err, &lost), errors.Is(err, ErrMissed):
+			co.seen(t.Job, t.ScheduledAt)
 			return nil, fmt.Errorf("%w: %w", jobs.ErrNotClaimed, err)
 		case errors.Is(err, ErrBusy):
+			co.seen(t.Job, t.ScheduledAt)
 			return nil, fmt.Errorf("%w: %w", jobs.ErrSkipped, err)
 		}
 		return nil, err
@@ -110,14 +112,15 @@ func (co *Coordinator) Skip(ctx context.Context, t jobs.Tick) error {
 	err := co.c.Skip(ctx, t.Job, t.ScheduledAt)
 	var lost *LostError
 	var nd *NotDueError
-	if errors.Is(err, ErrBusy) || errors.As(err, &lost) {
-		co.seen(t.Job, t.ScheduledAt)
-	}
 	switch {
 	case errors.Is(err, ErrBusy):
+		co.seen(t.Job, t.ScheduledAt)
 		return fmt.Errorf("%w: %w", jobs.ErrSkipped, err)
 	case errors.As(err, &lost), errors.As(err, &nd):
 		// Another replica has the tick, or will claim or skip it once due.
+		if lost != nil {
+			co.seen(t.Job, t.ScheduledAt)
+		}
 		return fmt.Errorf("%w: %w", jobs.ErrNotClaimed, err)
 	}
 	return fmt.Errorf("%w (not recorded across replicas: %w)", jobs.ErrSkipped, err)
@@ -211,12 +214,17 @@ var _ jobs.Recorder = held{}
 func (h held) ScheduledAt() time.Time                   { return h.l.ScheduledAt }
 func (h held) Keep(ctx context.Context) context.Context { return h.l.Hold(ctx) }
 func (h held) Release(ctx context.Context, runErr error) error {
-	// A run cut off, by Stop or by the loss of its lease, is handed on for
-	// another replica to run, unless one already took it over.
-	if errors.Is(runErr, jobs.ErrStopped) || errors.Is(runErr, ErrLeaseLost) {
+	if handedOn(runErr) {
 		return h.l.Abandon(ctx)
 	}
 	return h.l.Finish(ctx, runErr == nil)
+}
+
+// handedOn reports whether a run that ended with runErr was cut off, by
+// Stop or by the loss of its lease: it is handed on for another replica to
+// run (Abandon), unless one already took it over.
+func handedOn(runErr error) bool {
+	return errors.Is(runErr, jobs.ErrStopped) || errors.Is(runErr, ErrLeaseLost)
 }
 
 // ReleaseRecording finishes the claim and writes the run's row in one
@@ -225,7 +233,7 @@ func (h held) Release(ctx context.Context, runErr error) error {
 // (job_runs refused the row, say), the claim is finished alone, so that a
 // run done is not run again by a takeover for want of its history row.
 func (h held) ReleaseRecording(ctx context.Context, runErr error, row db.RunRow) (bool, error) {
-	if errors.Is(runErr, jobs.ErrStopped) || errors.Is(runErr, ErrLeaseLost) {
+	if handedOn(runErr) {
 		return false, h.l.Abandon(ctx)
 	}
 	err := h.l.FinishRecording(ctx, runErr == nil, row)

@@ -114,7 +114,7 @@ func (s *Scheduler) finishEntry(e *entry, r *Run) {
 	}
 	s.log(r)
 	var err error
-	if r.recorded || r.Result == Success && e != nil && e.job.OmitSuccessRows {
+	if r.recorded || !e.hasRow(r.Result) {
 		err = s.history.Err()
 	} else if err = s.history.add(r); err != nil {
 		s.logger.Error("Cannot record job run", "job", r.Job, "result", r.Result, "err", err)
@@ -125,6 +125,12 @@ func (s *Scheduler) finishEntry(e *entry, r *Run) {
 	if e != nil {
 		s.forgetRemoved(e)
 	}
+}
+
+// hasRow reports whether a run of e with result writes a job_runs row: all
+// do but the successes of a job with OmitSuccessRows. e may be nil.
+func (e *entry) hasRow(result Result) bool {
+	return result != Success || e == nil || !e.job.OmitSuccessRows
 }
 
 // setMax stores v in a unless a holds more; it reports whether it stored.

@@ -148,7 +148,7 @@ func (s *Scheduler) coordinate(next handler) handler {
 // makes the run a failure, recorded the usual way.
 func (s *Scheduler) releaseRecording(ctx, runCtx context.Context, rec Recorder, e *entry, r *Run, runErr error) (bool, error) {
 	result := s.classify(runErr)
-	if result == Success && e.job.OmitSuccessRows {
+	if !e.hasRow(result) {
 		return false, nil
 	}
 	if a, ok := runCtx.Value(activeKey{}).(*active); ok {
