@@ -1,14 +1,12 @@
 package reliability_test
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,24 +24,6 @@ type configRun struct {
 	started bool          // it took the config, became ready and was killed
 }
 
-// lockedBuffer is a bytes.Buffer safe for a writer and a reader.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // runConfig runs the built worker on config (written to a file) with args,
 // prefixed by prefix (such as prlimit), and waits at most 60 s for it to
 // exit on its own.
@@ -59,7 +39,7 @@ func runConfig(t *testing.T, config string, prefix []string, args ...string) con
 		"--db.path", r.dbPath, "--web.listen-address", "127.0.0.1:0")
 	argv = append(argv, args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	stderr := &lockedBuffer{}
+	stderr := &workertest.SyncBuffer{}
 	cmd.Stderr = stderr
 	start := time.Now()
 	if err := cmd.Start(); err != nil {

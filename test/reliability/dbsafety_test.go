@@ -43,7 +43,7 @@ func refusedStart(t *testing.T, args ...string) (int, string) {
 	defer cancel()
 	argv := append([]string{"--web.listen-address", "127.0.0.1:0"}, args...)
 	cmd := exec.CommandContext(ctx, workerBin, argv...)
-	var stderr bytes.Buffer
+	var stderr workertest.SyncBuffer // written by exec's copying goroutine while it is read here
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
