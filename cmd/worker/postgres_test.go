@@ -154,8 +154,14 @@ func TestWorker_PostgresServerDown(t *testing.T) {
 	if got := w.Status("/healthz"); got != 200 {
 		t.Errorf("GET /healthz: got %d, want 200", got)
 	}
+	// Readiness is logged when it is true (issue 18): not while /readyz
+	// answers 503.
+	if logs := w.Logs(); strings.Contains(logs, `msg="Worker ready"`) || !strings.Contains(logs, `msg="Worker started; not ready until the database opens"`) {
+		t.Errorf("logs with the server down: want \"Worker started; not ready until the database opens\" and no \"Worker ready\", got\n%s", logs)
+	}
 	srv.Start(t)
 	w.WaitFor(t, "ready once the server is up", waitLimit, func() bool { return w.Status("/readyz") == 200 })
+	w.WaitFor(t, "\"Worker ready\" logged", waitLimit, func() bool { return strings.Contains(w.Logs(), `msg="Worker ready"`) })
 	w.WaitFor(t, "a successful run", waitLimit, func() bool {
 		return workertest.Sum(w.Scrape(t)["worker_job_runs_total"], map[string]string{"result": "success"}) >= 1
 	})
@@ -188,6 +194,12 @@ func TestWorker_PostgresBadInput(t *testing.T) {
 		{"PasswordFile", []string{"--db.url", "postgres://u@h/db", "--db.password-file", filepath.Join(dir, "nope")},
 			"worker: --db.password-file: cannot read password file: open " + filepath.Join(dir, "nope") + ": no such file or directory"},
 		{"ReplicaID", []string{"--db.url", "postgres://u@h/db", "--db.replica-id", "a b"}, `worker: --db.replica-id: want 1 to 56 letters, digits, '.', '_' or '-', starting with a letter or digit, got "a b"`},
+		// An explicitly empty value, or "-" (which kingpin read as empty),
+		// is refused, not taken as the default (issue 18).
+		{"ReplicaIDEmpty", []string{"--db.url", "postgres://u@h/db", "--db.replica-id", ""}, "worker: --db.replica-id: must not be empty; leave the flag out for the default"},
+		{"ReplicaIDEmptyEquals", []string{"--db.url", "postgres://u@h/db", "--db.replica-id="}, "worker: --db.replica-id: must not be empty; leave the flag out for the default"},
+		{"ReplicaIDDash", []string{"--db.url", "postgres://u@h/db", "--db.replica-id", "-"}, `worker: --db.replica-id: want 1 to 56 letters, digits, '.', '_' or '-', starting with a letter or digit, got "-"`},
+		{"URLEmpty", []string{"--db.url", ""}, "worker: --db.url: must not be empty; leave the flag out for the default"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

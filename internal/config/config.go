@@ -663,7 +663,10 @@ func duration(field, s string, def time.Duration, positive bool) (time.Duration,
 	if s == "" {
 		return def, nil
 	}
-	d, err := time.ParseDuration(s)
+	d, err := schedule.ParseDuration(s)
+	if errors.Is(err, schedule.ErrDurationTooLong) {
+		return 0, fmt.Errorf("%s: duration %q is %w", field, s, err)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("%s: invalid duration %q: want a number with a unit, such as 30s or 5m", field, s)
 	}

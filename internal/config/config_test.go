@@ -363,6 +363,8 @@ func TestParse_Errors(t *testing.T) {
 			`jobs[0].timeout: invalid duration "5x": want a number with a unit, such as 30s or 5m`},
 		{"DurationWithoutUnit", job("timeout: 30"), "jobs[0].timeout",
 			`jobs[0].timeout: invalid duration "30": want a number with a unit, such as 30s or 5m`},
+		{"DurationOverflow", job("timeout: 10000000h"), "jobs[0].timeout",
+			`jobs[0].timeout: duration "10000000h" is too long: at most 2562047h47m16.854775807s`},
 		{"BuiltinNegativeTimeout", "builtin:\n  heartbeat: {timeout: -1s}\n", "builtin.heartbeat.timeout",
 			"builtin.heartbeat.timeout: must be positive, got -1s"},
 		{"BusyTimeoutNegative", "database:\n  busy_timeout: -1s\n", "database.busy_timeout",

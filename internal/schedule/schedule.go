@@ -6,6 +6,8 @@ package schedule
 import (
 	"errors"
 	"fmt"
+	"math"
+	"regexp"
 	"strings"
 	"time"
 
@@ -93,10 +95,30 @@ func cutZone(spec string) (prefix, zone, rest string, ok bool) {
 	return "", "", "", false
 }
 
+// ErrDurationTooLong is ParseDuration's error for a well-formed duration
+// beyond time.Duration's range, which time.ParseDuration reports as
+// invalid as if it were a typo.
+var ErrDurationTooLong = fmt.Errorf("too long: at most %s", time.Duration(math.MaxInt64))
+
+// durationSyntax matches what time.ParseDuration reads, whatever the size.
+var durationSyntax = regexp.MustCompile(`^[-+]?((\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h))+$`)
+
+// ParseDuration is time.ParseDuration, except that a duration too long for
+// time.Duration is ErrDurationTooLong rather than "invalid".
+func ParseDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil && durationSyntax.MatchString(s) {
+		return 0, ErrDurationTooLong
+	}
+	return d, err
+}
+
 // checkEvery validates the interval of "@every <interval>".
 func checkEvery(s string) error {
-	d, err := time.ParseDuration(s)
+	d, err := ParseDuration(s)
 	switch {
+	case errors.Is(err, ErrDurationTooLong):
+		return fmt.Errorf("@every: interval %q is %w", s, err)
 	case err != nil:
 		return fmt.Errorf("@every: invalid interval %q: want a number with a unit, such as 10s or 5m", s)
 	case d < MinEvery:

@@ -127,6 +127,8 @@ func TestParse_Rejected(t *testing.T) {
 		{"EveryZero", "@every 0s", "@every: interval must be at least 1s, got 0s"},
 		{"EveryFraction", "@every 1500ms", "@every: interval must be a whole number of seconds, got 1500ms"},
 		{"EveryNoUnit", "@every 5", `@every: invalid interval "5": want a number with a unit, such as 10s or 5m`},
+		{"EveryOverflow", "@every 10000000h", `@every: interval "10000000h" is too long: at most 2562047h47m16.854775807s`},
+		{"EveryOverflowSum", "@every 2562047h60m", `@every: interval "2562047h60m" is too long: at most 2562047h47m16.854775807s`},
 		{"EveryNoInterval", "@every", "unrecognized descriptor: @every"},
 		{"UnknownDescriptor", "@fortnightly", "unrecognized descriptor: @fortnightly"},
 		{"UnknownZone", "CRON_TZ=Nowhere/Land * * * * *", `CRON_TZ: unknown time zone "Nowhere/Land"`},
