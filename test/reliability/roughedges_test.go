@@ -1,0 +1,51 @@
+package reliability_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sqlworker/worker/internal/workertest"
+)
+
+// Ensure a duration past time.Duration's range is refused naming its limit,
+// not as a typo (issue 18: "timeout: 10000000h" said "want a number with a
+// unit").
+func TestConfig_DurationOverflow(t *testing.T) {
+	t.Parallel()
+	checkRefused(t, []refusedConfig{
+		{"Timeout", "jobs:\n  - {name: a, schedule: \"@hourly\", sql: SELECT 1, timeout: 10000000h}\n",
+			`jobs[0].timeout: duration "10000000h" is too long: at most 2562047h47m16.854775807s`},
+		{"Every", "jobs:\n  - {name: a, schedule: \"@every 10000000h\", sql: SELECT 1}\n",
+			`jobs[0].schedule: invalid schedule "@every 10000000h": @every: interval "10000000h" is too long: at most 2562047h47m16.854775807s`},
+	})
+}
+
+// Ensure an unknown job's 404 echoes a bounded prefix of its name (issue
+// 18: a 900 KB name came back as 900 KB of 404).
+func TestAdminAPI_UnknownNameBounded(t *testing.T) {
+	t.Parallel()
+	w := StartWorker(t, workertest.Options{Config: workertest.BuiltinsOff, Args: []string{"--web.enable-admin-api"}})
+	name := strings.Repeat("x", 900<<10)
+	c := &http.Client{Timeout: time.Minute}
+	resp, err := c.Post(w.URL("/api/v1/jobs/"+name+"/run"), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("status: got %d, want 404", resp.StatusCode)
+	}
+	if len(body) > 512 {
+		t.Errorf("body: got %d bytes, want at most 512", len(body))
+	}
+	if want := `… (921600 bytes) is not scheduled`; !strings.Contains(string(body), want) {
+		t.Errorf("body: got %q, want it to contain %q", body, want)
+	}
+}
