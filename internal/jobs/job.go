@@ -108,6 +108,7 @@ type Run struct {
 	gaveUp  bool          // a retryable failure that was not retried
 
 	manual     bool          // RunOnce or RunAtStart: no tick, so a Coordinator does not claim it
+	slotHeld   bool          // its catch-up sequence holds the job's running slot (see holdSlot)
 	claimedAt  time.Time     // when a Coordinator's claim was won: the body starts then
 	takenOver  *trackedClaim // the claim, when the Coordinator's scan took the tick over
 	ownsRecord bool          // coordinate took the recording from Stop's abandon
