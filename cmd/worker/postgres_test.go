@@ -187,7 +187,10 @@ func TestWorker_PostgresBadInput(t *testing.T) {
 		want string
 	}{
 		{"UnknownParam", []string{"--db.url", "postgres://u:s3cret@h/db?colour=blue"}, `worker: --db.url: unknown parameter "colour"`},
-		{"NotAURL", []string{"--db.url", "postgres://u:s3cret@h:port/db"}, "worker: --db.url: not a URL: want postgres://user@host:5432/dbname"},
+		{"NotAURL", []string{"--db.url", "postgres://u:s3cret@h:port/db"}, `worker: --db.url: not a URL: invalid port ":port" after host: want postgres://user@host:5432/dbname`},
+		{"NotAURLBracket", []string{"--db.url", "postgres://u:s3cret@[::1/db"}, `worker: --db.url: not a URL: missing ']' in host: want postgres://user@host:5432/dbname`},
+		// The bad escape is in the password: the reason must not quote it.
+		{"NotAURLEscapeInPassword", []string{"--db.url", "postgres://u:s3cret%zz@h/db"}, `worker: --db.url: not a URL: invalid URL escape in the user or password (write % as %25): want postgres://user@host:5432/dbname`},
 		{"Scheme", []string{"--db.url", "mysql://u:s3cret@h/db"}, `worker: --db.url: scheme "mysql": want postgres:// or postgresql://`},
 		{"WithPath", []string{"--db.url", "postgres://u@h/db", "--db.path", "w.db"}, "worker: --db.url: cannot be set together with --db.path: the worker uses PostgreSQL (url) or an SQLite file (path), not both"},
 		{"BothInFile", []string{"--config.file", both}, "worker: config file " + both + ": database.url: cannot be set together with database.path: the worker uses PostgreSQL (url) or an SQLite file (path), not both"},
