@@ -366,7 +366,7 @@ func (s *session) report(ctx context.Context, res *runner.Result, soakErr error,
 			fmt.Fprintf(stderr, "soak: report in %s\n", filepath.Join(o.reportDir, report.HTMLFile))
 		}
 	}
-	if missing := res.Recording.Missing(); len(missing) > 0 && res.Scrapes > 0 {
+	if missing := res.Recording.Missing(); len(missing) > 0 && res.Scrapes > res.Failures {
 		fmt.Fprintf(stderr, "soak: not exposed by the target, skipped: %s\n", strings.Join(missing, ", "))
 	}
 

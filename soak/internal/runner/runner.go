@@ -435,13 +435,27 @@ func (s *Soak) loop(ctx context.Context) error {
 	failStreak, okScrapes := 0, 0
 	var lastErr error
 
+	end := res.Start.Add(cfg.Duration)
 	for {
 		t := time.Since(res.Start).Seconds()
-		vec, err := cfg.Scraper.Scrape(ctx)
-		res.Scrapes++
+		// A scrape is cut at the end of the soak: a slow target must not
+		// stretch it past its duration.
+		sctx, cancel := context.WithDeadline(ctx, end)
+		vec, err := cfg.Scraper.Scrape(sctx)
+		cancel()
 		switch {
 		case ctx.Err() != nil:
 			return ErrInterrupted
+		case err != nil && !time.Now().Before(end):
+			// The soak's end cut this scrape: not the target's failure,
+			// unless no scrape ever came back.
+			if res.Scrapes == 0 {
+				res.Scrapes, res.Failures, lastErr = 1, 1, err
+			}
+			return s.endErr(lastErr)
+		}
+		res.Scrapes++
+		switch {
 		case err != nil:
 			res.Failures++
 			failStreak++
@@ -471,15 +485,26 @@ func (s *Soak) loop(ctx context.Context) error {
 		case <-ctx.Done():
 			return ErrInterrupted
 		case <-deadline.C:
-			if len(res.Recording.Series()) == 0 {
-				return s.errNoWatched()
-			}
-			return nil
+			return s.endErr(lastErr)
 		case <-cfg.Died:
 			return ErrTargetDied
 		case <-tick.C:
 		}
 	}
+}
+
+// endErr is the loop's error at the end of the soak: none when it recorded
+// watched series; when it did not, the scrapes' failure if every scrape
+// failed (a timeout, a status, the body limit), not "exposes none".
+func (s *Soak) endErr(lastErr error) error {
+	res := s.res
+	switch {
+	case len(res.Recording.Series()) > 0:
+		return nil
+	case res.Scrapes == res.Failures && lastErr != nil:
+		return fmt.Errorf("%w: %d of %d, last: %w", ErrScrapesFailed, res.Failures, res.Scrapes, lastErr)
+	}
+	return s.errNoWatched()
 }
 
 // errNoWatched is ErrNoWatchedSeries naming the watched series.
