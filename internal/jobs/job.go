@@ -107,7 +107,8 @@ type Run struct {
 	retryIn time.Duration // > 0: a retry follows after this wait (set by record)
 	gaveUp  bool          // a retryable failure that was not retried
 
-	manual     bool          // RunOnce or RunAtStart: no tick, so a Coordinator does not claim it
+	manual     bool          // RunOnce or RunAtStart: no tick of the schedule
+	runNow     bool          // RunOnce: claimed as a Tick.RunNow, one run at a time across replicas
 	slotHeld   bool          // its catch-up sequence holds the job's running slot (see holdSlot)
 	claimedAt  time.Time     // when a Coordinator's claim was won: the body starts then
 	takenOver  *trackedClaim // the claim, when the Coordinator's scan took the tick over

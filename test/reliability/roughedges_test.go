@@ -49,3 +49,53 @@ func TestAdminAPI_UnknownNameBounded(t *testing.T) {
 		t.Errorf("body: got %q, want it to contain %q", body, want)
 	}
 }
+
+// Ensure run-now holds "one run of a job at a time" across PostgreSQL
+// replicas (issue 18: run-now on two replicas at once ran the same job on
+// both at the same time). A run-now on r0 runs the job; one on r1 while it
+// runs answers 409 with a skipped run, and the job has one success row.
+func TestAdminAPI_RunNowAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	config := `scheduler:
+  lease: 2s
+builtin:
+  heartbeat: {enabled: false}
+  history_prune: {enabled: false}
+jobs:
+  - name: slow
+    schedule: "@yearly"
+    timeout: 30s
+    sql: SELECT pg_sleep(3)
+`
+	rs := startReplicas(t, 2, config, "", func(_ int, o *workertest.Options) {
+		o.Args = append(o.Args, "--web.enable-admin-api")
+	})
+	c := &http.Client{Timeout: time.Minute}
+	first := make(chan int, 1)
+	go func() {
+		code, err := api(c, rs.ws[0], http.MethodPost, "/api/v1/jobs/slow/run", nil)
+		if err != nil {
+			t.Error(err)
+		}
+		first <- code
+	}()
+	rs.waitDB(t, "r0's run-now running", replicaWait, func() bool {
+		return rs.int(t, `SELECT count(*) FROM job_claims WHERE job = 'slow' AND status = 'running' AND owner = 'worker-r0'`) == 1
+	})
+	var skipped struct {
+		Result string `json:"result"`
+	}
+	code, err := api(c, rs.ws[1], http.MethodPost, "/api/v1/jobs/slow/run", &skipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != http.StatusConflict || skipped.Result != "skipped" {
+		t.Errorf("run-now on r1 while r0 runs the job: got %d %q, want 409 skipped", code, skipped.Result)
+	}
+	if code := <-first; code != http.StatusOK {
+		t.Errorf("run-now on r0: got %d, want 200", code)
+	}
+	if n := rs.int(t, `SELECT count(*) FROM job_runs WHERE job = 'slow' AND result = 'success'`); n != 1 {
+		t.Errorf("success rows of slow: got %d, want 1", n)
+	}
+}
