@@ -10,6 +10,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/sqlworker/worker/internal/schedule"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -25,8 +26,12 @@ type Job struct {
 	Name     string
 	Spec     string        // the schedule as written, for logs
 	Schedule cron.Schedule // parsed Spec
-	Timeout  time.Duration // per run; 0 means none
-	Func     Func
+	// DST is the policy Schedule was parsed with at daylight-saving
+	// changes ("" is schedule.DSTCron): with Spec, it says whether a
+	// reload changed the schedule.
+	DST     schedule.DST
+	Timeout time.Duration // per run; 0 means none
+	Func    Func
 	// RunAtStart runs the job once at Start too, in the background,
 	// besides its schedule (the quick_check built-in).
 	RunAtStart bool

@@ -32,11 +32,19 @@ var parser = cron.NewParser(
 	cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor,
 )
 
-// Parse parses spec. A spec without a CRON_TZ= prefix runs in the time zone
-// of the time passed to its Next. Runs of white space, newlines included,
-// count as one space, so an error message is always one line. A spec that
-// no time matches, such as 30 February, is ErrNeverFires.
-func Parse(spec string) (s cron.Schedule, err error) {
+// Parse parses spec, with DSTCron's rule at daylight-saving changes. A spec
+// without a CRON_TZ= prefix runs in the time zone of the time passed to its
+// Next. Runs of white space, newlines included, count as one space, so an
+// error message is always one line. A spec that no time matches, such as
+// 30 February, is ErrNeverFires.
+func Parse(spec string) (cron.Schedule, error) { return ParseDST(spec, DSTCron) }
+
+// ParseDST is Parse with the policy p at daylight-saving changes ("" is
+// DSTCron).
+func ParseDST(spec string, p DST) (s cron.Schedule, err error) {
+	if err := CheckDST(p); err != nil {
+		return nil, err
+	}
 	spec = strings.Join(strings.Fields(spec), " ")
 	if spec == "" {
 		return nil, ErrEmpty
@@ -63,6 +71,7 @@ func Parse(spec string) (s cron.Schedule, err error) {
 	if s, err = parseCron(spec); err != nil {
 		return nil, err
 	}
+	s = withDST(s, spec, p)
 	// Next looks up to five years ahead; cron has no year field, so a spec
 	// that matches any date at all matches one within five years (29
 	// February included).

@@ -61,9 +61,10 @@ func TestParse_Accepted(t *testing.T) {
 		{"NewYork", "CRON_TZ=America/New_York 0 9 * * *", utc(2025, 3, 8, 14, 0, 0)},
 		{"NewYorkSeconds", "CRON_TZ=America/New_York 0 0 9 * * *", utc(2025, 3, 8, 14, 0, 0)},
 		// 02:30 does not exist on 9 March 2025 in New York (02:00 EST
-		// jumps to 03:00 EDT): the run is skipped, the next one is
-		// 02:30 EDT (06:30 UTC) on 10 March.
-		{"NewYorkSkippedHour", "CRON_TZ=America/New_York 30 2 * * *", utc(2025, 3, 10, 6, 30, 0)},
+		// jumps to 03:00 EDT): as cron, the run is right after the
+		// change, at 03:00 EDT (07:00 UTC). ParseDST's DSTWallClock skips
+		// it (TestParseDST_WallClock).
+		{"NewYorkSkippedHour", "CRON_TZ=America/New_York 30 2 * * *", utc(2025, 3, 9, 7, 0, 0)},
 		{"TokyoDaily", "TZ=Asia/Tokyo @daily", utc(2025, 3, 8, 15, 0, 0)},
 		{"UTCEvery", "CRON_TZ=UTC @every 5s", utc(2025, 3, 8, 10, 17, 47)},
 	}
