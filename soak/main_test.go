@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(childMain())
 	}
+	if os.Getenv(svcEnv) != "" {
+		os.Exit(serviceMain())
+	}
 	goleak.VerifyTestMain(m)
 }
 
