@@ -102,13 +102,13 @@ func (s *session) endProfiles(ctx context.Context, res *runner.Result, soakErr e
 	var want []origin.Series
 	for _, key := range culpritKeys(res) {
 		if sr := res.Recording.Get(key); sr != nil {
-			want = append(want, origin.Series{Key: key, Name: sr.Name, Labels: sr.Labels})
+			want = append(want, origin.Series{Key: key, Name: sr.Name, Labels: sr.Labels, T: sr.T, V: sr.V})
 		}
 	}
 	s.origins.Findings = s.tracker.Find(want)
 	res.Culprits = map[string]string{}
 	for _, f := range s.origins.Findings {
-		if top, ok := f.Top(); ok {
+		if top, ok := f.Top(); ok && f.Explains {
 			verb := "from"
 			if f.Measure == "open" {
 				verb = "open at"

@@ -41,10 +41,10 @@ SOAK_PG_CONFIG      ?= soak/worker-soak-pg.yml
 ifeq ($(SOAK_DB),postgres)
 SOAK_CONFIG         := $(SOAK_PG_CONFIG)
 SOAK_DB_FLAGS       := --replicas $(SOAK_REPLICAS) $(if $(SOAK_DB_URL),,--postgres)
-SOAK_DB_ARGS        := --db.url {db.url} --db.replica-id soak-{replica} --web.listen-address 127.0.0.1:{port}
+SOAK_DB_ARGS        := --db.url {db.url} --db.replica-id soak-{replica} --web.listen-address 127.0.0.1:{port} --web.enable-pprof
 else ifeq ($(SOAK_DB),sqlite)
 SOAK_DB_FLAGS       :=
-SOAK_DB_ARGS         = --db.path $$tmp/soak.db --web.listen-address 127.0.0.1:$(SOAK_PORT)
+SOAK_DB_ARGS         = --db.path $$tmp/soak.db --web.listen-address 127.0.0.1:$(SOAK_PORT) --web.enable-pprof
 else
 $(error SOAK_DB: want sqlite or postgres, got $(SOAK_DB))
 endif

@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"cmp"
 	"fmt"
 
 	"github.com/google/pprof/profile"
@@ -32,6 +33,13 @@ type Finding struct {
 	BaseFile string  `json:"base_file,omitempty"` // relative to the report dir
 	EndFile  string  `json:"end_file,omitempty"`
 	Sites    []Site  `json:"sites"`
+	// SeriesGrowth is what the series grew by between the base and the
+	// end; Explains is set when the sites' growth accounts for at least
+	// MinShare of it (always for bytes, whose heap is sampled and whose
+	// resident size holds more than the heap): only then does the verdict
+	// name the top site.
+	SeriesGrowth float64 `json:"series_growth"`
+	Explains     bool    `json:"explains"`
 	// Note says how the profile relates to the series, or why no site is
 	// given.
 	Note string `json:"note,omitempty"`
@@ -48,18 +56,17 @@ func (f Finding) Top() (Site, bool) {
 
 // Amount formats what a site added (or holds) in the finding's unit.
 func (f Finding) Amount(s Site) string {
-	v := s.Growth
 	if f.Measure == "open" {
-		v = s.Open
+		return f.amount(s.Open)
 	}
-	sign := "+"
-	if f.Measure == "open" {
-		sign = ""
-	}
+	return "+" + f.amount(s.Growth)
+}
+
+func (f Finding) amount(v float64) string {
 	if f.Unit == "bytes" {
-		return sign + humanBytes(v)
+		return humanBytes(v)
 	}
-	return fmt.Sprintf("%s%.0f", sign, v)
+	return fmt.Sprintf("%.0f", v)
 }
 
 func humanBytes(b float64) string {
@@ -75,11 +82,40 @@ func humanBytes(b float64) string {
 	return fmt.Sprintf("%.1f %s", b, units[i])
 }
 
-// Series names one series to find the origin of.
+// MinShare is the least share of a count series' growth that the sites
+// must account for to be named in the verdict.
+const MinShare = 0.5
+
+// Series names one series to find the origin of, with its samples.
 type Series struct {
 	Key    string
 	Name   string
 	Labels map[string]string
+	T, V   []float64 // seconds into the soak, value
+}
+
+// growth returns the series' growth from its last sample at or before
+// from to its last sample at or before to.
+func (s Series) growth(from, to float64) float64 {
+	at := func(t float64) (float64, bool) {
+		v, ok := 0.0, false
+		for i, ti := range s.T {
+			if ti > t {
+				break
+			}
+			v, ok = s.V[i], true
+		}
+		return v, ok
+	}
+	a, okA := at(from)
+	if !okA && len(s.V) > 0 {
+		a, okA = s.V[0], true
+	}
+	b, okB := at(to)
+	if !okA || !okB {
+		return 0
+	}
+	return b - a
 }
 
 // Find returns where each series grew between the bases and the end
@@ -126,11 +162,18 @@ func (t *Tracker) find(s Series) Finding {
 		return f
 	}
 	f.Measure = "growth"
+	var grew float64
 	for _, st := range sites {
-		if st.Growth > 0 && len(f.Sites) < MaxSites {
-			f.Sites = append(f.Sites, st)
+		if st.Growth > 0 {
+			grew += st.Growth
+			if len(f.Sites) < MaxSites {
+				f.Sites = append(f.Sites, st)
+			}
 		}
 	}
+	f.SeriesGrowth = s.growth(f.BaseAt, f.EndAt)
+	per := cmp.Or(src.PerObject, 1)
+	f.Explains = len(f.Sites) > 0 && (f.Unit == "bytes" || grew*per >= MinShare*f.SeriesGrowth)
 	if len(f.Sites) == 0 && src.Direct {
 		// Nothing grew, but the series itself is counted here: a soak
 		// stopped by an invariant at its first samples. Show what is open.
@@ -140,6 +183,10 @@ func (t *Tracker) find(s Series) Finding {
 				f.Sites = append(f.Sites, st)
 			}
 		}
+		f.Explains = len(f.Sites) > 0
+	}
+	if len(f.Sites) > 0 && !f.Explains {
+		f.Note = join(f.Note, fmt.Sprintf("the sites account for %s of the series' growth of %g: not named in the verdict", f.amount(grew), f.SeriesGrowth))
 	}
 	if len(f.Sites) == 0 {
 		f.Note = join(f.Note, fmt.Sprintf("no site grew in %s between %s and the end", src.Profile, f.Base))

@@ -135,6 +135,7 @@ func TestSourceOf(t *testing.T) {
 		direct                bool
 	}{
 		{"worker_db_handles_open", "", Handles, true},
+		{"worker_db_process_handles_open", "", Handles, false},
 		{"worker_db_connections_open", "", Conns, true},
 		{"go_sql_open_connections", "", Conns, true},
 		{"go_sql_in_use_connections", "", Conns, false},
@@ -201,11 +202,21 @@ func TestTracker(t *testing.T) {
 	waitGoroutines(t, 11+2+3)
 	tr.End(ctx, 75)
 
-	fs := tr.Find([]Series{{Key: "go_goroutines", Name: "go_goroutines"}, {Key: "worker_db_handles_open", Name: "worker_db_handles_open"}})
+	fs := tr.Find([]Series{
+		{Key: "go_goroutines", Name: "go_goroutines", T: []float64{0, 15, 30, 75}, V: []float64{20, 22, 30, 41}},
+		{Key: "worker_db_handles_open", Name: "worker_db_handles_open"},
+		{Key: `go_goroutines{x="y"}`, Name: "go_goroutines", T: []float64{15, 75}, V: []float64{0, 100}},
+	})
 	g := fs[0]
 	top, ok := g.Top()
 	if !ok || shortFunc(top.Function) != "origin.leakGoroutines.func1" || top.Growth != 11 || g.Base != PhaseWarmup || g.Measure != "growth" {
 		t.Errorf("goroutines: top %+v (%v), base %q, measure %q; want leakGoroutines.func1 +11 since warm-up", top, ok, g.Base, g.Measure)
+	}
+	if g.SeriesGrowth != 19 || !g.Explains {
+		t.Errorf("goroutines: series growth %g, explains %v; want 19 (22 at warm-up to 41), explained", g.SeriesGrowth, g.Explains)
+	}
+	if big := fs[2]; big.Explains || !strings.Contains(big.Note, "account for") {
+		t.Errorf("a series that grew by 100: explains %v (%s), want not explained by +11 goroutines", big.Explains, big.Note)
 	}
 	if got, want := g.Amount(top), "+11"; got != want {
 		t.Errorf("Amount = %q, want %q", got, want)

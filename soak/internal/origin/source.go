@@ -27,16 +27,20 @@ type Source struct {
 	// Note says how the profile relates to the series when it does not
 	// count the same thing, or why there is no profile.
 	Note string
+	// PerObject is how much of the series one object of the profile makes
+	// at most (two file descriptors per SQLite connection); 1 when zero.
+	PerObject float64
 }
 
 // Notes of the series that no profile counts directly.
 const (
 	noteInUse = "sqlcount records where a connection was opened, not who holds it: un-closed rows or a transaction that pins a pooled connection show at the call that opened the connection"
-	noteFDs   = "file descriptors have no profile of their own; each SQLite connection holds two (its database file and -wal), so the connections that grew are shown; a leaked file, pipe or socket shows no site here"
+	noteFDs   = "file descriptors have no profile of their own; each SQLite connection holds one or two (its database file, and its -wal in WAL mode), so the connections that grew are shown; a leaked file, pipe or socket shows no site here"
 	noteNoFD  = "file descriptors have no profile of their own: a leaked file, pipe or socket shows no site"
 	noteRSS   = "resident memory also holds what the Go heap profile cannot see (cgo allocations such as SQLite's page cache, stacks, the runtime's own)"
 	noteHeap  = "the heap profile is sampled (one sample per runtime.MemProfileRate bytes allocated, 512 KiB unless the target lowers it): small leaks show late or not at all"
 	noteBack  = "counts only the connections opened through sqlcount: a backend opened around it has no origin here"
+	noteProc  = "counts every *sql.DB of the process, of any driver; only the handles opened through sqlcount have an origin"
 	noteTotal = "the server's backends over all replicas: see each replica's series"
 )
 
@@ -46,6 +50,8 @@ func SourceOf(name string, labels map[string]string) (Source, bool) {
 	switch name {
 	case "worker_db_handles_open":
 		return Source{Profile: Handles, Direct: true}, true
+	case "worker_db_process_handles_open":
+		return Source{Profile: Handles, Note: noteProc}, true
 	case "worker_db_connections_open", "go_sql_open_connections":
 		return Source{Profile: Conns, Direct: true}, true
 	case "go_sql_in_use_connections":
@@ -57,10 +63,10 @@ func SourceOf(name string, labels map[string]string) (Source, bool) {
 	case "process_resident_memory_bytes":
 		return Source{Profile: Heap, Note: noteRSS + "; " + noteHeap}, true
 	case "process_open_fds":
-		return Source{Profile: Conns, Note: noteFDs}, true
+		return Source{Profile: Conns, Note: noteFDs, PerObject: 2}, true
 	case "worker_open_fds":
 		if labels["type"] == "sqlite" {
-			return Source{Profile: Conns, Note: noteFDs}, true
+			return Source{Profile: Conns, Note: noteFDs, PerObject: 2}, true
 		}
 		return Source{Note: noteNoFD}, false
 	case "soak_replica_server_backends":
