@@ -57,14 +57,20 @@ const leakPkg = "github.com/sqlworker/worker/internal/leak."
 // the series whose origin must name its injecting function, in
 // internal/leak, at the top site or among the program frames above it:
 // handles and statements from sqlcount's profiles, goroutines from the
-// goroutine profile. No profile says who holds a pooled connection (rows)
-// or opened a file (fd), and the bypass is opened around sqlcount: those
-// modes must not be given a site of the database's objects instead.
+// goroutine profile.
 var selftestCulprits = map[string]struct{ series, fn string }{
 	"handle":    {"worker_db_handles_open", leakPkg + "Init"},
 	"goroutine": {"go_goroutines", leakPkg + "AfterInit"},
 	"stmt":      {"worker_db_statements_open", leakPkg + "AfterInit"},
 }
+
+// selftestNoCulprit are the leak modes that no profile counts: a file (fd)
+// and a connection opened around sqlcount (bypass). The verdict must not
+// name a site of sqlcount's profiles for them, which would send the reader
+// to database code that does not leak. (No profile says who holds a pooled
+// connection either; the rows mode's origin, where its connections were
+// opened, is logged, not checked.)
+var selftestNoCulprit = map[string]bool{"fd": true, bypassMode: true}
 
 // bypassMode is the leak mode that opens PostgreSQL connections outside
 // the counting driver: only the server sees them, so the alarm must come
@@ -258,12 +264,18 @@ func checkOrigins(t *testing.T, mode string, r report.Report, last string) strin
 	}
 	want, ok := selftestCulprits[mode]
 	if !ok {
+		var logged []string
 		for _, f := range o.Findings {
-			if top, ok := f.Top(); ok && f.Profile != origin.Goroutine && f.Profile != origin.Heap && strings.HasPrefix(top.Function, leakPkg) {
-				t.Errorf("%s: top site %s from %s, want none: no profile counts what mode %q leaks", f.Series, top.Where(), f.Profile, mode)
+			top, ok := f.Top()
+			if !ok {
+				continue
+			}
+			logged = append(logged, f.Series+" "+top.Where())
+			if selftestNoCulprit[mode] && f.Explains && f.Profile != origin.Goroutine && f.Profile != origin.Heap {
+				t.Errorf("%s: %s named from %s, want none: no profile counts what mode %q leaks", f.Series, top.Where(), f.Profile, mode)
 			}
 		}
-		return "none expected"
+		return "not checked: " + cmp.Or(strings.Join(logged, ", "), "none")
 	}
 	var found []string
 	for _, f := range o.Findings {
