@@ -111,7 +111,7 @@ func (s *session) endProfiles(ctx context.Context, res *runner.Result, soakErr e
 		if top, ok := f.Top(); ok && f.Explains {
 			verb := "from"
 			if f.Measure == "open" {
-				verb = "open at"
+				verb = "most open at"
 			}
 			res.Culprits[f.Series] = verb + " " + top.Where()
 		}

@@ -9,6 +9,9 @@
 # PostgreSQL server instead (soak, soak-short and soak-selftest): a
 # throwaway one that bin/soak starts, or SOAK_DB_URL's.
 #
+# The worker runs with --web.enable-pprof, so that a leak's verdict names
+# the call site that grew (docs/soak.md, "Where it leaks").
+#
 # Exit status of bin/soak: 0 steady, 1 leak or broken invariant, 2 could not soak.
 
 GO                  ?= go
