@@ -173,7 +173,17 @@ func (t *Tracker) find(s Series) Finding {
 	}
 	f.SeriesGrowth = s.growth(f.BaseAt, f.EndAt)
 	per := cmp.Or(src.PerObject, 1)
-	f.Explains = len(f.Sites) > 0 && (f.Unit == "bytes" || grew*per >= MinShare*f.SeriesGrowth)
+	switch {
+	case len(f.Sites) == 0 || src.Listed:
+	case f.Unit == "bytes":
+		f.Explains = true
+	case f.SeriesGrowth > 0:
+		f.Explains = grew*per >= MinShare*f.SeriesGrowth
+	default:
+		// Named by a rule, not grown since the base: only the profile of
+		// the series' own objects can say where the grown ones are.
+		f.Explains = src.Direct
+	}
 	if len(f.Sites) == 0 && src.Direct {
 		// Nothing grew, but the series itself is counted here: a soak
 		// stopped by an invariant at its first samples. Show what is open.
@@ -185,7 +195,7 @@ func (t *Tracker) find(s Series) Finding {
 		}
 		f.Explains = len(f.Sites) > 0
 	}
-	if len(f.Sites) > 0 && !f.Explains {
+	if len(f.Sites) > 0 && !f.Explains && !src.Listed {
 		f.Note = join(f.Note, fmt.Sprintf("the sites account for %s of the series' growth of %g: not named in the verdict", f.amount(grew), f.SeriesGrowth))
 	}
 	if len(f.Sites) == 0 {

@@ -23,8 +23,12 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// objects is a profile of live objects, as sqlcount's are.
-var objects = rpprof.NewProfile("origin_test.objects")
+// objects is a profile of live objects, as sqlcount's are; conns stands
+// for sqlcount's profile of connections, which this test serves itself.
+var (
+	objects = rpprof.NewProfile("origin_test.objects")
+	conns   = rpprof.NewProfile(Conns)
+)
 
 type object struct{ _ byte }
 
@@ -200,6 +204,15 @@ func TestTracker(t *testing.T) {
 	tr.wg.Wait()
 	leakGoroutines(11, release, &wg)
 	waitGoroutines(t, 11+2+3)
+	held := []*object{{}, {}, {}, {}}
+	for _, c := range held {
+		conns.Add(c, 0)
+	}
+	t.Cleanup(func() {
+		for _, c := range held {
+			conns.Remove(c)
+		}
+	})
 	tr.End(ctx, 75)
 
 	fs := tr.Find([]Series{
@@ -217,6 +230,15 @@ func TestTracker(t *testing.T) {
 	}
 	if big := fs[2]; big.Explains || !strings.Contains(big.Note, "account for") {
 		t.Errorf("a series that grew by 100: explains %v (%s), want not explained by +11 goroutines", big.Explains, big.Note)
+	}
+	ts, vs := []float64{0, 75}, []float64{0, 4}
+	byConns := tr.Find([]Series{
+		{Key: "worker_db_connections_open", Name: "worker_db_connections_open", T: ts, V: vs},
+		{Key: "go_sql_in_use_connections", Name: "go_sql_in_use_connections", T: ts, V: vs},
+	})
+	if open, inUse := byConns[0], byConns[1]; !open.Explains || len(inUse.Sites) == 0 || inUse.Explains || !strings.Contains(inUse.Note, "not named in the verdict") {
+		t.Errorf("connections open: explains %v; in use: %d sites, explains %v (%s); want the open ones named, the sites of the ones in use listed, never named: who holds a connection is not recorded",
+			open.Explains, len(inUse.Sites), inUse.Explains, inUse.Note)
 	}
 	if got, want := g.Amount(top), "+11"; got != want {
 		t.Errorf("Amount = %q, want %q", got, want)

@@ -30,11 +30,14 @@ type Source struct {
 	// PerObject is how much of the series one object of the profile makes
 	// at most (two file descriptors per SQLite connection); 1 when zero.
 	PerObject float64
+	// Listed is set when the profile's sites are listed but never named
+	// in the verdict: they are not where the series' objects are held.
+	Listed bool
 }
 
 // Notes of the series that no profile counts directly.
 const (
-	noteInUse = "sqlcount records where a connection was opened, not who holds it: un-closed rows or a transaction that pins a pooled connection show at the call that opened the connection"
+	noteInUse = "sqlcount records where a connection was opened, not who holds it: un-closed rows or a transaction that pins a pooled connection show at the call that opened the connection, so these sites are not named in the verdict"
 	noteFDs   = "file descriptors have no profile of their own; each SQLite connection holds one or two (its database file, and its -wal in WAL mode), so the connections that grew are shown; a leaked file, pipe or socket shows no site here"
 	noteNoFD  = "file descriptors have no profile of their own: a leaked file, pipe or socket shows no site"
 	noteRSS   = "resident memory also holds what the Go heap profile cannot see (cgo allocations such as SQLite's page cache, stacks, the runtime's own)"
@@ -55,7 +58,7 @@ func SourceOf(name string, labels map[string]string) (Source, bool) {
 	case "worker_db_connections_open", "go_sql_open_connections":
 		return Source{Profile: Conns, Direct: true}, true
 	case "go_sql_in_use_connections":
-		return Source{Profile: Conns, Note: noteInUse}, true
+		return Source{Profile: Conns, Note: noteInUse, Listed: true}, true
 	case "worker_db_statements_open":
 		return Source{Profile: Stmts, Direct: true}, true
 	case "go_goroutines":
