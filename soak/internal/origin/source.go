@@ -42,7 +42,7 @@ const (
 	noteNoFD  = "file descriptors have no profile of their own: a leaked file, pipe or socket shows no site"
 	noteRSS   = "resident memory also holds what the Go heap profile cannot see (cgo allocations such as SQLite's page cache, stacks, the runtime's own)"
 	noteHeap  = "the heap profile is sampled (one sample per runtime.MemProfileRate bytes allocated, 512 KiB unless the target lowers it): small leaks show late or not at all"
-	noteBack  = "counts only the connections opened through sqlcount: a backend opened around it has no origin here"
+	noteBack  = "sqlcount counts only the connections opened through it, and a backend opened around it (what server_within_client catches) has no origin: these sites are listed, not named in the verdict; worker_db_connections_open names them when the client counts the connections too"
 	noteProc  = "counts every *sql.DB of the process, of any driver; only the handles opened through sqlcount have an origin"
 	noteTotal = "the server's backends over all replicas: see each replica's series"
 )
@@ -73,7 +73,7 @@ func SourceOf(name string, labels map[string]string) (Source, bool) {
 		}
 		return Source{Note: noteNoFD}, false
 	case "soak_replica_server_backends":
-		return Source{Profile: Conns, Note: noteBack}, true
+		return Source{Profile: Conns, Note: noteBack, Listed: true}, true
 	case "soak_server_backends":
 		return Source{Note: noteTotal}, false
 	}
