@@ -33,6 +33,12 @@ const MaxSites = 5
 // DefaultTimeout bounds each profile's request.
 const DefaultTimeout = 10 * time.Second
 
+// MinSpan is the least time between the base profiles and the end ones:
+// a soak stopped by a rule broken at its first sample waits this long
+// before its end profiles, so that the leak has time to grow at its site
+// instead of tying with what the target opened before the soak began.
+const MinSpan = 3 * time.Second
+
 // ErrNoPprof is wrapped by Start's error when no target serves pprof.
 var ErrNoPprof = errors.New("no net/http/pprof")
 
@@ -61,11 +67,14 @@ type Tracker struct {
 	phase   string               // of the bases
 	base    map[string]*snapshot // by replica
 	end     map[string]*snapshot
+	taken   time.Time // when the bases were last taken
+	// MinSpan is the package's MinSpan unless set before Start.
+	MinSpan time.Duration
 }
 
 // New returns a Tracker of targets.
 func New(targets []Target) *Tracker {
-	return &Tracker{client: &http.Client{Timeout: DefaultTimeout}, targets: targets}
+	return &Tracker{client: &http.Client{Timeout: DefaultTimeout}, targets: targets, MinSpan: MinSpan}
 }
 
 // Close releases the Tracker's connections; it waits for a Warm under way.
@@ -80,7 +89,7 @@ func (t *Tracker) Close() {
 func (t *Tracker) Start(ctx context.Context, at float64) error {
 	snaps := t.takeAll(ctx, at)
 	t.mu.Lock()
-	t.base, t.phase = snaps, PhaseStart
+	t.base, t.phase, t.taken = snaps, PhaseStart, time.Now()
 	t.mu.Unlock()
 	for _, tg := range t.targets {
 		if snaps[tg.Replica].parsed[Goroutine] != nil {
@@ -105,13 +114,23 @@ func (t *Tracker) Warm(ctx context.Context, at float64) {
 				t.base[r] = s
 			}
 		}
-		t.phase = PhaseWarmup
+		t.phase, t.taken = PhaseWarmup, time.Now()
 	}()
 }
 
-// End waits for Warm, and takes the end profiles at seconds into the soak.
+// End waits for Warm, and takes the end profiles at seconds into the soak,
+// or later: at least MinSpan after the bases.
 func (t *Tracker) End(ctx context.Context, at float64) {
 	t.wg.Wait()
+	if wait := t.MinSpan - time.Since(t.taken); wait > 0 {
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-timer.C:
+			at += wait.Seconds()
+		}
+		timer.Stop()
+	}
 	snaps := t.takeAll(ctx, at)
 	t.mu.Lock()
 	t.end = snaps

@@ -194,6 +194,7 @@ func TestTracker(t *testing.T) {
 	leakGoroutines(3, release, &wg) // during warm-up: not counted
 
 	tr := New([]Target{{URL: pprofServer(t)}})
+	tr.MinSpan = 0
 	defer tr.Close()
 	ctx := context.Background()
 	if err := tr.Start(ctx, 0); err != nil {
@@ -304,5 +305,26 @@ func TestTracker_NoPprof(t *testing.T) {
 				t.Errorf("got %v, want ErrNoPprof naming the goroutine profile's URL", err)
 			}
 		})
+	}
+}
+
+// Ensure a soak stopped right after its base profiles waits MinSpan before
+// its end ones, so that a leak grows at its site, and says so in EndAt.
+func TestTracker_MinSpan(t *testing.T) {
+	tr := New([]Target{{URL: pprofServer(t)}})
+	tr.MinSpan = 300 * time.Millisecond
+	defer tr.Close()
+	ctx := context.Background()
+	if err := tr.Start(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	tr.End(ctx, 0.01)
+	if waited := time.Since(start); waited < 250*time.Millisecond {
+		t.Errorf("End took %s, want at least MinSpan after the base", waited)
+	}
+	f := tr.Find([]Series{{Key: "go_goroutines", Name: "go_goroutines"}})[0]
+	if f.EndAt < 0.25 || f.Base != PhaseStart {
+		t.Errorf("end at %gs from %q, want ≥ 0.25 s after the start's base", f.EndAt, f.Base)
 	}
 }
