@@ -27,6 +27,9 @@ import (
 	"github.com/sqlworker/worker/internal/workertest"
 	"github.com/sqlworker/worker/soak/internal/origin"
 	"github.com/sqlworker/worker/soak/internal/report"
+	"github.com/sqlworker/worker/soak/internal/runner"
+	"github.com/sqlworker/worker/soak/internal/scrape"
+	"github.com/sqlworker/worker/soak/internal/series"
 	"github.com/sqlworker/worker/sqlcount"
 )
 
@@ -249,4 +252,23 @@ func checkCulprit(t *testing.T, r report.Report, dir, series, prof, fn string) {
 // it: a leaked goroutine's own function is the closure that it runs.
 func ownSite(function, fn string) bool {
 	return strings.HasSuffix(function, "/soak."+fn) || strings.Contains(function, "/soak."+fn+".func")
+}
+
+// Ensure a leak's alert carries its origin when the verdict names one.
+func TestAlerts_Origin(t *testing.T) {
+	cfg := runner.Config{Duration: time.Minute, Interval: time.Second, Warmup: 15 * time.Second, Watch: series.DefaultWatch}
+	var scrapes []runner.Scrape
+	for i := range 60 {
+		vec, err := scrape.Parse(strings.NewReader(genericGo(true)(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		scrapes = append(scrapes, runner.Scrape{T: float64(i), Vector: vec})
+	}
+	res := runner.New(cfg).Replay(scrapes)
+	res.Culprits = map[string]string{"process_open_fds": "from app.initDb (app/db.go:42)"}
+	as := alerts(res, "run-1", "http://127.0.0.1:1/metrics")
+	if len(as) != 1 || as[0].Annotations["origin"] != "from app.initDb (app/db.go:42)" {
+		t.Fatalf("alerts %+v, want one for process_open_fds with its origin", as)
+	}
 }

@@ -449,6 +449,9 @@ func alerts(res *runner.Result, runID, targetURL string) []alert.Alert {
 			},
 			StartsAt: now,
 		})
+		if c := res.Culprits[l.Series]; c != "" {
+			out[len(out)-1].Annotations["origin"] = c
+		}
 	}
 	for _, b := range res.Broken() {
 		labels := map[string]string{
