@@ -483,7 +483,10 @@ type HandlerOptions struct {
 	// basic auth). See the README's Admin API for the JSON.
 	EnableAdminAPI bool
 	// EnablePprof serves net/http/pprof under /debug/pprof/ and links
-	// its profiles from the landing page; off, neither is there.
+	// its profiles from the landing page; off, neither is there. It also
+	// makes the process-wide driver accounting record where each prepared
+	// statement was prepared (sqlcount.stmts), besides its handles' and
+	// connections' origins, so that a soak names a statement leak's origin.
 	EnablePprof bool
 	// Reload, when set, serves POST and PUT /-/reload, as the daemon's
 	// --web.enable-lifecycle does (Prometheus's flag and path): each
@@ -525,6 +528,9 @@ func (w *Worker) Handler(opts HandlerOptions) (http.Handler, error) {
 	}
 	if opts.EnableAdminAPI {
 		c.Admin = admin{w}
+	}
+	if opts.EnablePprof {
+		db.RecordStatementOrigins()
 	}
 	return webpkg.NewHandler(c)
 }

@@ -33,6 +33,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(childMain())
 	}
+	if os.Getenv(svcEnv) != "" {
+		os.Exit(serviceMain())
+	}
 	goleak.VerifyTestMain(m)
 }
 
@@ -343,15 +346,19 @@ func TestRun_NonGoTarget(t *testing.T) {
 }
 
 // Ensure the per-series table (noise, tolerance, growth, verdict) comes
-// before the verdict on stdout and is written as summary.txt.
+// before the verdict on stdout and is written as summary.txt, with one line
+// saying why no origin is given: the target serves no pprof.
 func TestRun_Summary(t *testing.T) {
 	stdout, _, dir, err := soak(t, append(quick, "--target", serve(t, genericGo(true)))...)
 	if !errors.Is(err, ErrAlarm) {
 		t.Fatalf("got %v, want ErrAlarm", err)
 	}
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
-	if got, want := len(lines), 1+1+4; got != want {
-		t.Fatalf("got %d lines on stdout, want %d (header, 4 series, verdict):\n%s", got, want, stdout)
+	if got, want := len(lines), 1+4+1+1; got != want {
+		t.Fatalf("got %d lines on stdout, want %d (header, 4 series, no origin, verdict):\n%s", got, want, stdout)
+	}
+	if got, want := lines[5], "/debug/pprof/goroutine: not a pprof profile"; !strings.HasPrefix(got, "soak: no origin given: http://") || !strings.Contains(got, want) {
+		t.Errorf("line %q, want no origin given, naming %s", got, want)
 	}
 	for _, want := range []string{"noise (p-p)", "tolerance", "growth", "verdict"} {
 		if !strings.Contains(lines[0], want) {

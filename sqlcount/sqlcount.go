@@ -21,6 +21,7 @@ type Counter struct {
 	handlesOpened, handlesClosed atomic.Uint64
 	connsOpened, connsClosed     atomic.Uint64
 	stmtsPrepared, stmtsClosed   atomic.Uint64
+	originsOff                   atomic.Uint32 // kinds whose origins are not recorded, XOR defaultMask
 }
 
 // Counts is a snapshot of a Counter.
@@ -113,7 +114,7 @@ func (d *countingDriver) Open(name string) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return wrapConn(c, d.counter), nil
+	return wrapConn(c, d.counter, nil), nil
 }
 
 // OpenConnector returns a counting connector for name: base's own, when
@@ -145,6 +146,7 @@ type connector struct {
 	driver  *countingDriver
 	counter *Counter
 	closed  atomic.Bool
+	origin  *record // nil when not recorded
 }
 
 var (
@@ -154,7 +156,8 @@ var (
 
 func newConnector(base driver.Connector, d *countingDriver, c *Counter) *connector {
 	c.handlesOpened.Add(1)
-	return &connector{base: base, driver: d, counter: c}
+	openedCounts[Handles].Add(1)
+	return &connector{base: base, driver: d, counter: c, origin: c.track(Handles)}
 }
 
 // Connect opens a connection of base and counts it.
@@ -163,7 +166,7 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return wrapConn(conn, c.counter), nil
+	return wrapConn(conn, c.counter, c.origin), nil
 }
 
 // Driver returns the counting driver over base's.
@@ -174,6 +177,7 @@ func (c *connector) Driver() driver.Driver { return c.driver }
 func (c *connector) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
 		c.counter.handlesClosed.Add(1)
+		forget(c.origin)
 	}
 	if cl, ok := c.base.(io.Closer); ok {
 		return cl.Close()
@@ -187,13 +191,16 @@ type conn struct {
 	base    driver.Conn
 	counter *Counter
 	closed  atomic.Bool
+	origin  *record // nil when not recorded
 }
 
-// wrapConn counts c opened and returns it wrapped in the type that
-// implements exactly the optional interfaces c implements.
-func wrapConn(c driver.Conn, counter *Counter) driver.Conn {
+// wrapConn counts c opened, a connection of the handle whose origin is h
+// (nil: none recorded), and returns it wrapped in the type that implements
+// exactly the optional interfaces c implements.
+func wrapConn(c driver.Conn, counter *Counter, h *record) driver.Conn {
 	counter.connsOpened.Add(1)
-	return connWrappers[connMask(c)](&conn{base: c, counter: counter})
+	openedCounts[Connections].Add(1)
+	return connWrappers[connMask(c)](&conn{base: c, counter: counter, origin: counter.trackConn(h)})
 }
 
 // Unwrap returns the driver's own connection, for (*sql.Conn).Raw users
@@ -217,6 +224,7 @@ func (c *conn) Close() error {
 	err := c.base.Close()
 	if c.closed.CompareAndSwap(false, true) {
 		c.counter.connsClosed.Add(1)
+		forget(c.origin)
 	}
 	return err
 }
@@ -240,11 +248,13 @@ type stmt struct {
 	base    driver.Stmt
 	counter *Counter
 	closed  atomic.Bool
+	origin  *record // nil when not recorded
 }
 
 func wrapStmt(s driver.Stmt, counter *Counter) driver.Stmt {
 	counter.stmtsPrepared.Add(1)
-	return stmtWrappers[stmtMask(s)](&stmt{base: s, counter: counter})
+	openedCounts[Statements].Add(1)
+	return stmtWrappers[stmtMask(s)](&stmt{base: s, counter: counter, origin: counter.track(Statements)})
 }
 
 // Close closes base and counts the statement closed, once.
@@ -252,6 +262,7 @@ func (s *stmt) Close() error {
 	err := s.base.Close()
 	if s.closed.CompareAndSwap(false, true) {
 		s.counter.stmtsClosed.Add(1)
+		forget(s.origin)
 	}
 	return err
 }

@@ -79,7 +79,7 @@ func TestWrappers_EveryCombination(t *testing.T) {
 // wrapped, whatever the combination.
 func TestWrappers_PrepareContextCounts(t *testing.T) {
 	var c Counter
-	w := wrapConn(fullConn{}, &c)
+	w := wrapConn(fullConn{}, &c, nil)
 	s, err := w.(driver.ConnPrepareContext).PrepareContext(context.Background(), "SELECT 1")
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +133,7 @@ func BenchmarkWrapper_QueryContext(b *testing.B) {
 		conn driver.Conn
 	}{
 		{"Raw", fullConn{}},
-		{"Wrapped", wrapConn(fullConn{}, new(Counter))},
+		{"Wrapped", wrapConn(fullConn{}, new(Counter), nil)},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			q := bc.conn.(driver.QueryerContext)
