@@ -61,21 +61,39 @@ func (s *session) openTracker() {
 	s.tracker = origin.New(targets)
 }
 
-// startProfiles takes the first base profiles and arranges the warm-up
-// ones; without pprof it says once why no origin will be given.
+// startProfiles takes the first base profiles in the background, while
+// the soak scrapes (a target that hangs must not delay or stretch it), and
+// arranges the warm-up ones.
 func (s *session) startProfiles(ctx context.Context, cfg *runner.Config) {
 	if s.tracker == nil {
 		return
 	}
-	if err := s.tracker.Start(ctx, 0); err != nil {
+	sctx, cancel := context.WithCancel(ctx)
+	s.stopStart = cancel
+	s.startErr = make(chan error, 1)
+	go func() { s.startErr <- s.tracker.Start(sctx, 0) }()
+	cfg.AfterWarmup = func(t float64) { s.tracker.Warm(ctx, t) }
+}
+
+// startedProfiles waits for the first base profiles (cut short when the
+// soak did not go to its end) and, without pprof, says once why no origin
+// is given. It reports whether the profiles are there.
+func (s *session) startedProfiles(soakErr error) bool {
+	if soakErr != nil {
+		s.stopStart()
+	}
+	err := <-s.startErr
+	s.stopStart()
+	switch {
+	case soakErr != nil:
+		return false
+	case err != nil:
 		s.origins.Unavailable = noOrigin(err)
 		fmt.Fprintf(s.stderr, "soak: no profiles, no origin will be given: %s\n", s.origins.Unavailable)
-		s.tracker.Close()
-		s.tracker = nil
-		return
+		return false
 	}
-	fmt.Fprintf(s.stderr, "soak: taking profiles from %s\n", strings.Join(s.origins.URLs, ", "))
-	cfg.AfterWarmup = func(t float64) { s.tracker.Warm(ctx, t) }
+	fmt.Fprintf(s.stderr, "soak: profiles taken from %s\n", strings.Join(s.origins.URLs, ", "))
+	return true
 }
 
 // noOrigin says why a target gives no origin.
@@ -95,7 +113,7 @@ func (s *session) endProfiles(ctx context.Context, res *runner.Result, soakErr e
 		return
 	}
 	defer s.tracker.Close()
-	if soakErr != nil {
+	if !s.startedProfiles(soakErr) {
 		return
 	}
 	s.tracker.End(ctx, res.Elapsed.Seconds())

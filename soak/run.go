@@ -85,7 +85,9 @@ type session struct {
 	dbURL      string            // the PostgreSQL server's, on PostgreSQL
 	diedOnce   sync.Once
 	tracker    *origin.Tracker // takes the targets' profiles; nil without pprof
-	origins    *origin.Result  // where the leaks come from, for the report
+	startErr   chan error      // the tracker's Start, which runs beside the soak
+	stopStart  context.CancelFunc
+	origins    *origin.Result // where the leaks come from, for the report
 }
 
 // replica is one started COMMAND.

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -70,11 +71,16 @@ type Tracker struct {
 	taken   time.Time // when the bases were last taken
 	// MinSpan is the package's MinSpan unless set before Start.
 	MinSpan time.Duration
+	// started is closed once Start returned; served says it found a
+	// target serving the profiles. Start may run in the background while
+	// the soak scrapes: Warm waits for it.
+	started chan struct{}
+	served  bool
 }
 
 // New returns a Tracker of targets.
 func New(targets []Target) *Tracker {
-	return &Tracker{client: &http.Client{Timeout: DefaultTimeout}, targets: targets, MinSpan: MinSpan}
+	return &Tracker{client: &http.Client{Timeout: DefaultTimeout}, targets: targets, MinSpan: MinSpan, started: make(chan struct{})}
 }
 
 // Close releases the Tracker's connections; it waits for a Warm under way.
@@ -87,12 +93,14 @@ func (t *Tracker) Close() {
 // error wrapping ErrNoPprof, saying why, when no target serves the
 // goroutine profile: then no origin can be given.
 func (t *Tracker) Start(ctx context.Context, at float64) error {
+	defer close(t.started)
 	snaps := t.takeAll(ctx, at)
 	t.mu.Lock()
 	t.base, t.phase, t.taken = snaps, PhaseStart, time.Now()
 	t.mu.Unlock()
 	for _, tg := range t.targets {
 		if snaps[tg.Replica].parsed[Goroutine] != nil {
+			t.served = true
 			return nil
 		}
 	}
@@ -106,6 +114,9 @@ func (t *Tracker) Warm(ctx context.Context, at float64) {
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
+		if <-t.started; !t.served {
+			return
+		}
 		snaps := t.takeAll(ctx, at)
 		t.mu.Lock()
 		defer t.mu.Unlock()
@@ -156,10 +167,17 @@ func (t *Tracker) takeAll(ctx context.Context, at float64) map[string]*snapshot 
 	return m
 }
 
-// take fetches every profile of one target.
+// take fetches every profile of one target: the goroutine profile first,
+// which every Go program serves with net/http/pprof; when it fails, the
+// others are not asked for (a target that hangs costs one timeout).
 func (t *Tracker) take(ctx context.Context, tg Target, at float64) *snapshot {
 	s := &snapshot{at: at, raw: map[string][]byte{}, parsed: map[string]*profile.Profile{}, missing: map[string]string{}}
-	for _, name := range Profiles {
+	names := append([]string{Goroutine}, slices.DeleteFunc(slices.Clone(Profiles), func(n string) bool { return n == Goroutine })...)
+	for _, name := range names {
+		if s.parsed[Goroutine] == nil && name != Goroutine {
+			s.missing[name] = s.missing[Goroutine]
+			continue
+		}
 		raw, p, err := t.fetch(ctx, tg.URL, name)
 		if err != nil {
 			s.missing[name] = err.Error()
