@@ -12,10 +12,12 @@ import (
 
 // Collector exports the handle's Init calls, the driver's process-wide
 // accounting (sqlcount's Collector) and the sizes of the database files
-// (SQLite only) as worker_db_*.
+// (SQLite only) as worker_db_*, with the process's handles of any driver
+// (sqlcount's ProcessCollector).
 type Collector struct {
 	h          *Handle
 	accounting *sqlcount.Collector
+	process    *sqlcount.ProcessCollector
 
 	initCalls    *prometheus.Desc
 	sizeBytes    *prometheus.Desc
@@ -33,6 +35,7 @@ func NewCollector(namespace string, h *Handle) *Collector {
 	return &Collector{
 		h:            h,
 		accounting:   sqlcount.NewCollector(&accounting, sqlcount.WithNamespace(namespace)),
+		process:      sqlcount.NewProcessCollector(sqlcount.WithNamespace(namespace)),
 		initCalls:    d("init_calls_total", "Calls of the idempotent database Init by result (opened, reused, failed).", "result"),
 		sizeBytes:    d("size_bytes", "Size of the database file."),
 		walSizeBytes: d("wal_size_bytes", "Size of the database's -wal file; 0 when absent."),
@@ -43,6 +46,7 @@ func NewCollector(namespace string, h *Handle) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.accounting.Describe(ch)
+	c.process.Describe(ch)
 	for _, d := range []*prometheus.Desc{c.initCalls, c.sizeBytes, c.walSizeBytes, c.corrupt} {
 		ch <- d
 	}
@@ -56,6 +60,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.initCalls, prometheus.CounterValue, float64(failed), "failed")
 
 	c.accounting.Collect(ch)
+	c.process.Collect(ch)
 	var corrupt float64
 	if c.h.Corrupt() != nil {
 		corrupt = 1
