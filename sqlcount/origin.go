@@ -204,19 +204,28 @@ const openerFunc = "database/sql.(*DB).connectionOpener"
 // inOpener reports whether pcs is a stack of database/sql's opener
 // goroutine: the goroutine's own function is the last frame but goexit.
 func inOpener(pcs []uintptr) bool {
-	if len(pcs) > 3 {
-		pcs = pcs[len(pcs)-3:]
+	return len(pcs) > 1 && isOpenerPC(pcs[len(pcs)-2])
+}
+
+// openerPCs caches, by program counter, whether the frame is database/sql's
+// opener: symbolising it costs more than the rest of a record.
+var openerPCs sync.Map // uintptr -> bool
+
+func isOpenerPC(pc uintptr) bool {
+	if v, ok := openerPCs.Load(pc); ok {
+		return v.(bool)
 	}
-	frames := runtime.CallersFrames(pcs)
+	is := false
+	frames := runtime.CallersFrames([]uintptr{pc})
 	for {
 		f, more := frames.Next()
-		if f.Function == openerFunc {
-			return true
-		}
+		is = is || f.Function == openerFunc
 		if !more {
-			return false
+			break
 		}
 	}
+	openerPCs.Store(pc, is)
+	return is
 }
 
 // Object is an open handle, connection or statement whose origin was

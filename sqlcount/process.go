@@ -2,7 +2,6 @@ package sqlcount
 
 import (
 	"runtime"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -38,20 +37,6 @@ func ProcessHandles() int {
 		}
 	}
 	return handles
-}
-
-// openerPCs caches, by program counter, whether a goroutine's outermost
-// frame is database/sql's opener: symbolising it again at every scrape
-// would cost more than the count.
-var openerPCs sync.Map // uintptr -> bool
-
-func isOpenerPC(pc uintptr) bool {
-	if v, ok := openerPCs.Load(pc); ok {
-		return v.(bool)
-	}
-	is := inOpener([]uintptr{pc})
-	openerPCs.Store(pc, is)
-	return is
 }
 
 // ProcessCollector exports ProcessHandles as

@@ -53,6 +53,11 @@ func init() {
 	}
 }
 
+// SetOrigins sets the kinds of object whose origins the process-wide
+// accounting records (sqlcount's Counter.SetOrigins; by default handles and
+// connections), for the benchmark of their cost.
+func SetOrigins(kinds ...sqlcount.Kind) { accounting.SetOrigins(kinds...) }
+
 // SQLite3Counted reports whether the driver name "sqlite3" is go-sqlite3
 // counted into Accounting (see SQLite3Name).
 func SQLite3Counted() bool { return sqlite3Counted }
