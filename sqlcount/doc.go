@@ -46,8 +46,9 @@
 // # Origins
 //
 // Each counted handle and connection keeps the program counters of the call
-// that opened it (runtime.Callers, about 1.5 µs an object; symbolised only
-// when reported), until it is closed; statements too when the Counter is
+// that opened it (runtime.Callers, and runtime/pprof's own walk of the
+// stack: a few µs an object; symbolised only when reported), until it is
+// closed; statements too when the Counter is
 // told to (SetOrigins), as a statement is prepared far more often.
 // Counter.Origins groups the open objects by their site, the first frame
 // outside database/sql, the drivers and sqlcount, with their count and the
