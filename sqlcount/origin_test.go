@@ -229,3 +229,27 @@ func TestCounter_OriginOfBackgroundConnection(t *testing.T) {
 		t.Errorf("connection site: got %s:%d, want the handle's, at line %d", s.Function, s.Line, line+1)
 	}
 }
+
+// Ensure SetProfiles(false) keeps the origins of the objects opened then
+// out of the pprof profiles, and in OpenObjects; and that an object added
+// while it was on is removed at its close after it was turned off.
+func TestSetProfiles(t *testing.T) {
+	defer sqlcount.SetProfiles(true)
+	var c sqlcount.Counter
+	dsn := sqliteDSN(t)
+	h0, _ := profileCount(t, "sqlcount.handles")
+	before := sql.OpenDB(sqlcount.NewConnector(sqliteConnector{dsn: dsn}, &c))
+	sqlcount.SetProfiles(false)
+	after := sql.OpenDB(sqlcount.NewConnector(sqliteConnector{dsn: dsn}, &c))
+	if n, _ := profileCount(t, "sqlcount.handles"); n-h0 != 1 {
+		t.Errorf("sqlcount.handles: got %d more, want 1 (the handle opened before SetProfiles(false))", n-h0)
+	}
+	if got := len(c.OpenObjects()); got != 2 {
+		t.Errorf("OpenObjects: got %d, want 2", got)
+	}
+	before.Close()
+	after.Close()
+	if n, _ := profileCount(t, "sqlcount.handles"); n != h0 {
+		t.Errorf("sqlcount.handles after Close: got %d, want %d", n, h0)
+	}
+}

@@ -141,25 +141,32 @@ func (f *runFloor) run(b *testing.B) {
 
 // BenchmarkRunOrigins measures what sqlcount's origins cost a job run:
 // "worker" is the run with them on (the default: handles and connections),
-// its "floor" the same run with them off (db.SetOrigins()). Two jobs:
-// shared, the SQL job of BenchmarkRun on the worker's handle, whose pooled
-// connections are reused, so a run records nothing; and open-per-run, a Go
-// job that opens a handle on the counting driver, pings it and closes it,
-// so each run records and forgets a handle and a connection, the most a run
-// can cost. The target: x-floor at most 1.05.
+// its "floor" the same run with them off (db.SetOrigins()); with
+// pprof=false the origins are kept for the Go API only, as the daemon
+// without --web.enable-pprof does (sqlcount.SetProfiles(false)), with
+// pprof=true they go into the pprof profiles too. Two jobs: shared, the SQL
+// job of BenchmarkRun on the worker's handle, whose pooled connections are
+// reused, so a run records nothing; and open-per-run, a Go job that opens a
+// handle on the counting driver, pings it and closes it, so each run
+// records and forgets a handle and a connection, the most a run can cost.
+// The target: x-floor at most 1.05.
 func BenchmarkRunOrigins(b *testing.B) {
 	defer db.SetOrigins(sqlcount.DefaultOrigins...)
+	defer sqlcount.SetProfiles(true)
 	for _, job := range []string{"shared", "open-per-run"} {
-		b.Run("job="+job, func(b *testing.B) {
-			s, name := newOriginsScheduler(b, job)
-			floorbench.Pair(b, func(*testing.B) {
-				db.SetOrigins()
-				s.RunScheduled(name)
-			}, func(*testing.B) {
-				db.SetOrigins(sqlcount.DefaultOrigins...)
-				s.RunScheduled(name)
+		for _, pprof := range []bool{false, true} {
+			b.Run(fmt.Sprintf("job=%s/pprof=%v", job, pprof), func(b *testing.B) {
+				sqlcount.SetProfiles(pprof)
+				s, name := newOriginsScheduler(b, job)
+				floorbench.Pair(b, func(*testing.B) {
+					db.SetOrigins()
+					s.RunScheduled(name)
+				}, func(*testing.B) {
+					db.SetOrigins(sqlcount.DefaultOrigins...)
+					s.RunScheduled(name)
+				})
 			})
-		})
+		}
 	}
 }
 
