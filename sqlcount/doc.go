@@ -46,17 +46,20 @@
 // # Origins
 //
 // Each counted handle and connection keeps the program counters of the call
-// that opened it (runtime.Callers, and runtime/pprof's own walk of the
-// stack: a few µs an object; symbolised only when reported), until it is
-// closed; statements too when the Counter is
-// told to (SetOrigins), as a statement is prepared far more often.
+// that opened it (read from the frame pointers on amd64, by runtime.Callers
+// elsewhere; symbolised only when reported), until it is closed;
+// statements too when the Counter is told to (SetOrigins), as a statement
+// is prepared far more often.
 // Counter.Origins groups the open objects by their site, the first frame
 // outside database/sql, the drivers and sqlcount, with their count and the
 // oldest's age; OpenObjects lists them one by one, for every Counter of the
 // process. They are also the runtime/pprof profiles "sqlcount.handles",
 // "sqlcount.conns" and "sqlcount.stmts" (Kind.ProfileName), registered when
 // the package is initialised, which net/http/pprof serves under
-// /debug/pprof/ and go tool pprof reads and diffs (-base).
+// /debug/pprof/ and go tool pprof reads and diffs (-base). Adding to a
+// pprof profile walks the stack once more, with the runtime's unwinder, and
+// that is most of what origins cost: a program that serves no pprof can
+// leave the profiles out with SetProfiles(false).
 //
 // A connection that database/sql opens in its own connectionOpener
 // goroutine (for a caller that waited for a free slot, after a connection

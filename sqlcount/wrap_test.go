@@ -157,17 +157,20 @@ func (fullConnector) Driver() driver.Driver                        { return nil 
 
 // BenchmarkOrigins measures what recording origins adds to opening and
 // closing a handle with one connection, on a driver that does nothing:
-// the whole of the cost, with nothing of SQLite's to hide it. The stack
-// walks cost by the frame: depth=30 opens under 30 more frames, as a job
-// run does.
+// the whole of the cost, with nothing of SQLite's to hide it. origins=off
+// records nothing, on records for the Go API only (SetProfiles(false)),
+// on+pprof into the pprof profiles too. The stack walks cost by the frame:
+// depth=30 opens under 30 more frames, as a job run does.
 func BenchmarkOrigins(b *testing.B) {
+	defer SetProfiles(true)
 	for _, depth := range []int{0, 30} {
-		for _, on := range []bool{false, true} {
-			b.Run(fmt.Sprintf("depth=%d/origins=%v", depth, on), func(b *testing.B) {
+		for _, mode := range []string{"off", "on", "on+pprof"} {
+			b.Run(fmt.Sprintf("depth=%d/origins=%s", depth, mode), func(b *testing.B) {
 				var c Counter
-				if !on {
+				if mode == "off" {
 					c.SetOrigins()
 				}
+				SetProfiles(mode == "on+pprof")
 				b.ReportAllocs()
 				deep(depth, func() {
 					for b.Loop() {
