@@ -37,7 +37,10 @@ var accounting sqlcount.Counter
 // sql.Open("sqlite3", ...) anywhere in the process, a Go job's say, counts
 // in worker_db_handles_open with its origin. In any other build the name is
 // go-sqlite3's and uncounted; worker_db_process_handles_open still sees its
-// handles.
+// handles. A program that embeds the worker, builds with the flag and
+// registers a "sqlite3" of its own would panic (sql.Register twice, after
+// this package's init): it must take another name, or leave this one to
+// the worker and be counted.
 const SQLite3Name = "sqlite3"
 
 // sqlite3Counted is true when this package registered SQLite3Name.
