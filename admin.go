@@ -96,13 +96,13 @@ func (a admin) RunNow(name string) (*webpkg.RunRecord, error) {
 	r, err := sched.RunOnce(name)
 	switch {
 	case errors.Is(err, jobs.ErrUnknownJob):
-		return nil, fmt.Errorf("%w: %q is not scheduled (no such job, or disabled)", webpkg.ErrUnknownJob, name)
+		return nil, fmt.Errorf("%w: %s is not scheduled (no such job, or disabled)", webpkg.ErrUnknownJob, webpkg.Quote(name))
 	case errors.Is(err, jobs.ErrStopped):
 		return nil, fmt.Errorf("%w: shutting down", webpkg.ErrUnavailable)
 	case err != nil:
 		return nil, err
 	case r.Result == jobs.Skipped:
-		return record(r), fmt.Errorf("job %q: %w", name, webpkg.ErrJobRunning)
+		return record(r), fmt.Errorf("job %s: %w", webpkg.Quote(name), webpkg.ErrJobRunning)
 	}
 	return record(r), nil
 }

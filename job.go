@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/sqlworker/worker/internal/jobs"
+	"github.com/sqlworker/worker/internal/schedule"
 )
 
 // Func is the body of a Go job. It gets the run's context, done at the
@@ -97,6 +99,50 @@ func WithJitter(d time.Duration) JobOption {
 	}
 }
 
+// DST is a job's policy at daylight-saving changes (WithDST; a config
+// entry's dst); see the README's "Daylight saving time".
+type DST = schedule.DST
+
+// The daylight-saving policies.
+const (
+	// DSTCron is crontab(5)'s rule, the default: a fixed-time tick in a
+	// skipped local hour runs once right after the change, one in a
+	// repeated hour runs once; a job with '*' in its minute or hour runs
+	// by the new time.
+	DSTCron = schedule.DSTCron
+	// DSTWallClock is robfig/cron's: a tick runs whenever the local clock
+	// shows its time, so never in a skipped hour and twice in a repeated one.
+	DSTWallClock = schedule.DSTWallClock
+)
+
+// WithDST sets the job's policy at daylight-saving changes: DSTCron (the
+// default) or DSTWallClock. A config entry's dst overrides it.
+func WithDST(p DST) JobOption {
+	return func(g *goJob) {
+		s, err := schedule.ParseDST(g.spec, p)
+		if err != nil {
+			g.err = fmt.Errorf("WithDST: %w", err)
+			return
+		}
+		g.schedule, g.dst = s, p
+	}
+}
+
+// DSTChange is a tick of a job that a daylight-saving change skips or
+// repeats, and when the job's policy runs it; its String is one line.
+type DSTChange = schedule.Change
+
+// DSTChanges returns up to max ticks of the job in loc (the scheduler's
+// time zone; a CRON_TZ= of the spec wins), after from and before until,
+// that a daylight-saving change skips or repeats, and when each runs. An
+// @every schedule has none.
+func (j JobInfo) DSTChanges(loc *time.Location, from, until time.Time, max int) []DSTChange {
+	if j.Schedule == nil {
+		return nil
+	}
+	return schedule.Changes(j.Schedule, loc, from, until, max)
+}
+
 // Retryable wraps err, returned by a Go job, so that WithRetries retries
 // it: for a failure that can pass, such as a service that is down. It
 // returns nil for nil.
@@ -110,6 +156,7 @@ type goJob struct {
 	timeout  time.Duration
 	fn       Func
 	policy   policy
+	dst      DST   // of WithDST; schedule is parsed with it
 	err      error // of an option with a bad value, returned by Register
 }
 
@@ -151,6 +198,9 @@ type JobInfo struct {
 	RetryBackoff time.Duration
 	// Jitter bounds the random delay of each scheduled run; 0 means none.
 	Jitter time.Duration
+	// DST is the policy at daylight-saving changes, DSTCron or
+	// DSTWallClock, that Schedule follows.
+	DST DST
 
 	fn              jobs.Func
 	runAtStart      bool   // the config's RunAtStart
@@ -183,7 +233,7 @@ func (w *Worker) plan(cfg *Config) ([]JobInfo, error) {
 	for _, j := range cfg.Jobs {
 		info := JobInfo{Name: j.Name, Spec: j.Spec, Schedule: j.Schedule, Timeout: j.Timeout, Enabled: j.Enabled,
 			CatchUp: j.CatchUp, CatchUpLimit: j.CatchUpLimit, Retries: j.Retries, RetryBackoff: j.RetryBackoff, Jitter: j.Jitter,
-			runAtStart: j.RunAtStart, omitSuccessRows: j.OmitSuccessRows}
+			DST: j.DST, runAtStart: j.RunAtStart, omitSuccessRows: j.OmitSuccessRows}
 		switch {
 		case j.Builtin:
 			fn, err := w.builtins.Func(j.Name)
@@ -202,6 +252,14 @@ func (w *Worker) plan(cfg *Config) ([]JobInfo, error) {
 			info.Kind, info.fn = KindGo, jobs.Func(g.fn)
 			if j.Schedule == nil {
 				info.Spec, info.Schedule = g.spec, g.schedule
+				info.DST = g.dst
+				if j.DST != "" && j.DST != g.dst { // the entry's dst over the Go job's own schedule
+					info.DST = j.DST
+					var err error
+					if info.Schedule, err = schedule.ParseDST(g.spec, j.DST); err != nil {
+						return nil, fmt.Errorf("%s.dst: %w", j.Field, err)
+					}
+				}
 			}
 			if j.Timeout == 0 {
 				info.Timeout = g.timeout
@@ -213,13 +271,16 @@ func (w *Worker) plan(cfg *Config) ([]JobInfo, error) {
 		if info.CatchUp == "" {
 			info.CatchUp = CatchUpSkip
 		}
+		if info.DST == "" {
+			info.DST = DSTCron
+		}
 		out = append(out, info)
 	}
 	for _, g := range w.goJobs {
 		if !inConfig[g.name] {
 			p := g.policy
 			out = append(out, JobInfo{Name: g.name, Kind: KindGo, Spec: g.spec, Schedule: g.schedule,
-				Timeout: g.timeout, Enabled: true, fn: jobs.Func(g.fn),
+				Timeout: g.timeout, Enabled: true, fn: jobs.Func(g.fn), DST: cmp.Or(g.dst, DSTCron),
 				CatchUp: p.catchUp, CatchUpLimit: p.catchUpLimit, Retries: p.retries, RetryBackoff: p.retryBackoff, Jitter: p.jitter})
 		}
 	}

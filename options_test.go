@@ -56,6 +56,7 @@ func TestWorker_Register_ReliabilityOptions(t *testing.T) {
 		{"retries", worker.WithRetries(-1, 0), `worker: job "bad": WithRetries: must be between 0 and 10, got -1`},
 		{"backoff", worker.WithRetries(1, time.Nanosecond), `worker: job "bad": WithRetries: backoff must be at least 1ms, got 1ns`},
 		{"jitter", worker.WithJitter(time.Minute), `worker: job "bad": WithJitter: must be less than the schedule's interval (1m0s), got 1m0s`},
+		{"dst", worker.WithDST("sometimes"), `worker: job "bad": WithDST: must be cron or wall_clock, got "sometimes"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			w, _ := MustNewWorker(t, MustParseConfig(t, ""))
@@ -63,5 +64,51 @@ func TestWorker_Register_ReliabilityOptions(t *testing.T) {
 				t.Fatalf("got %v, want %s", err, tt.want)
 			}
 		})
+	}
+}
+
+// Ensure a Go job's DST policy comes from WithDST, and a config entry's dst
+// overrides it over the Go job's own schedule: across New York's spring
+// change, DSTCron runs 02:30 right after it, DSTWallClock not at all.
+func TestWorker_Register_DST(t *testing.T) {
+	nop := func(context.Context, *sql.DB) (int64, error) { return 0, nil }
+	cfg := MustParseConfig(t, "jobs:\n  - {name: overridden, dst: cron}\n")
+	w, _ := MustNewWorker(t, cfg)
+	const spec = "CRON_TZ=America/New_York 30 2 * * *"
+	for _, name := range []string{"default", "wall", "overridden"} {
+		var opts []worker.JobOption
+		if name != "default" {
+			opts = append(opts, worker.WithDST(worker.DSTWallClock))
+		}
+		if err := w.Register(name, spec, nop, opts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := w.Jobs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 9 March 2025, 02:00 EST jumps to 03:00 EDT (07:00 UTC).
+	from := time.Date(2025, 3, 9, 5, 0, 0, 0, time.UTC)
+	want := map[string]struct {
+		dst  worker.DST
+		next time.Time
+	}{
+		"default":    {worker.DSTCron, time.Date(2025, 3, 9, 7, 0, 0, 0, time.UTC)},
+		"wall":       {worker.DSTWallClock, time.Date(2025, 3, 10, 6, 30, 0, 0, time.UTC)},
+		"overridden": {worker.DSTCron, time.Date(2025, 3, 9, 7, 0, 0, 0, time.UTC)},
+	}
+	for _, j := range list {
+		wj, ok := want[j.Name]
+		if !ok {
+			continue
+		}
+		delete(want, j.Name)
+		if got := j.Schedule.Next(from); j.DST != wj.dst || !got.Equal(wj.next) {
+			t.Errorf("%s: got dst %q, next %s; want %q, %s", j.Name, j.DST, got.UTC(), wj.dst, wj.next)
+		}
+	}
+	if len(want) != 0 {
+		t.Errorf("jobs missing from Jobs: %v", want)
 	}
 }

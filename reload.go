@@ -154,7 +154,7 @@ func scheduled(plan []JobInfo) []jobs.Job {
 	var list []jobs.Job
 	for _, p := range plan {
 		if p.Enabled {
-			list = append(list, jobs.Job{Name: p.Name, Spec: p.Spec, Schedule: p.Schedule, Timeout: p.Timeout, Func: p.fn,
+			list = append(list, jobs.Job{Name: p.Name, Spec: p.Spec, Schedule: p.Schedule, DST: p.DST, Timeout: p.Timeout, Func: p.fn,
 				RunAtStart: p.runAtStart, OmitSuccessRows: p.omitSuccessRows, Source: p.source,
 				CatchUp: p.CatchUp, CatchUpLimit: p.CatchUpLimit, Retries: p.Retries, RetryBackoff: p.RetryBackoff, Jitter: p.Jitter})
 		}

@@ -92,6 +92,7 @@ type Worker struct {
 	// runs until the database opens or Stop cancels it.
 	reopen     sync.WaitGroup
 	stopReopen context.CancelFunc
+	reopening  bool // the retry has not opened the database yet
 }
 
 // Backoff of the retries of a PostgreSQL database that did not open in
@@ -316,6 +317,7 @@ func (w *Worker) openLocked(ctx context.Context) error {
 func (w *Worker) startReopen() {
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stopReopen = cancel
+	w.reopening = true
 	w.reopen.Go(func() {
 		wait := ReopenMinBackoff
 		for attempt := 2; ; attempt++ {
@@ -327,7 +329,7 @@ func (w *Worker) startReopen() {
 			_, err := w.handle.Init(ctx)
 			switch {
 			case err == nil:
-				w.logger.Info("Database open after retries; ready", "database", w.handle.Where(), "attempts", attempt)
+				w.opened(attempt)
 				return
 			case ctx.Err() != nil:
 				return
@@ -336,6 +338,20 @@ func (w *Worker) startReopen() {
 			wait = min(2*wait, ReopenMaxBackoff)
 		}
 	})
+}
+
+// opened logs that the retry opened the database, and that the worker is
+// ready when it has started: only then is /readyz free of the database's
+// fault, and "Worker ready" must not be said before.
+func (w *Worker) opened(attempts int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.reopening = false
+	if !w.running {
+		w.logger.Info("Database open after retries", "database", w.handle.Where(), "attempts", attempts)
+		return
+	}
+	w.logger.Info("Worker ready", "db", w.handle.Where(), "jobs", len(w.list), "attempts", attempts)
 }
 
 // Start opens the worker (see Open) unless it is open, and starts
@@ -356,6 +372,10 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.running = true
 	w.readiness.Ready()
 	close(w.ready)
+	if w.reopening {
+		w.logger.Info("Worker started; not ready until the database opens", "db", w.handle.Where(), "jobs", len(w.list))
+		return nil
+	}
 	w.logger.Info("Worker ready", "db", w.handle.Where(), "jobs", len(w.list))
 	return nil
 }
@@ -463,7 +483,10 @@ type HandlerOptions struct {
 	// basic auth). See the README's Admin API for the JSON.
 	EnableAdminAPI bool
 	// EnablePprof serves net/http/pprof under /debug/pprof/ and links
-	// its profiles from the landing page; off, neither is there.
+	// its profiles from the landing page; off, neither is there. It also
+	// makes the process-wide driver accounting record where each prepared
+	// statement was prepared (sqlcount.stmts), besides its handles' and
+	// connections' origins, so that a soak names a statement leak's origin.
 	EnablePprof bool
 	// Reload, when set, serves POST and PUT /-/reload, as the daemon's
 	// --web.enable-lifecycle does (Prometheus's flag and path): each
@@ -505,6 +528,9 @@ func (w *Worker) Handler(opts HandlerOptions) (http.Handler, error) {
 	}
 	if opts.EnableAdminAPI {
 		c.Admin = admin{w}
+	}
+	if opts.EnablePprof {
+		db.RecordStatementOrigins()
 	}
 	return webpkg.NewHandler(c)
 }

@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -37,29 +38,88 @@ func allPanels(d grafanaDashboard) []gdash.Panel {
 	return out
 }
 
-// rowPanel is a panel that shows data and the title of its row.
+// rowPanel is a panel that shows data, the title of its row, and the
+// variable the row repeats over ("" for none): a row repeated over a
+// variable without values is not shown.
 type rowPanel struct {
-	row   string
-	panel gdash.Panel
+	row, repeat string
+	panel       gdash.Panel
 }
 
 // panelsByRow returns the panels of allPanels, each with the title of its
 // row: a collapsed row holds its panels, an open one is followed by them.
 func panelsByRow(d grafanaDashboard) []rowPanel {
 	var out []rowPanel
-	row := ""
+	row, repeat := "", ""
 	for _, p := range d.Panels {
 		switch {
 		case p.RowPanel != nil:
-			row = deref(p.RowPanel.Title)
+			row, repeat = deref(p.RowPanel.Title), deref(p.RowPanel.Repeat)
 			for _, q := range p.RowPanel.Panels {
-				out = append(out, rowPanel{row, q})
+				out = append(out, rowPanel{row, repeat, q})
 			}
 		case p.Panel != nil:
-			out = append(out, rowPanel{row, *p.Panel})
+			out = append(out, rowPanel{row, repeat, *p.Panel})
 		}
 	}
 	return out
+}
+
+// backendRows are the rows shown only where their backend's metrics are:
+// each repeats over a hidden variable whose query_result has a value only
+// when a selected worker exports the row's metric (issue 18: on SQLite the
+// PostgreSQL row's panels showed No data, and the reverse).
+var backendRows = map[string]string{"SQLite": "sqlite", pgRow: "postgres"}
+
+// Ensure each backend's row repeats over its hidden variable, and that the
+// variable's query reads a metric only that backend exports.
+func TestDashboard_BackendRows(t *testing.T) {
+	d := loadDashboard(t)
+	repeats := map[string]string{}
+	for _, rp := range panelsByRow(d) {
+		repeats[rp.row] = rp.repeat
+	}
+	vars := map[string]gdash.VariableModel{}
+	for _, v := range d.Templating.List {
+		vars[v.Name] = v
+	}
+	for row, name := range backendRows {
+		if got := repeats[row]; got != name {
+			t.Errorf("row %q repeats over %q, want %q", row, got, name)
+		}
+		v, ok := vars[name]
+		if !ok {
+			t.Errorf("no variable %s", name)
+			continue
+		}
+		if v.Hide == nil || *v.Hide != gdash.VariableHideHideVariable || deref(v.Multi) || deref(v.IncludeAll) {
+			t.Errorf("variable %s: want hidden, single-valued, without All", name)
+		}
+		if _, ok := strings.CutPrefix(deref(v.Definition), "query_result("); !ok {
+			t.Errorf("variable %s: definition %q, want query_result(...)", name, deref(v.Definition))
+		}
+		// Grafana lists a query_result as `{labels} value timestamp` and
+		// keeps the regex's first group: one value, the backend's name.
+		re, err := regexp.Compile(strings.Trim(deref(v.Regex), "/"))
+		if err != nil {
+			t.Errorf("variable %s: regex %q: %v", name, deref(v.Regex), err)
+			continue
+		}
+		line := fmt.Sprintf(`{backend=%q} 3 1765100000000`, name)
+		if m := re.FindStringSubmatch(line); len(m) != 2 || m[1] != name {
+			t.Errorf("variable %s: regex %q on %s: got %q, want the group %q", name, deref(v.Regex), line, m, name)
+		}
+	}
+	for _, rp := range panelsByRow(d) {
+		if rp.row != "SQLite" {
+			continue
+		}
+		for _, tg := range promTargets(t, rp.panel) {
+			if !sqliteOnlyRE.MatchString(tg.Expr) {
+				t.Errorf("panel %q in the SQLite row reads no SQLite-only series: %s", deref(rp.panel.Title), tg.Expr)
+			}
+		}
+	}
 }
 
 // promTargets returns the queries of a panel; every one must be a

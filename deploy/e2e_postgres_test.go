@@ -55,8 +55,8 @@ var pgOnlyMetrics = []string{
 }
 
 // sqliteOnlyRE matches the series only a worker on SQLite exports
-// (README, "PostgreSQL": the file metrics and quick_check).
-var sqliteOnlyRE = regexp.MustCompile(`\bworker_db_(size_bytes|wal_size_bytes|quick_check_ok)\b`)
+// (README, "PostgreSQL": the -wal file and quick_check).
+var sqliteOnlyRE = regexp.MustCompile(`\bworker_db_(wal_size_bytes|quick_check_ok)\b`)
 
 // TestE2E_PrometheusScrapesPostgresReplicas runs three replicas of the built
 // worker on one PostgreSQL server (internal/pgtest), each with its own
@@ -174,31 +174,7 @@ func TestE2E_PrometheusScrapesPostgresReplicas(t *testing.T) {
 			"$__interval", "15s",
 			"$__range", "5m",
 		)
-		inRow, noData := 0, 0
-		for _, q := range dashboardQueries(t) {
-			expr := sub.Replace(q.expr)
-			if strings.Contains(expr, "$") {
-				t.Errorf("%s: a variable is left after substitution: %s", q.where, expr)
-				continue
-			}
-			if q.row == pgRow {
-				inRow++
-			}
-			need := q.needData && (q.row == pgRow || !sqliteOnlyRE.MatchString(expr))
-			v, err := api.query(expr)
-			switch {
-			case err != nil:
-				t.Errorf("%s: %v\nquery: %s", q.where, err, expr)
-			case len(v) == 0 && need:
-				t.Errorf("%s: no data against healthy replicas on PostgreSQL\nquery: %s", q.where, expr)
-			case len(v) == 0:
-				noData++
-			}
-		}
-		if inRow == 0 {
-			t.Errorf("the dashboard has no row %q", pgRow)
-		}
-		t.Logf("dashboard queries run on PostgreSQL, %d of them in the row %q; %d SQLite-only ones without data", inRow, pgRow, noData)
+		checkDashboardQueries(t, api, sub, "postgres")
 	})
 
 	t.Run("RulesHealthy", func(t *testing.T) {

@@ -263,7 +263,6 @@ func TestE2E_PrometheusScrapesWorker(t *testing.T) {
 	})
 
 	t.Run("DashboardQueries", func(t *testing.T) {
-		queries := dashboardQueries(t)
 		sub := strings.NewReplacer(
 			"$job", "worker",
 			"$instance", clean,
@@ -271,27 +270,7 @@ func TestE2E_PrometheusScrapesWorker(t *testing.T) {
 			"$__interval", "15s",
 			"$__range", "5m",
 		)
-		noData, pgOnly := 0, 0
-		for _, q := range queries {
-			expr := sub.Replace(q.expr)
-			if strings.Contains(expr, "$") {
-				t.Errorf("%s: a variable is left after substitution: %s", q.where, expr)
-				continue
-			}
-			v, err := api.query(expr)
-			switch {
-			case err != nil:
-				t.Errorf("%s: %v\nquery: %s", q.where, err, expr)
-			case len(v) == 0 && q.needData && q.row == pgRow:
-				// PostgreSQL replicas only: TestE2E_PrometheusScrapesPostgresReplicas
-				// requires their data.
-				pgOnly++
-			case len(v) == 0 && q.needData:
-				noData++
-				t.Errorf("%s: no data against a healthy worker\nquery: %s", q.where, expr)
-			}
-		}
-		t.Logf("%d dashboard queries run, %d without data; %d more of the row %q, PostgreSQL-only, without data on SQLite", len(queries), noData, pgOnly, pgRow)
+		checkDashboardQueries(t, api, sub, "sqlite")
 	})
 }
 
@@ -300,24 +279,26 @@ type dashQuery struct {
 	expr     string
 	needData bool
 	row      string // the title of the panel's row
+	repeat   string // the variable the panel's row repeats over, or ""
 }
 
 // pgRow is the title of the dashboard's row of PostgreSQL-only panels,
-// whose queries return nothing on SQLite: the SQLite end-to-end test does
-// not require data from them, the PostgreSQL one does.
+// shown only where a selected worker runs on PostgreSQL (backendRows).
 const pgRow = "PostgreSQL replicas"
 
 // dashboardQueries returns every query of the dashboard: the panel targets,
-// which must return data, and the annotation and variable queries, which
-// must parse. Grafana's label_values(selector, label) becomes its selector.
-func dashboardQueries(t *testing.T) []dashQuery {
+// which must return data where their row is shown, and the annotation and
+// variable queries, which must parse. Grafana's label_values(selector,
+// label) becomes its selector, query_result(expr) its expr; vars maps each
+// query variable to that query.
+func dashboardQueries(t *testing.T) (out []dashQuery, vars map[string]string) {
 	t.Helper()
 	d := loadDashboard(t)
-	var out []dashQuery
 	for _, rp := range panelsByRow(d) {
 		p := rp.panel
 		for _, tg := range promTargets(t, p) {
-			out = append(out, dashQuery{where: fmt.Sprintf("panel %q target %s", deref(p.Title), deref(tg.RefId)), expr: tg.Expr, needData: true, row: rp.row})
+			out = append(out, dashQuery{where: fmt.Sprintf("panel %q target %s", deref(p.Title), deref(tg.RefId)),
+				expr: tg.Expr, needData: true, row: rp.row, repeat: rp.repeat})
 		}
 	}
 	for _, a := range d.Annotations.List {
@@ -325,19 +306,74 @@ func dashboardQueries(t *testing.T) []dashQuery {
 			out = append(out, dashQuery{where: "annotation " + a.Name, expr: *a.Expr})
 		}
 	}
+	vars = map[string]string{}
 	for _, v := range d.Templating.List {
 		if v.Type != gdash.VariableTypeQuery {
 			continue
 		}
-		sel, ok := strings.CutPrefix(deref(v.Definition), "label_values(")
-		if !ok {
-			t.Errorf("variable %s: definition %q: want label_values(...)", v.Name, deref(v.Definition))
+		def := deref(v.Definition)
+		var expr string
+		if sel, ok := strings.CutPrefix(def, "label_values("); ok {
+			expr = sel[:strings.LastIndex(sel, ",")]
+		} else if q, ok := strings.CutPrefix(def, "query_result("); ok {
+			expr = strings.TrimSuffix(q, ")")
+		} else {
+			t.Errorf("variable %s: definition %q: want label_values(...) or query_result(...)", v.Name, def)
 			continue
 		}
-		sel = sel[:strings.LastIndex(sel, ",")]
-		out = append(out, dashQuery{where: "variable " + v.Name, expr: sel, needData: true})
+		vars[v.Name] = expr
+		// A backend's variable has a value only on that backend.
+		out = append(out, dashQuery{where: "variable " + v.Name, expr: expr, needData: !isBackendVar(v.Name)})
 	}
-	return out
+	return out, vars
+}
+
+func isBackendVar(name string) bool {
+	for _, v := range backendRows {
+		if v == name {
+			return true
+		}
+	}
+	return false
+}
+
+// checkDashboardQueries runs every query of the dashboard against api with
+// sub's substitutions, and checks that exactly the backend rows of shown
+// (a variable name of backendRows) are shown, and that every shown panel
+// has data.
+func checkDashboardQueries(t *testing.T, api promAPI, sub *strings.Replacer, shown string) {
+	t.Helper()
+	queries, vars := dashboardQueries(t)
+	visible := map[string]bool{"": true}
+	for _, name := range backendRows {
+		v, err := api.query(sub.Replace(vars[name]))
+		if err != nil {
+			t.Errorf("variable %s: %v", name, err)
+		}
+		visible[name] = len(v) > 0
+		if visible[name] != (name == shown) {
+			t.Errorf("the row repeated over $%s: shown %v, want %v (this worker's backend: %s)", name, visible[name], name == shown, shown)
+		}
+	}
+	ran, hidden := 0, 0
+	for _, q := range queries {
+		expr := sub.Replace(q.expr)
+		if strings.Contains(expr, "$") {
+			t.Errorf("%s: a variable is left after substitution: %s", q.where, expr)
+			continue
+		}
+		v, err := api.query(expr)
+		ran++
+		switch {
+		case err != nil:
+			t.Errorf("%s: %v\nquery: %s", q.where, err, expr)
+		case !visible[q.repeat]:
+			hidden++
+		case len(v) == 0 && q.needData:
+			t.Errorf("%s: no data against healthy workers on %s\nquery: %s", q.where, shown, expr)
+		}
+	}
+	t.Logf("%d dashboard queries run on %s, %d of them in rows hidden there", ran, shown, hidden)
 }
 
 // checkRulesHealthy checks that Prometheus evaluated every rule it loaded

@@ -51,6 +51,7 @@ type options struct {
 	replicas                   int
 	postgres                   bool   // start a throwaway PostgreSQL server
 	postgresURL                string // or use this one
+	pprofURL                   string // the target's net/http/pprof, "" beside its metrics, "off" for none
 }
 
 // Placeholders replaced in COMMAND's arguments, for each replica.
@@ -111,6 +112,8 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 		BoolVar(&o.postgres)
 	app.Flag("postgres.url", "Soak on this PostgreSQL server instead of starting one; "+phDBURL+" in COMMAND's arguments is this URL.").
 		Envar("SOAK_DB_URL").PlaceHolder("URL").StringVar(&o.postgresURL)
+	app.Flag("pprof-url", "Base URL of the target's net/http/pprof, whose profiles say where a leak comes from (with --replicas, replica N's port is this port plus N minus 1); by default "+pprofPath+" on the metrics URL's host; \""+pprofOff+"\" takes no profiles.").
+		PlaceHolder("URL").StringVar(&o.pprofURL)
 	app.Arg("command", "Command to start and soak, after --.").StringsVar(&o.command)
 
 	if _, err := app.Parse(args); err != nil {
@@ -185,6 +188,9 @@ func (o *options) validate() error {
 		if _, err := replicaURL(o.metricsURL, o.replicas); err != nil {
 			return fmt.Errorf("--metrics-url: %w", err)
 		}
+	}
+	if err := o.validatePprof(); err != nil {
+		return err
 	}
 	if o.alertmanagerURL != "" {
 		if err := httpURL(o.alertmanagerURL); err != nil {

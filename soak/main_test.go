@@ -13,9 +13,11 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -30,6 +32,9 @@ func TestMain(m *testing.M) {
 	// The command-mode tests start this test binary as the target.
 	if os.Getenv(childEnv) != "" {
 		os.Exit(childMain())
+	}
+	if os.Getenv(svcEnv) != "" {
+		os.Exit(serviceMain())
 	}
 	goleak.VerifyTestMain(m)
 }
@@ -341,15 +346,19 @@ func TestRun_NonGoTarget(t *testing.T) {
 }
 
 // Ensure the per-series table (noise, tolerance, growth, verdict) comes
-// before the verdict on stdout and is written as summary.txt.
+// before the verdict on stdout and is written as summary.txt, with one line
+// saying why no origin is given: the target serves no pprof.
 func TestRun_Summary(t *testing.T) {
 	stdout, _, dir, err := soak(t, append(quick, "--target", serve(t, genericGo(true)))...)
 	if !errors.Is(err, ErrAlarm) {
 		t.Fatalf("got %v, want ErrAlarm", err)
 	}
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
-	if got, want := len(lines), 1+1+4; got != want {
-		t.Fatalf("got %d lines on stdout, want %d (header, 4 series, verdict):\n%s", got, want, stdout)
+	if got, want := len(lines), 1+4+1+1; got != want {
+		t.Fatalf("got %d lines on stdout, want %d (header, 4 series, no origin, verdict):\n%s", got, want, stdout)
+	}
+	if got, want := lines[5], "/debug/pprof/goroutine: not a pprof profile"; !strings.HasPrefix(got, "soak: no origin given: http://") || !strings.Contains(got, want) {
+		t.Errorf("line %q, want no origin given, naming %s", got, want)
 	}
 	for _, want := range []string{"noise (p-p)", "tolerance", "growth", "verdict"} {
 		if !strings.Contains(lines[0], want) {
@@ -454,6 +463,43 @@ func TestRun_CouldNotSoak(t *testing.T) {
 			t.Fatalf("got %v, want a could-not-soak error about scrapes", err)
 		}
 	})
+	// A target that answers nothing, a status or too much (issue 18): the
+	// error says what failed, no series is called "not exposed", and the
+	// soak ends on time.
+	for _, tc := range []struct {
+		name    string
+		handler http.HandlerFunc
+		want    string
+	}{
+		{"Hangs", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, "context deadline exceeded"},
+		{"Status", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "busy", http.StatusServiceUnavailable) }, "unexpected HTTP status 503 Service Unavailable"},
+		{"TooLarge", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", strconv.Itoa(64<<20))
+			line := []byte(strings.Repeat("# padding\n", 1<<10))
+			for r.Context().Err() == nil {
+				if _, err := w.Write(line); err != nil {
+					return
+				}
+			}
+		}, "body longer than 32 MiB, the limit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.handler)
+			t.Cleanup(srv.Close)
+			start := time.Now()
+			_, stderr, _, err := soak(t, "--duration", "2s", "--interval", "200ms", "--warmup", "400ms", "--target", srv.URL+"/metrics")
+			took := time.Since(start)
+			if err == nil || !strings.Contains(err.Error(), "scrapes failed") || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error: got %v, want scrapes failed, naming %q", err, tc.want)
+			}
+			if strings.Contains(stderr, "not exposed") {
+				t.Errorf("stderr: got %q, want no series called not exposed", stderr)
+			}
+			if took > 4*time.Second {
+				t.Errorf("soak of 2s took %s: want it to end on time", took.Round(time.Millisecond))
+			}
+		})
+	}
 	t.Run("Garbage", func(t *testing.T) {
 		url := serve(t, func(int) string { return "this is { not exposition\n" })
 		_, _, _, err := soak(t, append(quick, "--target", url)...)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sqlworker/worker/soak/internal/alert"
 	"github.com/sqlworker/worker/soak/internal/invariant"
+	"github.com/sqlworker/worker/soak/internal/origin"
 	"github.com/sqlworker/worker/soak/internal/pgprobe"
 	"github.com/sqlworker/worker/soak/internal/report"
 	"github.com/sqlworker/worker/soak/internal/runner"
@@ -83,6 +84,8 @@ type session struct {
 	died       chan struct{}     // closed when a replica exits
 	dbURL      string            // the PostgreSQL server's, on PostgreSQL
 	diedOnce   sync.Once
+	tracker    *origin.Tracker // takes the targets' profiles; nil without pprof
+	origins    *origin.Result  // where the leaks come from, for the report
 }
 
 // replica is one started COMMAND.
@@ -118,6 +121,7 @@ func build(ctx context.Context, o *options, stderr io.Writer) (*session, error) 
 		}
 	}
 	s.openScrapers()
+	s.openTracker()
 	return s, nil
 }
 
@@ -247,11 +251,13 @@ func (s *session) soak(ctx context.Context) (*runner.Result, error) {
 	if len(s.replicas) > 0 {
 		cfg.Died = s.died
 	}
+	s.startProfiles(ctx, &cfg)
 	res, err := runner.New(cfg).Run(ctx)
 	if errors.Is(err, runner.ErrTargetDied) {
 		err = fmt.Errorf("%w: %v", runner.ErrTargetDied, s.exitErrs())
 		res.Err = err
 	}
+	s.endProfiles(ctx, res, err)
 	return res, err
 }
 
@@ -357,7 +363,7 @@ func (s *session) close() {
 // per-series table and the verdict. It returns run's error.
 func (s *session) report(ctx context.Context, res *runner.Result, soakErr error, stdout io.Writer) error {
 	o, stderr := s.o, s.stderr
-	rep := report.New(res, report.Meta{RunID: s.runID, Target: s.metricsURL, Command: o.command})
+	rep := report.New(res, report.Meta{RunID: s.runID, Target: s.metricsURL, Command: o.command, Origins: s.origins})
 	var writeErr error
 	if o.reportDir != "" && res.Scrapes > 0 {
 		if writeErr = rep.Write(o.reportDir); writeErr != nil {
@@ -366,7 +372,7 @@ func (s *session) report(ctx context.Context, res *runner.Result, soakErr error,
 			fmt.Fprintf(stderr, "soak: report in %s\n", filepath.Join(o.reportDir, report.HTMLFile))
 		}
 	}
-	if missing := res.Recording.Missing(); len(missing) > 0 && res.Scrapes > 0 {
+	if missing := res.Recording.Missing(); len(missing) > 0 && res.Scrapes > res.Failures {
 		fmt.Fprintf(stderr, "soak: not exposed by the target, skipped: %s\n", strings.Join(missing, ", "))
 	}
 
@@ -443,6 +449,9 @@ func alerts(res *runner.Result, runID, targetURL string) []alert.Alert {
 			},
 			StartsAt: now,
 		})
+		if c := res.Culprits[l.Series]; c != "" {
+			out[len(out)-1].Annotations["origin"] = c
+		}
 	}
 	for _, b := range res.Broken() {
 		labels := map[string]string{

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sqlworker/worker/internal/workertest"
+	"github.com/sqlworker/worker/soak/internal/origin"
 	"github.com/sqlworker/worker/soak/internal/report"
 )
 
@@ -48,6 +49,28 @@ var selftestModes = map[string][]string{
 	// The clean build must pass.
 	"": nil,
 }
+
+// leakPkg is the package of the injected leaks.
+const leakPkg = "github.com/sqlworker/worker/internal/leak."
+
+// selftestCulprits maps each leak mode whose resource a profile counts to
+// the series whose origin must name its injecting function, in
+// internal/leak, at the top site or among the program frames above it:
+// handles and statements from sqlcount's profiles, goroutines from the
+// goroutine profile.
+var selftestCulprits = map[string]struct{ series, fn string }{
+	"handle":    {"worker_db_handles_open", leakPkg + "Init"},
+	"goroutine": {"go_goroutines", leakPkg + "AfterInit"},
+	"stmt":      {"worker_db_statements_open", leakPkg + "AfterInit"},
+}
+
+// selftestNoCulprit are the leak modes that no profile counts: a file (fd)
+// and a connection opened around sqlcount (bypass). The verdict must not
+// name a site of sqlcount's profiles for them, which would send the reader
+// to database code that does not leak. (No profile says who holds a pooled
+// connection either; the rows mode's origin, where its connections were
+// opened, is logged, not checked.)
+var selftestNoCulprit = map[string]bool{"fd": true, bypassMode: true}
 
 // bypassMode is the leak mode that opens PostgreSQL connections outside
 // the counting driver: only the server sees them, so the alarm must come
@@ -134,10 +157,10 @@ func TestSelftest(t *testing.T) {
 			if postgres {
 				args = append(args, "--postgres", "--replicas", replicas, "--",
 					worker, "--config.file", config, "--db.url", "{db.url}", "--db.replica-id", "soak-{replica}",
-					"--web.listen-address", "127.0.0.1:{port}")
+					"--web.listen-address", "127.0.0.1:{port}", "--web.enable-pprof")
 			} else {
 				args = append(args, "--", worker, "--config.file", config, "--db.path", filepath.Join(t.TempDir(), "soak.db"),
-					"--web.listen-address", addr)
+					"--web.listen-address", addr, "--web.enable-pprof")
 			}
 			cmd := exec.Command(soakBin, args...)
 			cmd.Env = append(os.Environ(), "WORKER_LEAK="+mode)
@@ -184,6 +207,7 @@ func TestSelftest(t *testing.T) {
 					}
 				}
 			}
+			culprit := checkOrigins(t, mode, r, last)
 			when := "during warm-up"
 			if after := r.Elapsed - r.Warmup; after >= 0 {
 				when = time.Duration(after*float64(time.Second)).Round(time.Second).String() + " after warm-up"
@@ -192,7 +216,7 @@ func TestSelftest(t *testing.T) {
 				when = "not caught: steady"
 			}
 			t.Logf("%s: exit %d after %s (%s): %s", name, code, time.Duration(r.Elapsed*float64(time.Second)).Round(time.Second), when, last)
-			fmt.Fprintf(os.Stderr, "selftest %-9s exit %d, named %v, %s\n", name, code, r.Named, when)
+			fmt.Fprintf(os.Stderr, "selftest %-9s exit %d, named %v, %s; origin: %s\n", name, code, r.Named, when, culprit)
 		})
 	}
 }
@@ -224,4 +248,55 @@ func freeRun(t *testing.T, n string) string {
 	}
 	t.Fatalf("no %d free ports in a row on loopback", count)
 	return ""
+}
+
+// checkOrigins checks the origins of a leak mode's soak: the injecting
+// function named for the modes of selftestCulprits (in report.json and in
+// the verdict line), and for the others no site of sqlcount's profiles
+// claimed for a series that they do not count. It returns the top site of
+// the mode's series, for the log.
+func checkOrigins(t *testing.T, mode string, r report.Report, last string) string {
+	t.Helper()
+	o := r.Origins
+	if o == nil || o.Unavailable != "" {
+		t.Errorf("origins %+v, want profiles taken from the worker's --web.enable-pprof", o)
+		return "none"
+	}
+	want, ok := selftestCulprits[mode]
+	if !ok {
+		var logged []string
+		for _, f := range o.Findings {
+			top, ok := f.Top()
+			if !ok {
+				continue
+			}
+			logged = append(logged, f.Series+" "+top.Where())
+			if selftestNoCulprit[mode] && f.Explains && f.Profile != origin.Goroutine && f.Profile != origin.Heap {
+				t.Errorf("%s: %s named from %s, want none: no profile counts what mode %q leaks", f.Series, top.Where(), f.Profile, mode)
+			}
+		}
+		return "not checked: " + cmp.Or(strings.Join(logged, ", "), "none")
+	}
+	var found []string
+	for _, f := range o.Findings {
+		if !named(f.Series, want.series) {
+			continue
+		}
+		top, ok := f.Top()
+		if !ok {
+			t.Errorf("%s: no site (%s), want %s", f.Series, f.Note, want.fn)
+			continue
+		}
+		found = append(found, top.Where())
+		if !slices.ContainsFunc(top.Frames(), func(fn string) bool { return fn == want.fn || strings.HasPrefix(fn, want.fn+".func") }) {
+			t.Errorf("%s: top site %s, called from %v: want %s among them; all sites: %+v", f.Series, top.Function, top.Callers, want.fn, f.Sites)
+		}
+		if !strings.Contains(last, top.Where()) {
+			t.Errorf("last line %q, want it to name %s", last, top.Where())
+		}
+	}
+	if len(found) == 0 {
+		t.Errorf("no origin of %s in report.json (%+v), want %s", want.series, o.Findings, want.fn)
+	}
+	return strings.Join(found, ", ")
 }

@@ -9,6 +9,9 @@
 # PostgreSQL server instead (soak, soak-short and soak-selftest): a
 # throwaway one that bin/soak starts, or SOAK_DB_URL's.
 #
+# The worker runs with --web.enable-pprof, so that a leak's verdict names
+# the call site that grew (docs/soak.md, "Where it leaks").
+#
 # Exit status of bin/soak: 0 steady, 1 leak or broken invariant, 2 could not soak.
 
 GO                  ?= go
@@ -41,10 +44,10 @@ SOAK_PG_CONFIG      ?= soak/worker-soak-pg.yml
 ifeq ($(SOAK_DB),postgres)
 SOAK_CONFIG         := $(SOAK_PG_CONFIG)
 SOAK_DB_FLAGS       := --replicas $(SOAK_REPLICAS) $(if $(SOAK_DB_URL),,--postgres)
-SOAK_DB_ARGS        := --db.url {db.url} --db.replica-id soak-{replica} --web.listen-address 127.0.0.1:{port}
+SOAK_DB_ARGS        := --db.url {db.url} --db.replica-id soak-{replica} --web.listen-address 127.0.0.1:{port} --web.enable-pprof
 else ifeq ($(SOAK_DB),sqlite)
 SOAK_DB_FLAGS       :=
-SOAK_DB_ARGS         = --db.path $$tmp/soak.db --web.listen-address 127.0.0.1:$(SOAK_PORT)
+SOAK_DB_ARGS         = --db.path $$tmp/soak.db --web.listen-address 127.0.0.1:$(SOAK_PORT) --web.enable-pprof
 else
 $(error SOAK_DB: want sqlite or postgres, got $(SOAK_DB))
 endif

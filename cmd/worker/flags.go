@@ -48,6 +48,16 @@ type flags struct {
 	lifecycle     bool
 	pprof         bool
 	log           promslog.Config
+	// explicit holds the flags given on the command line whose value must
+	// not be empty: an empty one would silently mean "use the default".
+	explicit []explicitFlag
+}
+
+// explicitFlag is a string flag registered with nonEmpty.
+type explicitFlag struct {
+	name string
+	set  *bool
+	val  *string
 }
 
 // parseFlags parses args in the Prometheus exporters' convention.
@@ -69,16 +79,39 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 	app.Flag("web.enable-pprof", "Serve net/http/pprof under /debug/pprof/ and link its profiles from the landing page.").
 		Default("false").BoolVar(&f.pprof)
 	app.Flag("config.file", "Path to the YAML configuration file; without it the embedded defaults run.").StringVar(&f.configFile)
-	app.Flag("db.path", "Path to the SQLite database; overrides database.path in the config file.").StringVar(&f.dbPath)
-	app.Flag("db.url", "postgres:// URL of a PostgreSQL database to use instead of SQLite; overrides database.url. Give the password with --db.password-file, PGPASSWORD or PGPASSFILE, not here: the command line is visible to every user.").StringVar(&f.dbURL)
-	app.Flag("db.password-file", "File whose first line is the PostgreSQL password; overrides database.password_file.").StringVar(&f.dbPassword)
-	app.Flag("db.replica-id", "This replica's id on PostgreSQL, in application_name worker-<id>; overrides database.replica_id. Default <hostname>-<pid>.").StringVar(&f.dbReplicaID)
+	f.nonEmpty(app, "db.path", "Path to the SQLite database; overrides database.path in the config file.", &f.dbPath)
+	f.nonEmpty(app, "db.url", "postgres:// URL of a PostgreSQL database to use instead of SQLite; overrides database.url. Give the password with --db.password-file, PGPASSWORD or PGPASSFILE, not here: the command line is visible to every user.", &f.dbURL)
+	f.nonEmpty(app, "db.password-file", "File whose first line is the PostgreSQL password; overrides database.password_file.", &f.dbPassword)
+	f.nonEmpty(app, "db.replica-id", "This replica's id on PostgreSQL, in application_name worker-<id>; overrides database.replica_id. Default <hostname>-<pid>.", &f.dbReplicaID)
 	app.Flag("config.check", "Validate the configuration, print the jobs that would run, and exit.").BoolVar(&f.configCheck)
 	promslogflag.AddFlags(app, &f.log)
-	if _, err := app.Parse(args); err != nil {
+	if _, err := app.Parse(dashValues(args)); err != nil {
 		return nil, &usageError{err}
 	}
 	return f, nil
+}
+
+// nonEmpty registers a string flag whose value, when given, must not be
+// empty: `--db.replica-id ""` is a mistake, not a request for the default.
+func (f *flags) nonEmpty(app *kingpin.Application, name, help string, dst *string) {
+	set := new(bool)
+	f.explicit = append(f.explicit, explicitFlag{name, set, dst})
+	app.Flag(name, help).IsSetByUser(set).StringVar(dst)
+}
+
+// dashValues joins a lone "-" to the long flag before it ("--x -" becomes
+// "--x=-"): kingpin reads a lone "-" as an empty value, so a flag given "-"
+// would silently become "" (the worker takes no positional arguments).
+func dashValues(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i, a := range args {
+		if a == "-" && i > 0 && strings.HasPrefix(args[i-1], "--") && !strings.Contains(args[i-1], "=") && len(out) > 0 {
+			out[len(out)-1] += "=-"
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // load validates the flags and loads the configuration. Each error names
@@ -109,6 +142,11 @@ func (f *flags) load() (*config.Config, error) {
 		}
 		if err := web.Validate(p); err != nil {
 			return nil, usagef("--web.config.file %s: %s", p, oneLine(err.Error()))
+		}
+	}
+	for _, e := range f.explicit {
+		if *e.set && *e.val == "" {
+			return nil, usagef("--%s: must not be empty; leave the flag out for the default", e.name)
 		}
 	}
 	if f.dbPath != "" {

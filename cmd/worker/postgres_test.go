@@ -32,13 +32,14 @@ jobs:
 `
 
 // pgContract is the metric contract that holds on PostgreSQL: every
-// metric of contract but the SQLite files' and quick_check's, and the
-// server's view of the connections.
+// metric of contract but the -wal file's and quick_check's, and the
+// server's view of the connections. worker_db_size_bytes is the server's
+// pg_database_size there.
 func pgContract() []string {
 	var out []string
 	for _, name := range contract {
 		switch name {
-		case "worker_db_size_bytes", "worker_db_wal_size_bytes", "worker_db_quick_check_ok":
+		case "worker_db_wal_size_bytes", "worker_db_quick_check_ok":
 			continue
 		}
 		out = append(out, name)
@@ -78,10 +79,15 @@ func TestWorker_Postgres(t *testing.T) {
 			t.Errorf("metric %s: missing from /metrics", name)
 		}
 	}
-	for _, name := range []string{"worker_db_size_bytes", "worker_db_wal_size_bytes", "worker_db_quick_check_ok"} {
+	for _, name := range []string{"worker_db_wal_size_bytes", "worker_db_quick_check_ok"} {
 		if _, ok := mfs[name]; ok {
 			t.Errorf("metric %s: on /metrics, want it absent on PostgreSQL", name)
 		}
+	}
+	// The database's size is the server's (issue 18: the dashboard's
+	// Database size panel had no data on PostgreSQL).
+	if got := workertest.Sum(mfs["worker_db_size_bytes"], nil); got < 1<<20 {
+		t.Errorf("worker_db_size_bytes on PostgreSQL: got %v, want pg_database_size (several MB)", got)
 	}
 	if got := workertest.Sum(mfs["worker_job_runs_total"], map[string]string{"result": "failure"}); got != 0 {
 		t.Errorf("worker_job_runs_total{result=\"failure\"}: got %v, want 0", got)
@@ -154,8 +160,14 @@ func TestWorker_PostgresServerDown(t *testing.T) {
 	if got := w.Status("/healthz"); got != 200 {
 		t.Errorf("GET /healthz: got %d, want 200", got)
 	}
+	// Readiness is logged when it is true (issue 18): not while /readyz
+	// answers 503.
+	if logs := w.Logs(); strings.Contains(logs, `msg="Worker ready"`) || !strings.Contains(logs, `msg="Worker started; not ready until the database opens"`) {
+		t.Errorf("logs with the server down: want \"Worker started; not ready until the database opens\" and no \"Worker ready\", got\n%s", logs)
+	}
 	srv.Start(t)
 	w.WaitFor(t, "ready once the server is up", waitLimit, func() bool { return w.Status("/readyz") == 200 })
+	w.WaitFor(t, "\"Worker ready\" logged", waitLimit, func() bool { return strings.Contains(w.Logs(), `msg="Worker ready"`) })
 	w.WaitFor(t, "a successful run", waitLimit, func() bool {
 		return workertest.Sum(w.Scrape(t)["worker_job_runs_total"], map[string]string{"result": "success"}) >= 1
 	})
@@ -181,13 +193,22 @@ func TestWorker_PostgresBadInput(t *testing.T) {
 		want string
 	}{
 		{"UnknownParam", []string{"--db.url", "postgres://u:s3cret@h/db?colour=blue"}, `worker: --db.url: unknown parameter "colour"`},
-		{"NotAURL", []string{"--db.url", "postgres://u:s3cret@h:port/db"}, "worker: --db.url: not a URL: want postgres://user@host:5432/dbname"},
+		{"NotAURL", []string{"--db.url", "postgres://u:s3cret@h:port/db"}, `worker: --db.url: not a URL: invalid port ":port" after host: want postgres://user@host:5432/dbname`},
+		{"NotAURLBracket", []string{"--db.url", "postgres://u:s3cret@[::1/db"}, `worker: --db.url: not a URL: missing ']' in host: want postgres://user@host:5432/dbname`},
+		// The bad escape is in the password: the reason must not quote it.
+		{"NotAURLEscapeInPassword", []string{"--db.url", "postgres://u:s3cret%zz@h/db"}, `worker: --db.url: not a URL: invalid URL escape in the user or password (write % as %25): want postgres://user@host:5432/dbname`},
 		{"Scheme", []string{"--db.url", "mysql://u:s3cret@h/db"}, `worker: --db.url: scheme "mysql": want postgres:// or postgresql://`},
 		{"WithPath", []string{"--db.url", "postgres://u@h/db", "--db.path", "w.db"}, "worker: --db.url: cannot be set together with --db.path: the worker uses PostgreSQL (url) or an SQLite file (path), not both"},
 		{"BothInFile", []string{"--config.file", both}, "worker: config file " + both + ": database.url: cannot be set together with database.path: the worker uses PostgreSQL (url) or an SQLite file (path), not both"},
 		{"PasswordFile", []string{"--db.url", "postgres://u@h/db", "--db.password-file", filepath.Join(dir, "nope")},
 			"worker: --db.password-file: cannot read password file: open " + filepath.Join(dir, "nope") + ": no such file or directory"},
 		{"ReplicaID", []string{"--db.url", "postgres://u@h/db", "--db.replica-id", "a b"}, `worker: --db.replica-id: want 1 to 56 letters, digits, '.', '_' or '-', starting with a letter or digit, got "a b"`},
+		// An explicitly empty value, or "-" (which kingpin read as empty),
+		// is refused, not taken as the default (issue 18).
+		{"ReplicaIDEmpty", []string{"--db.url", "postgres://u@h/db", "--db.replica-id", ""}, "worker: --db.replica-id: must not be empty; leave the flag out for the default"},
+		{"ReplicaIDEmptyEquals", []string{"--db.url", "postgres://u@h/db", "--db.replica-id="}, "worker: --db.replica-id: must not be empty; leave the flag out for the default"},
+		{"ReplicaIDDash", []string{"--db.url", "postgres://u@h/db", "--db.replica-id", "-"}, `worker: --db.replica-id: want 1 to 56 letters, digits, '.', '_' or '-', starting with a letter or digit, got "-"`},
+		{"URLEmpty", []string{"--db.url", ""}, "worker: --db.url: must not be empty; leave the flag out for the default"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

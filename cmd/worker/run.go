@@ -279,7 +279,38 @@ func printPlan(out io.Writer, cfg *worker.Config, w *worker.Worker) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%s\t%s\t%s\t%s\n", j.Name, j.Kind, j.Spec, j.Timeout, j.Enabled, next,
 			planCatchUp(j), planRetries(j), planDuration(j.Jitter))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	printDST(out, list, cfg.Location, now)
+	return nil
+}
+
+// dstChangesPerJob bounds the daylight-saving lines --config.check prints
+// for a job: a job every 15 minutes has four ticks in each changed hour.
+const dstChangesPerJob = 3
+
+// printDST prints the ticks of the enabled jobs that a daylight-saving
+// change in the next 12 months skips or repeats, and when each runs. A job
+// with '*' in its minute or hour (every 15 minutes, @hourly) under dst:
+// cron runs by the new time, as it would any hour, and is left out.
+func printDST(out io.Writer, list []worker.JobInfo, loc *time.Location, now time.Time) {
+	header := false
+	for _, j := range list {
+		if !j.Enabled {
+			continue
+		}
+		for _, c := range j.DSTChanges(loc, now, now.AddDate(1, 0, 0), dstChangesPerJob) {
+			if !c.Fixed && j.DST == worker.DSTCron {
+				continue
+			}
+			if !header {
+				fmt.Fprintf(out, "\ndaylight saving, the next 12 months (dst: cron runs a skipped tick right after the change and a repeated one once; wall_clock as the clock shows):\n")
+				header = true
+			}
+			fmt.Fprintf(out, "  %s (dst: %s): %s\n", j.Name, j.DST, c)
+		}
+	}
 }
 
 // planCatchUp says a job's catch-up policy, with the limit of "all".

@@ -72,7 +72,10 @@ func (co *Coordinator) Acquire(ctx context.Context, t jobs.Tick) (jobs.Claim, er
 		}
 		return nil, err
 	}
-	earlier := co.earlier(t)
+	var earlier []time.Time
+	if !t.RunNow { // a run-now is no tick of the schedule: nothing before it to check
+		earlier = co.earlier(t)
+	}
 	deadline := time.Now().Add(MaxNotDueWait)
 	for {
 		l, err := co.c.Claim(ctx, t.Job, t.ScheduledAt, earlier...)
@@ -80,7 +83,7 @@ func (co *Coordinator) Acquire(ctx context.Context, t jobs.Tick) (jobs.Claim, er
 		var lost *LostError
 		switch {
 		case err == nil:
-			if l.ScheduledAt.Equal(t.ScheduledAt) { // not a takeover of an earlier tick
+			if l.ScheduledAt.Equal(t.ScheduledAt) && !t.RunNow { // not a takeover of an earlier tick
 				co.seen(t.Job, t.ScheduledAt)
 			}
 			return held{l}, nil

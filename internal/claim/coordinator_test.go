@@ -179,31 +179,58 @@ func TestCoordinator_TakenOverRunIsCancelledAndFenced(t *testing.T) {
 	}
 }
 
-// Ensure that a run asked for by hand is not a tick: it runs without a
-// claim, beside the scheduled ticks.
-func TestCoordinator_RunOnceIsNotClaimed(t *testing.T) {
+// Ensure that a run asked for by hand (RunOnce, the admin API's run-now) is
+// claimed at its own time, so that one run of a job goes at a time across
+// replicas (issue 18): while replica a runs it, a run-now on replica b is
+// skipped; a's run succeeds, with one claim row at its time.
+func TestCoordinator_RunOnceClaimed(t *testing.T) {
 	dsn := server(t)
-	c := replica(t, dsn, "a", claim.Config{})
-	ran := 0
-	s := coordinated(t, dsn, c, jobs.Config{}, jobs.Job{
-		Name:     "manual",
-		Schedule: cron.Every(time.Hour),
-		Func:     func(context.Context, *sql.DB) (int64, error) { ran++; return 0, nil },
-	})
-	defer func() { _ = s.Stop(context.Background()) }()
-	r, err := s.RunOnce("manual")
+	entered, release := make(chan struct{}), make(chan struct{})
+	job := func(body jobs.Func) jobs.Job {
+		return jobs.Job{Name: "manual", Schedule: cron.Every(time.Hour), Func: body}
+	}
+	a := coordinated(t, dsn, replica(t, dsn, "a", claim.Config{}), jobs.Config{}, job(func(context.Context, *sql.DB) (int64, error) {
+		close(entered)
+		<-release
+		return 0, nil
+	}))
+	defer func() { _ = a.Stop(context.Background()) }()
+	ranB := 0
+	b := coordinated(t, dsn, replica(t, dsn, "b", claim.Config{}), jobs.Config{}, job(func(context.Context, *sql.DB) (int64, error) {
+		ranB++
+		return 0, nil
+	}))
+	defer func() { _ = b.Stop(context.Background()) }()
+
+	done := make(chan *jobs.Run, 1)
+	go func() {
+		r, err := a.RunOnce("manual")
+		if err != nil {
+			t.Error(err)
+			r = &jobs.Run{}
+		}
+		done <- r
+	}()
+	<-entered
+	rb, err := b.RunOnce("manual")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Result != jobs.Success || ran != 1 {
-		t.Errorf("run: got %v, %d bodies, want success, 1", r.Result, ran)
+	if rb.Result != jobs.Skipped || ranB != 0 {
+		t.Errorf("run-now on b while a runs the job: got %v, %d bodies, want skipped, 0", rb.Result, ranB)
+	}
+	close(release)
+	ra := <-done
+	if ra.Result != jobs.Success {
+		t.Errorf("run-now on a: got %v (%v), want success", ra.Result, ra.Err)
 	}
 	var claims int
-	if err := open(t, dsn).QueryRow(`SELECT count(*) FROM job_claims`).Scan(&claims); err != nil {
+	var at time.Time
+	if err := open(t, dsn).QueryRow(`SELECT count(*), max(scheduled_at) FROM job_claims WHERE status = 'succeeded'`).Scan(&claims, &at); err != nil {
 		t.Fatal(err)
 	}
-	if claims != 0 {
-		t.Errorf("claims: got %v, want 0", claims)
+	if claims != 1 || !at.Equal(ra.ScheduledAt.Truncate(time.Microsecond)) {
+		t.Errorf("succeeded claims: got %d at %v, want 1 at the run's time %v", claims, at, ra.ScheduledAt)
 	}
 }
 

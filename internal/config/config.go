@@ -195,6 +195,11 @@ type Job struct {
 	// run, less than the schedule's interval; 0 means none (or the Go
 	// job's own).
 	Jitter time.Duration
+	// DST is dst, the job's policy at daylight-saving changes:
+	// schedule.DSTCron (crontab(5)'s, the default) or
+	// schedule.DSTWallClock (robfig/cron's). "" is the default, or the Go
+	// job's own in a Go job's entry.
+	DST schedule.DST
 	// RunAtStart runs the job once when the worker starts too, besides its
 	// schedule: the quick_check built-in does. Not a key of the file.
 	RunAtStart bool
@@ -256,6 +261,7 @@ type fileJob struct {
 	Retries         *int   `yaml:"retries"`
 	RetryBackoff    string `yaml:"retry_backoff"`
 	Jitter          string `yaml:"jitter"`
+	DST             string `yaml:"dst"`
 }
 
 // Default returns the embedded default configuration: the database at
@@ -626,7 +632,7 @@ func (c *Config) job(field, name string, fj *fileJob, def Job) (Job, error) {
 	if j.Spec == "" { // a Go job's entry that keeps its schedule
 		return j, nil
 	}
-	s, err := schedule.Parse(j.Spec)
+	s, err := schedule.ParseDST(j.Spec, j.DST)
 	if errors.Is(err, schedule.ErrNeverFires) {
 		return Job{}, fmt.Errorf("%s.schedule: %q never fires", field, j.Spec)
 	}
@@ -663,7 +669,10 @@ func duration(field, s string, def time.Duration, positive bool) (time.Duration,
 	if s == "" {
 		return def, nil
 	}
-	d, err := time.ParseDuration(s)
+	d, err := schedule.ParseDuration(s)
+	if errors.Is(err, schedule.ErrDurationTooLong) {
+		return 0, fmt.Errorf("%s: duration %q is %w", field, s, err)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("%s: invalid duration %q: want a number with a unit, such as 30s or 5m", field, s)
 	}

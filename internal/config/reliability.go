@@ -4,10 +4,11 @@ import (
 	"fmt"
 
 	"github.com/sqlworker/worker/internal/jobs"
+	"github.com/sqlworker/worker/internal/schedule"
 )
 
 // reliability reads a job's catch_up, catch_up_limit, retries,
-// retry_backoff and jitter into j; the bounds are those of internal/jobs.
+// retry_backoff, jitter and dst into j; the bounds are those of internal/jobs.
 // The jitter is checked against the schedule by job, once it is parsed.
 func (fj *fileJob) reliability(field string, j *Job) error {
 	if err := jobs.CheckCatchUp(jobs.CatchUp(fj.CatchUp)); err != nil {
@@ -44,5 +45,9 @@ func (fj *fileJob) reliability(field string, j *Job) error {
 	if j.Jitter, err = duration(field+".jitter", fj.Jitter, 0, false); err != nil {
 		return err
 	}
+	if err := schedule.CheckDST(schedule.DST(fj.DST)); err != nil {
+		return fmt.Errorf("%s.dst: %w", field, err)
+	}
+	j.DST = schedule.DST(fj.DST)
 	return nil
 }

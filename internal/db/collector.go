@@ -1,6 +1,7 @@
 package db
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -11,9 +12,10 @@ import (
 )
 
 // Collector exports the handle's Init calls, the driver's process-wide
-// accounting (sqlcount's Collector) and the sizes of the database files
-// (SQLite only) as worker_db_*, with the process's handles of any driver
-// (sqlcount's ProcessCollector).
+// accounting (sqlcount's Collector) and the size of the database (the
+// SQLite file and its -wal; on PostgreSQL, pg_database_size) as
+// worker_db_*, with the process's handles of any driver (sqlcount's
+// ProcessCollector).
 type Collector struct {
 	h          *Handle
 	accounting *sqlcount.Collector
@@ -37,7 +39,7 @@ func NewCollector(namespace string, h *Handle) *Collector {
 		accounting:   sqlcount.NewCollector(&accounting, sqlcount.WithNamespace(namespace)),
 		process:      sqlcount.NewProcessCollector(sqlcount.WithNamespace(namespace)),
 		initCalls:    d("init_calls_total", "Calls of the idempotent database Init by result (opened, reused, failed).", "result"),
-		sizeBytes:    d("size_bytes", "Size of the database file."),
+		sizeBytes:    d("size_bytes", "Size of the database: the SQLite file, or on PostgreSQL pg_database_size(current_database())."),
 		walSizeBytes: d("wal_size_bytes", "Size of the database's -wal file; 0 when absent."),
 		corrupt:      d("corrupt", "1 once SQLite reported the database malformed (SQLITE_CORRUPT or SQLITE_NOTADB): jobs no longer write to it; 0 otherwise."),
 	}
@@ -68,10 +70,29 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.corrupt, prometheus.GaugeValue, corrupt)
 
 	if c.h.Postgres() {
-		return // the server's files, not ours
+		c.collectServerSize(ch) // the server's files, not ours: its own answer
+		return
 	}
 	c.collectSize(ch, c.sizeBytes, c.h.Path())
 	c.collectSize(ch, c.walSizeBytes, c.h.Path()+"-wal")
+}
+
+// collectServerSize exports pg_database_size of the database the handle is
+// connected to, bounded like ServerCollector's query; nothing while the
+// handle is not open.
+func (c *Collector) collectServerSize(ch chan<- prometheus.Metric) {
+	d := c.h.pool.Load()
+	if d == nil || c.h.db.Load() == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultServerQueryTimeout)
+	defer cancel()
+	var size float64
+	if err := d.QueryRowContext(ctx, `SELECT pg_database_size(current_database())`).Scan(&size); err != nil {
+		ch <- prometheus.NewInvalidMetric(c.sizeBytes, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.sizeBytes, prometheus.GaugeValue, size)
 }
 
 func (c *Collector) collectSize(ch chan<- prometheus.Metric, d *prometheus.Desc, path string) {

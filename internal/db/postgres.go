@@ -119,8 +119,7 @@ var urlParams = map[string]bool{
 func CheckURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
-		// url's errors quote the URL, password and all.
-		return errors.New("not a URL: want postgres://user@host:5432/dbname")
+		return fmt.Errorf("not a URL: %s: want postgres://user@host:5432/dbname", urlReason(s, err))
 	}
 	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
 		return fmt.Errorf("scheme %q: want postgres:// or postgresql://", u.Scheme)
@@ -154,6 +153,36 @@ func CheckURL(s string) error {
 		return fmt.Errorf("%s", oneLineErr(err))
 	}
 	return nil
+}
+
+// urlReason is why url.Parse refused s, without s: url's errors quote the
+// URL, password and all. An escape that is in the user or password part
+// is not quoted either.
+func urlReason(s string, err error) string {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return "cannot parse"
+	}
+	var esc url.EscapeError
+	if errors.As(ue.Err, &esc) && strings.Contains(userInfo(s), string(esc)) {
+		return "invalid URL escape in the user or password (write % as %25)"
+	}
+	return ue.Err.Error()
+}
+
+// userInfo is the user:password part of a URL string, or "".
+func userInfo(s string) string {
+	_, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return ""
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	if i := strings.LastIndex(rest, "@"); i >= 0 {
+		return rest[:i]
+	}
+	return ""
 }
 
 // RedactURL returns s with its password masked, in the user info and in a

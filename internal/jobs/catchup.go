@@ -159,6 +159,8 @@ func catchUpPolicy(j Job) CatchUp {
 // catchUp runs the missed ticks of a job one after the other; the first is
 // registered as a, in flight since Start. It stops at Stop.
 func (s *Scheduler) catchUp(e *entry, ticks []time.Time, r *Run, a *active) {
+	held := holdSlot(e)
+	defer releaseSlot(e, held)
 	for i := range ticks {
 		if i > 0 {
 			s.mu.Lock()
@@ -171,9 +173,34 @@ func (s *Scheduler) catchUp(e *entry, ticks []time.Time, r *Run, a *active) {
 			a = s.beginLocked(r)
 			s.mu.Unlock()
 		}
-		s.metrics.ticksCaughtUp.WithLabelValues(e.job.Name).Inc()
-		s.exec(e, r, a)
+		r.slotHeld = held
+		s.countCaughtUp(e, s.exec(e, r, a))
 	}
+}
+
+// holdSlot takes the job's running slot for a whole catch-up sequence, so
+// that its ticks run oldest first, one after the other, with no regular
+// tick between them: a tick that fires meanwhile overlaps a run and is
+// skipped, as it would be during any run. It reports whether it took the
+// slot; a run in progress keeps it, and the sequence then goes tick by tick.
+func holdSlot(e *entry) bool { return e.running.CompareAndSwap(false, true) }
+
+func releaseSlot(e *entry, held bool) {
+	if held {
+		e.running.Store(false)
+	}
+}
+
+// countCaughtUp counts a caught-up tick by what its run did: one that was
+// skipped (another run of the job held it) did not run and counts as a
+// skipped tick, so that worker_job_ticks_caught_up_total counts the runs
+// that job_runs has.
+func (s *Scheduler) countCaughtUp(e *entry, r *Run) {
+	if r.Result == Skipped {
+		s.metrics.ticksSkipped.WithLabelValues(e.job.Name).Inc()
+		return
+	}
+	s.metrics.ticksCaughtUp.WithLabelValues(e.job.Name).Inc()
 }
 
 // runTick runs the tick cron fired for, scheduled, at now. When cron passed
@@ -196,11 +223,14 @@ func (s *Scheduler) runTick(e *entry, scheduled, now time.Time) {
 	s.metrics.ticksSkipped.WithLabelValues(e.job.Name).Add(float64(skipped))
 	s.logger.Info("Missed ticks after a pause", "job", e.job.Name, "missed", n, "run", len(run), "skipped", skipped,
 		"catch_up", catchUpPolicy(e.job))
+	held := holdSlot(e)
+	defer releaseSlot(e, held)
 	for i, t := range run {
-		s.metrics.ticksCaughtUp.WithLabelValues(e.job.Name).Inc()
-		if _, err := s.run(e, &Run{Job: e.job.Name, ScheduledAt: t, CatchUp: true}); err != nil {
+		r, err := s.run(e, &Run{Job: e.job.Name, ScheduledAt: t, CatchUp: true, slotHeld: held})
+		if err != nil {
 			s.metrics.ticksSkipped.WithLabelValues(e.job.Name).Add(float64(len(run) - i))
 			return
 		}
+		s.countCaughtUp(e, r)
 	}
 }

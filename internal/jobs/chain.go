@@ -181,6 +181,9 @@ func (s *Scheduler) log(r *Run) {
 // Skipper records a scheduled tick skipped once across the replicas.
 func (s *Scheduler) skipIfRunning(next handler) handler {
 	return func(ctx context.Context, e *entry, r *Run) error {
+		if r.slotHeld {
+			return next(ctx, e, r) // its catch-up sequence took the slot for all its runs
+		}
 		if !e.running.CompareAndSwap(false, true) {
 			if sk, ok := s.cfg.Coordinator.(Skipper); ok && !r.manual && r.takenOver == nil && r.Attempt <= 1 {
 				return sk.Skip(ctx, Tick{Job: e.job.Name, ScheduledAt: r.ScheduledAt, Schedule: e.job.Schedule, Attempt: 1})

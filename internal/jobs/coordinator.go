@@ -16,8 +16,9 @@ import (
 // tick once (package internal/claim on PostgreSQL). A nil Config.Coordinator
 // means a single node: every tick runs here, as on SQLite.
 //
-// Ticks are coordinated, caught-up ones and retries included; RunOnce and
-// RunAtStart runs are not.
+// Ticks are coordinated, caught-up ones and retries included, and so are
+// RunOnce runs (Tick.RunNow), so that a run-now on one replica answers
+// "running" while another runs the job; RunAtStart runs are not.
 // A tick goes: Acquire before the chain's track step (after skipIfRunning),
 // Keep for the run's context, which the Coordinator cancels when the claim
 // is lost, the body, then Release with the body's error before the run is
@@ -59,6 +60,11 @@ type Tick struct {
 	ScheduledAt time.Time
 	Schedule    cron.Schedule
 	Attempt     int
+	// RunNow marks a run asked for through RunOnce (the admin API's run),
+	// claimed at the time it was asked for so that one run of a job goes
+	// at a time across the replicas: it is no tick of the schedule, and
+	// the Coordinator checks no earlier tick for it.
+	RunNow bool
 }
 
 // Claim is this replica's claim on a tick.
@@ -99,7 +105,7 @@ const releaseTimeout = 5 * time.Second
 // coordinate claims a scheduled tick before the run and releases it after.
 func (s *Scheduler) coordinate(next handler) handler {
 	return func(ctx context.Context, e *entry, r *Run) error {
-		if s.cfg.Coordinator == nil || r.manual {
+		if s.cfg.Coordinator == nil || (r.manual && !r.runNow) {
 			return next(ctx, e, r)
 		}
 		var c Claim
@@ -107,11 +113,14 @@ func (s *Scheduler) coordinate(next handler) handler {
 			c = r.takenOver
 		} else {
 			var err error
-			c, err = s.cfg.Coordinator.Acquire(ctx, Tick{Job: e.job.Name, ScheduledAt: r.ScheduledAt, Schedule: e.job.Schedule, Attempt: max(1, r.Attempt)})
-			if err != nil {
-				if errors.Is(err, ErrNotClaimed) || errors.Is(err, ErrSkipped) {
-					return err
-				}
+			c, err = s.cfg.Coordinator.Acquire(ctx, Tick{Job: e.job.Name, ScheduledAt: r.ScheduledAt, Schedule: e.job.Schedule, Attempt: max(1, r.Attempt), RunNow: r.runNow})
+			switch {
+			case r.runNow && errors.Is(err, ErrNotClaimed):
+				// Another replica has the run's own time: it runs the job.
+				return fmt.Errorf("%w: %w", ErrSkipped, err)
+			case errors.Is(err, ErrNotClaimed) || errors.Is(err, ErrSkipped):
+				return err
+			case err != nil:
 				return fmt.Errorf("cannot claim the tick: %w", err)
 			}
 		}

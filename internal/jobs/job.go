@@ -10,6 +10,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/sqlworker/worker/internal/schedule"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -25,8 +26,12 @@ type Job struct {
 	Name     string
 	Spec     string        // the schedule as written, for logs
 	Schedule cron.Schedule // parsed Spec
-	Timeout  time.Duration // per run; 0 means none
-	Func     Func
+	// DST is the policy Schedule was parsed with at daylight-saving
+	// changes ("" is schedule.DSTCron): with Spec, it says whether a
+	// reload changed the schedule.
+	DST     schedule.DST
+	Timeout time.Duration // per run; 0 means none
+	Func    Func
 	// RunAtStart runs the job once at Start too, in the background,
 	// besides its schedule (the quick_check built-in).
 	RunAtStart bool
@@ -107,7 +112,9 @@ type Run struct {
 	retryIn time.Duration // > 0: a retry follows after this wait (set by record)
 	gaveUp  bool          // a retryable failure that was not retried
 
-	manual     bool          // RunOnce or RunAtStart: no tick, so a Coordinator does not claim it
+	manual     bool          // RunOnce or RunAtStart: no tick of the schedule
+	runNow     bool          // RunOnce: claimed as a Tick.RunNow, one run at a time across replicas
+	slotHeld   bool          // its catch-up sequence holds the job's running slot (see holdSlot)
 	claimedAt  time.Time     // when a Coordinator's claim was won: the body starts then
 	takenOver  *trackedClaim // the claim, when the Coordinator's scan took the tick over
 	ownsRecord bool          // coordinate took the recording from Stop's abandon

@@ -116,6 +116,68 @@ func TestScheduler_CatchUp(t *testing.T) {
 	}
 }
 
+// Ensure a catch-up sequence holds the job's running slot from its first
+// tick to its last (issue 18: a regular tick ran between two caught-up
+// ticks, the next caught-up tick was recorded skipped, and
+// ticks_caught_up_total still counted it). A run asked for between two
+// caught-up runs, in the OnFinish of the first, is skipped; every caught-up
+// tick runs, oldest first, and the counter counts exactly those runs.
+func TestScheduler_CatchUp_HoldsSlot(t *testing.T) {
+	const missed = 4
+	j := mustSchedule(t, "@every 1m")
+	j.Name, j.CatchUp = "rollup", jobs.CatchUpAll
+	j.Func = func(context.Context, *sql.DB) (int64, error) { return 1, nil }
+	var s *jobs.Scheduler
+	var asked atomic.Bool
+	between := make(chan *jobs.Run, 1)
+	done := make(chan *jobs.Run, 2*missed)
+	s, h, reg := setup(t, jobs.Config{OnFinish: func(r *jobs.Run, _ error) {
+		done <- r
+		if r.CatchUp && asked.CompareAndSwap(false, true) {
+			// In the gap between two caught-up runs: no other run may start.
+			r2, err := s.RunOnce("rollup")
+			if err != nil {
+				t.Errorf("RunOnce between caught-up runs: %v", err)
+				r2 = &jobs.Run{}
+			}
+			between <- r2
+		}
+	}}, j)
+	last := time.Now().Add(-missed*time.Minute - 30*time.Second).Truncate(time.Millisecond)
+	seedRun(t, h, "rollup", last)
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var caught []time.Time
+	for len(caught) < missed {
+		r := <-done
+		if !r.CatchUp {
+			continue // the run asked for in between
+		}
+		if r.Result != jobs.Success {
+			t.Fatalf("caught-up run %v: got %s (%v), want success", r.ScheduledAt, r.Result, r.Err)
+		}
+		caught = append(caught, r.ScheduledAt)
+	}
+	if r := <-between; r.Result != jobs.Skipped {
+		t.Errorf("run between caught-up runs: got %q, want skipped", r.Result)
+	}
+	if err := s.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(caught); i++ {
+		if !caught[i].After(caught[i-1]) {
+			t.Errorf("caught-up ticks out of order: %v", caught)
+		}
+	}
+	if got := counter(t, reg, "worker_job_ticks_caught_up_total", "rollup"); got != missed {
+		t.Errorf("ticks_caught_up_total: got %v, want %d", got, missed)
+	}
+	if got := runs(t, reg, "rollup", jobs.Success); got != missed {
+		t.Errorf("runs_total{success}: got %v, want %d", got, missed)
+	}
+}
+
 // Ensure a job with no row in job_runs has missed nothing.
 func TestScheduler_CatchUp_FirstStart(t *testing.T) {
 	j := job(t, "fresh", func(context.Context, *sql.DB) (int64, error) { return 0, nil })

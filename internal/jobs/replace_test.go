@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sqlworker/worker/internal/jobs"
+	"github.com/sqlworker/worker/internal/schedule"
 )
 
 // rows returns a Func that reports n rows affected.
@@ -245,6 +246,7 @@ func TestScheduler_Replace_Compared(t *testing.T) {
 		{"retries", func(j *jobs.Job) { j.Retries = 2 }, true},
 		{"jitter", func(j *jobs.Job) { j.Jitter = time.Second }, true},
 		{"omit success rows", func(j *jobs.Job) { j.OmitSuccessRows = true }, true},
+		{"dst", func(j *jobs.Job) { j.DST = schedule.DSTWallClock }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			j := base

@@ -222,7 +222,7 @@ func (s *Scheduler) RunOnce(name string) (*Run, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownJob, name)
 	}
-	return s.run(e, &Run{Job: name, ScheduledAt: time.Now(), manual: true})
+	return s.run(e, &Run{Job: name, ScheduledAt: time.Now(), manual: true, runNow: true})
 }
 
 // JobNames returns the names of the scheduled jobs.

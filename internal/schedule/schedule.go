@@ -6,6 +6,8 @@ package schedule
 import (
 	"errors"
 	"fmt"
+	"math"
+	"regexp"
 	"strings"
 	"time"
 
@@ -30,11 +32,19 @@ var parser = cron.NewParser(
 	cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor,
 )
 
-// Parse parses spec. A spec without a CRON_TZ= prefix runs in the time zone
-// of the time passed to its Next. Runs of white space, newlines included,
-// count as one space, so an error message is always one line. A spec that
-// no time matches, such as 30 February, is ErrNeverFires.
-func Parse(spec string) (s cron.Schedule, err error) {
+// Parse parses spec, with DSTCron's rule at daylight-saving changes. A spec
+// without a CRON_TZ= prefix runs in the time zone of the time passed to its
+// Next. Runs of white space, newlines included, count as one space, so an
+// error message is always one line. A spec that no time matches, such as
+// 30 February, is ErrNeverFires.
+func Parse(spec string) (cron.Schedule, error) { return ParseDST(spec, DSTCron) }
+
+// ParseDST is Parse with the policy p at daylight-saving changes ("" is
+// DSTCron).
+func ParseDST(spec string, p DST) (s cron.Schedule, err error) {
+	if err := CheckDST(p); err != nil {
+		return nil, err
+	}
 	spec = strings.Join(strings.Fields(spec), " ")
 	if spec == "" {
 		return nil, ErrEmpty
@@ -61,6 +71,7 @@ func Parse(spec string) (s cron.Schedule, err error) {
 	if s, err = parseCron(spec); err != nil {
 		return nil, err
 	}
+	s = withDST(s, spec, p)
 	// Next looks up to five years ahead; cron has no year field, so a spec
 	// that matches any date at all matches one within five years (29
 	// February included).
@@ -93,10 +104,30 @@ func cutZone(spec string) (prefix, zone, rest string, ok bool) {
 	return "", "", "", false
 }
 
+// ErrDurationTooLong is ParseDuration's error for a well-formed duration
+// beyond time.Duration's range, which time.ParseDuration reports as
+// invalid as if it were a typo.
+var ErrDurationTooLong = fmt.Errorf("too long: at most %s", time.Duration(math.MaxInt64))
+
+// durationSyntax matches what time.ParseDuration reads, whatever the size.
+var durationSyntax = regexp.MustCompile(`^[-+]?((\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h))+$`)
+
+// ParseDuration is time.ParseDuration, except that a duration too long for
+// time.Duration is ErrDurationTooLong rather than "invalid".
+func ParseDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil && durationSyntax.MatchString(s) {
+		return 0, ErrDurationTooLong
+	}
+	return d, err
+}
+
 // checkEvery validates the interval of "@every <interval>".
 func checkEvery(s string) error {
-	d, err := time.ParseDuration(s)
+	d, err := ParseDuration(s)
 	switch {
+	case errors.Is(err, ErrDurationTooLong):
+		return fmt.Errorf("@every: interval %q is %w", s, err)
 	case err != nil:
 		return fmt.Errorf("@every: invalid interval %q: want a number with a unit, such as 10s or 5m", s)
 	case d < MinEvery:

@@ -61,9 +61,10 @@ func TestParse_Accepted(t *testing.T) {
 		{"NewYork", "CRON_TZ=America/New_York 0 9 * * *", utc(2025, 3, 8, 14, 0, 0)},
 		{"NewYorkSeconds", "CRON_TZ=America/New_York 0 0 9 * * *", utc(2025, 3, 8, 14, 0, 0)},
 		// 02:30 does not exist on 9 March 2025 in New York (02:00 EST
-		// jumps to 03:00 EDT): the run is skipped, the next one is
-		// 02:30 EDT (06:30 UTC) on 10 March.
-		{"NewYorkSkippedHour", "CRON_TZ=America/New_York 30 2 * * *", utc(2025, 3, 10, 6, 30, 0)},
+		// jumps to 03:00 EDT): as cron, the run is right after the
+		// change, at 03:00 EDT (07:00 UTC). ParseDST's DSTWallClock skips
+		// it (TestParseDST_WallClock).
+		{"NewYorkSkippedHour", "CRON_TZ=America/New_York 30 2 * * *", utc(2025, 3, 9, 7, 0, 0)},
 		{"TokyoDaily", "TZ=Asia/Tokyo @daily", utc(2025, 3, 8, 15, 0, 0)},
 		{"UTCEvery", "CRON_TZ=UTC @every 5s", utc(2025, 3, 8, 10, 17, 47)},
 	}
@@ -127,6 +128,8 @@ func TestParse_Rejected(t *testing.T) {
 		{"EveryZero", "@every 0s", "@every: interval must be at least 1s, got 0s"},
 		{"EveryFraction", "@every 1500ms", "@every: interval must be a whole number of seconds, got 1500ms"},
 		{"EveryNoUnit", "@every 5", `@every: invalid interval "5": want a number with a unit, such as 10s or 5m`},
+		{"EveryOverflow", "@every 10000000h", `@every: interval "10000000h" is too long: at most 2562047h47m16.854775807s`},
+		{"EveryOverflowSum", "@every 2562047h60m", `@every: interval "2562047h60m" is too long: at most 2562047h47m16.854775807s`},
 		{"EveryNoInterval", "@every", "unrecognized descriptor: @every"},
 		{"UnknownDescriptor", "@fortnightly", "unrecognized descriptor: @fortnightly"},
 		{"UnknownZone", "CRON_TZ=Nowhere/Land * * * * *", `CRON_TZ: unknown time zone "Nowhere/Land"`},

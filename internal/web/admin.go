@@ -3,7 +3,9 @@ package web
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -94,6 +96,18 @@ func UTC(t time.Time) *time.Time {
 // jobList is the body of GET /api/v1/jobs.
 type jobList struct {
 	Jobs []JobStatus `json:"jobs"`
+}
+
+// EchoLimit bounds how many bytes of a request's own text an error echoes.
+const EchoLimit = 64
+
+// Quote quotes s for an error message, cut to EchoLimit bytes with its
+// length: a 900 KB job name must not come back as 900 KB of 404.
+func Quote(s string) string {
+	if len(s) <= EchoLimit {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%q… (%d bytes)", s[:EchoLimit], len(s))
 }
 
 // errorBody is the body of an admin API error.

@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -102,10 +101,15 @@ type Worker struct {
 	Scheme string
 }
 
-var listeningRE = regexp.MustCompile(`msg="Listening on" address=(\S+)`)
+var (
+	listeningRE = regexp.MustCompile(`msg="Listening on" address=(\S+)`)
+	// startedRE is the line Start waits for: ready, or started with a
+	// PostgreSQL server that is not up yet (ready once it is).
+	startedRE = regexp.MustCompile(`msg="Worker ready"|msg="Worker started; not ready until the database opens"`)
+)
 
 // Start starts the binary and waits until it listens and says it is
-// ready. It is killed at cleanup if still running.
+// ready (or started, waiting for its PostgreSQL server). It is killed at cleanup if still running.
 func Start(tb testing.TB, o Options) *Worker {
 	tb.Helper()
 	if o.Bin == "" {
@@ -149,7 +153,7 @@ func Start(tb testing.TB, o Options) *Worker {
 				addr <- m[1]
 				sentAddr = true
 			}
-			if strings.Contains(line, `msg="Worker ready"`) && !sentReady {
+			if startedRE.MatchString(line) && !sentReady {
 				close(ready)
 				sentReady = true
 			}

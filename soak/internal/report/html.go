@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sqlworker/worker/soak/internal/detect"
+	"github.com/sqlworker/worker/soak/internal/origin"
 	"github.com/sqlworker/worker/soak/internal/runner"
 )
 
@@ -32,6 +33,38 @@ type view struct {
 	RuleBroken   int
 	RuleHeld     int
 	RuleNA       int
+	NoOrigin     string       // why no origin is given, on an alarm
+	Finds        []originView // where each leaking series grew
+}
+
+// originView is one finding of the origins section.
+type originView struct {
+	Series, Head, Note, Col string
+	Sites                   []siteView
+}
+
+type siteView struct {
+	origin.Site
+	Amount string
+}
+
+// origins fills the origins section of v, on an alarm.
+func (v *view) origins(r *Report) {
+	o := r.Origins
+	if o == nil || r.Status != runner.StatusLeak {
+		return
+	}
+	v.NoOrigin = o.Unavailable
+	for _, f := range o.Findings {
+		ov := originView{Series: f.Series, Head: findingHead(f), Note: f.Note, Col: "Growth"}
+		if f.Measure == "open" {
+			ov.Col = "Open"
+		}
+		for _, s := range f.Sites {
+			ov.Sites = append(ov.Sites, siteView{Site: s, Amount: f.Amount(s)})
+		}
+		v.Finds = append(v.Finds, ov)
+	}
 }
 
 type chip struct {
@@ -181,6 +214,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	}
 	// Leaking series first: they are what the reader came for.
 	v.Rows = append(v.Rows, rest...)
+	v.origins(r)
 	return page.Execute(w, v)
 }
 
@@ -294,6 +328,7 @@ svg text{font:10.5px system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;
 svg .ylab{text-anchor:end} svg .band{fill:#8a91a1;font-style:italic}
 svg .limit{text-anchor:end;fill:#d92d3a;font-weight:600} svg .hwm{fill:#b86f00;font-size:10px}
 .missing{color:var(--muted)}
+.origin{margin:0 0 16px} .origin h3{font-size:13.5px;margin:0 0 2px} .origin td.mono{overflow-wrap:anywhere}
 footer{margin-top:34px;color:var(--muted);font-size:12.5px;border-top:1px solid var(--line);padding-top:14px}
 footer p{margin:4px 0}
 </style>
@@ -328,6 +363,13 @@ footer p{margin:4px 0}
 {{range .Rows}}<tr class="{{.Class}}"><td><a class="mono" href="#{{.ID}}">{{.Key}}</a><div class="reason">{{.Reason}}</div></td><td><span class="pill {{.Class}}">{{.Verdict}}</span></td><td class="spark">{{.Spark}}</td><td class="num">{{.Now}}</td><td class="num">{{.Slope}}</td><td class="num">{{.P}}</td><td class="num">{{.Noise}}</td><td class="num" title="{{.Why}}">{{.Tolerance}}</td><td class="num">{{.Highs}}</td><td class="num">{{.Growth}}</td></tr>
 {{end}}</tbody>
 </table>
+{{if .NoOrigin}}<p class="missing">No origin given: {{.NoOrigin}}</p>{{end}}
+{{if .Finds}}<h2>Where it leaks</h2>
+{{range .Finds}}<div class="origin"><h3 class="mono">{{.Series}}</h3><p class="reason">{{.Head}}</p>
+{{if .Sites}}<table><thead><tr><th class="num">{{.Col}}</th><th>Function</th><th>File</th><th>Called from</th></tr></thead><tbody>
+{{range .Sites}}<tr><td class="num">{{.Amount}}</td><td class="mono">{{.Function}}</td><td class="mono">{{.File}}:{{.Line}}</td><td class="mono">{{range .Callers}}{{.}}<br>{{end}}</td></tr>
+{{end}}</tbody></table>{{end}}{{if .Note}}<p class="reason">{{.Note}}</p>{{end}}</div>
+{{end}}{{end}}
 {{if .Missing}}<p class="missing">Not exposed by the target, skipped: {{range $i, $m := .Missing}}{{if $i}}, {{end}}<code>{{$m}}</code>{{end}}.</p>{{end}}
 
 <h2>Invariants</h2>
@@ -351,7 +393,7 @@ footer p{margin:4px 0}
 
 <footer>
  <p><b>How the verdict is reached.</b> Samples taken during warm-up are shown, not judged. Each series is judged against its own noise: the peak-to-peak spread of its samples after warm-up once the Theil–Sen trend is taken out. Its tolerance is 1.5 × that noise, never less than a small floor (1.5 for counts, a few MiB for memory), unless <code>--tolerance</code> fixed it. A series leaks when the Mann–Kendall test finds an upward trend (tie-corrected, p &lt; 0.001), its Theil–Sen slope is positive, the high-water mark of the last third stands above the first third's by more than the tolerance, and the last third still stands above the middle third. Noise, a sawtooth, one spike or a step that stopped pass. A series whose trend line rose beyond its tolerance while its high-water marks did not is too noisy to decide; one with fewer than 12 samples after warm-up is too short. Invariants are judged on every sample, warm-up included.</p>
- <p>Files beside this page: <code>report.json</code> (every sample and statistic), <code>samples.csv</code>. Exit status: 0 steady, 1 leak or broken invariant, 2 could not soak.</p>
+ <p>Files beside this page: <code>report.json</code> (every sample and statistic), <code>samples.csv</code>, and, when the target serves net/http/pprof, its profiles in <code>profiles/</code> (<code>go tool pprof -base NAME.base.pb.gz NAME.end.pb.gz</code>). Exit status: 0 steady, 1 leak or broken invariant, 2 could not soak.</p>
 </footer>
 </main></body>
 </html>

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sqlworker/worker/soak/internal/detect"
 	"github.com/sqlworker/worker/soak/internal/invariant"
+	"github.com/sqlworker/worker/soak/internal/origin"
 	"github.com/sqlworker/worker/soak/internal/runner"
 	"github.com/sqlworker/worker/soak/internal/series"
 )
@@ -37,6 +38,9 @@ type Meta struct {
 	RunID   string   // identifies the run in alerts and artifacts
 	Target  string   // the metrics URL
 	Command []string // the command soaked, when the harness started it
+	// Origins is where the leaks come from, from the target's profiles;
+	// nil when none were looked for.
+	Origins *origin.Result
 }
 
 // Report is the content of report.json.
@@ -61,6 +65,9 @@ type Report struct {
 	Named         []string           `json:"named"` // leaking series and series of broken rules
 	Invariants    []invariant.Result `json:"invariants"`
 	Series        []Series           `json:"series"`
+	// Origins lists, for each leaking series, the call sites that grew,
+	// or says why none is given.
+	Origins *origin.Result `json:"origins,omitempty"`
 }
 
 // Series is one watched series in report.json.
@@ -100,6 +107,7 @@ func New(res *runner.Result, meta Meta) *Report {
 		Named:         nonNil(res.SeriesNames()),
 		Invariants:    res.Invariants,
 		Leaking:       []string{},
+		Origins:       meta.Origins,
 	}
 	if res.Err != nil {
 		r.Error = res.Err.Error()

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sqlworker/worker/soak/internal/detect"
+	"github.com/sqlworker/worker/soak/internal/origin"
 	"github.com/sqlworker/worker/soak/internal/report"
 	"github.com/sqlworker/worker/soak/internal/runner"
 	"github.com/sqlworker/worker/soak/internal/scrape"
@@ -171,4 +172,61 @@ func TestReport_PerSeriesJudgement(t *testing.T) {
 	if got, want := again.String(), string(page); got != want {
 		t.Fatal("the page drawn from the loaded report.json differs from the one written")
 	}
+}
+
+// Ensure the origins of a leak are listed in summary.txt and report.html
+// with their growth, the command that diffs their profiles and their
+// notes, survive report.json, and that a soak without them says why.
+func TestReport_Origins(t *testing.T) {
+	res := result(t)
+	f := origin.Finding{Series: "process_open_fds", Profile: origin.Conns, Unit: "count", Measure: "growth",
+		Base: origin.PhaseWarmup, BaseAt: 0.1, EndAt: 0.6, BaseFile: "profiles/sqlcount.conns.base.pb.gz",
+		EndFile: "profiles/sqlcount.conns.end.pb.gz", Explains: true, Note: "fds follow connections",
+		Sites: []origin.Site{{Function: "example.com/app.initDb", File: "/src/app/db.go", Line: 42, Growth: 17, Open: 18,
+			Callers: []string{"example.com/app.handler /src/app/http.go:9"}}}}
+	rep := report.New(res, report.Meta{RunID: "run-1", Origins: &origin.Result{Findings: []origin.Finding{f}}})
+	dir := t.TempDir()
+	if err := rep.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	txt := readFile(t, filepath.Join(dir, report.TextFile))
+	for _, want := range []string{
+		"origin of process_open_fds: profile sqlcount.conns, growth from warm-up (0s) to the end (1s); go tool pprof -base profiles/sqlcount.conns.base.pb.gz profiles/sqlcount.conns.end.pb.gz\n",
+		"+17  example.com/app.initDb  /src/app/db.go:42\n",
+		"called from example.com/app.handler /src/app/http.go:9\n",
+		"note: fds follow connections\n",
+	} {
+		if !strings.Contains(txt, want) {
+			t.Errorf("summary.txt lacks %q:\n%s", want, txt)
+		}
+	}
+	page := readFile(t, filepath.Join(dir, report.HTMLFile))
+	if !strings.Contains(page, "Where it leaks") || !strings.Contains(page, "example.com/app.initDb") || !strings.Contains(page, "/src/app/db.go:42") {
+		t.Error("report.html does not list the origin")
+	}
+	loaded, err := report.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := loaded.Origins.Findings[0].Sites[0]; got.Line != 42 || got.Growth != 17 {
+		t.Errorf("report.json's site %+v, want line 42, growth 17", got)
+	}
+
+	none := report.New(res, report.Meta{RunID: "run-2", Origins: &origin.Result{Unavailable: "http://x/debug/pprof/goroutine: 404 Not Found"}})
+	var b bytes.Buffer
+	if err := none.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "\nno origin given: http://x/debug/pprof/goroutine: 404 Not Found\n") {
+		t.Errorf("summary.txt without pprof:\n%s\nwant one line saying why no origin is given", b.String())
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

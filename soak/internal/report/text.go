@@ -6,6 +6,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/sqlworker/worker/soak/internal/detect"
+	"github.com/sqlworker/worker/soak/internal/origin"
+	"github.com/sqlworker/worker/soak/internal/runner"
 )
 
 // Judgement returns the three figures behind a series' verdict, formatted
@@ -60,6 +62,50 @@ func (r *Report) WriteText(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	r.writeOrigins(w)
 	_, err := fmt.Fprintln(w, r.Verdict)
 	return err
+}
+
+// writeOrigins writes, for each leaking series, the call sites that grew,
+// with the command that diffs its profiles; or, on an alarm, why no origin
+// is given.
+func (r *Report) writeOrigins(w io.Writer) {
+	o := r.Origins
+	if o == nil || r.Status != runner.StatusLeak {
+		return
+	}
+	if o.Unavailable != "" {
+		fmt.Fprintf(w, "no origin given: %s\n", o.Unavailable)
+		return
+	}
+	for _, f := range o.Findings {
+		fmt.Fprintf(w, "origin of %s: %s\n", f.Series, findingHead(f))
+		for _, s := range f.Sites {
+			fmt.Fprintf(w, "  %10s  %s  %s:%d\n", f.Amount(s), s.Function, s.File, s.Line)
+			if len(s.Callers) > 0 {
+				fmt.Fprintf(w, "  %10s  called from %s\n", "", s.Callers[0])
+			}
+		}
+		if f.Note != "" {
+			fmt.Fprintf(w, "  note: %s\n", f.Note)
+		}
+	}
+}
+
+// findingHead says what a finding's sites measure and where its profiles
+// are.
+func findingHead(f origin.Finding) string {
+	switch {
+	case f.Profile == "":
+		return "no profile"
+	case f.EndFile == "":
+		return "profile " + f.Profile + " not served"
+	case f.Measure == "open":
+		return fmt.Sprintf("profile %s, open at the end (%.0fs), none grew; go tool pprof %s", f.Profile, f.EndAt, f.EndFile)
+	case f.BaseFile == "":
+		return fmt.Sprintf("profile %s at the end (%.0fs); go tool pprof %s", f.Profile, f.EndAt, f.EndFile)
+	}
+	return fmt.Sprintf("profile %s, growth from %s (%.0fs) to the end (%.0fs); go tool pprof -base %s %s",
+		f.Profile, f.Base, f.BaseAt, f.EndAt, f.BaseFile, f.EndFile)
 }

@@ -65,6 +65,10 @@ type Config struct {
 	ProgressEvery time.Duration
 	// Died, when not nil, is closed when the target process exits.
 	Died <-chan struct{}
+	// AfterWarmup, when not nil, is called once, from the scrape loop, with
+	// the time of the first sample at or after warm-up: the soak takes
+	// its base profiles then. It must not block.
+	AfterWarmup func(t float64)
 }
 
 // Result is what a soak found; Soak produces it.
@@ -85,6 +89,9 @@ type Result struct {
 	StoppedAt float64
 	// Err is why the soak could not be done, or nil.
 	Err error
+	// Culprits says, by series key, where a leaking series (or the series
+	// of a broken rule) grew, for the verdict: "from pkg.F (dir/file.go:12)".
+	Culprits map[string]string
 }
 
 // Leak is one leaking series.
@@ -202,10 +209,14 @@ func (r *Result) Sentence() string {
 		if s := r.Recording.Get(l.Series); s != nil && s.Spec.Kind == detect.Memory {
 			rate = "+" + detect.HumanBytes(l.Verdict.SlopePerHour())
 		}
-		parts = append(parts, fmt.Sprintf("%s rising %s/h", l.Series, rate))
+		parts = append(parts, fmt.Sprintf("%s rising %s/h", l.Series, rate)+r.culprit(l.Series))
 	}
 	for _, b := range r.Broken() {
-		parts = append(parts, fmt.Sprintf("broken %s (%s)", b.Rule, b.Detail))
+		part := fmt.Sprintf("broken %s (%s)", b.Rule, b.Detail)
+		if !slices.ContainsFunc(r.Leaks(), func(l Leak) bool { return l.Series == b.Series }) {
+			part += r.culprit(b.Series)
+		}
+		parts = append(parts, part)
 	}
 	switch r.Status() {
 	case StatusLeak:
@@ -233,6 +244,14 @@ func (r *Result) Sentence() string {
 	}
 	return fmt.Sprintf("STEADY: no leak in %d series over %s judged after %s warm-up; %d invariants held%s.",
 		len(r.Verdicts), round(max(judged, 0)), round(r.Config.Warmup), applies, undecided)
+}
+
+// culprit returns " " and where series grew, or "".
+func (r *Result) culprit(series string) string {
+	if c := r.Culprits[series]; c != "" {
+		return " " + c
+	}
+	return ""
 }
 
 // signed formats a slope with its sign and three significant digits.
@@ -435,13 +454,28 @@ func (s *Soak) loop(ctx context.Context) error {
 	failStreak, okScrapes := 0, 0
 	var lastErr error
 
+	end := res.Start.Add(cfg.Duration)
+	warmed := cfg.AfterWarmup == nil
 	for {
 		t := time.Since(res.Start).Seconds()
-		vec, err := cfg.Scraper.Scrape(ctx)
-		res.Scrapes++
+		// A scrape is cut at the end of the soak: a slow target must not
+		// stretch it past its duration.
+		sctx, cancel := context.WithDeadline(ctx, end)
+		vec, err := cfg.Scraper.Scrape(sctx)
+		cancel()
 		switch {
 		case ctx.Err() != nil:
 			return ErrInterrupted
+		case err != nil && !time.Now().Before(end):
+			// The soak's end cut this scrape: not the target's failure,
+			// unless no scrape ever came back.
+			if res.Scrapes == 0 {
+				res.Scrapes, res.Failures, lastErr = 1, 1, err
+			}
+			return s.endErr(lastErr)
+		}
+		res.Scrapes++
+		switch {
 		case err != nil:
 			res.Failures++
 			failStreak++
@@ -458,6 +492,10 @@ func (s *Soak) loop(ctx context.Context) error {
 			if s.sample(t, vec) {
 				return nil
 			}
+			if !warmed && t >= cfg.Warmup.Seconds() {
+				warmed = true
+				cfg.AfterWarmup(t)
+			}
 			if len(res.Recording.Series()) == 0 && okScrapes >= emptyScrapes {
 				return s.errNoWatched()
 			}
@@ -471,15 +509,26 @@ func (s *Soak) loop(ctx context.Context) error {
 		case <-ctx.Done():
 			return ErrInterrupted
 		case <-deadline.C:
-			if len(res.Recording.Series()) == 0 {
-				return s.errNoWatched()
-			}
-			return nil
+			return s.endErr(lastErr)
 		case <-cfg.Died:
 			return ErrTargetDied
 		case <-tick.C:
 		}
 	}
+}
+
+// endErr is the loop's error at the end of the soak: none when it recorded
+// watched series; when it did not, the scrapes' failure if every scrape
+// failed (a timeout, a status, the body limit), not "exposes none".
+func (s *Soak) endErr(lastErr error) error {
+	res := s.res
+	switch {
+	case len(res.Recording.Series()) > 0:
+		return nil
+	case res.Scrapes == res.Failures && lastErr != nil:
+		return fmt.Errorf("%w: %d of %d, last: %w", ErrScrapesFailed, res.Failures, res.Scrapes, lastErr)
+	}
+	return s.errNoWatched()
 }
 
 // errNoWatched is ErrNoWatchedSeries naming the watched series.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -232,5 +233,30 @@ func TestRun_Undecided(t *testing.T) {
 	}
 	if s := res.Sentence(); !strings.Contains(s, "1 not decided: go_goroutines (too short)") {
 		t.Fatalf("Sentence()=%q, want it to name go_goroutines as too short", s)
+	}
+}
+
+// Ensure AfterWarmup is called once, from the first sample at or after
+// warm-up, for the base profiles.
+func TestRun_AfterWarmup(t *testing.T) {
+	cfg := config(&fake{render: fds(false)})
+	var calls []float64
+	cfg.AfterWarmup = func(t float64) { calls = append(calls, t) }
+	if _, err := runner.New(cfg).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 1 || calls[0] < cfg.Warmup.Seconds() {
+		t.Fatalf("AfterWarmup called at %v, want once, at or after %gs", calls, cfg.Warmup.Seconds())
+	}
+}
+
+// Ensure the verdict names where a leaking series grew, when the soak
+// found it, after its slope.
+func TestResult_SentenceCulprit(t *testing.T) {
+	cfg := runner.Config{Duration: time.Minute, Interval: time.Second, Warmup: 15 * time.Second, Watch: series.DefaultWatch}
+	res := runner.New(cfg).Replay(scrapes(t, 60, fds(true)))
+	res.Culprits = map[string]string{"process_open_fds": "from app.initDb (app/db.go:42)"}
+	if s := res.Sentence(); !regexp.MustCompile(`: process_open_fds rising \+\d+/h from app\.initDb \(app/db\.go:42\)\.$`).MatchString(s) {
+		t.Fatalf("Sentence()=%q, want the leak's slope followed by its culprit", s)
 	}
 }

@@ -60,6 +60,7 @@ func (s *Scraper) Scrape(ctx context.Context) (model.Vector, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
@@ -70,18 +71,62 @@ func (s *Scraper) Scrape(ctx context.Context) (model.Vector, error) {
 	req.Header.Set("Accept", acceptHeader)
 	resp, err := s.Client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot scrape %s: %w", s.URL, err)
+		return nil, fmt.Errorf("cannot scrape %s: %w", s.URL, timedOut(parent, ctx, timeout, err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
 		return nil, fmt.Errorf("cannot scrape %s: %w %s", s.URL, ErrStatus, resp.Status)
 	}
-	vec, err := Parse(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return nil, fmt.Errorf("cannot scrape %s: %w", s.URL, err)
+	if resp.ContentLength > maxBody {
+		return nil, fmt.Errorf("cannot scrape %s: %w (Content-Length %d)", s.URL, ErrBodyTooLarge, resp.ContentLength)
+	}
+	body := &limitedBody{r: resp.Body, left: maxBody}
+	vec, err := Parse(body)
+	switch {
+	case body.over:
+		return nil, fmt.Errorf("cannot scrape %s: %w", s.URL, ErrBodyTooLarge)
+	case err != nil:
+		return nil, fmt.Errorf("cannot scrape %s: %w", s.URL, timedOut(parent, ctx, timeout, err))
 	}
 	return vec, nil
+}
+
+// ErrBodyTooLarge is returned, wrapped, when an exposition is longer than
+// the harness reads.
+var ErrBodyTooLarge = fmt.Errorf("body longer than %d MiB, the limit", maxBody>>20)
+
+// timedOut says that a scrape timed out, rather than the bare context
+// error, when its own timeout (not the caller's) cut it.
+func timedOut(parent, ctx context.Context, timeout time.Duration, err error) error {
+	if parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("timed out after %s: %w", timeout, err)
+	}
+	return err
+}
+
+// limitedBody reads at most left bytes and notes whether there was more,
+// so that a cut exposition is reported as too large, not as a parse error.
+type limitedBody struct {
+	r    io.Reader
+	left int64
+	over bool
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		var one [1]byte
+		if n, _ := b.r.Read(one[:]); n > 0 {
+			b.over = true
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
 }
 
 // Parse reads a text exposition and returns its samples.

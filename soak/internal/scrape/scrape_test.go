@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
@@ -95,5 +97,24 @@ func TestScraper_Errors(t *testing.T) {
 	defer b.Close()
 	if _, err := b.Scrape(context.Background()); err == nil {
 		t.Fatal("got nil, want a parse error")
+	}
+}
+
+// Ensure a scrape cut by its own timeout says so, with the timeout, and one
+// cut by its caller's context does not claim a timeout of its own.
+func TestScraper_TimedOut(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	t.Cleanup(srv.Close)
+	sc := &scrape.Scraper{URL: srv.URL, Client: srv.Client(), Timeout: 50 * time.Millisecond}
+	_, err := sc.Scrape(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "timed out after 50ms") {
+		t.Errorf("own timeout: got %v, want it to say timed out after 50ms", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	sc.Timeout = time.Minute
+	_, err = sc.Scrape(ctx)
+	if err == nil || strings.Contains(err.Error(), "timed out after") {
+		t.Errorf("caller's deadline: got %v, want an error that claims no timeout of its own", err)
 	}
 }
