@@ -144,7 +144,7 @@ func Find(opts ...Option) error {
 			return nil
 		}
 		if time.Now().Add(pause).After(deadline) {
-			return &Error{Summary: fmt.Sprintf("found %d unexpected open objects", len(objs)), Origins: sqlcount.Group(objs)}
+			return &Error{Summary: fmt.Sprintf("found %d unexpected open %s", len(objs), plural(len(objs), "object")), Origins: sqlcount.Group(objs)}
 		}
 		time.Sleep(pause)
 		pause = min(2*pause, 100*time.Millisecond)
@@ -208,7 +208,7 @@ func FindRepeated(n int, init func() error) error {
 		}
 	}
 	return &Error{
-		Summary: fmt.Sprintf("%d calls opened %d handles, want at most 1 (%d still open)", n, opened, len(handles)),
+		Summary: fmt.Sprintf("%d %s opened %d handles, want at most 1 (%d still open)", n, plural(n, "call"), opened, len(handles)),
 		Origins: sqlcount.Group(handles),
 	}
 }
@@ -221,4 +221,12 @@ func VerifyIdempotent(t TestingT, n int, init func() error) {
 	if err := FindRepeated(n, init); err != nil {
 		t.Error(err)
 	}
+}
+
+// plural returns word, with an s unless n is 1.
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }

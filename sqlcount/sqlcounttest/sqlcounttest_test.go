@@ -104,7 +104,7 @@ func TestVerifyNone(t *testing.T) {
 	}
 	var r recorder
 	sqlcounttest.VerifyNone(&r, current, sqlcounttest.MaxWait(0))
-	want := fmt.Sprintf("found 1 unexpected open objects\n1 statement open from github.com/sqlworker/worker/sqlcount/sqlcounttest_test.TestVerifyNone (%s:%d)", thisFile(), line+1)
+	want := fmt.Sprintf("found 1 unexpected open object\n1 statement open from github.com/sqlworker/worker/sqlcount/sqlcounttest_test.TestVerifyNone (%s:%d)", thisFile(), line+1)
 	if len(r.errs) != 1 || !strings.HasPrefix(r.errs[0], "sqlcounttest: "+want) {
 		t.Errorf("statement open: got %q, want one error starting %q", r.errs, want)
 	}
