@@ -6,9 +6,14 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
 VPKG      := github.com/prometheus/common/version
+# go-sqlite3 registers no "sqlite3" of its own: the worker registers its
+# counted driver under the name, so a Go job's sql.Open("sqlite3", ...) is
+# counted in worker_db_handles_open (internal/db SQLite3Name).
+SQLITE3_LDFLAGS := -X github.com/mattn/go-sqlite3.driverName=
 LDFLAGS   := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) -X $(VPKG).Branch=$(BRANCH) \
              -X $(VPKG).BuildUser=$(shell id -un 2>/dev/null)@$(shell hostname 2>/dev/null) \
-             -X $(VPKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
+             -X $(VPKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S) \
+             $(SQLITE3_LDFLAGS)
 TEST_TIMEOUT ?= 20m
 GOLANGCI_LINT_VERSION ?= v2.15.0
 FUZZTIME  ?= 30s

@@ -37,7 +37,41 @@
 // pool's Connect and Close only borrow and return its own connections. A
 // handle opened under a driver's own name (sql.Open("pgx", ...),
 // sql.Open("sqlite3", ...)) bypasses the wrapper and is not counted: give
-// the wrapped driver a name of its own and use only that one.
+// the wrapped driver a name of its own and use only that one, or, for
+// go-sqlite3, build with -ldflags "-X github.com/mattn/go-sqlite3.driverName="
+// and register the wrapped driver as "sqlite3" yourself. ProcessHandles
+// counts the *sql.DB handles of every driver, wrapped or not, and
+// ProcessCollector exports the count.
+//
+// # Origins
+//
+// Each counted handle and connection keeps the program counters of the call
+// that opened it (read from the frame pointers on amd64, by runtime.Callers
+// elsewhere; symbolised only when reported), until it is closed;
+// statements too when the Counter is told to (SetOrigins), as a statement
+// is prepared far more often.
+// Counter.Origins groups the open objects by their site, the first frame
+// outside database/sql, the drivers and sqlcount, with their count and the
+// oldest's age; OpenObjects lists them one by one, for every Counter of the
+// process. They are also the runtime/pprof profiles "sqlcount.handles",
+// "sqlcount.conns" and "sqlcount.stmts" (Kind.ProfileName), registered when
+// the package is initialised, which net/http/pprof serves under
+// /debug/pprof/ and go tool pprof reads and diffs (-base). Adding to a
+// pprof profile walks the stack once more, with the runtime's unwinder, and
+// that is most of what origins cost: a program that serves no pprof can
+// leave the profiles out with SetProfiles(false).
+//
+// A connection that database/sql opens in its own connectionOpener
+// goroutine (for a caller that waited for a free slot, after a connection
+// was discarded) has no frame of the program on its stack. Origins and
+// OpenObjects give it its handle's origin (Object.Attributed). The pprof
+// profile cannot: pprof.Profile.Add records the stack of the goroutine that
+// calls it and takes no other, so in "sqlcount.conns" such a connection
+// shows under database/sql.(*DB).connectionOpener. Handles are always opened
+// on the caller's goroutine.
+//
+// Package sqlcounttest turns the origins into test checks, as goleak does
+// for goroutines.
 //
 // The API is v0: it may change until 1.0.
 package sqlcount

@@ -7,6 +7,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -147,4 +148,31 @@ func Example_perf408() {
 	// handles open: 1 connections open: 1
 	// handles open: 2 connections open: 2
 	// handles open: 3 connections open: 3
+}
+
+// Origins names the function that opened the handles and connections still
+// open: PERF-408's initDB, once per call. The same stacks are the pprof
+// profiles sqlcount.handles and sqlcount.conns.
+func ExampleCounter_Origins() {
+	path := tempDB()
+	defer os.RemoveAll(filepath.Dir(path))
+	for range 3 {
+		if _, err := initDB(context.Background(), path); err != nil {
+			log.Fatal(err)
+		}
+	}
+	for _, o := range counter.Origins() {
+		// The function without its package path, which differs from one
+		// module to another; o.Line is the line of the call.
+		fmt.Printf("%d × %v from %s (%s)\n", o.Count, o.Kind, o.Function[strings.LastIndex(o.Function, ".")+1:], filepath.Base(o.File))
+	}
+	for _, db := range leaked {
+		db.Close()
+	}
+	leaked = nil
+	fmt.Println("after Close:", len(counter.Origins()))
+	// Output:
+	// 3 × handle from initDB (example_test.go)
+	// 3 × connection from initDB (example_test.go)
+	// after Close: 0
 }

@@ -101,6 +101,7 @@ type record struct {
 	// attributed: a connection that database/sql's background opener made,
 	// given the origin of its handle.
 	attributed bool
+	profiled   bool // in its kind's pprof profile
 	n          int
 	pcs        [maxDepth]uintptr
 }
@@ -141,12 +142,14 @@ func init() { profile(Handles) }
 // track records the origin of an object of kind k that its caller opens,
 // when c records k, and returns nil otherwise. The stack starts at track's
 // caller. The record goes into the live set and into k's pprof profile.
+//
+//go:noinline
 func (c *Counter) track(k Kind) *record {
 	if !c.records(k) {
 		return nil
 	}
 	r := &record{kind: k, counter: c, opened: time.Now()}
-	r.n = runtime.Callers(2, r.pcs[:])
+	r.n = callers(r.pcs[:])
 	c.add(r, 2)
 	return r
 }
@@ -154,12 +157,14 @@ func (c *Counter) track(k Kind) *record {
 // trackConn is track for a connection of the handle h (nil: none). A
 // connection that database/sql's connectionOpener goroutine made has no
 // stack of the program: its origin is its handle's.
+//
+//go:noinline
 func (c *Counter) trackConn(h *record) *record {
 	if !c.records(Connections) {
 		return nil
 	}
 	r := &record{kind: Connections, counter: c, opened: time.Now()}
-	r.n = runtime.Callers(2, r.pcs[:])
+	r.n = callers(r.pcs[:])
 	if h != nil && inOpener(r.pcs[:r.n]) {
 		r.pcs, r.n, r.attributed = h.pcs, h.n, true
 	}
@@ -167,10 +172,11 @@ func (c *Counter) trackConn(h *record) *record {
 	return r
 }
 
-// add puts r into the live set and into its kind's profile, with the stack
-// of add's caller's caller (skip). pprof records the current goroutine's
-// stack: for an attributed connection that is database/sql's opener; the
-// Go API (Origins, OpenObjects) gives the handle's.
+// add puts r into the live set and, while SetProfiles is on, into its
+// kind's profile, with the stack of add's caller's caller (skip). pprof
+// records the current goroutine's stack: for an attributed connection that
+// is database/sql's opener; the Go API (Origins, OpenObjects) gives the
+// handle's.
 func (c *Counter) add(r *record, skip int) {
 	live.mu.Lock()
 	if live.m == nil {
@@ -180,8 +186,24 @@ func (c *Counter) add(r *record, skip int) {
 	r.id = live.nextID
 	live.m[r] = struct{}{}
 	live.mu.Unlock()
-	profile(r.kind).Add(r, skip)
+	if !profilesOff.Load() {
+		r.profiled = true
+		profile(r.kind).Add(r, skip)
+	}
 }
+
+// profilesOff is SetProfiles(false).
+var profilesOff atomic.Bool
+
+// SetProfiles sets whether the objects opened from now on whose origins are
+// recorded also go into the runtime/pprof profiles (Kind.ProfileName); by
+// default they do. pprof.Profile.Add walks the stack of the open once more,
+// with the runtime's unwinder: in a job run, the most of what the origins
+// cost (docs/performance.md). A program that serves no pprof can turn it
+// off and keep the origins of Origins, OpenObjects and sqlcounttest; the
+// worker does, unless --web.enable-pprof. The profiles stay registered, and
+// hold what was opened while it was on until it is closed.
+func SetProfiles(on bool) { profilesOff.Store(!on) }
 
 // forget drops r, the record of an object now closed; r may be nil.
 func forget(r *record) {
@@ -192,7 +214,7 @@ func forget(r *record) {
 	_, ok := live.m[r]
 	delete(live.m, r)
 	live.mu.Unlock()
-	if ok {
+	if ok && r.profiled {
 		profile(r.kind).Remove(r)
 	}
 }
@@ -202,21 +224,31 @@ func forget(r *record) {
 const openerFunc = "database/sql.(*DB).connectionOpener"
 
 // inOpener reports whether pcs is a stack of database/sql's opener
-// goroutine: the goroutine's own function is the last frame but goexit.
+// goroutine: the goroutine's own function is among the last three frames,
+// before the go statement's wrapper and goexit.
 func inOpener(pcs []uintptr) bool {
-	if len(pcs) > 3 {
-		pcs = pcs[len(pcs)-3:]
+	return slices.ContainsFunc(pcs[max(len(pcs)-3, 0):], isOpenerPC)
+}
+
+// openerPCs caches, by program counter, whether the frame is database/sql's
+// opener: symbolising it costs more than the rest of a record.
+var openerPCs sync.Map // uintptr -> bool
+
+func isOpenerPC(pc uintptr) bool {
+	if v, ok := openerPCs.Load(pc); ok {
+		return v.(bool)
 	}
-	frames := runtime.CallersFrames(pcs)
+	is := false
+	frames := runtime.CallersFrames([]uintptr{pc})
 	for {
 		f, more := frames.Next()
-		if f.Function == openerFunc {
-			return true
-		}
+		is = is || f.Function == openerFunc
 		if !more {
-			return false
+			break
 		}
 	}
+	openerPCs.Store(pc, is)
+	return is
 }
 
 // Object is an open handle, connection or statement whose origin was

@@ -229,3 +229,85 @@ func TestCounter_OriginOfBackgroundConnection(t *testing.T) {
 		t.Errorf("connection site: got %s:%d, want the handle's, at line %d", s.Function, s.Line, line+1)
 	}
 }
+
+// Ensure SetProfiles(false) keeps the origins of the objects opened then
+// out of the pprof profiles, and in OpenObjects; and that an object added
+// while it was on is removed at its close after it was turned off.
+func TestSetProfiles(t *testing.T) {
+	defer sqlcount.SetProfiles(true)
+	var c sqlcount.Counter
+	dsn := sqliteDSN(t)
+	h0, _ := profileCount(t, "sqlcount.handles")
+	before := sql.OpenDB(sqlcount.NewConnector(sqliteConnector{dsn: dsn}, &c))
+	sqlcount.SetProfiles(false)
+	after := sql.OpenDB(sqlcount.NewConnector(sqliteConnector{dsn: dsn}, &c))
+	if n, _ := profileCount(t, "sqlcount.handles"); n-h0 != 1 {
+		t.Errorf("sqlcount.handles: got %d more, want 1 (the handle opened before SetProfiles(false))", n-h0)
+	}
+	if got := len(c.OpenObjects()); got != 2 {
+		t.Errorf("OpenObjects: got %d, want 2", got)
+	}
+	before.Close()
+	after.Close()
+	if n, _ := profileCount(t, "sqlcount.handles"); n != h0 {
+		t.Errorf("sqlcount.handles after Close: got %d, want %d", n, h0)
+	}
+}
+
+// cgoCallbackHandles are the handles openInCallback opened, for the test to
+// close.
+var cgoCallbackHandles struct {
+	sync.Mutex
+	counter *sqlcount.Counter
+	dsn     string
+	dbs     []*sql.DB
+}
+
+var cgoCallbackRegister sync.Once
+
+// openInCallback is a SQL function that SQLite calls back into Go: it opens
+// a counted handle, so that its origin is taken with C frames on the stack.
+func openInCallback() int64 {
+	cgoCallbackHandles.Lock()
+	defer cgoCallbackHandles.Unlock()
+	d := sql.OpenDB(sqlcount.NewConnector(sqliteConnector{dsn: cgoCallbackHandles.dsn}, cgoCallbackHandles.counter))
+	cgoCallbackHandles.dbs = append(cgoCallbackHandles.dbs, d)
+	return 1
+}
+
+// Ensure a handle opened in a Go function that C code called (a SQLite
+// function, through cgo) has its origin there, and that the walk of the
+// frames stops at cgo's entry rather than follow C's frame pointers.
+func TestCounter_OriginInCgoCallback(t *testing.T) {
+	var c sqlcount.Counter
+	cgoCallbackHandles.counter, cgoCallbackHandles.dsn = &c, sqliteDSN(t)
+	defer func() {
+		for _, d := range cgoCallbackHandles.dbs {
+			d.Close()
+		}
+		cgoCallbackHandles.dbs = nil
+	}()
+	cgoCallbackRegister.Do(func() {
+		sql.Register("sqlite3-origins-callback", &sqlite3.SQLiteDriver{ConnectHook: func(conn *sqlite3.SQLiteConn) error {
+			return conn.RegisterFunc("open_in_callback", openInCallback, false)
+		}})
+	})
+	db, err := sql.Open("sqlite3-origins-callback", sqliteDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var one int64
+	if err := db.QueryRow("SELECT open_in_callback()").Scan(&one); err != nil {
+		t.Fatal(err)
+	}
+	got := c.Origins()
+	if len(got) != 1 || got[0].Kind != sqlcount.Handles || !strings.HasSuffix(got[0].Function, ".openInCallback") {
+		t.Fatalf("origins: got %v, want one handle from sqlcount_test.openInCallback", got)
+	}
+	for _, f := range got[0].Stack {
+		if f.Function == "runtime.cgocallbackg" || f.Function == "runtime.goexit" {
+			t.Errorf("stack: got %s, want the walk stopped at cgo's entry", f.Function)
+		}
+	}
+}

@@ -22,7 +22,7 @@ var contract = []string{
 	"go_memstats_heap_inuse_bytes", "worker_build_info",
 	"worker_db_init_calls_total", "worker_db_handles_open", "worker_db_handles_opened_total", "worker_db_handles_closed_total",
 	"worker_db_connections_open", "worker_db_connections_opened_total", "worker_db_connections_closed_total",
-	"worker_db_statements_open", "worker_open_fds",
+	"worker_db_statements_open", "worker_db_process_handles_open", "worker_open_fds",
 	"worker_db_size_bytes", "worker_db_wal_size_bytes", "worker_db_quick_check_ok", "worker_db_corrupt",
 	"worker_job_runs_total", "worker_job_duration_seconds", "worker_job_start_delay_seconds", "worker_job_running",
 	"worker_job_last_success_timestamp_seconds", "worker_job_next_run_timestamp_seconds", "worker_job_interval_seconds",

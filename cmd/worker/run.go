@@ -25,6 +25,7 @@ import (
 	"github.com/sqlworker/worker"
 	"github.com/sqlworker/worker/internal/clockskew"
 	"github.com/sqlworker/worker/internal/leak"
+	"github.com/sqlworker/worker/sqlcount"
 )
 
 // httpShutdownTimeout bounds the wait for scrapes in progress at exit.
@@ -102,6 +103,9 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	reloads := notifyReload(m.Reloads)
 	defer reloads.stop()
 
+	// sqlcount's pprof profiles cost one more stack walk per handle and
+	// connection opened: recorded only by a worker that serves them.
+	sqlcount.SetProfiles(f.pprof)
 	d, err := build(ctx, f, cfg, logger)
 	if d != nil {
 		defer d.close()

@@ -14,10 +14,12 @@ import (
 // Collector exports the handle's Init calls, the driver's process-wide
 // accounting (sqlcount's Collector) and the size of the database (the
 // SQLite file and its -wal; on PostgreSQL, pg_database_size) as
-// worker_db_*.
+// worker_db_*, with the process's handles of any driver (sqlcount's
+// ProcessCollector).
 type Collector struct {
 	h          *Handle
 	accounting *sqlcount.Collector
+	process    *sqlcount.ProcessCollector
 
 	initCalls    *prometheus.Desc
 	sizeBytes    *prometheus.Desc
@@ -35,6 +37,7 @@ func NewCollector(namespace string, h *Handle) *Collector {
 	return &Collector{
 		h:            h,
 		accounting:   sqlcount.NewCollector(&accounting, sqlcount.WithNamespace(namespace)),
+		process:      sqlcount.NewProcessCollector(sqlcount.WithNamespace(namespace)),
 		initCalls:    d("init_calls_total", "Calls of the idempotent database Init by result (opened, reused, failed).", "result"),
 		sizeBytes:    d("size_bytes", "Size of the database: the SQLite file, or on PostgreSQL pg_database_size(current_database())."),
 		walSizeBytes: d("wal_size_bytes", "Size of the database's -wal file; 0 when absent."),
@@ -45,6 +48,7 @@ func NewCollector(namespace string, h *Handle) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.accounting.Describe(ch)
+	c.process.Describe(ch)
 	for _, d := range []*prometheus.Desc{c.initCalls, c.sizeBytes, c.walSizeBytes, c.corrupt} {
 		ch <- d
 	}
@@ -58,6 +62,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.initCalls, prometheus.CounterValue, float64(failed), "failed")
 
 	c.accounting.Collect(ch)
+	c.process.Collect(ch)
 	var corrupt float64
 	if c.h.Corrupt() != nil {
 		corrupt = 1

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,9 +30,54 @@ const DriverName = "sqlite3-counted"
 // Handle's own connectors count into it too.
 var accounting sqlcount.Counter
 
+// SQLite3Name is go-sqlite3's own driver name. A build with
+// -ldflags "-X github.com/mattn/go-sqlite3.driverName=" (the Makefile's and
+// the Dockerfile's) keeps go-sqlite3 from registering it, and this package
+// then registers go-sqlite3 counted into Accounting under it: a plain
+// sql.Open("sqlite3", ...) anywhere in the process, a Go job's say, counts
+// in worker_db_handles_open with its origin. In any other build the name is
+// go-sqlite3's and uncounted; worker_db_process_handles_open still sees its
+// handles. A program that embeds the worker, builds with the flag and
+// registers a "sqlite3" of its own would panic (sql.Register twice, after
+// this package's init): it must take another name, or leave this one to
+// the worker and be counted.
+const SQLite3Name = "sqlite3"
+
+// sqlite3Counted is true when this package registered SQLite3Name.
+var sqlite3Counted bool
+
 func init() {
 	sql.Register(DriverName, sqlcount.NewDriver(sqliteDriver{}, &accounting))
+	// go-sqlite3's init ran first (this package imports it); a second
+	// Register of the name would panic.
+	if !slices.Contains(sql.Drivers(), SQLite3Name) {
+		sql.Register(SQLite3Name, sqlcount.NewDriver(&sqlite3.SQLiteDriver{}, &accounting))
+		sqlite3Counted = true
+	}
 }
+
+// SetOrigins sets the kinds of object whose origins the process-wide
+// accounting records (sqlcount's Counter.SetOrigins; by default handles and
+// connections), for the benchmark of their cost.
+func SetOrigins(kinds ...sqlcount.Kind) { accounting.SetOrigins(kinds...) }
+
+// SQLite3Counted reports whether the driver name "sqlite3" is go-sqlite3
+// counted into Accounting (see SQLite3Name).
+func SQLite3Counted() bool { return sqlite3Counted }
+
+// rawConnector is go-sqlite3 without counting, whatever "sqlite3" is: for
+// the handles that must stay out of the counts (the read-only inspection,
+// the leak build's bypass).
+type rawConnector struct{ dsn string }
+
+func (c rawConnector) Connect(context.Context) (driver.Conn, error) {
+	return (&sqlite3.SQLiteDriver{}).Open(c.dsn)
+}
+
+func (rawConnector) Driver() driver.Driver { return &sqlite3.SQLiteDriver{} }
+
+// openRaw opens dsn on go-sqlite3 around the counting driver.
+func openRaw(dsn string) *sql.DB { return sql.OpenDB(rawConnector{dsn: dsn}) }
 
 // Counts is a snapshot of the process-wide driver accounting.
 type Counts = sqlcount.Counts

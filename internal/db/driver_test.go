@@ -98,6 +98,7 @@ func TestCollector_DriverMetrics(t *testing.T) {
 		{"worker_db_connections_opened_total", "Driver connections opened, across all handles of the process.", dto.MetricType_COUNTER},
 		{"worker_db_connections_closed_total", "Driver connections closed, across all handles of the process.", dto.MetricType_COUNTER},
 		{"worker_db_statements_open", "Prepared statements open on the driver, across all handles of the process.", dto.MetricType_GAUGE},
+		{"worker_db_process_handles_open", "sql.DB handles open in the process on any driver, counted or not: database/sql's connectionOpener goroutines.", dto.MetricType_GAUGE},
 	} {
 		mf := got[want.name]
 		if mf == nil {

@@ -335,7 +335,7 @@ func (h *Handle) leakOpenRaw() (*sql.DB, error) {
 		}
 		return sql.OpenDB(p.connector(cfg)), nil
 	}
-	return sql.Open("sqlite3", h.DSN())
+	return openRaw(h.DSN()), nil
 }
 
 // Health reports whether the handle is open on the file that is at the

@@ -10,8 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-
-	_ "github.com/mattn/go-sqlite3" // "sqlite3": the uncounted driver of the read-only inspection
 )
 
 // schemaObject is one table or index of the worker's schema as SQLite
@@ -41,10 +39,7 @@ func expectedSchema(ctx context.Context, version int) ([]schemaObject, error) {
 	if v, ok := expectedSchemas.Load(version); ok {
 		return v.([]schemaObject), nil
 	}
-	mem, err := sql.Open("sqlite3", ":memory:")
-	if err != nil {
-		return nil, err
-	}
+	mem := openRaw(":memory:")
 	defer mem.Close()
 	mem.SetMaxOpenConns(1) // one connection: one in-memory database
 	for _, m := range migrations[:version] {
@@ -194,10 +189,7 @@ func inspect(ctx context.Context, path string, f *os.File) (missing []schemaObje
 	if walErr == nil || journalErr == nil {
 		params = "mode=ro" // what is in the -wal or -journal counts
 	}
-	ro, err := sql.Open("sqlite3", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+params)
-	if err != nil {
-		return nil, fmt.Errorf("cannot open database %s: %w", path, err)
-	}
+	ro := openRaw("file:" + (&url.URL{Path: path}).EscapedPath() + "?" + params)
 	defer ro.Close() // SQLite's own descriptors: closing them keeps f's flock
 	ro.SetMaxOpenConns(1)
 	var version int

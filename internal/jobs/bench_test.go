@@ -16,6 +16,7 @@ import (
 	"github.com/sqlworker/worker/internal/floorbench"
 	"github.com/sqlworker/worker/internal/jobs"
 	"github.com/sqlworker/worker/internal/workertest"
+	"github.com/sqlworker/worker/sqlcount"
 )
 
 // benchSQL is the load test's job: two statements in one transaction.
@@ -136,4 +137,65 @@ func (f *runFloor) run(b *testing.B) {
 		"success", "", rows); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// BenchmarkRunOrigins measures what sqlcount's origins cost a job run:
+// "worker" is the run with them on (the default: handles and connections),
+// its "floor" the same run with them off (db.SetOrigins()); with
+// pprof=false the origins are kept for the Go API only, as the daemon
+// without --web.enable-pprof does (sqlcount.SetProfiles(false)), with
+// pprof=true they go into the pprof profiles too. Two jobs: shared, the SQL
+// job of BenchmarkRun on the worker's handle, whose pooled connections are
+// reused, so a run records nothing; and open-per-run, a Go job that opens a
+// handle on the counting driver, pings it and closes it, so each run
+// records and forgets a handle and a connection, the most a run can cost.
+// The target: x-floor at most 1.05.
+func BenchmarkRunOrigins(b *testing.B) {
+	defer db.SetOrigins(sqlcount.DefaultOrigins...)
+	defer sqlcount.SetProfiles(true)
+	for _, job := range []string{"shared", "open-per-run"} {
+		for _, pprof := range []bool{false, true} {
+			b.Run(fmt.Sprintf("job=%s/pprof=%v", job, pprof), func(b *testing.B) {
+				sqlcount.SetProfiles(pprof)
+				s, name := newOriginsScheduler(b, job)
+				floorbench.Pair(b, func(*testing.B) {
+					db.SetOrigins()
+					s.RunScheduled(name)
+				}, func(*testing.B) {
+					db.SetOrigins(sqlcount.DefaultOrigins...)
+					s.RunScheduled(name)
+				})
+			})
+		}
+	}
+}
+
+func newOriginsScheduler(b *testing.B, job string) (*jobs.Scheduler, string) {
+	if job == "shared" {
+		s, names := newRunScheduler(b, 1)
+		return s, names[0]
+	}
+	h := workertest.MustOpenHandle(b)
+	dsn := h.DSN()
+	j := mustSchedule(b, "* * * * * *")
+	j.Name = "open_per_run"
+	j.Func = func(ctx context.Context, _ *sql.DB) (int64, error) {
+		d, err := sql.Open(db.DriverName, dsn)
+		if err != nil {
+			return 0, err
+		}
+		defer d.Close()
+		return 0, d.PingContext(ctx)
+	}
+	s, err := jobs.New(jobs.Config{
+		DB:         h,
+		Registerer: prometheus.NewRegistry(),
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	}, []jobs.Job{j})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Stop(context.Background()) })
+	s.RunScheduled(j.Name)
+	return s, j.Name
 }

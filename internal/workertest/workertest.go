@@ -21,10 +21,15 @@ import (
 	"github.com/prometheus/common/model"
 )
 
+// SQLite3LDFlags is the linker flag of the Makefile's build that keeps
+// go-sqlite3 from registering "sqlite3", so that the worker registers its
+// counted driver under that name (internal/db SQLite3Name).
+const SQLite3LDFlags = "-X github.com/mattn/go-sqlite3.driverName="
+
 // Build builds ./cmd/worker of the module at root into dst, with the given
-// build tags ("" for none).
+// build tags ("" for none) and the Makefile's SQLite3LDFlags.
 func Build(root, dst, tags string) error {
-	out, err := GoBuild(root, nil, "build", "-tags", tags, "-o", dst, "./cmd/worker")
+	out, err := GoBuild(root, nil, "build", "-tags", tags, "-ldflags", SQLite3LDFlags, "-o", dst, "./cmd/worker")
 	if err != nil {
 		return fmt.Errorf("cannot build worker (tags %q): %w\n%s", tags, err, out)
 	}
