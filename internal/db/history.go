@@ -278,3 +278,34 @@ func PruneHeartbeats(ctx context.Context, db *sql.DB, cutoff time.Time) (int64, 
 	}
 	return res.RowsAffected()
 }
+
+// duplicateTicksSQL counts, per job, the ticks (job, scheduled_at) that
+// have more than one success row: a tick that ran twice. The index on
+// (job, scheduled_at) serves the grouping.
+const duplicateTicksSQL = `SELECT job, count(*) FROM (
+	SELECT job, scheduled_at FROM job_runs WHERE result = 'success'
+	GROUP BY job, scheduled_at HAVING count(*) > 1) d
+GROUP BY job`
+
+// DuplicateTicks returns, by job, how many ticks of job_runs have more
+// than one success row; jobs without such a tick are left out.
+func DuplicateTicks(ctx context.Context, db *sql.DB) (map[string]int, error) {
+	rows, err := db.QueryContext(ctx, duplicateTicksSQL)
+	if err != nil {
+		return nil, fmt.Errorf("cannot count duplicated ticks: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var job string
+		var n int
+		if err := rows.Scan(&job, &n); err != nil {
+			return nil, fmt.Errorf("cannot count duplicated ticks: %w", err)
+		}
+		out[job] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot count duplicated ticks: %w", err)
+	}
+	return out, nil
+}

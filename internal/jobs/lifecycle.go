@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"sync"
@@ -25,6 +26,9 @@ func (s *Scheduler) Start() error {
 	retryCtx, stopRetry := context.WithCancel(context.Background())
 	s.stopRetry = stopRetry
 	s.wg.Go(func() { s.history.retry(retryCtx) })
+	if every := s.cfg.DuplicateCheck; every >= 0 {
+		s.wg.Go(func() { s.checkDuplicates(retryCtx, cmp.Or(every, DefaultDuplicateCheck)) })
+	}
 	s.startScan()
 	for _, e := range s.entries {
 		e.mu.Lock()

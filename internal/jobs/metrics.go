@@ -26,6 +26,8 @@ type metrics struct {
 	retries        *prometheus.CounterVec
 	retriesGivenUp *prometheus.CounterVec
 	jitter         *prometheus.HistogramVec
+
+	duplicateTicks *prometheus.GaugeVec // duplicates.go
 }
 
 func newMetrics(namespace string) *metrics {
@@ -90,12 +92,17 @@ func newMetrics(namespace string) *metrics {
 			Help:    "Random delay of scheduled runs after their tick (the job's jitter); start delay is counted after it.",
 			Buckets: []float64{.01, .05, .1, .5, 1, 5, 10, 30, 60, 300, 900, 3600},
 		}, []string{"job_name"}),
+		duplicateTicks: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: sub, Name: "duplicate_ticks",
+			Help: "Ticks (job, scheduled_at) with more than one success row in job_runs: ticks that ran twice. Counted at start and every duplicate check interval.",
+		}, []string{"job_name"}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.runs, m.duration, m.startDelay, m.running, m.lastSuccess, m.nextRun, m.interval,
-		m.historyPending, m.historyDropped, m.ticksSkipped, m.ticksCaughtUp, m.retries, m.retriesGivenUp, m.jitter}
+		m.historyPending, m.historyDropped, m.ticksSkipped, m.ticksCaughtUp, m.retries, m.retriesGivenUp, m.jitter,
+		m.duplicateTicks}
 }
 
 // jobMetrics are one job's series, resolved once at New rather than looked
@@ -128,6 +135,7 @@ func (m *metrics) init(job string) *jobMetrics {
 	m.ticksCaughtUp.WithLabelValues(job)
 	m.retries.WithLabelValues(job)
 	m.retriesGivenUp.WithLabelValues(job)
+	m.duplicateTicks.WithLabelValues(job)
 	return jm
 }
 

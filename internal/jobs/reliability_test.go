@@ -16,7 +16,7 @@ import (
 	"github.com/sqlworker/worker/internal/jobs"
 )
 
-// counter returns the value of a worker_job_* counter of one job.
+// counter returns the value of a worker_job_* counter (or gauge) of one job.
 func counter(t *testing.T, reg prometheus.Gatherer, name, job string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -29,6 +29,9 @@ func counter(t *testing.T, reg prometheus.Gatherer, name, job string) float64 {
 		}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
+				if l.GetName() == "job_name" && l.GetValue() == job && m.Gauge != nil {
+					return m.GetGauge().GetValue()
+				}
 				if l.GetName() == "job_name" && l.GetValue() == job {
 					return m.GetCounter().GetValue()
 				}
@@ -469,3 +472,35 @@ func TestNew_ReliabilityBounds(t *testing.T) {
 type nopIniter struct{}
 
 func (nopIniter) Init(context.Context) (*sql.DB, error) { return nil, errors.New("no database") }
+
+// Ensure the duplicate check counts the ticks with more than one success
+// row, per job (issue 23: two success rows for one (job, scheduled_at)
+// would go unnoticed): a planted second success row of one tick makes
+// worker_job_duplicate_ticks 1 for its job; a failure beside a success, or
+// another tick, does not count.
+func TestScheduler_DuplicateTicks(t *testing.T) {
+	a := job(t, "a", rows(0))
+	b := job(t, "b", rows(0))
+	s, h, reg := setup(t, jobs.Config{DuplicateCheck: -1}, a, b)
+	at := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	d, err := h.Init(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := func(job string, at time.Time, result jobs.Result) db.RunRow {
+		return db.RunRow{Job: job, ScheduledAt: at, StartedAt: at, EndedAt: at, Result: string(result)}
+	}
+	if err := db.InsertRuns(context.Background(), d, []db.RunRow{
+		row("a", at, jobs.Success), row("a", at, jobs.Success), // ran twice
+		row("a", at.Add(time.Minute), jobs.Success),
+		row("b", at, jobs.Failure), row("b", at, jobs.Success), // a retry
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.CountDuplicates()
+	for job, want := range map[string]float64{"a": 1, "b": 0} {
+		if got := counter(t, reg, "worker_job_duplicate_ticks", job); got != want {
+			t.Errorf("worker_job_duplicate_ticks{job_name=%q}: got %v, want %v", job, got, want)
+		}
+	}
+}

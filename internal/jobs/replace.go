@@ -169,6 +169,7 @@ func (m *metrics) forget(job string) {
 	m.retries.DeletePartialMatch(l)
 	m.retriesGivenUp.DeletePartialMatch(l)
 	m.jitter.DeletePartialMatch(l)
+	m.duplicateTicks.DeletePartialMatch(l)
 }
 
 // skewed is a schedule as fired by a clock off the machine's by d (the

@@ -51,6 +51,10 @@ type Config struct {
 	// Coordinator, when set, claims each scheduled tick among replicas
 	// sharing the database (PostgreSQL); nil runs every tick here.
 	Coordinator Coordinator
+	// DuplicateCheck is how often the ticks that ran more than once are
+	// counted (worker_job_duplicate_ticks), from Start to Stop; 0 means
+	// DefaultDuplicateCheck, a negative value never.
+	DuplicateCheck time.Duration
 }
 
 // Scheduler runs jobs on their schedules. Stop is safe to call on a Scheduler

@@ -1,0 +1,59 @@
+package jobs
+
+import (
+	"context"
+	"time"
+
+	"github.com/sqlworker/worker/internal/db"
+)
+
+// DefaultDuplicateCheck is Config.DuplicateCheck's default: how often the
+// scheduler counts the ticks that ran more than once.
+const DefaultDuplicateCheck = time.Minute
+
+// checkDuplicates counts, at Start and then every interval until ctx is
+// done, the ticks of each job with more than one success row in job_runs,
+// into worker_job_duplicate_ticks: the end-to-end proof that each tick ran
+// once, beside the claims' own accounting. One GROUP BY over job_runs,
+// which history_prune keeps to its retention.
+func (s *Scheduler) checkDuplicates(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	seen := map[string]int{}
+	for {
+		s.countDuplicates(ctx, seen)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// countDuplicates runs one check; seen holds the counts of the check
+// before, so that a new duplicate is logged once.
+func (s *Scheduler) countDuplicates(ctx context.Context, seen map[string]int) {
+	qctx, cancel := context.WithTimeout(ctx, historyWriteTimeout)
+	defer cancel()
+	d, err := s.cfg.DB.Init(qctx)
+	var counts map[string]int
+	if err == nil {
+		counts, err = db.DuplicateTicks(qctx, d)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			s.logger.Warn("Cannot count the ticks that ran more than once", "err", err)
+		}
+		return
+	}
+	for _, name := range s.JobNames() {
+		s.metrics.duplicateTicks.WithLabelValues(name).Set(float64(counts[name]))
+	}
+	for name, n := range counts {
+		s.metrics.duplicateTicks.WithLabelValues(name).Set(float64(n))
+		if n > seen[name] {
+			s.logger.Error("Ticks ran more than once: job_runs has two or more success rows for one scheduled_at", "job", name, "ticks", n)
+		}
+		seen[name] = n
+	}
+}
