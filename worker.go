@@ -281,9 +281,11 @@ func (w *Worker) openLocked(ctx context.Context) error {
 	// that it runs once across them (internal/claim).
 	var coord jobs.Coordinator
 	if w.handle.Postgres() {
-		names := make([]string, len(w.list))
-		for i, j := range w.list {
-			names[i] = j.Name
+		var names []string
+		for _, j := range w.list {
+			if !j.PerReplica {
+				names = append(names, j.Name)
+			}
 		}
 		c, err := claim.New(claim.Config{DB: w.handle, Owner: w.handle.ApplicationName(), Lease: w.cfg.Lease, Registerer: w.reg, Logger: w.logger})
 		if err != nil {

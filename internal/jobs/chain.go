@@ -185,7 +185,7 @@ func (s *Scheduler) skipIfRunning(next handler) handler {
 			return next(ctx, e, r) // its catch-up sequence took the slot for all its runs
 		}
 		if !e.running.CompareAndSwap(false, true) {
-			if sk, ok := s.cfg.Coordinator.(Skipper); ok && !r.manual && r.takenOver == nil && r.Attempt <= 1 {
+			if sk, ok := s.cfg.Coordinator.(Skipper); ok && !r.manual && !e.job.PerReplica && r.takenOver == nil && r.Attempt <= 1 {
 				return sk.Skip(ctx, Tick{Job: e.job.Name, ScheduledAt: r.ScheduledAt, Schedule: e.job.Schedule, Attempt: 1})
 			}
 			return ErrSkipped
