@@ -10,6 +10,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -583,7 +584,7 @@ func (f *file) validatePostgres(c *Config, o Overrides, pathField, path string) 
 	}
 	c.DBURL, c.dbField = u, urlField
 	if pw != "" {
-		if strings.Contains(db.RedactURL(u), "xxxxx") {
+		if slices.Contains(db.URLSecrets(u), "password") {
 			return fmt.Errorf("%s: %s has a password too; give it in one place", pwField, urlField)
 		}
 		if _, err := db.ReadPasswordFile(pw); err != nil {

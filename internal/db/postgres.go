@@ -185,19 +185,54 @@ func userInfo(s string) string {
 	return ""
 }
 
-// RedactURL returns s with its password masked, in the user info and in a
-// password parameter, for logs, --config.check and the landing page. A
-// string that is not a URL is masked whole.
+// SecretParams are the URL parameters that carry a secret: the ones pgx
+// itself redacts in its errors (pgconn's parse_url.go), the password and
+// the passphrase of the TLS client key.
+var SecretParams = []string{"password", "sslpassword"}
+
+// RedactURL returns s with its secrets masked, in the user info and in
+// every SecretParams parameter (whose key may be percent-encoded: the query
+// is decoded first, as pgx does), for logs, --config.check and the landing
+// page. A string that is not a URL is masked whole.
 func RedactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
 		return "(unparsable URL)"
 	}
-	if q := u.Query(); q.Has("password") {
-		q.Set("password", "xxxxx")
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	masked := false
+	for _, k := range SecretParams {
+		if q.Has(k) {
+			q.Set(k, "xxxxx")
+			masked = true
+		}
+	}
+	if masked {
 		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
+}
+
+// URLSecrets returns what of SecretParams s carries, in that order: a
+// password in the user info counts as "password". It returns nil for a
+// string that is not a URL.
+func URLSecrets(s string) []string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil
+	}
+	q, _ := url.ParseQuery(u.RawQuery)
+	var out []string
+	for _, k := range SecretParams {
+		_, inUser := u.User.Password()
+		if q.Has(k) || k == "password" && inUser {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 func oneLineErr(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
