@@ -5,9 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"reflect"
 	"regexp"
 	"slices"
@@ -19,6 +17,7 @@ import (
 	"github.com/sqlworker/worker/internal/claim"
 	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/jobs"
+	"github.com/sqlworker/worker/internal/regularfile"
 	"github.com/sqlworker/worker/internal/schedule"
 	"github.com/sqlworker/worker/internal/sqlstmt"
 )
@@ -313,12 +312,9 @@ func Load(path string) (*Config, error) { return LoadWith(path, Overrides{}) }
 
 // LoadWith is Load with the command line's overrides.
 func LoadWith(path string, o Overrides) (*Config, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read config file: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	// A FIFO or a device would block the open or never end (a reload
+	// stuck for good): only a regular file is read, and a byte past MaxSize.
+	b, err := regularfile.Read(path, MaxSize+1)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read config file: %w", err)
 	}
