@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/sqlworker/worker/internal/regularfile"
 	"github.com/sqlworker/worker/sqlcount"
 )
 
@@ -433,14 +434,24 @@ func ExecPostgres(ctx context.Context, d *sql.DB, query string) (int64, error) {
 	return n, nil
 }
 
+// MaxPasswordLine bounds the first line of a password file, which is all
+// ReadPasswordFile reads of it.
+const MaxPasswordLine = 4096
+
 // ReadPasswordFile returns the password in the file at path: its first
-// line, without the line end.
+// line, without the line end. Only a regular file is read (a FIFO or a
+// device is refused, regularfile.ErrNotRegular), and no more than its first
+// MaxPasswordLine bytes and a line end.
 func ReadPasswordFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	// Not os.ReadFile: /dev/zero would never end, a FIFO block for good.
+	b, err := regularfile.Read(path, MaxPasswordLine+1)
 	if err != nil {
 		return "", fmt.Errorf("cannot read password file: %w", err)
 	}
-	pw, _, _ := strings.Cut(string(b), "\n")
+	pw, _, found := strings.Cut(string(b), "\n")
+	if !found && len(b) > MaxPasswordLine {
+		return "", fmt.Errorf("password file %s: first line longer than %d bytes", path, MaxPasswordLine)
+	}
 	pw = strings.TrimSuffix(pw, "\r")
 	if pw == "" {
 		return "", fmt.Errorf("password file %s is empty", path)
