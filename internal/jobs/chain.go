@@ -195,12 +195,14 @@ func (s *Scheduler) skipIfRunning(next handler) handler {
 	}
 }
 
-// track exports the run as in progress.
+// track exports the run as in progress. The gauge counts the runs in
+// progress rather than being set to 1 and back to 0, so that no run that
+// ends, whatever else is going on, can clear what another one set.
 func (s *Scheduler) track(next handler) handler {
 	return func(ctx context.Context, e *entry, r *Run) error {
 		g := e.m.running
-		g.Set(1)
-		defer g.Set(0)
+		g.Inc()
+		defer g.Dec()
 		return next(ctx, e, r)
 	}
 }
