@@ -205,6 +205,7 @@ type JobInfo struct {
 	fn              jobs.Func
 	runAtStart      bool   // the config's RunAtStart
 	omitSuccessRows bool   // the config's OmitSuccessRows (record_successes: false)
+	perReplica      bool   // a built-in that runs on every replica (jobs.PerReplica)
 	source          string // a SQL job's SQL, which Reload compares
 }
 
@@ -240,7 +241,7 @@ func (w *Worker) plan(cfg *Config) ([]JobInfo, error) {
 			if err != nil {
 				return nil, err
 			}
-			info.Kind, info.fn = KindBuiltin, fn
+			info.Kind, info.fn, info.perReplica = KindBuiltin, fn, jobs.PerReplica(j.Name)
 		case !j.Go:
 			info.Kind, info.fn, info.source = KindSQL, jobs.SQLFunc(j.SQL), j.SQL
 		default:

@@ -76,10 +76,16 @@ func field[T comparable](get func(*Config) *T) func(next, old *Config) bool {
 // worker_config_last_reload_successful (1 or 0) and, on success,
 // worker_config_last_reload_success_timestamp_seconds. Calls are
 // serialised. It returns ErrStopped after Stop.
+//
+// A load that does not return within ReloadLoadTimeout (a config file on a
+// hung network mount) fails the reload with ErrReloadTimeout; one that is
+// going when Stop is called fails it with ErrStopped. Either way the load
+// is left to end on its own, and its result is dropped: a stuck read never
+// holds up a later reload, nor the exit.
 func (w *Worker) Reload(load func() (*Config, error)) error {
 	w.reloadMu.Lock()
 	defer w.reloadMu.Unlock()
-	cfg, err := load()
+	cfg, err := w.boundedLoad(load)
 	if err == nil {
 		err = w.apply(cfg)
 	}
@@ -91,6 +97,40 @@ func (w *Worker) Reload(load func() (*Config, error)) error {
 	w.reloads.successful.Set(1)
 	w.reloads.timestamp.SetToCurrentTime()
 	return nil
+}
+
+// ReloadLoadTimeout bounds the wait of Reload for its load.
+const ReloadLoadTimeout = 10 * time.Second
+
+// ErrReloadTimeout is the error of a Reload whose load did not return
+// within ReloadLoadTimeout.
+var ErrReloadTimeout = errors.New("reading the config did not finish in time; the read is abandoned")
+
+// reloadLoadTimeout is ReloadLoadTimeout; tests shorten it.
+var reloadLoadTimeout = ReloadLoadTimeout
+
+// boundedLoad runs load in its own goroutine and waits for it, at most
+// reloadLoadTimeout and not past Stop.
+func (w *Worker) boundedLoad(load func() (*Config, error)) (*Config, error) {
+	type result struct {
+		cfg *Config
+		err error
+	}
+	done := make(chan result, 1) // the abandoned load's send never blocks
+	go func() {
+		cfg, err := load()
+		done <- result{cfg, err}
+	}()
+	timer := time.NewTimer(reloadLoadTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		return r.cfg, r.err
+	case <-timer.C:
+		return nil, fmt.Errorf("%w (%s)", ErrReloadTimeout, reloadLoadTimeout)
+	case <-w.stopping:
+		return nil, ErrStopped
+	}
 }
 
 // apply swaps the worker's config for cfg, but for RestartSettings.
@@ -155,7 +195,7 @@ func scheduled(plan []JobInfo) []jobs.Job {
 	for _, p := range plan {
 		if p.Enabled {
 			list = append(list, jobs.Job{Name: p.Name, Spec: p.Spec, Schedule: p.Schedule, DST: p.DST, Timeout: p.Timeout, Func: p.fn,
-				RunAtStart: p.runAtStart, OmitSuccessRows: p.omitSuccessRows, Source: p.source,
+				RunAtStart: p.runAtStart, OmitSuccessRows: p.omitSuccessRows, Source: p.source, PerReplica: p.perReplica,
 				CatchUp: p.CatchUp, CatchUpLimit: p.CatchUpLimit, Retries: p.Retries, RetryBackoff: p.RetryBackoff, Jitter: p.Jitter})
 		}
 	}

@@ -78,6 +78,7 @@ type Worker struct {
 	reloads   reloadMetrics
 	fds       *fdstat.Counter // the FD counter of the metrics, once Open registered them
 	reloadMu  sync.Mutex      // serialises Reload
+	stopping  chan struct{}   // closed by Stop: a Reload waiting for its load gives up
 
 	mu       sync.Mutex
 	goJobs   []goJob
@@ -124,6 +125,7 @@ func New(opts Options) (*Worker, error) {
 		logger:    logger,
 		readiness: webpkg.NewReadiness("starting"),
 		ready:     make(chan struct{}),
+		stopping:  make(chan struct{}),
 		handle: db.New(db.Config{
 			Path:         cfg.DBPath,
 			MaxOpenConns: cfg.MaxOpenConns,
@@ -281,9 +283,11 @@ func (w *Worker) openLocked(ctx context.Context) error {
 	// that it runs once across them (internal/claim).
 	var coord jobs.Coordinator
 	if w.handle.Postgres() {
-		names := make([]string, len(w.list))
-		for i, j := range w.list {
-			names[i] = j.Name
+		var names []string
+		for _, j := range w.list {
+			if !j.PerReplica {
+				names = append(names, j.Name)
+			}
 		}
 		c, err := claim.New(claim.Config{DB: w.handle, Owner: w.handle.ApplicationName(), Lease: w.cfg.Lease, Registerer: w.reg, Logger: w.logger})
 		if err != nil {
@@ -396,6 +400,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 		return nil
 	}
 	w.stopped = true
+	close(w.stopping)
 	sched := w.sched
 	if w.stopReopen != nil {
 		w.stopReopen()

@@ -24,6 +24,7 @@ import (
 
 	"github.com/sqlworker/worker"
 	"github.com/sqlworker/worker/internal/clockskew"
+	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/leak"
 	"github.com/sqlworker/worker/sqlcount"
 )
@@ -89,8 +90,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	if leak.Enabled {
 		logger.Warn("Leak-injection build: this binary leaks on purpose", "mode", leak.Mode())
 	}
-	if f.dbURL != "" && cfg.Database() != cfg.DBURL {
-		logger.Warn("The --db.url has a password, which every user can read in the process list: use --db.password-file, PGPASSWORD or PGPASSFILE", "url", cfg.Database())
+	if f.dbURL != "" {
+		warnURLSecrets(logger, f.dbURL)
 	}
 
 	// Signals are caught from here on: one that arrives while the database
@@ -342,4 +343,19 @@ func planDuration(d time.Duration) string {
 		return "-"
 	}
 	return d.String()
+}
+
+// urlSecretWarnings are the warnings of the secrets of db.SecretParams in
+// a --db.url, each with where to give it instead of the command line.
+var urlSecretWarnings = map[string]string{
+	"password":    "The --db.url has a password, which every user can read in the process list: use --db.password-file, PGPASSWORD or PGPASSFILE",
+	"sslpassword": "The --db.url has an sslpassword, which every user can read in the process list: use PGSSLPASSWORD, or a client key that is not encrypted and only the worker can read",
+}
+
+// warnURLSecrets logs a warning for each secret in the --db.url u, which
+// every user can read in the process list.
+func warnURLSecrets(logger *slog.Logger, u string) {
+	for _, k := range db.URLSecrets(u) {
+		logger.Warn(urlSecretWarnings[k], "param", k, "url", db.RedactURL(u))
+	}
 }

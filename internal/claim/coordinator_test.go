@@ -234,6 +234,61 @@ func TestCoordinator_RunOnceClaimed(t *testing.T) {
 	}
 }
 
+// Ensure that a PerReplica job (the heartbeat) runs every tick on every
+// replica, never claimed: each replica's liveness is its own.
+func TestCoordinator_PerReplicaIsNotClaimed(t *testing.T) {
+	dsn := server(t)
+	db := open(t, dsn)
+	if _, err := db.Exec(`CREATE TABLE beats (owner text NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	var ss []*jobs.Scheduler
+	for _, owner := range []string{"a", "b"} {
+		c := replica(t, dsn, owner, claim.Config{})
+		ss = append(ss, coordinated(t, dsn, c, jobs.Config{Registerer: prometheus.NewRegistry()}, jobs.Job{
+			Name:            "beat",
+			Schedule:        cron.Every(time.Second),
+			PerReplica:      true,
+			OmitSuccessRows: true,
+			Func: func(ctx context.Context, db *sql.DB) (int64, error) {
+				_, err := db.ExecContext(ctx, `INSERT INTO beats VALUES ($1)`, owner)
+				return 1, err
+			},
+		}))
+	}
+	for _, s := range ss {
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var a, b int
+		if err := db.QueryRow(`SELECT count(*) FILTER (WHERE owner = 'a'), count(*) FILTER (WHERE owner = 'b') FROM beats`).Scan(&a, &b); err != nil {
+			t.Fatal(err)
+		}
+		if a >= 3 && b >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("beats of replicas a and b: got %d and %d after 30s, want 3 each", a, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, s := range ss {
+		if err := s.Stop(context.Background()); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	}
+	var claims int
+	if err := db.QueryRow(`SELECT count(*) FROM job_claims`).Scan(&claims); err != nil {
+		t.Fatal(err)
+	}
+	if claims != 0 {
+		t.Errorf("claims: got %v, want 0", claims)
+	}
+}
+
 // Ensure that a run left by a dead replica is taken over by the scan of a
 // live one long before the job's next tick, runs there, and succeeds with
 // attempt 2.

@@ -5,11 +5,10 @@ package config
 import (
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/sqlworker/worker/internal/claim"
 	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/jobs"
+	"github.com/sqlworker/worker/internal/regularfile"
 	"github.com/sqlworker/worker/internal/schedule"
 	"github.com/sqlworker/worker/internal/sqlstmt"
 )
@@ -312,12 +312,9 @@ func Load(path string) (*Config, error) { return LoadWith(path, Overrides{}) }
 
 // LoadWith is Load with the command line's overrides.
 func LoadWith(path string, o Overrides) (*Config, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read config file: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	// A FIFO or a device would block the open or never end (a reload
+	// stuck for good): only a regular file is read, and a byte past MaxSize.
+	b, err := regularfile.Read(path, MaxSize+1)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read config file: %w", err)
 	}
@@ -583,7 +580,7 @@ func (f *file) validatePostgres(c *Config, o Overrides, pathField, path string) 
 	}
 	c.DBURL, c.dbField = u, urlField
 	if pw != "" {
-		if strings.Contains(db.RedactURL(u), "xxxxx") {
+		if slices.Contains(db.URLSecrets(u), "password") {
 			return fmt.Errorf("%s: %s has a password too; give it in one place", pwField, urlField)
 		}
 		if _, err := db.ReadPasswordFile(pw); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/sqlworker/worker/internal/regularfile"
 	"github.com/sqlworker/worker/sqlcount"
 )
 
@@ -185,19 +186,54 @@ func userInfo(s string) string {
 	return ""
 }
 
-// RedactURL returns s with its password masked, in the user info and in a
-// password parameter, for logs, --config.check and the landing page. A
-// string that is not a URL is masked whole.
+// SecretParams are the URL parameters that carry a secret: the ones pgx
+// itself redacts in its errors (pgconn's parse_url.go), the password and
+// the passphrase of the TLS client key.
+var SecretParams = []string{"password", "sslpassword"}
+
+// RedactURL returns s with its secrets masked, in the user info and in
+// every SecretParams parameter (whose key may be percent-encoded: the query
+// is decoded first, as pgx does), for logs, --config.check and the landing
+// page. A string that is not a URL is masked whole.
 func RedactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
 		return "(unparsable URL)"
 	}
-	if q := u.Query(); q.Has("password") {
-		q.Set("password", "xxxxx")
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	masked := false
+	for _, k := range SecretParams {
+		if q.Has(k) {
+			q.Set(k, "xxxxx")
+			masked = true
+		}
+	}
+	if masked {
 		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
+}
+
+// URLSecrets returns what of SecretParams s carries, in that order: a
+// password in the user info counts as "password". It returns nil for a
+// string that is not a URL.
+func URLSecrets(s string) []string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil
+	}
+	q, _ := url.ParseQuery(u.RawQuery)
+	var out []string
+	for _, k := range SecretParams {
+		_, inUser := u.User.Password()
+		if q.Has(k) || k == "password" && inUser {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 func oneLineErr(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
@@ -398,14 +434,24 @@ func ExecPostgres(ctx context.Context, d *sql.DB, query string) (int64, error) {
 	return n, nil
 }
 
+// MaxPasswordLine bounds the first line of a password file, which is all
+// ReadPasswordFile reads of it.
+const MaxPasswordLine = 4096
+
 // ReadPasswordFile returns the password in the file at path: its first
-// line, without the line end.
+// line, without the line end. Only a regular file is read (a FIFO or a
+// device is refused, regularfile.ErrNotRegular), and no more than its first
+// MaxPasswordLine bytes and a line end.
 func ReadPasswordFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	// Not os.ReadFile: /dev/zero would never end, a FIFO block for good.
+	b, err := regularfile.Read(path, MaxPasswordLine+1)
 	if err != nil {
 		return "", fmt.Errorf("cannot read password file: %w", err)
 	}
-	pw, _, _ := strings.Cut(string(b), "\n")
+	pw, _, found := strings.Cut(string(b), "\n")
+	if !found && len(b) > MaxPasswordLine {
+		return "", fmt.Errorf("password file %s: first line longer than %d bytes", path, MaxPasswordLine)
+	}
 	pw = strings.TrimSuffix(pw, "\r")
 	if pw == "" {
 		return "", fmt.Errorf("password file %s is empty", path)
@@ -511,6 +557,13 @@ func (p *postgres) check(ctx context.Context, d *sql.DB, conns *sqlcount.Counter
 	}
 }
 
+// ownBackends selects this replica's client backends in pg_stat_activity,
+// $1 being its application_name: those of its database and user too, as
+// the same replica id may be used against another database of the server
+// (a staging and a production worker, say), whose backends are not this
+// pool's.
+const ownBackends = `application_name = $1 AND datname = current_database() AND usename = session_user AND backend_type = 'client backend'`
+
 // count returns this replica's backends in pg_stat_activity and the pool's
 // open connections, counted before and after the query, the smaller: a
 // connection opened or closed while the query ran is then not taken for
@@ -519,8 +572,7 @@ func (p *postgres) count(ctx context.Context, d *sql.DB, conns *sqlcount.Counter
 	ctx, cancel := context.WithTimeout(ctx, DefaultServerCheckTimeout)
 	defer cancel()
 	before := conns.Counts().ConnectionsOpen()
-	err = d.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity
-		WHERE application_name = $1 AND backend_type = 'client backend'`, p.h.ApplicationName()).Scan(&server)
+	err = d.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE `+ownBackends, p.h.ApplicationName()).Scan(&server)
 	return server, min(before, conns.Counts().ConnectionsOpen()), err
 }
 

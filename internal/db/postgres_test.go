@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -313,12 +314,24 @@ func TestCheckURL(t *testing.T) {
 		}
 	}
 	for in, want := range map[string]string{
-		"postgres://u:secret@h/db":              "postgres://u:xxxxx@h/db",
-		"postgres://u@h/db?password=secret&x=1": "postgres://u@h/db?password=xxxxx&x=1",
-		"postgres://u@h/db":                     "postgres://u@h/db",
+		"postgres://u:secret@h/db":                       "postgres://u:xxxxx@h/db",
+		"postgres://u@h/db?password=secret&x=1":          "postgres://u@h/db?password=xxxxx&x=1",
+		"postgres://u@h/db":                              "postgres://u@h/db",
+		"postgres://u:p@h/db?sslpassword=s&sslkey=k.pem": "postgres://u:xxxxx@h/db?sslkey=k.pem&sslpassword=xxxxx",
+		"postgres://u@h/db?ssl%70assword=s":              "postgres://u@h/db?sslpassword=xxxxx",
+		"postgres://u@h/db?sslpassword=a;b":              "(unparsable URL)",
 	} {
 		if got := db.RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q): got %v, want %v", in, got, want)
+		}
+	}
+	for in, want := range map[string][]string{
+		"postgres://u:p@h/db?sslpassword=s": {"password", "sslpassword"},
+		"postgres://u@h/db?pass%77ord=s":    {"password"},
+		"postgres://u@h/db?sslmode=require": nil,
+	} {
+		if got := db.URLSecrets(in); !slices.Equal(got, want) {
+			t.Errorf("URLSecrets(%q): got %v, want %v", in, got, want)
 		}
 	}
 }

@@ -42,7 +42,7 @@ func NewServerCollector(namespace string, h *Handle) *ServerCollector {
 		h:       h,
 		timeout: DefaultServerQueryTimeout,
 		desc: prometheus.NewDesc(prometheus.BuildFQName(namespace, "db", "server_connections"),
-			"Backends of this replica in the PostgreSQL server's pg_stat_activity (by its application_name), by state; the scrape's own query is one active backend.",
+			"Backends of this replica in the PostgreSQL server's pg_stat_activity (by its application_name, database and user), by state; the scrape's own query is one active backend.",
 			[]string{"state"}, nil),
 	}
 }
@@ -59,7 +59,7 @@ func (c *ServerCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	rows, err := d.QueryContext(ctx, `SELECT coalesce(state, ''), count(*) FROM pg_stat_activity
-		WHERE application_name = $1 AND backend_type = 'client backend' GROUP BY 1`, c.h.ApplicationName())
+		WHERE `+ownBackends+` GROUP BY 1`, c.h.ApplicationName())
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(c.desc, err)
 		return

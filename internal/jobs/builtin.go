@@ -97,6 +97,9 @@ type BuiltinJob struct {
 	// SQLiteOnly: the job is SQLite's own (a PRAGMA), and is not offered
 	// on PostgreSQL, where the server checkpoints, plans and checks itself.
 	SQLiteOnly bool
+	// PerReplica: the job runs on every replica, never claimed
+	// (Job.PerReplica): the heartbeat, which readiness reads.
+	PerReplica bool
 	body       func(b *Builtins) Func
 }
 
@@ -104,22 +107,30 @@ type BuiltinJob struct {
 // place a built-in is defined: the config takes its names, YAML keys and
 // defaults from here, and the tests their fixtures.
 var BuiltinJobs = []BuiltinJob{
-	{Heartbeat, "@every 10s", 5 * time.Second, false, false, func(b *Builtins) Func { return b.heartbeat }},
-	{WALCheckpoint, "@every 5m", time.Minute, false, true, func(b *Builtins) Func { return b.walCheckpoint }},
-	{Optimize, "@hourly", 5 * time.Minute, false, true, func(*Builtins) Func { return optimize }},
+	// On every replica: each replica's readiness and beat_at row are its own.
+	{Heartbeat, "@every 10s", 5 * time.Second, false, false, true, func(b *Builtins) Func { return b.heartbeat }},
+	{WALCheckpoint, "@every 5m", time.Minute, false, true, false, func(b *Builtins) Func { return b.walCheckpoint }},
+	{Optimize, "@hourly", 5 * time.Minute, false, true, false, func(*Builtins) Func { return optimize }},
 	// At start too: worker_db_quick_check_ok is absent until the first run.
-	{QuickCheck, "@every 15m", 5 * time.Minute, true, true, func(b *Builtins) Func { return b.quickCheck }},
-	{HistoryPrune, "@hourly", time.Minute, false, false, func(b *Builtins) Func { return b.historyPrune }},
+	{QuickCheck, "@every 15m", 5 * time.Minute, true, true, false, func(b *Builtins) Func { return b.quickCheck }},
+	{HistoryPrune, "@hourly", time.Minute, false, false, false, func(b *Builtins) Func { return b.historyPrune }},
 }
 
 // SQLiteOnly reports whether the named built-in job is SQLite's own.
-func SQLiteOnly(name string) bool {
+func SQLiteOnly(name string) bool { return builtinJob(name).SQLiteOnly }
+
+// PerReplica reports whether the named built-in job runs on every replica.
+func PerReplica(name string) bool { return builtinJob(name).PerReplica }
+
+// builtinJob returns the named built-in job; the zero BuiltinJob for
+// another name.
+func builtinJob(name string) BuiltinJob {
 	for _, j := range BuiltinJobs {
 		if j.Name == name {
-			return j.SQLiteOnly
+			return j
 		}
 	}
-	return false
+	return BuiltinJob{}
 }
 
 // Func returns the body of the named built-in job.

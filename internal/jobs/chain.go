@@ -185,7 +185,7 @@ func (s *Scheduler) skipIfRunning(next handler) handler {
 			return next(ctx, e, r) // its catch-up sequence took the slot for all its runs
 		}
 		if !e.running.CompareAndSwap(false, true) {
-			if sk, ok := s.cfg.Coordinator.(Skipper); ok && !r.manual && r.takenOver == nil && r.Attempt <= 1 {
+			if sk, ok := s.cfg.Coordinator.(Skipper); ok && !r.manual && !e.job.PerReplica && r.takenOver == nil && r.Attempt <= 1 {
 				return sk.Skip(ctx, Tick{Job: e.job.Name, ScheduledAt: r.ScheduledAt, Schedule: e.job.Schedule, Attempt: 1})
 			}
 			return ErrSkipped
@@ -195,12 +195,14 @@ func (s *Scheduler) skipIfRunning(next handler) handler {
 	}
 }
 
-// track exports the run as in progress.
+// track exports the run as in progress. The gauge counts the runs in
+// progress rather than being set to 1 and back to 0, so that no run that
+// ends, whatever else is going on, can clear what another one set.
 func (s *Scheduler) track(next handler) handler {
 	return func(ctx context.Context, e *entry, r *Run) error {
 		g := e.m.running
-		g.Set(1)
-		defer g.Set(0)
+		g.Inc()
+		defer g.Dec()
 		return next(ctx, e, r)
 	}
 }

@@ -18,7 +18,8 @@ import (
 //
 // Ticks are coordinated, caught-up ones and retries included, and so are
 // RunOnce runs (Tick.RunNow), so that a run-now on one replica answers
-// "running" while another runs the job; RunAtStart runs are not.
+// "running" while another runs the job; RunAtStart runs, and every run of
+// a Job.PerReplica, are not.
 // A tick goes: Acquire before the chain's track step (after skipIfRunning),
 // Keep for the run's context, which the Coordinator cancels when the claim
 // is lost, the body, then Release with the body's error before the run is
@@ -105,7 +106,7 @@ const releaseTimeout = 5 * time.Second
 // coordinate claims a scheduled tick before the run and releases it after.
 func (s *Scheduler) coordinate(next handler) handler {
 	return func(ctx context.Context, e *entry, r *Run) error {
-		if s.cfg.Coordinator == nil || (r.manual && !r.runNow) {
+		if s.cfg.Coordinator == nil || (r.manual && !r.runNow) || e.job.PerReplica {
 			return next(ctx, e, r)
 		}
 		var c Claim
@@ -181,7 +182,7 @@ func (s *Scheduler) startScan() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopScan = cancel
-	s.wg.Go(func() { sc.Scan(ctx, s.JobNames, s.runTakenOver) })
+	s.wg.Go(func() { sc.Scan(ctx, s.claimedJobNames, s.runTakenOver) })
 }
 
 // runTakenOver runs a tick taken over by the scan, in flight from here so

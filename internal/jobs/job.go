@@ -56,6 +56,11 @@ type Job struct {
 	// Source is what Func runs, as text (a SQL job's SQL): Replace
 	// compares it, as a Func cannot be compared.
 	Source string
+	// PerReplica runs every tick on every replica: a Coordinator never
+	// claims, skips or takes over its ticks. It is for a replica's own
+	// liveness (the heartbeat): a check claimed by one replica says nothing
+	// of the others.
+	PerReplica bool
 }
 
 // Result is the outcome of a run, as recorded in history and metrics.

@@ -240,6 +240,20 @@ func (s *Scheduler) JobNames() []string {
 	return out
 }
 
+// claimedJobNames returns the names of the scheduled jobs whose ticks a
+// Coordinator claims: all but the PerReplica ones.
+func (s *Scheduler) claimedJobNames() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, e := range s.entries {
+		if !e.job.PerReplica {
+			out = append(out, e.job.Name)
+		}
+	}
+	return out
+}
+
 // Next returns the next scheduled time of a job; zero before Start.
 func (s *Scheduler) Next(name string) time.Time {
 	e, ok := s.lookup(name)
