@@ -148,6 +148,11 @@ func (w *Worker) apply(cfg *Config) error {
 		}
 		return err
 	}
+	if cfg.Empty && cfg.Source != "" {
+		// An editor or a config manager that truncates the file and writes
+		// it again, with a SIGHUP between, would stop every job.
+		return fmt.Errorf("config file %s: is empty: a reload would remove every job of the config; write `jobs: []` to mean that", cfg.Source)
+	}
 	next, kept := keepRestartSettings(w.cfg, cfg)
 	if next.Checkpoint == config.CheckpointExternal {
 		for _, j := range next.Jobs {
@@ -171,6 +176,9 @@ func (w *Worker) apply(cfg *Config) error {
 	w.cfg = next
 	if len(kept) > 0 {
 		w.logger.Warn("Config settings that need a restart keep their old values", "settings", kept)
+	}
+	if len(ch.Removed) > 0 {
+		w.logger.Warn("Config reload removed jobs: they no longer run", "removed", ch.Removed)
 	}
 	w.logger.Info("Config reloaded", "jobs", len(list), "added", ch.Added, "changed", ch.Changed, "removed", ch.Removed)
 	return nil

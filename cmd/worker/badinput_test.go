@@ -46,7 +46,7 @@ func TestWorker_BadInput(t *testing.T) {
 		{name: "NegativeTimeout", config: "jobs:\n  - {name: a, schedule: '@hourly', sql: 'SELECT 1', timeout: -5s}\n", code: 2,
 			want: `worker: config file CONFIG: jobs[0].timeout: must be positive, got -5s`},
 		{name: "MissingConfigFile", args: []string{"--config.file", filepath.Join(dir, "nope.yml")}, code: 2,
-			want: "worker: --config.file: cannot read config file: open " + filepath.Join(dir, "nope.yml") + ": no such file or directory"},
+			want: "worker: --config.file " + filepath.Join(dir, "nope.yml") + ": cannot read: no such file or directory"},
 		{name: "UnknownFlag", args: []string{"--web.listen-addr", ":1"}, code: 2,
 			want: `worker: unknown long flag '--web.listen-addr'`},
 		{name: "BadLogLevel", args: []string{"--log.level", "loud"}, code: 2,

@@ -163,12 +163,12 @@ func (f *flags) load() (*config.Config, error) {
 		return cfg, nil
 	}
 	cfg, err := config.LoadWith(f.configFile, o)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
-			if !strings.HasPrefix(err.Error(), "config file ") { // the file's field (a password file) names itself
-				return nil, usagef("--config.file: %v", err)
-			}
-		}
+	var re *config.ReadError
+	switch {
+	case errors.As(err, &re):
+		// One form for every read error, at start and at reload.
+		return nil, usagef("--config.file %s: cannot read: %s", re.Path, re.Reason())
+	case err != nil:
 		return nil, &usageError{err}
 	}
 	return cfg, nil

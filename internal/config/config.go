@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"reflect"
 	"regexp"
@@ -155,6 +156,10 @@ type Config struct {
 	// Source is the file Load read, "" otherwise; errors found later, when
 	// the jobs are resolved against the registered Go jobs, name it.
 	Source string
+	// Empty is set when the document set nothing at all (an empty file,
+	// or comments only): the defaults. A reload refuses it (see
+	// worker.Reload); `jobs: []` says "no jobs" on purpose.
+	Empty bool
 
 	dbField string // the field or flag that set DBURL, for errors
 }
@@ -316,7 +321,7 @@ func LoadWith(path string, o Overrides) (*Config, error) {
 	// stuck for good): only a regular file is read, and a byte past MaxSize.
 	b, err := regularfile.Read(path, MaxSize+1)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read config file: %w", err)
+		return nil, &ReadError{Path: path, Err: err}
 	}
 	c, err := ParseWith(b, o)
 	if err != nil {
@@ -324,6 +329,28 @@ func LoadWith(path string, o Overrides) (*Config, error) {
 	}
 	c.Source = path
 	return c, nil
+}
+
+// ReadError is LoadWith's error when the file cannot be read: missing,
+// unreadable, a directory, a FIFO, a symbolic link loop. Its message names
+// the file and says why, in one form whatever the cause.
+type ReadError struct {
+	Path string
+	Err  error // as the system said it
+}
+
+func (e *ReadError) Error() string { return fmt.Sprintf("cannot read config file %s: %s", e.Path, e.Reason()) }
+func (e *ReadError) Unwrap() error { return e.Err }
+
+// Reason is why the file cannot be read, without the path that
+// os.PathError repeats ("no such file or directory", "not a regular file:
+// a directory", "too many levels of symbolic links").
+func (e *ReadError) Reason() string {
+	var pe *fs.PathError
+	if errors.As(e.Err, &pe) {
+		return pe.Err.Error()
+	}
+	return e.Err.Error()
 }
 
 // Parse validates a YAML document; unknown keys are errors. An empty
@@ -338,7 +365,12 @@ func ParseWith(b []byte, o Overrides) (*Config, error) {
 	if err := decode(b, &f); err != nil {
 		return nil, err
 	}
-	return f.validate(o)
+	c, err := f.validate(o)
+	if err != nil {
+		return nil, err
+	}
+	c.Empty = reflect.ValueOf(f).IsZero()
+	return c, nil
 }
 
 var jobNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)

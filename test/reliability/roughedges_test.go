@@ -3,6 +3,7 @@ package reliability_test
 import (
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -97,5 +98,56 @@ jobs:
 	}
 	if n := rs.int(t, `SELECT count(*) FROM job_runs WHERE job = 'slow' AND result = 'success'`); n != 1 {
 		t.Errorf("success rows of slow: got %d, want 1", n)
+	}
+}
+
+// Ensure a reload that cannot read its file says so in one form, naming
+// the flag and the file, whatever the cause (issue 18: a missing file, a
+// directory and a symbolic link loop were worded three ways, and only one
+// named the flag); that an empty file is refused rather than taken as "no
+// jobs" (an editor that truncates and rewrites in place, with a SIGHUP
+// between, stopped every job); and that a reload that removes jobs says
+// which at WARN.
+func TestReload_ReadErrorsAndEmptyFile(t *testing.T) {
+	t.Parallel()
+	w, path := reloadWorker(t, reloadLight, workertest.Options{Args: []string{"--web.enable-lifecycle"}})
+	refused := 0
+	for _, c := range []struct {
+		name   string
+		make   func() error
+		reason string
+	}{
+		{"Missing", func() error { return os.Remove(path) }, "cannot read: no such file or directory"},
+		{"Directory", func() error { return os.Mkdir(path, 0o755) }, "cannot read: not a regular file: a directory"},
+		{"SymlinkLoop", func() error {
+			if err := os.Remove(path); err != nil {
+				return err
+			}
+			return os.Symlink(path, path)
+		}, "cannot read: too many levels of symbolic links"},
+	} {
+		if err := c.make(); err != nil {
+			t.Fatal(err)
+		}
+		refused++
+		hup(t, w, `msg="Config reload refused`, refused)
+		want := "--config.file " + path + ": " + c.reason
+		if line := lastLine(w.Logs(), `msg="Config reload refused`); !strings.Contains(line, want) {
+			t.Errorf("%s: the refusal: want %q, got\n%s", c.name, want, line)
+		}
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	writeConfig(t, path, "")
+	hup(t, w, `msg="Config reload refused`, refused+1)
+	if line := lastLine(w.Logs(), `msg="Config reload refused`); !strings.Contains(line, "config file "+path+": is empty: a reload would remove every job") {
+		t.Errorf("empty file: want it refused, got\n%s", line)
+	}
+	w.WaitFor(t, "job a still running after the refused reloads", 30*time.Second, func() bool { return runs(w.Scrape(t), "a", "success") > 0 })
+	writeConfig(t, path, workertest.BuiltinsOff+"jobs: []\n")
+	hup(t, w, `msg="Config reloaded"`, 1)
+	if line := lastLine(w.Logs(), `msg="Config reload removed jobs`); !strings.Contains(line, "level=WARN") || !strings.Contains(line, "removed=[a]") {
+		t.Errorf("jobs: [] removes a: want a WARN line naming it, got %q", line)
 	}
 }
