@@ -46,8 +46,8 @@
 // # Origins
 //
 // Each counted handle and connection keeps the program counters of the call
-// that opened it (read from the frame pointers on amd64, by runtime.Callers
-// elsewhere; symbolised only when reported), until it is closed;
+// that opened it (runtime.Callers; symbolised only when reported), until
+// it is closed;
 // statements too when the Counter is told to (SetOrigins), as a statement
 // is prepared far more often.
 // Counter.Origins groups the open objects by their site, the first frame
