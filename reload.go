@@ -48,6 +48,7 @@ var restartSettings = []struct {
 	{"scheduler.lease", field(func(c *Config) *time.Duration { return &c.Lease })},
 	{"history.retention", field(func(c *Config) *time.Duration { return &c.HistoryRetention })},
 	{"history.max_rows_per_job", field(func(c *Config) *int { return &c.HistoryMaxRowsPerJob })},
+	{"history.duplicate_check_interval", field(func(c *Config) *time.Duration { return &c.DuplicateCheck })},
 }
 
 // field returns a restartSettings keep func for the field that get points at.

@@ -32,6 +32,7 @@ func TestKeepRestartSettings(t *testing.T) {
 	cfg.Lease = 2 * time.Second
 	cfg.HistoryRetention++
 	cfg.HistoryMaxRowsPerJob++
+	cfg.DuplicateCheck += time.Second
 	cfg.Jobs = cfg.Jobs[:1]
 	next, kept := keepRestartSettings(old, cfg)
 	if got, want := kept, RestartSettings(); !slices.Equal(got, want) {

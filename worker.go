@@ -306,7 +306,8 @@ func (w *Worker) openLocked(ctx context.Context) error {
 			faults.observe(r, historyErr)
 			w.last.observe(r)
 		},
-		Coordinator: coord,
+		Coordinator:    coord,
+		DuplicateCheck: w.cfg.DuplicateCheck,
 	}, w.list)
 	if err != nil {
 		return err

@@ -41,6 +41,8 @@ const (
 	// DefaultCheckpoint is database.checkpoint's default: the worker
 	// checkpoints the WAL.
 	DefaultCheckpoint = db.DefaultCheckpoint
+	// MinDuplicateCheck bounds history.duplicate_check_interval.
+	MinDuplicateCheck = time.Second
 	// MaxHistoryRowsPerJob bounds history.max_rows_per_job.
 	MaxHistoryRowsPerJob = math.MaxInt32
 	// MaxPageCount is SQLite's own largest max_page_count.
@@ -152,7 +154,11 @@ type Config struct {
 	// rows history_prune keeps of each job, the newest, besides the
 	// retention; 0, the default, caps nothing.
 	HistoryMaxRowsPerJob int
-	Jobs                 []Job // built-in jobs first, then user jobs, enabled or not
+	// DuplicateCheck is history.duplicate_check_interval: how often the
+	// ticks with more than one success row are counted
+	// (worker_job_duplicate_ticks); default jobs.DefaultDuplicateCheck.
+	DuplicateCheck time.Duration
+	Jobs           []Job // built-in jobs first, then user jobs, enabled or not
 	// Source is the file Load read, "" otherwise; errors found later, when
 	// the jobs are resolved against the registered Go jobs, name it.
 	Source string
@@ -247,8 +253,9 @@ type file struct {
 		Lease         string `yaml:"lease"`
 	} `yaml:"scheduler"`
 	History struct {
-		Retention     string `yaml:"retention"`
-		MaxRowsPerJob *int   `yaml:"max_rows_per_job"`
+		Retention      string `yaml:"retention"`
+		MaxRowsPerJob  *int   `yaml:"max_rows_per_job"`
+		DuplicateCheck string `yaml:"duplicate_check_interval"`
 	} `yaml:"history"`
 	Builtin map[string]*fileJob `yaml:"builtin"` // checked as builtinSection
 	Jobs    []fileJob           `yaml:"jobs"`
@@ -339,7 +346,9 @@ type ReadError struct {
 	Err  error // as the system said it
 }
 
-func (e *ReadError) Error() string { return fmt.Sprintf("cannot read config file %s: %s", e.Path, e.Reason()) }
+func (e *ReadError) Error() string {
+	return fmt.Sprintf("cannot read config file %s: %s", e.Path, e.Reason())
+}
 func (e *ReadError) Unwrap() error { return e.Err }
 
 // Reason is why the file cannot be read, without the path that
@@ -479,17 +488,8 @@ func (f *file) validate(o Overrides) (*Config, error) {
 			return nil, fmt.Errorf("scheduler.lease: must be at least %s, got %s", MinLease, c.Lease)
 		}
 	}
-	if c.HistoryRetention, err = duration("history.retention", f.History.Retention, DefaultHistoryRetention, false); err != nil {
+	if err := f.history(c); err != nil {
 		return nil, err
-	}
-	if err := milliseconds("history.retention", c.HistoryRetention, 0, ""); err != nil {
-		return nil, err
-	}
-	if f.History.MaxRowsPerJob != nil {
-		if n := *f.History.MaxRowsPerJob; n < 0 || n > MaxHistoryRowsPerJob {
-			return nil, fmt.Errorf("history.max_rows_per_job: must be between 0 (no cap) and %d, got %d", MaxHistoryRowsPerJob, n)
-		}
-		c.HistoryMaxRowsPerJob = *f.History.MaxRowsPerJob
 	}
 
 	for i, name := range BuiltinNames {
@@ -626,6 +626,31 @@ func (f *file) validatePostgres(c *Config, o Overrides, pathField, path string) 
 		return fmt.Errorf("%s: %w", idField, err)
 	}
 	c.DBReplicaID = id
+	return nil
+}
+
+// history reads the history: section into c.
+func (f *file) history(c *Config) error {
+	var err error
+	if c.HistoryRetention, err = duration("history.retention", f.History.Retention, DefaultHistoryRetention, false); err != nil {
+		return err
+	}
+	if err := milliseconds("history.retention", c.HistoryRetention, 0, ""); err != nil {
+		return err
+	}
+	if f.History.MaxRowsPerJob != nil {
+		if n := *f.History.MaxRowsPerJob; n < 0 || n > MaxHistoryRowsPerJob {
+			return fmt.Errorf("history.max_rows_per_job: must be between 0 (no cap) and %d, got %d", MaxHistoryRowsPerJob, n)
+		}
+		c.HistoryMaxRowsPerJob = *f.History.MaxRowsPerJob
+	}
+	const field = "history.duplicate_check_interval"
+	if c.DuplicateCheck, err = duration(field, f.History.DuplicateCheck, jobs.DefaultDuplicateCheck, true); err != nil {
+		return err
+	}
+	if c.DuplicateCheck < MinDuplicateCheck {
+		return fmt.Errorf("%s: must be at least %s, got %s", field, MinDuplicateCheck, c.DuplicateCheck)
+	}
 	return nil
 }
 

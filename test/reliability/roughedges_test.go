@@ -1,6 +1,7 @@
 package reliability_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -150,4 +151,52 @@ func TestReload_ReadErrorsAndEmptyFile(t *testing.T) {
 	if line := lastLine(w.Logs(), `msg="Config reload removed jobs`); !strings.Contains(line, "level=WARN") || !strings.Contains(line, "removed=[a]") {
 		t.Errorf("jobs: [] removes a: want a WARN line naming it, got %q", line)
 	}
+}
+
+// Ensure a tick that ran twice shows (issue 23: two success rows for one
+// (job, scheduled_at) would go unnoticed): a second success row planted by
+// hand in job_runs raises worker_job_duplicate_ticks of its job to 1 within
+// the duplicate check's interval, with one error line naming the job, on
+// SQLite and on PostgreSQL. WorkerJobTickRanTwice fires on that value
+// (deploy/prometheus/alerts_test.yml).
+func TestDuplicateTicks_Planted(t *testing.T) {
+	t.Parallel()
+	config := workertest.BuiltinsOff + `history:
+  duplicate_check_interval: 1s
+jobs:
+  - {name: billing, schedule: "@yearly", sql: "SELECT 1"}
+  - {name: fine, schedule: "@yearly", sql: "SELECT 1"}
+`
+	plant := `INSERT INTO job_runs (job, scheduled_at, started_at, ended_at, result, rows_affected)
+		VALUES ('billing', %[1]s, %[1]s, %[1]s, 'success', 0), ('billing', %[1]s, %[1]s, %[1]s, 'success', 0),
+		       ('fine', %[1]s, %[1]s, %[1]s, 'success', 0)`
+	check := func(t *testing.T, w *workertest.Worker) {
+		t.Helper()
+		w.WaitFor(t, "worker_job_duplicate_ticks{job_name=billing} 1", 30*time.Second, func() bool {
+			return workertest.Sum(w.Scrape(t)["worker_job_duplicate_ticks"], map[string]string{"job_name": "billing"}) == 1
+		})
+		if got := workertest.Sum(w.Scrape(t)["worker_job_duplicate_ticks"], map[string]string{"job_name": "fine"}); got != 0 {
+			t.Errorf("worker_job_duplicate_ticks{job_name=fine}: got %v, want 0", got)
+		}
+		if line := lastLine(w.Logs(), `msg="Ticks ran more than once`); !strings.Contains(line, "job=billing") {
+			t.Errorf("log: want an error line naming billing, got %q", line)
+		}
+	}
+	t.Run("SQLite", func(t *testing.T) {
+		t.Parallel()
+		w := StartWorker(t, workertest.Options{Config: config})
+		d := workertest.OpenDB(t, w.DBPath, "_busy_timeout=5000")
+		if _, err := d.Exec(fmt.Sprintf(plant, "'2026-01-01T00:00:00.000Z'")); err != nil {
+			t.Fatal(err)
+		}
+		check(t, w)
+	})
+	t.Run("PostgreSQL", func(t *testing.T) {
+		t.Parallel()
+		rs := startReplicas(t, 1, config, "")
+		if _, err := rs.db.Exec(fmt.Sprintf(plant, "'2026-01-01T00:00:00Z'")); err != nil {
+			t.Fatal(err)
+		}
+		check(t, rs.ws[0])
+	})
 }

@@ -27,6 +27,7 @@ const (
 	RuleJobsRan    = "jobs_ran"
 	RuleCleanExit  = "clean_exit"
 	RuleServerConn = "server_within_client"
+	RuleTickOnce   = "each_tick_once"
 )
 
 // ReplicaLabel is the label the harness gives every sample of one replica
@@ -102,6 +103,7 @@ func NewReplica(replica string, pinnedFor time.Duration) *Checker {
 	c.add(RulePoolLimit, "go_sql_open_connections ≤ go_sql_max_open_connections")
 	c.add(RulePoolPinned, "the pool is not held fully in use while callers wait")
 	c.add(RuleJobsRan, "worker_job_runs_total rose: jobs ran")
+	c.add(RuleTickOnce, "worker_job_duplicate_ticks stays 0: no tick has two success rows")
 	c.add(RuleServerConn, fmt.Sprintf("server backends (worker_db_server_connections) ≤ worker_db_connections_open + %d, but for %d samples in a row", DefaultServerSlack, DefaultServerSamples))
 	return c
 }
@@ -149,6 +151,29 @@ func (c *Checker) breakAt(rule string, t, v float64, detail string) {
 	}
 }
 
+// observeDuplicates checks each_tick_once: the ticks, by job, that have
+// more than one success row.
+func (c *Checker) observeDuplicates(t float64, dups map[string]float64) {
+	r := c.results[RuleTickOnce]
+	r.Applies = true
+	var total float64
+	var jobs []string
+	for job, n := range dups {
+		total += n
+		if n > 0 {
+			jobs = append(jobs, fmt.Sprintf("%s (%g)", job, n))
+		}
+	}
+	slices.Sort(jobs)
+	r.Worst = max(r.Worst, total)
+	if !r.Broken {
+		r.Detail = c.detail("no tick ran twice")
+	}
+	if total > 0 {
+		c.breakAt(RuleTickOnce, t, total, c.detail("ticks with two success rows: %s", strings.Join(jobs, ", ")))
+	}
+}
+
 // Record adds the result of a rule judged outside the Checker, such as
 // RuleCleanExit.
 func (c *Checker) Record(r Result) {
@@ -165,6 +190,7 @@ func (c *Checker) Observe(t float64, vec model.Vector) {
 		runsFound                       bool
 		server, client                  float64
 		serverFound, clientFound        bool
+		dups                            = map[string]float64{}
 		maxOpen, open, inUse, waitCount = map[string]float64{}, map[string]float64{}, map[string]float64{}, map[string]float64{}
 	)
 	for _, s := range vec {
@@ -210,7 +236,12 @@ func (c *Checker) Observe(t float64, vec model.Vector) {
 			server, serverFound = server+v, true
 		case "worker_db_connections_open":
 			client, clientFound = client+v, true
+		case "worker_job_duplicate_ticks":
+			dups[string(s.Metric["job_name"])] = v
 		}
+	}
+	if len(dups) > 0 {
+		c.observeDuplicates(t, dups)
 	}
 	if serverFound && clientFound {
 		c.observeServer(t, server, client)

@@ -53,6 +53,7 @@ func TestChecker_Healthy(t *testing.T) {
 	for i := range 5 {
 		c.Observe(float64(i), vec(t, poolText("2", "1", "0")+`worker_db_handles_open 1
 worker_db_init_calls_total{result="opened"} 1
+worker_job_duplicate_ticks{job_name="a"} 0
 worker_job_runs_total{job_name="a",result="success"} `+string(rune('0'+i))+"\n"))
 	}
 	for _, r := range c.Finish() {
@@ -261,4 +262,17 @@ func TestCluster_ServerWithinClients(t *testing.T) {
 			t.Fatalf("applies without the server's count, want not")
 		}
 	})
+}
+
+// Ensure each_tick_once breaks when a job has a tick with two success rows,
+// naming the job, and stays broken.
+func TestChecker_TickOnce(t *testing.T) {
+	c := invariant.New(invariant.DefaultPinnedFor)
+	c.Observe(0, vec(t, "worker_job_duplicate_ticks{job_name=\"a\"} 0\nworker_job_duplicate_ticks{job_name=\"b\"} 0\n"))
+	c.Observe(1, vec(t, "worker_job_duplicate_ticks{job_name=\"a\"} 0\nworker_job_duplicate_ticks{job_name=\"b\"} 2\n"))
+	c.Observe(2, vec(t, "worker_job_duplicate_ticks{job_name=\"a\"} 0\nworker_job_duplicate_ticks{job_name=\"b\"} 0\n"))
+	r := result(c.Finish(), invariant.RuleTickOnce)
+	if !r.Applies || !r.Broken || r.At != 1 || r.Worst != 2 || r.Detail != "ticks with two success rows: b (2)" {
+		t.Errorf("each_tick_once: got %+v, want broken at 1 naming b (2)", r)
+	}
 }
