@@ -46,8 +46,16 @@ func (s *Scheduler) countDuplicates(ctx context.Context, seen map[string]int) {
 		}
 		return
 	}
+	skip := map[string]bool{}
+	for _, name := range s.everyReplica() {
+		skip[name] = true
+		delete(counts, name)
+		s.metrics.duplicateTicks.DeleteLabelValues(name)
+	}
 	for _, name := range s.JobNames() {
-		s.metrics.duplicateTicks.WithLabelValues(name).Set(float64(counts[name]))
+		if !skip[name] {
+			s.metrics.duplicateTicks.WithLabelValues(name).Set(float64(counts[name]))
+		}
 	}
 	for name, n := range counts {
 		s.metrics.duplicateTicks.WithLabelValues(name).Set(float64(n))
@@ -56,4 +64,22 @@ func (s *Scheduler) countDuplicates(ctx context.Context, seen map[string]int) {
 		}
 		seen[name] = n
 	}
+}
+
+// everyReplica returns the jobs whose every tick runs on every replica
+// (Job.PerReplica, the heartbeat) when replicas coordinate: one success row
+// per replica is what they should have, not a tick run twice.
+func (s *Scheduler) everyReplica() []string {
+	if s.cfg.Coordinator == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, e := range s.entries {
+		if e.job.PerReplica {
+			out = append(out, e.job.Name)
+		}
+	}
+	return out
 }

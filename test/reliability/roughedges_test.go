@@ -191,12 +191,26 @@ jobs:
 		}
 		check(t, w)
 	})
+	// Two replicas, each running every heartbeat tick (one success row per
+	// replica per tick): that is no tick run twice, and has no series.
 	t.Run("PostgreSQL", func(t *testing.T) {
 		t.Parallel()
-		rs := startReplicas(t, 1, config, "")
+		pgConfig := strings.Replace(config, "heartbeat: {enabled: false}", `heartbeat: {schedule: "@every 1s"}`, 1)
+		rs := startReplicas(t, 2, pgConfig, "")
+		rs.waitDB(t, "a heartbeat tick with a row of each replica", replicaWait, func() bool {
+			return rs.int(t, `SELECT count(*) FROM (SELECT scheduled_at FROM job_runs WHERE job = 'heartbeat' AND result = 'success'
+				GROUP BY 1 HAVING count(*) = 2) d`) > 0
+		})
 		if _, err := rs.db.Exec(fmt.Sprintf(plant, "'2026-01-01T00:00:00Z'")); err != nil {
 			t.Fatal(err)
 		}
-		check(t, rs.ws[0])
+		for _, w := range rs.ws {
+			check(t, w)
+			if _, ok := w.Scrape(t)["worker_job_duplicate_ticks"]; ok {
+				if got := workertest.Sum(w.Scrape(t)["worker_job_duplicate_ticks"], map[string]string{"job_name": "heartbeat"}); got != 0 {
+					t.Errorf("worker_job_duplicate_ticks{job_name=heartbeat}: got %v, want no series", got)
+				}
+			}
+		}
 	})
 }
