@@ -116,6 +116,8 @@ worker_db_statements_open 0
 # TYPE worker_db_init_calls_total counter
 worker_db_init_calls_total{result="opened"} 1
 worker_db_init_calls_total{result="reused"} %d
+# TYPE worker_job_duplicate_ticks gauge
+worker_job_duplicate_ticks{job_name="heartbeat"} 0
 # TYPE worker_job_runs_total counter
 worker_job_runs_total{job_name="heartbeat",result="success"} %d
 worker_job_runs_total{job_name="heartbeat",result="failure"} 0

@@ -140,7 +140,7 @@ jobs:
 		{"RecordSuccessesJob", "jobs:\n  - {name: a, schedule: '@daily', sql: SELECT 1, record_successes: 0}\n",
 			"jobs[0].record_successes: want true or false, got 0"},
 		{"UnknownHistoryKey", "history:\n  max_rows: 5\n",
-			"history.max_rows: unknown field, want one of retention, max_rows_per_job"},
+			"history.max_rows: unknown field, want one of retention, max_rows_per_job, duplicate_check_interval"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse([]byte(tt.doc))
