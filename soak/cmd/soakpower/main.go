@@ -24,6 +24,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 )
 
@@ -44,11 +45,25 @@ func run(args []string, stdout io.Writer) error {
 	real := fs.Bool("real", true, "also soak some points for real through bin/soak and bin/standin")
 	soakBin := fs.String("soak", "bin/soak", "bin/soak, for the real soaks")
 	standinBin := fs.String("standin", "bin/standin", "bin/standin, for the real soaks")
+	trend := fs.Bool("trend", true, "run the trend study (power.md)")
+	cmp := fs.Bool("compare", true, "run the comparison study (compare.md): pairs of soaks, a step or more CPU per run against a baseline")
+	cmpSeeds := fs.Int("compare-seeds", 10, "pairs per step, noise, series and length, and per CPU increase and length")
+	cmpCleanShort := fs.Int("compare-clean-short", 10, "clean pairs per noise shape at 60 s (7 shapes)")
+	cmpCleanMid := fs.Int("compare-clean-mid", 3, "clean pairs per noise shape at 10 m (7 shapes)")
+	procs := fs.Int("procs", runtime.GOMAXPROCS(0), "comparisons replayed at once")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
 		return err
+	}
+	if *cmp {
+		if err := compareStudy(*dir, *cmpSeeds, *cmpCleanShort, *cmpCleanMid, *procs, stdout); err != nil {
+			return err
+		}
+	}
+	if !*trend {
+		return nil
 	}
 	began := time.Now()
 	st := &Study{Seeds: *seeds}
