@@ -110,7 +110,9 @@ func judgeAgainst(base *report.Report, basePath string, cand *report.Report, opt
 	r := compare.Compare(base, cand, opt)
 	r.Baseline.Source = basePath
 	if dir != "" {
-		if err := ciformat.WriteCompare(dir, r); err != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			fmt.Fprintf(stderr, "soak: cannot create --report-dir: %v\n", err)
+		} else if err := ciformat.WriteCompare(dir, r); err != nil {
 			fmt.Fprintf(stderr, "soak: %v\n", err)
 		} else {
 			fmt.Fprintf(stderr, "soak: comparison in %s\n", filepath.Join(dir, ciformat.CompareMarkdownFile))

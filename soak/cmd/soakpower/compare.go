@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -248,7 +250,7 @@ func falseRegressions(os []PairOutcome) (cleanBad int, other int) {
 
 // compareStudy runs the comparison study and writes compare.md into dir.
 // It fails when a clean pair regressed.
-func compareStudy(dir string, seeds, cleanShort, cleanMid, procs int, stdout io.Writer) error {
+func compareStudy(dir string, seeds, cleanShort, cleanMid, procs int, real bool, soakBin, standinBin string, stdout io.Writer) error {
 	began := time.Now()
 	pairs := comparePairs(seeds, cleanShort, cleanMid)
 	fmt.Fprintf(os.Stderr, "soakpower: replaying %d pairs of soaks for the comparison study\n", len(pairs))
@@ -266,11 +268,119 @@ func compareStudy(dir string, seeds, cleanShort, cleanMid, procs int, stdout io.
 	fmt.Fprintf(w, "## Comparison study: %d pairs replayed in %s\n", len(pairs), time.Since(began).Round(time.Second))
 	CompareMarkdown(w, outs)
 	fmt.Fprintf(w, "\nClean pairs with a regression: %d. Rows other than the changed one that regressed in changed pairs: %d.\n", clean, other)
+	wrong := 0
+	if real {
+		fmt.Fprintln(os.Stderr, "soakpower: soaking pairs of the stand-in for real and comparing them")
+		outs, err := runRealPairs(soakBin, standinBin, filepath.Join(dir, "compare-real"))
+		if err != nil {
+			return err
+		}
+		realPairsMarkdown(w, outs)
+		for _, o := range outs {
+			if o.Exit != o.Want {
+				wrong++
+				fmt.Fprintf(os.Stderr, "soakpower: %s: exit %d, want %d: %s\n", o.Pair, o.Exit, o.Want, o.Said)
+			}
+		}
+	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if clean > 0 {
-		return fmt.Errorf("%d clean pairs of soaks compared as regressed", clean)
+	if clean > 0 || wrong > 0 {
+		return fmt.Errorf("%d clean pairs of replayed soaks compared as regressed, %d real comparisons ended wrong", clean, wrong)
 	}
 	return nil
+}
+
+// realPair is a comparison of two real soaks of bin/standin.
+type realPair struct {
+	Name       string
+	Base, Cand realPoint
+	Want       int // exit status of bin/soak compare: 1 regressed, 0 not
+}
+
+// RealPairOutcome is what bin/soak compare said about a realPair.
+type RealPairOutcome struct {
+	Pair string `json:"pair"`
+	Said string `json:"said"`
+	Exit int    `json:"exit"`
+	Want int    `json:"want"`
+}
+
+// realPairs are the comparisons soaked for real: clean against clean, 2
+// more connections and 3 more FDs in 60 s soaks, and clean against clean and
+// 30 % more CPU per job run in 10 m soaks run 20 times faster.
+func realPairs() []realPair {
+	at := func(name string, l Length, speed float64, seed uint64, edit func(*standin.Params)) realPoint {
+		p := params(seed, standin.Uniform, 1, 20)
+		if edit != nil {
+			edit(&p)
+		}
+		return realPoint{Name: name, Length: l, Speed: speed, Params: p}
+	}
+	base60, base10 := at("base-60s", short, 1, 21, nil), at("base-10m", mid, 20, 23, nil)
+	return []realPair{
+		{"60 s: clean against clean", base60, at("clean-60s", short, 1, 22, nil), 0},
+		{"60 s: +2 connections", base60, at("conns-60s", short, 1, 24, func(p *standin.Params) {
+			p.StepSeries, p.Step = "worker_db_connections_open", 2
+		}), 1},
+		{"60 s: +3 FDs", base60, at("fds-60s", short, 1, 25, func(p *standin.Params) {
+			p.StepSeries, p.Step = "process_open_fds", 3
+		}), 1},
+		{"10 m ×20: clean against clean", base10, at("clean-10m", mid, 20, 26, nil), 0},
+		{"10 m ×20: +30 % CPU per job run", base10, at("cpu-10m", mid, 20, 27, func(p *standin.Params) {
+			p.CPUPerRun *= 1.3
+		}), 1},
+	}
+}
+
+// runRealPairs soaks every stand-in of realPairs at once through bin/soak,
+// reports in dir/NAME, then compares each pair with bin/soak compare.
+func runRealPairs(soakBin, standinBin, dir string) ([]RealPairOutcome, error) {
+	pairs := realPairs()
+	soaks := map[string]realPoint{}
+	for _, p := range pairs {
+		soaks[p.Base.Name], soaks[p.Cand.Name] = p.Base, p.Cand
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for name, p := range soaks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if code, said, _, err := runSoak(soakBin, standinBin, filepath.Join(dir, name), p); err != nil || code != 0 {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("soak %s: exit %d: %s %v", name, code, said, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var out []RealPairOutcome
+	for _, p := range pairs {
+		b, err := exec.Command(soakBin, "compare", filepath.Join(dir, p.Base.Name), filepath.Join(dir, p.Cand.Name)).CombinedOutput()
+		code := 0
+		var exit *exec.ExitError
+		switch {
+		case errors.As(err, &exit):
+			code = exit.ExitCode()
+		case err != nil:
+			return nil, err
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		out = append(out, RealPairOutcome{Pair: p.Name, Said: strings.TrimPrefix(lines[len(lines)-1], "soak: "), Exit: code, Want: p.Want})
+	}
+	return out, nil
+}
+
+// realPairsMarkdown writes the real comparisons' table.
+func realPairsMarkdown(w io.Writer, os []RealPairOutcome) {
+	fmt.Fprint(w, "\n### Real comparisons (bin/soak compare on soaks of bin/standin)\n\n| pair | bin/soak compare said | exit | want |\n|---|---|---|---|\n")
+	for _, o := range os {
+		fmt.Fprintf(w, "| %s | %s | %d | %d |\n", o.Pair, strings.ReplaceAll(o.Said, "|", `\|`), o.Exit, o.Want)
+	}
 }

@@ -58,7 +58,7 @@ func run(args []string, stdout io.Writer) error {
 		return err
 	}
 	if *cmp {
-		if err := compareStudy(*dir, *cmpSeeds, *cmpCleanShort, *cmpCleanMid, *procs, stdout); err != nil {
+		if err := compareStudy(*dir, *cmpSeeds, *cmpCleanShort, *cmpCleanMid, *procs, *real, *soakBin, *standinBin, stdout); err != nil {
 			return err
 		}
 	}

@@ -227,6 +227,9 @@ func Unlike(base, cand *report.Report) (differences, notes []string) {
 	if b.TargetVersion != c.TargetVersion {
 		notes = append(notes, fmt.Sprintf("target version %s against %s", b.TargetVersion, c.TargetVersion))
 	}
+	if b.TargetBinary != c.TargetBinary && b.TargetBinary != "" && c.TargetBinary != "" {
+		notes = append(notes, fmt.Sprintf("target binary %s against %s", short(b.TargetBinary), short(c.TargetBinary)))
+	}
 	if b.TargetGo != c.TargetGo {
 		notes = append(notes, fmt.Sprintf("target built with %s against %s", b.TargetGo, c.TargetGo))
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -22,6 +23,10 @@ type Like struct {
 	TargetVersion string `json:"target_version"`
 	// TargetGo is the Go version the target was built with (go_info).
 	TargetGo string `json:"target_go_version"`
+	// TargetBinary is the SHA-256 of the started command's executable,
+	// "" under --target: the build's identity when it carries no version
+	// (a plain go build).
+	TargetBinary string `json:"target_binary_sha256,omitempty"`
 	// ConfigHash is the SHA-256 of the config files named in the command
 	// (the argument after a flag naming a config), "" when none.
 	ConfigHash string   `json:"config_hash"`
@@ -56,6 +61,7 @@ func likeOf(res *runner.Result, command []string) *Like {
 		TargetVersion: "unknown",
 		TargetGo:      "unknown",
 		ConfigHash:    ConfigHash(command),
+		TargetBinary:  binaryHash(command),
 		Duration:      res.Config.Duration.Seconds(),
 		Warmup:        res.Config.Warmup.Seconds(),
 		Interval:      res.Config.Interval.Seconds(),
@@ -114,6 +120,27 @@ func ConfigHash(args []string) string {
 		found = true
 	}
 	if !found {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// binaryHash returns the SHA-256 of command's executable, or "".
+func binaryHash(command []string) string {
+	if len(command) == 0 {
+		return ""
+	}
+	path, err := exec.LookPath(command[0])
+	if err != nil {
+		return ""
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
 		return ""
 	}
 	return hex.EncodeToString(h.Sum(nil))
