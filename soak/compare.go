@@ -151,8 +151,8 @@ func printCompare(w io.Writer, r *compare.Result) {
 			fmt.Fprintf(tw, "%s\t%s\t\t\t%s\t\t\n", row.Key, row.Class, row.Reason)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s to %s: %s\t%s (%s)\t%.2g\n", row.Key, row.Class, row.Format(row.Baseline),
-			row.Format(row.Candidate), row.Signed(row.Low), row.Signed(row.High), row.Signed(row.Shift),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s (%s to %s)\t%s (%s)\t%.2g\n", row.Key, row.Class, row.Format(row.Baseline),
+			row.Format(row.Candidate), row.Signed(row.Shift), row.Signed(row.Low), row.Signed(row.High),
 			row.Format(row.Tolerance), row.ToleranceFrom, min(row.P, row.PLow))
 	}
 	_ = tw.Flush()

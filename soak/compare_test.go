@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -115,6 +116,28 @@ func TestRun_CIFormats(t *testing.T) {
 	md, err := os.ReadFile(filepath.Join(dir, ciformat.MarkdownFile))
 	if err != nil || !strings.Contains(string(md), rep.Verdict) {
 		t.Errorf("summary.md: %v, want the verdict in:\n%s", err, md)
+	}
+}
+
+// Ensure a soak that could not be done still writes its JUnit file, with
+// one case in error saying why.
+func TestRun_CIFormatsCouldNotSoak(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + l.Addr().String() + "/metrics"
+	l.Close() // nothing answers there now
+	_, _, dir, err := soak(t, append(quick, "--target", url)...)
+	if err == nil || errors.Is(err, ErrAlarm) {
+		t.Fatalf("got %v, want could not soak", err)
+	}
+	suites, err := junit.IngestFile(filepath.Join(dir, ciformat.JUnitFile))
+	if err != nil || len(suites) != 1 || suites[0].Totals.Error != 1 {
+		t.Fatalf("junit.xml: got %v, %+v; want one case in error", err, suites)
+	}
+	if got := suites[0].Tests[0]; got.Name != "soak" || !strings.HasPrefix(got.Message, "could not soak: ") {
+		t.Errorf("got %s %q, want soak: could not soak: …", got.Name, got.Message)
 	}
 }
 

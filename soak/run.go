@@ -384,8 +384,9 @@ func (s *session) report(ctx context.Context, res *runner.Result, soakErr error,
 			fmt.Fprintf(stderr, "soak: report in %s\n", filepath.Join(o.reportDir, report.HTMLFile))
 		}
 	}
-	if o.reportDir != "" && res.Scrapes > 0 && writeErr == nil {
-		// The CI formats (ciformat): JUnit XML and the Markdown summary.
+	if o.reportDir != "" && writeErr == nil {
+		// The CI formats (ciformat): JUnit XML and the Markdown summary,
+		// also of a soak that could not be done (one case in error).
 		if err := ciformat.WriteSoak(o.reportDir, rep); err != nil {
 			fmt.Fprintf(stderr, "soak: %v\n", err)
 		}

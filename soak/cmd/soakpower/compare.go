@@ -2,11 +2,13 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -248,13 +250,30 @@ func falseRegressions(os []PairOutcome) (cleanBad int, other int) {
 	return cleanBad, other
 }
 
+// compareConfig is the comparison study's part of the command line.
+type compareConfig struct {
+	on                                 bool
+	seeds, cleanShort, cleanMid, procs int
+}
+
+// compareFlags declares the comparison study's flags on fs.
+func compareFlags(fs *flag.FlagSet) *compareConfig {
+	c := &compareConfig{}
+	fs.BoolVar(&c.on, "compare", true, "run the comparison study (compare.md): pairs of soaks, a step or more CPU per run against a baseline")
+	fs.IntVar(&c.seeds, "compare-seeds", 10, "pairs per step, noise, series and length, and per CPU increase and length")
+	fs.IntVar(&c.cleanShort, "compare-clean-short", 10, "clean pairs per noise shape at 60 s (7 shapes)")
+	fs.IntVar(&c.cleanMid, "compare-clean-mid", 3, "clean pairs per noise shape at 10 m (7 shapes)")
+	fs.IntVar(&c.procs, "procs", runtime.GOMAXPROCS(0), "comparisons replayed at once")
+	return c
+}
+
 // compareStudy runs the comparison study and writes compare.md into dir.
-// It fails when a clean pair regressed.
-func compareStudy(dir string, seeds, cleanShort, cleanMid, procs int, real bool, soakBin, standinBin string, stdout io.Writer) error {
+// It fails when a clean pair regressed or a real comparison ended wrong.
+func compareStudy(dir string, c *compareConfig, real bool, soakBin, standinBin string, stdout io.Writer) error {
 	began := time.Now()
-	pairs := comparePairs(seeds, cleanShort, cleanMid)
+	pairs := comparePairs(c.seeds, c.cleanShort, c.cleanMid)
 	fmt.Fprintf(os.Stderr, "soakpower: replaying %d pairs of soaks for the comparison study\n", len(pairs))
-	outs, err := runPairs(pairs, procs)
+	outs, err := runPairs(pairs, c.procs)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"time"
 )
 
@@ -46,19 +45,15 @@ func run(args []string, stdout io.Writer) error {
 	soakBin := fs.String("soak", "bin/soak", "bin/soak, for the real soaks")
 	standinBin := fs.String("standin", "bin/standin", "bin/standin, for the real soaks")
 	trend := fs.Bool("trend", true, "run the trend study (power.md)")
-	cmp := fs.Bool("compare", true, "run the comparison study (compare.md): pairs of soaks, a step or more CPU per run against a baseline")
-	cmpSeeds := fs.Int("compare-seeds", 10, "pairs per step, noise, series and length, and per CPU increase and length")
-	cmpCleanShort := fs.Int("compare-clean-short", 10, "clean pairs per noise shape at 60 s (7 shapes)")
-	cmpCleanMid := fs.Int("compare-clean-mid", 3, "clean pairs per noise shape at 10 m (7 shapes)")
-	procs := fs.Int("procs", runtime.GOMAXPROCS(0), "comparisons replayed at once")
+	cmp := compareFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
 		return err
 	}
-	if *cmp {
-		if err := compareStudy(*dir, *cmpSeeds, *cmpCleanShort, *cmpCleanMid, *procs, *real, *soakBin, *standinBin, stdout); err != nil {
+	if cmp.on {
+		if err := compareStudy(*dir, cmp, *real, *soakBin, *standinBin, stdout); err != nil {
 			return err
 		}
 	}

@@ -14,10 +14,12 @@
 // slow walk, and two runs of the same build sit at slightly different
 // levels, which no test inside one run can know. Significance is therefore
 // not enough: the Hodges–Lehmann shift must also exceed a tolerance taken
-// from the baseline's own noise, NoiseFactor times the peak-to-peak spread
-// of its detrended samples (as the trend verdict measures it), never less
-// than the series' floor. The two runs' levels cannot differ by more than
-// that spread without a change in the build, however loud the noise.
+// from the noise, NoiseFactor times the peak-to-peak spread of the
+// detrended samples (as the trend verdict measures it; the larger of both
+// sides', since a slow walk can sit still through one soak and wander in
+// the other), never less than the series' floor. Two runs' levels cannot
+// differ by more than that spread without a change in the build, however
+// loud the noise.
 //
 // Every watched resource is worse when higher, so only a rise regresses.
 package compare
@@ -118,7 +120,9 @@ type Row struct {
 	// (PLow: lower).
 	P    float64 `json:"p_higher"`
 	PLow float64 `json:"p_lower"`
-	// Noise is the baseline's, Tolerance the shift still healthy and
+	// Noise is the larger of both sides' (for the cost: the spread of the
+	// baseline's block costs over √blocks), Tolerance the shift still
+	// healthy and
 	// ToleranceFrom where it comes from (noise, floor, fixed).
 	Noise         float64 `json:"noise"`
 	Tolerance     float64 `json:"tolerance"`
@@ -325,6 +329,9 @@ func (r Row) Format(v float64) string {
 	case "bytes":
 		return detect.Format(v, detect.Memory)
 	case CostUnit:
+		if math.Abs(v) < 1e-9 {
+			v = 0 // the sum of float costs leaves crumbs: 6e-15 ms is 0
+		}
 		return fmt.Sprintf("%.3g ms", v*1000)
 	}
 	return detect.Format(v, detect.Count)
