@@ -97,7 +97,7 @@ soak-selftest: $(BIN)/worker $(BIN)/worker-leak $(BIN)/soak
 	SOAK_DB=$(SOAK_DB) SOAK_REPLICAS=$(SOAK_REPLICAS) \
 	$(GO) test -tags soakselftest -run '^TestSelftest$$' -count=1 -v -parallel 6 -timeout $(SOAK_SELFTEST_TIMEOUT) ./soak
 
-## soak-power: the detection-power study: sweep leak rate × noise × soak length on the stand-in, and some real soaks of it
+## soak-power: the detection-power study: sweep leak rate × noise × soak length on the stand-in, and some real soaks of it; then the comparison study (compare.md)
 soak-power: $(BIN)/soak $(BIN)/standin $(BIN)/soakpower
 	./$(BIN)/soakpower -soak $(abspath $(BIN)/soak) -standin $(abspath $(BIN)/standin) -dir $(SOAK_POWER_DIR) $(SOAK_POWER_FLAGS)
 
