@@ -9,6 +9,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/sqlworker/worker/soak/internal/compare"
 	"github.com/sqlworker/worker/soak/internal/report"
@@ -174,9 +175,11 @@ func CompareJUnit(r *compare.Result) *Suites {
 	case len(r.Differences) > 0 && !r.Forced:
 		like.Error = &Message{Message: r.Verdict, Type: "unlike soaks"}
 	case len(r.Differences) > 0:
-		like.SystemOut = "unlike, compared with --force: " + fmt.Sprint(r.Differences)
+		like.SystemOut = "unlike, compared with --force: " + strings.Join(r.Differences, "; ")
+	case len(r.Notes) > 0:
+		like.SystemOut = "alike; differing: " + strings.Join(r.Notes, "; ")
 	default:
-		like.SystemOut = fmt.Sprintf("alike; differing: %v", r.Notes)
+		like.SystemOut = "alike"
 	}
 	s.add(like)
 	for _, row := range r.Rows {

@@ -122,7 +122,7 @@ func tolWhy(r Row) string {
 		if r.Unit == CostUnit {
 			return fmt.Sprintf("%g × the baseline's block spread / √blocks", NoiseFactor)
 		}
-		return fmt.Sprintf("%g × the baseline's noise %s", NoiseFactor, r.Format(r.Noise))
+		return fmt.Sprintf("%g × the noise %s", NoiseFactor, r.Format(r.Noise))
 	case "floor":
 		if r.Unit == CostUnit {
 			return fmt.Sprintf("floor: %g%% of the baseline", CostFloor*100)
