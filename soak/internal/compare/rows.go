@@ -24,7 +24,7 @@ func judged(samples [][2]float64, warmup float64) (ts, vs []float64) {
 
 // blockSize returns how many consecutive samples of n make one block.
 func blockSize(n int) int {
-	return max(MinBlockSamples, (n+TargetBlocks-1)/TargetBlocks)
+	return max(MinBlockSamples, n/TargetBlocks)
 }
 
 // blockMeans cuts xs into blocks of blockSize samples (the last one takes
