@@ -35,6 +35,11 @@ func quietStandin(seed uint64) standin.Params {
 	return standin.Params{Noise: 1, MemNoise: 2 << 20, Seed: seed, CPUPerRun: 0.005, CPUJitter: 0.5}
 }
 
+// cmpQuick are flags for a soak of about 2.4 s: 50 judged samples, 10
+// blocks, room to spare above compare.MinBlocks when a loaded machine
+// drops a scrape or two.
+var cmpQuick = []string{"--duration", "2400ms", "--interval", "40ms", "--warmup", "400ms"}
+
 // compareCmd runs `soak compare` with args.
 func compareCmd(args ...string) (stdout, stderr string, err error) {
 	var out, errOut bytes.Buffer
@@ -47,17 +52,17 @@ func compareCmd(args ...string) (stdout, stderr string, err error) {
 // one (exit 0), refuses unlike soaks unless forced (exit 2) and writes the
 // comparison's files; and that --baseline on a soak does the same.
 func TestRun_Compare(t *testing.T) {
-	_, stderr, base, err := soak(t, append(quick, "--target", serveStandin(t, quietStandin(1)))...)
+	_, stderr, base, err := soak(t, append(cmpQuick, "--target", serveStandin(t, quietStandin(1)))...)
 	if err != nil {
 		t.Fatalf("baseline: %v\n%s", err, stderr)
 	}
-	_, _, clean, err := soak(t, append(quick, "--target", serveStandin(t, quietStandin(2)))...)
+	_, _, clean, err := soak(t, append(cmpQuick, "--target", serveStandin(t, quietStandin(2)))...)
 	if err != nil {
 		t.Fatalf("clean candidate: %v", err)
 	}
 	step := quietStandin(3)
 	step.StepSeries, step.Step = "worker_db_connections_open", 2
-	_, _, stepped, err := soak(t, append(quick, "--target", serveStandin(t, step))...)
+	_, _, stepped, err := soak(t, append(cmpQuick, "--target", serveStandin(t, step))...)
 	if err != nil {
 		t.Fatalf("stepped candidate: %v (its own trend verdict must pass: a step is no trend)", err)
 	}
@@ -87,19 +92,19 @@ func TestRun_Compare(t *testing.T) {
 		t.Errorf("clean: got %q", got)
 	}
 
-	_, _, short, err := soak(t, "--duration", "1600ms", "--interval", "40ms", "--warmup", "400ms", "--target", serveStandin(t, quietStandin(4)))
+	_, _, short, err := soak(t, "--duration", "2800ms", "--interval", "40ms", "--warmup", "400ms", "--target", serveStandin(t, quietStandin(4)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, _, err = compareCmd(base, short)
-	if err == nil || errors.Is(err, ErrAlarm) || !strings.Contains(err.Error(), "unlike soaks: duration 2s against 1.6s") {
+	if err == nil || errors.Is(err, ErrAlarm) || !strings.Contains(err.Error(), "unlike soaks: duration 2.4s against 2.8s") {
 		t.Errorf("unlike: got %v, want could not compare naming the duration", err)
 	}
 	if _, _, err = compareCmd("--force", "--report-dir", "", base, short); err != nil && !errors.Is(err, ErrAlarm) {
 		t.Errorf("forced: got %v, want a comparison", err)
 	}
 
-	stdout, _, _, err = soak(t, append(quick, "--baseline", base, "--target", serveStandin(t, step))...)
+	stdout, _, _, err = soak(t, append(cmpQuick, "--baseline", base, "--target", serveStandin(t, step))...)
 	if !errors.Is(err, ErrAlarm) || !strings.Contains(lastLine(stdout), "REGRESSED against baseline ") || !strings.Contains(lastLine(stdout), " worker_db_connections_open +") {
 		t.Errorf("--baseline: got %v, last line %q; want the regression", err, lastLine(stdout))
 	}

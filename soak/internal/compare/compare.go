@@ -53,10 +53,12 @@ const (
 	// blocks of 5 s, a 10 m soak 12 of 47 s.
 	TargetBlocks    = 12
 	MinBlockSamples = 5
-	// MinBlocks is the fewest blocks a side needs to be compared: with 4
-	// against 4 the rank test can just reach p < 0.05, not DefaultAlpha,
-	// so such a series is never flagged; fewer is "not comparable".
-	MinBlocks = 4
+	// MinBlocks is the fewest blocks a side needs to be compared: with 7
+	// against 7 the rank test cannot reach DefaultAlpha even when every
+	// candidate block is above every baseline block (p = 0.0011), so such
+	// a row could never regress; it is "not comparable" instead of a pass
+	// that proves nothing. A 60 s soak has 9.
+	MinBlocks = 8
 	// CostFloor is the least tolerance of the cost per job run, relative
 	// to the baseline's: a tenth.
 	CostFloor = 0.10

@@ -174,7 +174,7 @@ func TestCompare_NotComparable(t *testing.T) {
 	}
 	tiny := report.New(res, report.Meta{RunID: "tiny"})
 	r = compare.Compare(tiny, tiny, compare.Options{})
-	if r.Status != compare.StatusError || !strings.Contains(r.Verdict, "too short: 3 and 3 blocks, want 4") {
+	if r.Status != compare.StatusError || !strings.Contains(r.Verdict, "too short: 3 and 3 blocks, want 8") {
 		t.Errorf("got %s %q, want error: too short", r.Status, r.Verdict)
 	}
 }
