@@ -72,6 +72,9 @@ func CompareMarkdown(w io.Writer, r *compare.Result) error {
 	if len(r.Differences) > 0 {
 		fmt.Fprintf(&b, " Unlike: %s.", cell(strings.Join(r.Differences, "; ")))
 	}
+	if len(r.Notes) > 0 {
+		fmt.Fprintf(&b, " Differing: %s.", cell(strings.Join(r.Notes, "; ")))
+	}
 	b.WriteString("\n\n")
 	if len(r.Rows) > 0 {
 		fmt.Fprintf(&b, "| series | class | baseline | candidate | shift (%g%% CI) | tolerance | p |\n|---|---|---|---|---|---|---|\n",

@@ -211,6 +211,9 @@ func Unlike(base, cand *report.Report) (differences, notes []string) {
 			differences = append(differences, x.name+" could not soak ("+x.rep.Verdict+")")
 		}
 	}
+	if base.Status == runner.StatusLeak {
+		notes = append(notes, "the baseline itself did not pass: "+base.Verdict)
+	}
 	b, c := base.Like, cand.Like
 	if b == nil || c == nil {
 		return append(differences, "a report without what makes soaks comparable (written by an older harness)"), notes

@@ -153,6 +153,12 @@ func TestCompare_Unlike(t *testing.T) {
 	if r.Status != compare.StatusPass || len(r.Notes) != 1 || !strings.Contains(r.Notes[0], "0.2.0 abc") {
 		t.Errorf("got %s, notes %q; want pass, noting the version", r.Status, r.Notes)
 	}
+	leaky := stand(5, 1)
+	leaky.LeakSeries, leaky.Leak = "process_open_fds", 0.2
+	r = compare.Compare(soak(t, leaky, short), soak(t, stand(6, 1), short), compare.Options{})
+	if len(r.Notes) != 1 || !strings.HasPrefix(r.Notes[0], "the baseline itself did not pass: LEAK after") {
+		t.Errorf("got notes %q, want the baseline's leak noted", r.Notes)
+	}
 }
 
 // Ensure a series only one side exposes, and a soak too short for enough
