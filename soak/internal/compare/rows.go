@@ -116,6 +116,7 @@ func judge(row *Row, base, cand []float64, opt Options) {
 	}
 }
 
+// tolWhy says where the tolerance of r comes from, for its reason.
 func tolWhy(r Row) string {
 	switch r.ToleranceFrom {
 	case "noise":
