@@ -131,6 +131,9 @@ type Row struct {
 	ToleranceFrom string  `json:"tolerance_from"`
 	Blocks        [2]int  `json:"blocks"` // baseline's, candidate's
 	BlockSeconds  float64 `json:"block_seconds"`
+	// IntervalBeyond makes the whole interval, not only the shift, have
+	// to clear the tolerance: for the cost, which moves between runs.
+	IntervalBeyond bool `json:"interval_beyond,omitempty"`
 }
 
 // Result is the comparison of a candidate soak with its baseline.
@@ -230,6 +233,9 @@ func Unlike(base, cand *report.Report) (differences, notes []string) {
 	diff("replicas", b.Replicas, c.Replicas)
 	diff("watch list", strings.Join(b.Watch, ","), strings.Join(c.Watch, ","))
 	diff("cores", b.Machine.Cores, c.Machine.Cores)
+	if b.Machine.CPU != "" && c.Machine.CPU != "" { // older reports lack it
+		diff("CPU", b.Machine.CPU, c.Machine.CPU)
+	}
 	diff("kernel", b.Machine.Kernel, c.Machine.Kernel)
 	diff("arch", b.Machine.Arch, c.Machine.Arch)
 	diff("harness Go", b.Machine.GoVersion, c.Machine.GoVersion)
@@ -238,6 +244,9 @@ func Unlike(base, cand *report.Report) (differences, notes []string) {
 	}
 	if b.TargetBinary != c.TargetBinary && b.TargetBinary != "" && c.TargetBinary != "" {
 		notes = append(notes, fmt.Sprintf("target binary %s against %s", short(b.TargetBinary), short(c.TargetBinary)))
+	}
+	if lb, lc := b.Machine.Load[1], c.Machine.Load[1]; math.Abs(lb-lc) > 0.5 && math.Abs(lb-lc) > 0.25*max(lb, lc) {
+		notes = append(notes, fmt.Sprintf("machine load (5 min) %.2f against %.2f: the CPU per job run rises on a busy machine", lb, lc))
 	}
 	if b.TargetGo != c.TargetGo {
 		notes = append(notes, fmt.Sprintf("target built with %s against %s", b.TargetGo, c.TargetGo))

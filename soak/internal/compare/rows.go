@@ -97,18 +97,26 @@ func judge(row *Row, base, cand []float64, opt Options) {
 	row.P, row.PLow = mw.PHigh, mw.PLow
 	row.Shift, row.Low, row.High = HodgesLehmann(base, cand, opt.Level)
 	within := fmt.Sprintf("tolerance %s (%s)", row.Format(row.Tolerance), tolWhy(*row))
+	up, down := row.Shift, row.Shift
+	if row.IntervalBeyond {
+		up, down = row.Low, row.High
+	}
 	switch {
-	case row.Shift > row.Tolerance && row.P < opt.Alpha:
+	case up > row.Tolerance && row.P < opt.Alpha:
 		row.Class = Regressed
 		row.Reason = fmt.Sprintf("%s above the baseline's %s, beyond %s; p = %.2g", row.ShiftText(opt.Level),
 			row.Format(row.Baseline), within, row.P)
-	case row.Shift < -row.Tolerance && row.PLow < opt.Alpha:
+	case down < -row.Tolerance && row.PLow < opt.Alpha:
 		row.Class = Improved
 		row.Reason = fmt.Sprintf("%s below the baseline's %s, beyond %s; p = %.2g", row.ShiftText(opt.Level),
 			row.Format(row.Baseline), within, row.PLow)
 	case math.Abs(row.Shift) <= row.Tolerance:
 		row.Class = Unchanged
 		row.Reason = fmt.Sprintf("shift %s within %s", row.Signed(row.Shift), within)
+	case row.IntervalBeyond:
+		row.Class = Unchanged
+		row.Reason = fmt.Sprintf("shift %s beyond %s, but not its whole interval (%s to %s)", row.Signed(row.Shift), within,
+			row.Signed(row.Low), row.Signed(row.High))
 	default:
 		row.Class = Unchanged
 		row.Reason = fmt.Sprintf("shift %s beyond %s but not significant (p = %.2g)", row.Signed(row.Shift), within,
@@ -158,6 +166,10 @@ func compareCost(base, cand *report.Report, opt Options) (Row, bool) {
 	if floor := CostFloor * median(bc); row.Tolerance < floor {
 		row.Tolerance, row.ToleranceFrom = floor, "floor"
 	}
+	// CPU time per unit of work moves between runs with the machine's
+	// load (SMT siblings, frequency), which no spread within a run shows:
+	// the whole interval must clear the tolerance.
+	row.IntervalBeyond = true
 	judge(&row, bc, cc, opt)
 	return row, true
 }

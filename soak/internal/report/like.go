@@ -41,9 +41,13 @@ type Like struct {
 // Machine is the machine the soak ran on, as the harness saw it.
 type Machine struct {
 	Cores     int    `json:"cores"`
+	CPU       string `json:"cpu"` // model name, from /proc/cpuinfo
 	Kernel    string `json:"kernel"`
 	Arch      string `json:"arch"`
 	GoVersion string `json:"go_version"` // of the harness
+	// Load is the machine's load average over 1, 5 and 15 minutes when
+	// the soak ended: CPU time per unit of work rises on a busy machine.
+	Load [3]float64 `json:"load_average"`
 }
 
 // ThisMachine describes the machine the harness runs on.
@@ -52,7 +56,19 @@ func ThisMachine() Machine {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		kernel = strings.TrimSpace(string(b))
 	}
-	return Machine{Cores: runtime.NumCPU(), Kernel: kernel, Arch: runtime.GOOS + "/" + runtime.GOARCH, GoVersion: runtime.Version()}
+	m := Machine{Cores: runtime.NumCPU(), CPU: "unknown", Kernel: kernel, Arch: runtime.GOOS + "/" + runtime.GOARCH, GoVersion: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		_, _ = fmt.Sscan(string(b), &m.Load[0], &m.Load[1], &m.Load[2])
+	}
+	return m
 }
 
 // likeOf returns the Like of a soak of command that found res.
