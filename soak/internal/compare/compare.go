@@ -21,6 +21,10 @@
 // differ by more than that spread without a change in the build, however
 // loud the noise.
 //
+// The CPU seconds per job run moves between runs with the machine's load,
+// which no spread within a run shows, so for it the whole interval of the
+// shift must clear the tolerance.
+//
 // Every watched resource is worse when higher, so only a rise regresses.
 package compare
 
