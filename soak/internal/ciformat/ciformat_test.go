@@ -86,6 +86,22 @@ func TestSoakJUnit_Leak(t *testing.T) {
 	}
 }
 
+// Ensure the failure message carries the leak's origin when the soak names
+// one: it is the verdict line, origin included.
+func TestSoakJUnit_Origin(t *testing.T) {
+	res, err := standin.Replay(standin.Models(standin.Params{LeakSeries: "process_open_fds", Leak: 0.2, MemNoise: 2 << 20, Seed: 1}),
+		60*time.Second, 15*time.Second, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Culprits = map[string]string{"process_open_fds": "from leak.Open (leak/leak.go:12)"}
+	rep := report.New(res, report.Meta{RunID: "origin"})
+	fds := byName(ingest(t, ciformat.SoakJUnit(rep)))["process_open_fds"]
+	if want := "process_open_fds rising +720/h from leak.Open (leak/leak.go:12)."; fds.Status != junit.StatusFailed || !strings.HasSuffix(fds.Message, want) {
+		t.Errorf("got %s %q, want failed ending %q", fds.Status, fds.Message, want)
+	}
+}
+
 // Ensure a steady soak passes every case that applies and skips the
 // invariants the stand-in does not expose.
 func TestSoakJUnit_Steady(t *testing.T) {
