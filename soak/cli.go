@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,6 +53,8 @@ type options struct {
 	postgres                   bool   // start a throwaway PostgreSQL server
 	postgresURL                string // or use this one
 	pprofURL                   string // the target's net/http/pprof, "" beside its metrics, "off" for none
+	baseline                   string // report to compare the soak with (compare.go)
+	baselineForce              bool   // compare with it even when unlike
 }
 
 // Placeholders replaced in COMMAND's arguments, for each replica.
@@ -71,6 +74,7 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 	app := kingpin.New("soak", "Soak a process and report whether its connections, file descriptors, goroutines or memory leak.\n\n"+
 		"  soak [flags] -- COMMAND ARGS...   start COMMAND, wait for --metrics-url, soak it, stop it with SIGTERM\n"+
 		"  soak [flags] --target URL         soak a process that someone else runs\n\n"+
+		"  soak compare BASELINE CANDIDATE   compare two soaks' reports (soak compare --help)\n\n"+
 		"Exit status: 0 steady, 1 leak or broken invariant, 2 could not soak.")
 	help := false
 	app.Terminate(func(int) { help = true })
@@ -114,6 +118,9 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 		Envar("SOAK_DB_URL").PlaceHolder("URL").StringVar(&o.postgresURL)
 	app.Flag("pprof-url", "Base URL of the target's net/http/pprof, whose profiles say where a leak comes from (with --replicas, replica N's port is this port plus N minus 1); by default "+pprofPath+" on the metrics URL's host; \""+pprofOff+"\" takes no profiles.").
 		PlaceHolder("URL").StringVar(&o.pprofURL)
+	app.Flag("baseline", "After the soak, compare it with this earlier soak's report directory or report.json (as `soak compare` does): exit 1 when a series or the CPU per job run regressed.").
+		PlaceHolder("PATH").StringVar(&o.baseline)
+	app.Flag("baseline.force", "Compare with --baseline even when the soaks are unlike.").BoolVar(&o.baselineForce)
 	app.Arg("command", "Command to start and soak, after --.").StringsVar(&o.command)
 
 	if _, err := app.Parse(args); err != nil {
@@ -195,6 +202,11 @@ func (o *options) validate() error {
 	if o.alertmanagerURL != "" {
 		if err := httpURL(o.alertmanagerURL); err != nil {
 			return fmt.Errorf("--alertmanager.url: %w", err)
+		}
+	}
+	if o.baseline != "" {
+		if _, err := os.Stat(o.baseline); err != nil {
+			return fmt.Errorf("--baseline: %w", err)
 		}
 	}
 	for _, w := range o.watch {

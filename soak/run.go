@@ -18,6 +18,7 @@ import (
 	"github.com/sqlworker/worker/internal/pgserver"
 
 	"github.com/sqlworker/worker/soak/internal/alert"
+	"github.com/sqlworker/worker/soak/internal/ciformat"
 	"github.com/sqlworker/worker/soak/internal/invariant"
 	"github.com/sqlworker/worker/soak/internal/origin"
 	"github.com/sqlworker/worker/soak/internal/pgprobe"
@@ -46,6 +47,9 @@ const (
 // ErrAlarm on a leak or broken invariant, and any other error when it could
 // not soak.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == compareCommand {
+		return runCompare(args[1:], stdout, stderr)
+	}
 	o, err := parseArgs(args, stdout)
 	switch {
 	case errors.Is(err, errHelp):
@@ -66,7 +70,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	res, soakErr := s.soak(ctx)
 	soakErr = s.shutdown(res, soakErr)
-	return s.report(ctx, res, soakErr, stdout)
+	err = s.report(ctx, res, soakErr, stdout)
+	if o.baseline == "" {
+		return err
+	}
+	return s.againstBaseline(err, stdout)
 }
 
 // session is one soak of the command line: what build set up for it, and
@@ -88,6 +96,7 @@ type session struct {
 	startErr   chan error      // the tracker's Start, which runs beside the soak
 	stopStart  context.CancelFunc
 	origins    *origin.Result // where the leaks come from, for the report
+	rep        *report.Report // what report wrote, for --baseline
 }
 
 // replica is one started COMMAND.
@@ -366,12 +375,20 @@ func (s *session) close() {
 func (s *session) report(ctx context.Context, res *runner.Result, soakErr error, stdout io.Writer) error {
 	o, stderr := s.o, s.stderr
 	rep := report.New(res, report.Meta{RunID: s.runID, Target: s.metricsURL, Command: o.command, Origins: s.origins})
+	s.rep = rep
 	var writeErr error
 	if o.reportDir != "" && res.Scrapes > 0 {
 		if writeErr = rep.Write(o.reportDir); writeErr != nil {
 			fmt.Fprintf(stderr, "soak: %v\n", writeErr)
 		} else {
 			fmt.Fprintf(stderr, "soak: report in %s\n", filepath.Join(o.reportDir, report.HTMLFile))
+		}
+	}
+	if o.reportDir != "" && writeErr == nil {
+		// The CI formats (ciformat): JUnit XML and the Markdown summary,
+		// also of a soak that could not be done (one case in error).
+		if err := ciformat.WriteSoak(o.reportDir, rep); err != nil {
+			fmt.Fprintf(stderr, "soak: %v\n", err)
 		}
 	}
 	if missing := res.Recording.Missing(); len(missing) > 0 && res.Scrapes > res.Failures {

@@ -4,6 +4,12 @@
 #   make soak-short      the same for SOAK_SHORT_DURATION with SOAK_SHORT_WARMUP (CI)
 #   make soak-selftest   prove the alarm: every injected leak caught, the clean build passes
 #   make soak-power      the detection-power study behind docs/soak.md's sensitivity table
+#   make soak-compare    compare SOAK_REPORT_DIR's soak with SOAK_BASELINE's (a report dir)
+#
+# Every soak also writes junit.xml and summary.md into SOAK_REPORT_DIR (and
+# appends the summary to $GITHUB_STEP_SUMMARY in GitHub Actions). With
+# SOAK_BASELINE set, make soak compares the soak with that earlier report
+# at the end (bin/soak --baseline) and fails when something regressed.
 #
 # SOAK_DB=postgres soaks SOAK_REPLICAS replicas of the worker on one
 # PostgreSQL server instead (soak, soak-short and soak-selftest): a
@@ -12,7 +18,8 @@
 # The worker runs with --web.enable-pprof, so that a leak's verdict names
 # the call site that grew (docs/soak.md, "Where it leaks").
 #
-# Exit status of bin/soak: 0 steady, 1 leak or broken invariant, 2 could not soak.
+# Exit status of bin/soak: 0 steady, 1 leak or broken invariant, 2 could not soak;
+# of bin/soak compare: 0 nothing regressed, 1 regressed, 2 could not compare.
 
 GO                  ?= go
 BIN                 ?= bin
@@ -33,6 +40,8 @@ SOAK_WORKER         ?= $(BIN)/worker
 # SOAK_POWER_FLAGS adds flags to bin/soakpower, e.g. -seeds 100 or -real=false.
 SOAK_POWER_FLAGS    ?=
 SOAK_POWER_DIR      ?= $(SOAK_REPORT_DIR)/power
+# SOAK_BASELINE is an earlier soak's report dir (or report.json) to compare with.
+SOAK_BASELINE       ?=
 # SOAK_DB is sqlite (the default) or postgres. On PostgreSQL, SOAK_REPLICAS
 # replicas serve metrics on SOAK_PORT, SOAK_PORT+1, ...; SOAK_DB_URL, when
 # set, is the server to soak on (bin/soak reads it as --postgres.url),
@@ -52,7 +61,7 @@ else
 $(error SOAK_DB: want sqlite or postgres, got $(SOAK_DB))
 endif
 
-.PHONY: soak soak-short soak-selftest soak-test soak-power FORCE
+.PHONY: soak soak-short soak-selftest soak-test soak-power soak-compare FORCE
 
 FORCE:
 
@@ -72,7 +81,8 @@ $(BIN)/soakpower: FORCE
 soak: $(SOAK_WORKER) $(BIN)/soak
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && set -x && \
 	./$(BIN)/soak --duration $(SOAK_DURATION) --warmup $(SOAK_WARMUP) --report-dir $(SOAK_REPORT_DIR) \
-		--metrics-url http://127.0.0.1:$(SOAK_PORT)/metrics $(SOAK_DB_FLAGS) $(SOAK_FLAGS) -- \
+		--metrics-url http://127.0.0.1:$(SOAK_PORT)/metrics $(SOAK_DB_FLAGS) \
+		$(if $(SOAK_BASELINE),--baseline $(SOAK_BASELINE)) $(SOAK_FLAGS) -- \
 		$(abspath $(SOAK_WORKER)) --config.file $(SOAK_CONFIG) $(SOAK_DB_ARGS)
 
 ## soak-short: a 60 s soak with a 15 s warm-up, for every change in CI
@@ -87,9 +97,14 @@ soak-selftest: $(BIN)/worker $(BIN)/worker-leak $(BIN)/soak
 	SOAK_DB=$(SOAK_DB) SOAK_REPLICAS=$(SOAK_REPLICAS) \
 	$(GO) test -tags soakselftest -run '^TestSelftest$$' -count=1 -v -parallel 6 -timeout $(SOAK_SELFTEST_TIMEOUT) ./soak
 
-## soak-power: the detection-power study: sweep leak rate × noise × soak length on the stand-in, and some real soaks of it
+## soak-power: the detection-power study: sweep leak rate × noise × soak length on the stand-in, and some real soaks of it; then the comparison study (compare.md)
 soak-power: $(BIN)/soak $(BIN)/standin $(BIN)/soakpower
 	./$(BIN)/soakpower -soak $(abspath $(BIN)/soak) -standin $(abspath $(BIN)/standin) -dir $(SOAK_POWER_DIR) $(SOAK_POWER_FLAGS)
+
+## soak-compare: compare the soak in SOAK_REPORT_DIR with the one in SOAK_BASELINE (exit 1 when something regressed)
+soak-compare: $(BIN)/soak
+	@test -n "$(SOAK_BASELINE)" || { echo "soak-compare: SOAK_BASELINE: want an earlier soak's report dir" >&2; exit 2; }
+	./$(BIN)/soak compare $(SOAK_BASELINE) $(SOAK_REPORT_DIR)
 
 ## soak-test: the harness's own unit tests (needs prometheus-alertmanager for the alert test)
 soak-test: $(if $(wildcard deploy/deploy.mk),deploy-tools)

@@ -44,11 +44,21 @@ func run(args []string, stdout io.Writer) error {
 	real := fs.Bool("real", true, "also soak some points for real through bin/soak and bin/standin")
 	soakBin := fs.String("soak", "bin/soak", "bin/soak, for the real soaks")
 	standinBin := fs.String("standin", "bin/standin", "bin/standin, for the real soaks")
+	trend := fs.Bool("trend", true, "run the trend study (power.md)")
+	cmp := compareFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
 		return err
+	}
+	if cmp.on {
+		if err := compareStudy(*dir, cmp, *real, *soakBin, *standinBin, stdout); err != nil {
+			return err
+		}
+	}
+	if !*trend {
+		return nil
 	}
 	began := time.Now()
 	st := &Study{Seeds: *seeds}

@@ -86,6 +86,12 @@ func standinArgs(p realPoint, addr string) []string {
 	if p.Params.Leak > 0 {
 		args = append(args, "--leak-series", p.Params.LeakSeries, "--leak-rate", fmt.Sprint(p.Params.Leak))
 	}
+	if p.Params.Step != 0 {
+		args = append(args, "--step-series", p.Params.StepSeries, "--step", fmt.Sprint(p.Params.Step))
+	}
+	if p.Params.CPUPerRun > 0 {
+		args = append(args, "--cpu-per-run", fmt.Sprint(p.Params.CPUPerRun), "--cpu-jitter", fmt.Sprint(p.Params.CPUJitter))
+	}
 	return args
 }
 
@@ -143,33 +149,9 @@ func soakReal(soakBin, standinBin, dir string, p realPoint) (RealOutcome, error)
 	if err != nil {
 		return RealOutcome{}, err
 	}
-	addr, err := freeAddr()
+	code, said, sargs, err := runSoak(soakBin, standinBin, dir, p)
 	if err != nil {
 		return RealOutcome{}, err
-	}
-	scale := func(d time.Duration) string { return (time.Duration(float64(d) / p.Speed)).String() }
-	args := []string{"--duration", scale(p.Length.Duration), "--warmup", scale(p.Length.Warmup),
-		"--interval", scale(time.Second), "--report-dir", dir, "--run-id", "power-" + filepath.Base(dir),
-		"--metrics-url", "http://" + addr + "/metrics", "--stop-timeout", "10s"}
-	if p.FailFast {
-		args = append(args, "--fail-fast")
-	}
-	sargs := standinArgs(p, addr)
-	args = append(append(args, "--", standinBin), sargs...)
-	cmd := exec.Command(soakBin, args...)
-	b, err := cmd.CombinedOutput()
-	code := 0
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		code = exit.ExitCode()
-	case err != nil:
-		return RealOutcome{}, err
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	said := strings.TrimPrefix(lines[len(lines)-1], "soak: ")
-	if len(said) > 140 {
-		said = said[:137] + "…"
 	}
 	o := RealOutcome{Soak: p.Name, Standin: "standin " + strings.Join(sargs[2:], " "), Expect: expect, Said: said, Exit: code, Want: p.Want}
 	if rb, err := os.ReadFile(filepath.Join(dir, report.JSONFile)); err == nil {
@@ -189,6 +171,39 @@ func soakReal(soakBin, standinBin, dir string, p realPoint) (RealOutcome, error)
 		}
 	}
 	return o, nil
+}
+
+// runSoak runs bin/soak on bin/standin for p, its report in dir, and
+// returns its exit status, its last line and the stand-in's arguments.
+func runSoak(soakBin, standinBin, dir string, p realPoint) (code int, said string, sargs []string, err error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return 0, "", nil, err
+	}
+	scale := func(d time.Duration) string { return (time.Duration(float64(d) / p.Speed)).String() }
+	args := []string{"--duration", scale(p.Length.Duration), "--warmup", scale(p.Length.Warmup),
+		"--interval", scale(time.Second), "--report-dir", dir, "--run-id", "power-" + filepath.Base(dir),
+		"--metrics-url", "http://" + addr + "/metrics", "--stop-timeout", "10s"}
+	if p.FailFast {
+		args = append(args, "--fail-fast")
+	}
+	sargs = standinArgs(p, addr)
+	args = append(append(args, "--", standinBin), sargs...)
+	cmd := exec.Command(soakBin, args...)
+	b, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		return 0, "", nil, err
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	said = strings.TrimPrefix(lines[len(lines)-1], "soak: ")
+	if len(said) > 140 {
+		said = said[:137] + "…"
+	}
+	return code, said, sargs, nil
 }
 
 // freeAddr returns a loopback address that was free a moment ago.

@@ -4,13 +4,9 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/sqlworker/worker/soak/internal/runner"
-	"github.com/sqlworker/worker/soak/internal/scrape"
-	"github.com/sqlworker/worker/soak/internal/series"
 	"github.com/sqlworker/worker/soak/internal/standin"
 )
 
@@ -64,22 +60,11 @@ type Outcome struct {
 // judging the samples through runner.Soak.Replay, the code path of a real soak.
 func replay(p Point) (Outcome, error) {
 	models := standin.Models(p.Params)
-	cfg := runner.Config{Duration: p.Length.Duration, Interval: time.Second, Warmup: p.Length.Warmup,
-		FailFast: p.FailFast, Watch: series.DefaultWatch}
+	res, err := standin.Replay(models, p.Length.Duration, p.Length.Warmup, p.FailFast)
+	if err != nil {
+		return Outcome{}, err
+	}
 	n := int(p.Length.Duration / time.Second)
-	scrapes := make([]runner.Scrape, 0, n)
-	for k := range n {
-		t := float64(k)
-		vec, err := scrape.Parse(strings.NewReader(standin.Exposition(models, t)))
-		if err != nil {
-			return Outcome{}, err
-		}
-		scrapes = append(scrapes, runner.Scrape{T: t, Vector: vec})
-	}
-	res := runner.New(cfg).Replay(scrapes)
-	if res.Err != nil {
-		return Outcome{}, res.Err
-	}
 	o := Outcome{Point: p, At: res.Elapsed.Seconds() - p.Length.Warmup.Seconds()}
 	if res.StoppedEarly {
 		o.At = res.StoppedAt - p.Length.Warmup.Seconds()

@@ -46,6 +46,11 @@ func run(args []string) error {
 	period := fs.Float64("period", 20, "period of sawtooth, bursts and gc, in seconds")
 	memNoise := fs.Float64("mem-noise", 2<<20, "bytes the memory series swing by")
 	seed := fs.Uint64("seed", 1, "seed of the noise")
+	stepSeries := fs.String("step-series", "", "the series that holds --step more than its level all along")
+	step := fs.Float64("step", 0, "how many more units --step-series holds at steady state")
+	cpuPerRun := fs.Float64("cpu-per-run", 0, "CPU seconds per job run; exposes process_cpu_seconds_total and worker_job_runs_total when above 0")
+	runsPerSec := fs.Float64("runs-per-second", 7, "job runs per second")
+	cpuJitter := fs.Float64("cpu-jitter", 0.5, "relative spread of each second's CPU (0.5: ±50 %)")
 	speed := fs.Float64("speed", 1, "how many times faster than the wall clock the stand-in's clock runs")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -61,6 +66,7 @@ func run(args []string) error {
 	srv := &standin.Server{Speed: *speed, Models: standin.Models(standin.Params{
 		Profile: prof, LeakSeries: *leakSeries, Leak: *leakRate, LeakFrom: *leakFrom,
 		Noise: *noise, Shape: sh, Period: *period, MemNoise: *memNoise, Seed: *seed,
+		StepSeries: *stepSeries, Step: *step, CPUPerRun: *cpuPerRun, RunsPerSecond: *runsPerSec, CPUJitter: *cpuJitter,
 	})}
 	srv.Started(time.Now())
 

@@ -68,6 +68,10 @@ type Report struct {
 	// Origins lists, for each leaking series, the call sites that grew,
 	// or says why none is given.
 	Origins *origin.Result `json:"origins,omitempty"`
+	// Like says what makes this soak comparable with another (like.go),
+	// Work holds the counters of the work done (CPU, job runs).
+	Like *Like        `json:"like,omitempty"`
+	Work []WorkSeries `json:"work,omitempty"`
 }
 
 // Series is one watched series in report.json.
@@ -108,6 +112,8 @@ func New(res *runner.Result, meta Meta) *Report {
 		Invariants:    res.Invariants,
 		Leaking:       []string{},
 		Origins:       meta.Origins,
+		Like:          likeOf(res, meta.Command),
+		Work:          workOf(res),
 	}
 	if res.Err != nil {
 		r.Error = res.Err.Error()

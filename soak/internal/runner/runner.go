@@ -77,6 +77,8 @@ type Result struct {
 	Elapsed   time.Duration
 	Config    Config
 	Recording *series.Recording
+	// Work holds the series of series.Work: recorded, not judged.
+	Work *series.Recording
 	// Verdicts holds the judgement of every recorded series, by key.
 	Verdicts   map[string]detect.Verdict
 	Invariants []invariant.Result
@@ -292,6 +294,7 @@ func New(cfg Config) *Soak {
 		res: &Result{
 			Config:    cfg,
 			Recording: series.NewRecording(cfg.Watch),
+			Work:      series.NewRecording(series.Work),
 			Verdicts:  make(map[string]detect.Verdict),
 		},
 		checkers: checkers{pinnedFor: cfg.PinnedFor, by: map[string]*invariant.Checker{}, cluster: invariant.NewCluster()},
@@ -434,6 +437,7 @@ func (s *Soak) finish() {
 // whether fail-fast ends the soak with it.
 func (s *Soak) sample(t float64, vec model.Vector) bool {
 	s.res.Recording.Add(t, vec)
+	s.res.Work.Add(t, vec)
 	s.checkers.Observe(t, vec)
 	if s.cfg.FailFast && s.certain(t) {
 		s.res.StoppedEarly, s.res.StoppedAt = true, t

@@ -265,3 +265,15 @@ func labels(m model.Metric) map[string]string {
 	}
 	return out
 }
+
+// Work lists the series recorded beside the watched ones but not judged:
+// the counters of the work done and its cost, from which a comparison of
+// two soaks (soak/internal/compare) reads the CPU seconds per job run, and
+// the build and runtime of the target, which say whether two soaks are
+// alike.
+var Work = []Spec{
+	{Name: "process_cpu_seconds_total", Why: "CPU spent, for the cost per job run"},
+	{Name: "worker_job_runs_total", Why: "job runs finished, the unit of work"},
+	{Name: "worker_build_info", Why: "the target's version"},
+	{Name: "go_info", Why: "the target's Go version"},
+}

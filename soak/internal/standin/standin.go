@@ -86,10 +86,21 @@ type Model struct {
 	Shape    Shape
 	Period   float64 // of Sawtooth, Bursts and GC, in seconds
 	Seed     uint64
+	// Counter makes the series a counter rising by Rate per second, each
+	// second's increment jittered by ±Jitter of it and the total rounded
+	// down to whole Quantum (process_cpu_seconds_total counts clock ticks
+	// of 10 ms). Level, leak and noise do not apply.
+	Counter bool
+	Rate    float64
+	Jitter  float64
+	Quantum float64
 }
 
 // Value returns the series at t seconds.
 func (m Model) Value(t float64) float64 {
+	if m.Counter {
+		return m.counter(t)
+	}
 	v := m.Base + m.noise(t)
 	if m.Leak > 0 && t >= m.LeakFrom {
 		grown := m.Leak*(t-m.LeakFrom) + m.Phase
@@ -145,6 +156,27 @@ func (m Model) noise(t float64) float64 {
 		}
 		return v
 	}
+}
+
+// counter returns the counter's value at t: the jittered increments of
+// every whole second before t and the share of the current one.
+func (m Model) counter(t float64) float64 {
+	if t <= 0 {
+		return 0
+	}
+	var v float64
+	sec := int(math.Floor(t))
+	for k := 0; k <= sec; k++ {
+		inc := m.Rate * (1 + m.Jitter*(2*unit(m.Seed, k)-1))
+		if k == sec {
+			inc *= t - float64(sec)
+		}
+		v += inc
+	}
+	if m.Quantum > 0 {
+		v = math.Floor(v/m.Quantum) * m.Quantum
+	}
+	return v
 }
 
 // unit returns a deterministic number in [0, 1) for (seed, i): noise that
@@ -216,6 +248,16 @@ type Params struct {
 	Period   float64
 	MemNoise float64
 	Seed     uint64
+	// StepSeries holds Step more than its level all along: a build that
+	// keeps k more FDs or connections at steady state than its baseline.
+	StepSeries string
+	Step       float64
+	// CPUPerRun is the CPU seconds a job run costs, RunsPerSecond how many
+	// run (7 when zero, as in the soak config) and CPUJitter the relative
+	// spread of each second's CPU; zero CPUPerRun exposes neither counter.
+	CPUPerRun     float64
+	RunsPerSecond float64
+	CPUJitter     float64
 }
 
 // Models returns the series of a stand-in with params p.
@@ -228,7 +270,20 @@ func Models(p Params) []Model {
 			m.Leak, m.LeakFrom = p.Leak, p.LeakFrom
 			m.Phase = unit(p.Seed, 1<<20)
 		}
+		if name == p.StepSeries {
+			m.Base += p.Step
+		}
 		out = append(out, m)
+	}
+	if p.CPUPerRun > 0 {
+		runs := p.RunsPerSecond
+		if runs <= 0 {
+			runs = 7
+		}
+		out = append(out,
+			Model{Name: "process_cpu_seconds_total", Counter: true, Rate: runs * p.CPUPerRun, Jitter: p.CPUJitter,
+				Quantum: 0.01, Seed: p.Seed*131 + 11},
+			Model{Name: "worker_job_runs_total", Counter: true, Rate: runs, Quantum: 1, Seed: p.Seed*131 + 12})
 	}
 	memShape := GC
 	add("process_open_fds", 20, false, p.Noise, p.Shape, 1)
@@ -249,7 +304,11 @@ func Models(p Params) []Model {
 // Render writes the exposition of models at t seconds.
 func Render(w io.Writer, models []Model, t float64) {
 	for _, m := range models {
-		fmt.Fprintf(w, "# TYPE %s gauge\n%s %s\n", m.Name, m.Name, formatFloat(m.Value(t)))
+		typ := "gauge"
+		if m.Counter {
+			typ = "counter"
+		}
+		fmt.Fprintf(w, "# TYPE %s %s\n%s %s\n", m.Name, typ, m.Name, formatFloat(m.Value(t)))
 	}
 }
 

@@ -111,3 +111,39 @@ func TestParseShape(t *testing.T) {
 		t.Fatal("got nil, want an error for an unknown shape")
 	}
 }
+
+// Ensure a step holds its series that much higher all along, and the CPU
+// counter rises by the cost per run times the runs, in 10 ms ticks, with
+// each second's increment jittered but the total within a few per cent.
+func TestModels_StepAndCPU(t *testing.T) {
+	p := standin.Params{Noise: 0, Seed: 3, StepSeries: "worker_db_connections_open", Step: 2, CPUPerRun: 0.005, CPUJitter: 0.5}
+	byName := map[string]standin.Model{}
+	for _, m := range standin.Models(p) {
+		byName[m.Name] = m
+	}
+	if got := byName["worker_db_connections_open"].Value(30); got != 6 {
+		t.Errorf("got %g connections, want 4 + 2", got)
+	}
+	cpu, runs := byName["process_cpu_seconds_total"], byName["worker_job_runs_total"]
+	if got := runs.Value(600); got != 4200 {
+		t.Errorf("got %g runs in 600 s, want 4200", got)
+	}
+	got := cpu.Value(600)
+	if got < 0.97*21 || got > 1.03*21 {
+		t.Errorf("got %g CPU seconds in 600 s, want about 4200 × 5 ms = 21", got)
+	}
+	if ticks := got / 0.01; math.Abs(ticks-math.Round(ticks)) > 1e-6 {
+		t.Errorf("got %g, want whole 10 ms ticks", got)
+	}
+	var prev float64
+	for s := 1; s <= 10; s++ {
+		v := cpu.Value(float64(s))
+		if v < prev {
+			t.Fatalf("counter fell from %g to %g at %d s", prev, v, s)
+		}
+		prev = v
+	}
+	if !strings.Contains(standin.Exposition(standin.Models(p), 5), "# TYPE process_cpu_seconds_total counter\n") {
+		t.Error("process_cpu_seconds_total is not exposed as a counter")
+	}
+}
