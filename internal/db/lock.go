@@ -4,13 +4,14 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sqlworker/worker/internal/regularfile"
 )
 
 // lockDatabase opens the database file at path, creating it empty when it
@@ -33,7 +34,7 @@ import (
 // beside a refused path.
 func lockDatabase(path string) (*os.File, fileID, error) {
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
-		return nil, fileID{}, fmt.Errorf("cannot open database %s: not a regular file (%s)", path, fileKind(fi.Mode()))
+		return nil, fileID{}, fmt.Errorf("cannot open database %s: not a regular file (%s)", path, regularfile.Kind(fi.Mode()))
 	}
 	// O_NONBLOCK: should a FIFO appear at the path after the stat, opening it
 	// does not wait for a writer; the fstat below refuses it.
@@ -63,23 +64,6 @@ func lockDatabase(path string) (*os.File, fileID, error) {
 		return nil, fileID{}, fmt.Errorf("cannot lock database %s: %w", path, err)
 	}
 	return f, id, nil
-}
-
-// fileKind names the type of a file that is not a regular file.
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "named pipe"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	case m&fs.ModeCharDevice != 0:
-		return "character device"
-	case m&fs.ModeDevice != 0:
-		return "block device"
-	}
-	return "mode " + m.String()
 }
 
 // flockHolder returns the pid that holds a FLOCK write lock on the file id,

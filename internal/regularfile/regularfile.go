@@ -50,22 +50,27 @@ func Read(path string, max int64) ([]byte, error) {
 // regular returns an error wrapping ErrNotRegular, saying what path is,
 // unless fi is a regular file's.
 func regular(path string, fi fs.FileInfo) error {
-	m := fi.Mode()
-	if m.IsRegular() {
-		return nil
+	if m := fi.Mode(); !m.IsRegular() {
+		return &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: a %s", ErrNotRegular, Kind(m))}
 	}
-	what := "a special file"
+	return nil
+}
+
+// Kind names the type of a file that is not a regular file: "directory",
+// "named pipe", "socket", "character device", "block device". The config,
+// the password file and the database (internal/db) all say it this way.
+func Kind(m fs.FileMode) string {
 	switch {
 	case m.IsDir():
-		what = "a directory"
+		return "directory"
 	case m&fs.ModeNamedPipe != 0:
-		what = "a named pipe (FIFO)"
-	case m&fs.ModeCharDevice != 0:
-		what = "a character device"
-	case m&fs.ModeDevice != 0:
-		what = "a block device"
+		return "named pipe"
 	case m&fs.ModeSocket != 0:
-		what = "a socket"
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
 	}
-	return &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: %s", ErrNotRegular, what)}
+	return "special file (mode " + m.String() + ")"
 }

@@ -22,7 +22,7 @@ func TestRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]string{
-		fifo:        "read " + fifo + ": not a regular file: a named pipe (FIFO)",
+		fifo:        "read " + fifo + ": not a regular file: a named pipe",
 		"/dev/zero": "read /dev/zero: not a regular file: a character device",
 		dir:         "read " + dir + ": not a regular file: a directory",
 	} {

@@ -30,7 +30,7 @@ func TestPasswordFile_Bounded(t *testing.T) {
 	}
 	for _, tc := range []struct{ name, path, want string }{
 		{"DevZero", "/dev/zero", "worker: --db.password-file: cannot read password file: read /dev/zero: not a regular file: a character device"},
-		{"FIFO", fifo, "worker: --db.password-file: cannot read password file: read " + fifo + ": not a regular file: a named pipe (FIFO)"},
+		{"FIFO", fifo, "worker: --db.password-file: cannot read password file: read " + fifo + ": not a regular file: a named pipe"},
 		{"Directory", dir, "worker: --db.password-file: cannot read password file: read " + dir + ": not a regular file: a directory"},
 		{"LongLine", long, "worker: --db.password-file: password file " + long + ": first line longer than 4096 bytes"},
 	} {
