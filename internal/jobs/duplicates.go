@@ -49,15 +49,19 @@ func (s *Scheduler) countDuplicates(ctx context.Context, seen map[string]int) {
 	skip := map[string]bool{}
 	for _, name := range s.everyReplica() {
 		skip[name] = true
-		delete(counts, name)
-		s.metrics.duplicateTicks.DeleteLabelValues(name)
 	}
-	for _, name := range s.JobNames() {
-		if !skip[name] {
-			s.metrics.duplicateTicks.WithLabelValues(name).Set(float64(counts[name]))
+	// Every scheduled job, at 0 when it has no duplicate, and any other job
+	// job_runs has one of (a job a reload removed).
+	names := s.JobNames()
+	for name := range counts {
+		names = append(names, name)
+	}
+	for _, name := range names {
+		if skip[name] {
+			s.metrics.duplicateTicks.DeleteLabelValues(name)
+			continue
 		}
-	}
-	for name, n := range counts {
+		n := counts[name]
 		s.metrics.duplicateTicks.WithLabelValues(name).Set(float64(n))
 		if n > seen[name] {
 			s.logger.Error("Ticks ran more than once: job_runs has two or more success rows for one scheduled_at", "job", name, "ticks", n)
