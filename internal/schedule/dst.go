@@ -58,9 +58,14 @@ func withDST(s cron.Schedule, spec string, p DST) cron.Schedule {
 	if !ok || p == DSTWallClock {
 		return s
 	}
+	return newDST(ss, fixedTime(spec))
+}
+
+// newDST returns the dstSchedule of ss, with its wall-clock copy.
+func newDST(ss *cron.SpecSchedule, fixed bool) *dstSchedule {
 	wall := *ss
 	wall.Location = time.UTC
-	return &dstSchedule{spec: ss, wall: &wall, fixed: fixedTime(spec)}
+	return &dstSchedule{spec: ss, wall: &wall, fixed: fixed}
 }
 
 // fixedTime reports whether spec runs at particular times in crontab(5)'s
@@ -197,17 +202,15 @@ func (c Change) String() string {
 // runs. A schedule other than a cron spec (@every) has none.
 func Changes(s cron.Schedule, loc *time.Location, from, until time.Time, max int) []Change {
 	var ds *dstSchedule
+	isCron := false
 	switch v := s.(type) {
 	case *dstSchedule:
-		ds = v
+		ds, isCron = v, true
 	case *cron.SpecSchedule: // DSTWallClock
-		wall := *v
-		wall.Location = time.UTC
-		ds = &dstSchedule{spec: v, wall: &wall}
+		ds = newDST(v, false)
 	default:
 		return nil
 	}
-	_, isCron := s.(*dstSchedule)
 	loc = ds.location(from.In(loc))
 	var out []Change
 	for p := periodAt(from, loc); !p.end.IsZero() && p.end.Before(until) && len(out) < max; {
