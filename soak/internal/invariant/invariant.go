@@ -151,6 +151,17 @@ func (c *Checker) breakAt(rule string, t, v float64, detail string) {
 	}
 }
 
+// observeRuns follows jobs_ran: the job runs, summed over the labels.
+func (c *Checker) observeRuns(runs float64) {
+	r := c.results[RuleJobsRan]
+	r.Applies, r.Series = true, c.key("worker_job_runs_total")
+	if !c.runsSeen {
+		c.firstRuns, c.runsSeen = runs, true
+	}
+	c.lastRuns = runs
+	r.Detail = c.detail("%g job runs during the soak", c.lastRuns-c.firstRuns)
+}
+
 // observeDuplicates checks each_tick_once: the ticks, by job, that have
 // more than one success row.
 func (c *Checker) observeDuplicates(t float64, dups map[string]float64) {
@@ -248,13 +259,7 @@ func (c *Checker) Observe(t float64, vec model.Vector) {
 	}
 
 	if runsFound {
-		r := c.results[RuleJobsRan]
-		r.Applies, r.Series = true, c.key("worker_job_runs_total")
-		if !c.runsSeen {
-			c.firstRuns, c.runsSeen = runs, true
-		}
-		c.lastRuns = runs
-		r.Detail = c.detail("%g job runs during the soak", c.lastRuns-c.firstRuns)
+		c.observeRuns(runs)
 	}
 
 	pinned := false
