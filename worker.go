@@ -279,21 +279,9 @@ func (w *Worker) openLocked(ctx context.Context) error {
 		}
 	}
 	w.list = scheduled(plan)
-	// On PostgreSQL the replicas sharing the database claim each tick, so
-	// that it runs once across them (internal/claim).
-	var coord jobs.Coordinator
-	if w.handle.Postgres() {
-		var names []string
-		for _, j := range w.list {
-			if !j.PerReplica {
-				names = append(names, j.Name)
-			}
-		}
-		c, err := claim.New(claim.Config{DB: w.handle, Owner: w.handle.ApplicationName(), Lease: w.cfg.Lease, Registerer: w.reg, Logger: w.logger})
-		if err != nil {
-			return err
-		}
-		coord = claim.NewCoordinator(c, names)
+	coord, err := w.coordinator()
+	if err != nil {
+		return err
 	}
 	faults := &runFaults{readiness: w.readiness, logger: w.logger}
 	sched, err := jobs.New(jobs.Config{
@@ -315,6 +303,26 @@ func (w *Worker) openLocked(ctx context.Context) error {
 	w.addChecks(sched)
 	w.sched = sched
 	return nil
+}
+
+// coordinator returns, on PostgreSQL, the claims through which the replicas
+// sharing the database run each tick once (internal/claim), for every job
+// but those that run on every replica; nil on SQLite. Called with mu held.
+func (w *Worker) coordinator() (jobs.Coordinator, error) {
+	if !w.handle.Postgres() {
+		return nil, nil
+	}
+	var names []string
+	for _, j := range w.list {
+		if !j.PerReplica {
+			names = append(names, j.Name)
+		}
+	}
+	c, err := claim.New(claim.Config{DB: w.handle, Owner: w.handle.ApplicationName(), Lease: w.cfg.Lease, Registerer: w.reg, Logger: w.logger})
+	if err != nil {
+		return nil, err
+	}
+	return claim.NewCoordinator(c, names), nil
 }
 
 // startReopen retries the handle's Init in the background. Called with mu
