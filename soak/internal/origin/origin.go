@@ -31,6 +31,11 @@ const (
 // MaxSites bounds the sites listed per finding.
 const MaxSites = 5
 
+// MaxProfile bounds what is read of one profile, as the scrape bounds an
+// exposition: a target that answers with something else, without end,
+// must not hold the harness (the parse of what was read cannot be cut).
+const MaxProfile = 32 << 20
+
 // DefaultTimeout bounds each profile's request.
 const DefaultTimeout = 10 * time.Second
 
@@ -204,12 +209,18 @@ func (t *Tracker) fetch(ctx context.Context, base, name string) ([]byte, *profil
 		return nil, nil, fmt.Errorf("%s: %w", u, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if resp.ContentLength > MaxProfile {
+		return nil, nil, fmt.Errorf("%s: %d bytes, more than a profile's %d MiB", u, resp.ContentLength, MaxProfile>>20)
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxProfile))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", u, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, nil, fmt.Errorf("%s: %s", u, resp.Status)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", u, err) // the soak is over: no parse to wait for
 	}
 	p, err := profile.ParseData(raw)
 	if err != nil {
