@@ -62,6 +62,16 @@ type Options struct {
 	// Version is recorded by the heartbeat job in the heartbeat table;
 	// "" means the build's version (github.com/prometheus/common/version).
 	Version string
+	// OnRun, when set, is given the record of every finished run, of every
+	// job, skipped runs included, once it is in the metrics and handed to
+	// job_runs: a test waits on it for a run instead of sleeping. It is
+	// called from a goroutine of its own, one record at a time, in the
+	// order the runs finished, so it cannot hold up a run or the
+	// scheduler; up to RunHookBuffer records wait while it is busy, and
+	// more are dropped (logged). Stop waits, until its ctx is done, for
+	// the records of every run to have been given to it. A panic in it is
+	// recovered and logged.
+	OnRun func(RunRecord)
 }
 
 // Worker runs jobs on their schedules against one shared database handle.
@@ -80,6 +90,7 @@ type Worker struct {
 	fds       *fdstat.Counter // the FD counter of the metrics, once Open registered them
 	reloadMu  sync.Mutex      // serialises Reload
 	stopping  chan struct{}   // closed by Stop: a Reload waiting for its load gives up
+	onRun     *runHook        // of Options.OnRun; nil without one
 
 	mu       sync.Mutex
 	goJobs   []goJob
@@ -166,6 +177,9 @@ func New(opts Options) (*Worker, error) {
 		}
 	}
 	w.readiness.AddCheck("database", w.handle.Health)
+	if opts.OnRun != nil {
+		w.onRun = newRunHook(opts.OnRun, logger)
+	}
 	return w, nil
 }
 
@@ -294,6 +308,9 @@ func (w *Worker) openLocked(ctx context.Context) error {
 		OnFinish: func(r *jobs.Run, historyErr error) {
 			faults.observe(r, historyErr)
 			w.last.observe(r)
+			if w.onRun != nil {
+				w.onRun.add(newRunRecord(r))
+			}
 		},
 		Coordinator:    coord,
 		DuplicateCheck: w.cfg.DuplicateCheck,
@@ -424,6 +441,9 @@ func (w *Worker) Stop(ctx context.Context) error {
 	err := sched.Stop(ctx)
 	if errors.Is(err, ErrStopTimeout) {
 		w.logger.Error("Jobs did not stop", "err", err)
+	}
+	if w.onRun != nil {
+		w.onRun.close(ctx) // every run is over: its record is queued
 	}
 	return err
 }
