@@ -30,6 +30,15 @@
 // old values. A refused config leaves the old one running, and
 // worker_config_last_reload_successful says so.
 //
+// # Tests
+//
+// RunNow runs a job at once and returns its RunRecord; Options.OnRun is
+// given the record of every finished run, from a goroutine of its own, so a
+// test waits for runs instead of sleeping. Package
+// github.com/sqlworker/worker/jobtest drives schedules by hand: on a worker
+// that is open but not started, jobtest.RunTick runs the tick a job would
+// run at a given time, through the same chain.
+//
 // # HTTP
 //
 // A Worker serves no HTTP of its own. Handler returns the worker daemon's
