@@ -133,3 +133,42 @@ func TestWorker_OnRun_Blocked(t *testing.T) {
 		}
 	}
 }
+
+// Ensure Stop waits for a blocked hook only until its ctx is done, and a
+// panicking hook is recovered: the worker goes on.
+func TestWorker_OnRun_StopCtx(t *testing.T) {
+	cfg := MustParseConfig(t, workertest.BuiltinsOff)
+	unblock, entered := make(chan struct{}), make(chan struct{}, 10)
+	w, err := worker.New(worker.Options{Config: cfg, OnRun: func(r worker.RunRecord) {
+		entered <- struct{}{}
+		if r.Job == "panics" {
+			panic("hook")
+		}
+		<-unblock
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close(context.Background())
+	defer close(unblock) // before Close: the hook's goroutine ends
+	for _, name := range []string{"panics", "blocks"} {
+		if err := w.Register(name, "@yearly", func(context.Context, *sql.DB) (int64, error) { return 0, nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := workertest.CtxTimeout(t, 30*time.Second)
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"panics", "blocks"} {
+		if _, err := w.RunNow(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		<-entered // the second record reaches the hook: the panic did not end it
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := w.Stop(done); err != nil { // returns although the hook blocks
+		t.Fatal(err)
+	}
+}
