@@ -103,7 +103,7 @@ func builtinDefault(name string) Job {
 }
 
 // builtinSection is the type the checker sees for builtin: a struct with a
-// *fileJob field per built-in, tagged with its name, so that an unknown key
+// *FileJob field per built-in, tagged with its name, so that an unknown key
 // is reported with the built-ins' names as any unknown field is. The file
 // holds a map, decoded from the same tree.
 var builtinSection = func() reflect.Type {
@@ -111,7 +111,7 @@ var builtinSection = func() reflect.Type {
 	for i, b := range jobs.BuiltinJobs {
 		fields[i] = reflect.StructField{
 			Name: fmt.Sprintf("Job%d", i),
-			Type: reflect.TypeFor[*fileJob](),
+			Type: reflect.TypeFor[*FileJob](),
 			Tag:  reflect.StructTag(fmt.Sprintf("yaml:%q", b.Name)),
 		}
 	}
@@ -166,6 +166,10 @@ type Config struct {
 	// or comments only): the defaults. A reload refuses it (see
 	// worker.Reload); `jobs: []` says "no jobs" on purpose.
 	Empty bool
+	// GoNames is set by package worker on a Config built in Go: each job's
+	// Field is its place in worker.Config.Jobs, and errors found later name
+	// worker.JobConfig's fields rather than the file's keys.
+	GoNames bool
 
 	dbField string // the field or flag that set DBURL, for errors
 }
@@ -234,9 +238,11 @@ func (c *Config) EnabledJobs() []Job {
 	return out
 }
 
-// file is the YAML document. Durations are strings here so that a bad one
-// is reported with its field's name.
-type file struct {
+// File is the YAML document, as decoded and before it is validated.
+// Durations are strings here so that a bad one is reported with its field's
+// name. Package worker writes a Config built in Go in this form, so that
+// Validate checks it as it checks a file.
+type File struct {
 	Database struct {
 		Path         string `yaml:"path"`
 		URL          string `yaml:"url"`
@@ -257,11 +263,12 @@ type file struct {
 		MaxRowsPerJob  *int   `yaml:"max_rows_per_job"`
 		DuplicateCheck string `yaml:"duplicate_check_interval"`
 	} `yaml:"history"`
-	Builtin map[string]*fileJob `yaml:"builtin"` // checked as builtinSection
-	Jobs    []fileJob           `yaml:"jobs"`
+	Builtin map[string]*FileJob `yaml:"builtin"` // checked as builtinSection
+	Jobs    []FileJob           `yaml:"jobs"`
 }
 
-type fileJob struct {
+// FileJob is an entry under builtin or jobs of a File.
+type FileJob struct {
 	Name            string `yaml:"name"`
 	Spec            string `yaml:"schedule"`
 	Timeout         string `yaml:"timeout"`
@@ -370,11 +377,11 @@ func Parse(b []byte) (*Config, error) { return ParseWith(b, Overrides{}) }
 
 // ParseWith is Parse with the command line's overrides.
 func ParseWith(b []byte, o Overrides) (*Config, error) {
-	var f file
+	var f File
 	if err := decode(b, &f); err != nil {
 		return nil, err
 	}
-	c, err := f.validate(o)
+	c, err := f.Validate(o)
 	if err != nil {
 		return nil, err
 	}
@@ -404,14 +411,17 @@ func CheckName(name string) error {
 // of its name is registered: it names the field, and the file when c came
 // from one.
 func (c *Config) GoJobError(j Job) error {
-	err := fmt.Errorf("%s.sql: %w", j.Field, ErrNoGoJob)
+	err := fmt.Errorf("%s: %w", c.JobField(j, "sql"), ErrNoGoJob)
 	if c.Source != "" {
 		err = fmt.Errorf("config file %s: %w", c.Source, err)
 	}
 	return err
 }
 
-func (f *file) validate(o Overrides) (*Config, error) {
+// Validate checks f with the overrides o and returns the Config it says,
+// every default filled in. Every error is one line that starts with the
+// field it is about, as Parse's.
+func (f *File) Validate(o Overrides) (*Config, error) {
 	c := &Config{
 		DBPath:       DefaultDBPath,
 		MaxOpenConns: DefaultMaxOpenConns,
@@ -583,7 +593,7 @@ func (f *file) validate(o Overrides) (*Config, error) {
 // validatePostgres takes the URL, the password file and the replica id
 // from the file and o; path is the SQLite path set explicitly, in the field
 // pathField, or "".
-func (f *file) validatePostgres(c *Config, o Overrides, pathField, path string) error {
+func (f *File) validatePostgres(c *Config, o Overrides, pathField, path string) error {
 	urlField, u := "database.url", f.Database.URL
 	if o.DBURL != "" {
 		urlField, u = "--db.url", o.DBURL
@@ -630,7 +640,7 @@ func (f *file) validatePostgres(c *Config, o Overrides, pathField, path string) 
 }
 
 // history reads the history: section into c.
-func (f *file) history(c *Config) error {
+func (f *File) history(c *Config) error {
 	var err error
 	if c.HistoryRetention, err = duration("history.retention", f.History.Retention, DefaultHistoryRetention, false); err != nil {
 		return err
@@ -655,7 +665,7 @@ func (f *file) history(c *Config) error {
 }
 
 // job merges a job's settings from the file over its defaults.
-func (c *Config) job(field, name string, fj *fileJob, def Job) (Job, error) {
+func (c *Config) job(field, name string, fj *FileJob, def Job) (Job, error) {
 	j := def
 	j.Name = name
 	j.Enabled = true
