@@ -25,10 +25,11 @@ type Config struct {
 	// DefaultDBPath. Unused with DBURL.
 	DBPath string
 	// DBURL is a postgres:// URL (database.url). Set, the worker uses
-	// PostgreSQL there instead of the SQLite file: DBPath must be "" (or
-	// DefaultDBPath), the SQLite-only settings (BusyTimeout, MaxPageCount,
-	// Checkpoint) must be zero, and the SQLite-only built-in jobs
-	// (wal_checkpoint, optimize, quick_check) are not offered.
+	// PostgreSQL there instead of the SQLite file: DBPath and the
+	// SQLite-only settings (BusyTimeout, MaxPageCount, Checkpoint) must be
+	// zero or the defaults DefaultConfig fills in, and the SQLite-only
+	// built-in jobs (wal_checkpoint, optimize, quick_check) are not
+	// offered: leave them out of Jobs, or set Disabled.
 	DBURL string
 	// DBPasswordFile is a file whose first line is the PostgreSQL password
 	// (database.password_file), read at each connect; with DBURL only.
