@@ -428,6 +428,19 @@ func (f *File) Validate(o Overrides) (*Config, error) {
 		Checkpoint:   DefaultCheckpoint,
 		Location:     time.Local,
 	}
+	for _, section := range []func(*Config) error{
+		func(c *Config) error { return f.database(c, o) },
+		f.scheduler, f.history, f.builtins, f.userJobs,
+	} {
+		if err := section(c); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// database reads the database: section, with o's overrides, into c.
+func (f *File) database(c *Config, o Overrides) error {
 	var err error
 	pathField, path := "database.path", f.Database.Path
 	if o.DBPath != "" {
@@ -437,85 +450,92 @@ func (f *File) Validate(o Overrides) (*Config, error) {
 		c.DBPath = path
 	}
 	if strings.ContainsAny(c.DBPath, "?#\x00") {
-		return nil, fmt.Errorf("%s: must not contain '?', '#' or NUL: %q", pathField, c.DBPath)
+		return fmt.Errorf("%s: must not contain '?', '#' or NUL: %q", pathField, c.DBPath)
 	}
 	if strings.HasSuffix(c.DBPath, "/") {
-		return nil, fmt.Errorf("%s: is a directory, want a file path: %q", pathField, c.DBPath)
+		return fmt.Errorf("%s: is a directory, want a file path: %q", pathField, c.DBPath)
 	}
 	if err := f.validatePostgres(c, o, pathField, path); err != nil {
-		return nil, err
+		return err
 	}
 	if f.Database.MaxOpenConns != nil {
 		if n := *f.Database.MaxOpenConns; n < 1 || n > 1024 {
-			return nil, fmt.Errorf("database.max_open_conns: must be between 1 and 1024, got %d", n)
+			return fmt.Errorf("database.max_open_conns: must be between 1 and 1024, got %d", n)
 		}
 		c.MaxOpenConns = *f.Database.MaxOpenConns
 	}
 	if f.Database.MaxPageCount != nil && c.Postgres() {
-		return nil, fmt.Errorf("database.max_page_count: is SQLite's; not offered with %s", c.dbField)
+		return fmt.Errorf("database.max_page_count: is SQLite's; not offered with %s", c.dbField)
 	}
 	if f.Database.MaxPageCount != nil {
 		if n := *f.Database.MaxPageCount; n < 0 || n > MaxPageCount {
-			return nil, fmt.Errorf("database.max_page_count: must be between 0 (no limit) and %d, got %d", MaxPageCount, n)
+			return fmt.Errorf("database.max_page_count: must be between 0 (no limit) and %d, got %d", MaxPageCount, n)
 		}
 		c.MaxPageCount = *f.Database.MaxPageCount
 	}
 	switch m := f.Database.Checkpoint; {
 	case m != "" && c.Postgres():
-		return nil, fmt.Errorf("database.checkpoint: is SQLite's; not offered with %s", c.dbField)
+		return fmt.Errorf("database.checkpoint: is SQLite's; not offered with %s", c.dbField)
 	case m == "":
 	case m == CheckpointWorker || m == CheckpointExternal:
 		c.Checkpoint = m
 	default:
-		return nil, fmt.Errorf("database.checkpoint: must be %s or %s, got %q", CheckpointWorker, CheckpointExternal, m)
+		return fmt.Errorf("database.checkpoint: must be %s or %s, got %q", CheckpointWorker, CheckpointExternal, m)
 	}
 	if f.Database.BusyTimeout != "" && c.Postgres() {
-		return nil, fmt.Errorf("database.busy_timeout: is SQLite's; not offered with %s (set lock_timeout in the URL instead)", c.dbField)
+		return fmt.Errorf("database.busy_timeout: is SQLite's; not offered with %s (set lock_timeout in the URL instead)", c.dbField)
 	}
 	if c.BusyTimeout, err = duration("database.busy_timeout", f.Database.BusyTimeout, DefaultBusyTimeout, true); err != nil {
-		return nil, err
+		return err
 	}
 	if err := milliseconds("database.busy_timeout", c.BusyTimeout, MaxBusyTimeout,
 		"SQLite's busy_timeout is a 32-bit count of milliseconds"); err != nil {
-		return nil, err
+		return err
 	}
+	return nil
+}
+
+// scheduler reads the scheduler: section into c.
+func (f *File) scheduler(c *Config) error {
+	var err error
 	if tz := f.Scheduler.Timezone; tz != "" {
 		if c.Location, err = time.LoadLocation(tz); err != nil || strings.ContainsAny(tz, " \t") {
-			return nil, fmt.Errorf("scheduler.timezone: unknown time zone %q", tz)
+			return fmt.Errorf("scheduler.timezone: unknown time zone %q", tz)
 		}
 	}
 	if c.ShutdownGrace, err = duration("scheduler.shutdown_grace", f.Scheduler.ShutdownGrace, DefaultShutdownGrace, true); err != nil {
-		return nil, err
+		return err
 	}
 	switch {
 	case f.Scheduler.Lease != "" && !c.Postgres():
-		return nil, fmt.Errorf("scheduler.lease: is for replicas on PostgreSQL; not offered on SQLite, where one worker runs every tick (set database.url, or remove it)")
+		return fmt.Errorf("scheduler.lease: is for replicas on PostgreSQL; not offered on SQLite, where one worker runs every tick (set database.url, or remove it)")
 	case c.Postgres():
 		if c.Lease, err = duration("scheduler.lease", f.Scheduler.Lease, DefaultLease, true); err != nil {
-			return nil, err
+			return err
 		}
 		if c.Lease < MinLease {
-			return nil, fmt.Errorf("scheduler.lease: must be at least %s, got %s", MinLease, c.Lease)
+			return fmt.Errorf("scheduler.lease: must be at least %s, got %s", MinLease, c.Lease)
 		}
 	}
-	if err := f.history(c); err != nil {
-		return nil, err
-	}
+	return nil
+}
 
+// builtins reads the builtin: section into c's jobs.
+func (f *File) builtins(c *Config) error {
 	for i, name := range BuiltinNames {
 		fj := f.Builtin[name]
 		if jobs.BuiltinJobs[i].SQLiteOnly && c.Postgres() {
 			if fj != nil && (fj.Enabled == nil || *fj.Enabled) {
-				return nil, fmt.Errorf("builtin.%s: is SQLite's; not offered with %s (remove it)", name, c.dbField)
+				return fmt.Errorf("builtin.%s: is SQLite's; not offered with %s (remove it)", name, c.dbField)
 			}
 			continue // not offered: not scheduled, not listed
 		}
 		if name == WALCheckpoint && c.Checkpoint == CheckpointExternal && fj != nil && (fj.Enabled == nil || *fj.Enabled) {
-			return nil, fmt.Errorf("builtin.%s.enabled: %w", name, ErrCheckpointExternal)
+			return fmt.Errorf("builtin.%s.enabled: %w", name, ErrCheckpointExternal)
 		}
 		j, err := c.job("builtin."+name, name, fj, builtinDefault(name))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if name == WALCheckpoint && c.Checkpoint == CheckpointExternal {
 			j.Enabled = false
@@ -525,8 +545,13 @@ func (f *File) Validate(o Overrides) (*Config, error) {
 		c.Jobs = append(c.Jobs, j)
 	}
 
+	return nil
+}
+
+// userJobs reads the jobs: section into c's jobs, after the built-ins.
+func (f *File) userJobs(c *Config) error {
 	if len(f.Jobs) > MaxJobs {
-		return nil, fmt.Errorf("jobs: at most %d jobs, got %d", MaxJobs, len(f.Jobs))
+		return fmt.Errorf("jobs: at most %d jobs, got %d", MaxJobs, len(f.Jobs))
 	}
 	var stmts *sqlstmt.Parser // opened for the first user job
 	defer func() {
@@ -543,11 +568,11 @@ func (f *File) Validate(o Overrides) (*Config, error) {
 		field := fmt.Sprintf("jobs[%d]", i)
 		switch {
 		case fj.Name == "":
-			return nil, fmt.Errorf("%s.name: must not be empty", field)
+			return fmt.Errorf("%s.name: must not be empty", field)
 		case !jobNameRE.MatchString(fj.Name):
-			return nil, fmt.Errorf("%s.name: %q must be lower case letters, digits and _, starting with a letter, at most 63 characters", field, fj.Name)
+			return fmt.Errorf("%s.name: %q must be lower case letters, digits and _, starting with a letter, at most 63 characters", field, fj.Name)
 		case seen[fj.Name] != "":
-			return nil, fmt.Errorf("%s.name: duplicate job name %q (also %s)", field, fj.Name, seen[fj.Name])
+			return fmt.Errorf("%s.name: duplicate job name %q (also %s)", field, fj.Name, seen[fj.Name])
 		}
 		seen[fj.Name] = field
 		if strings.TrimSpace(fj.SQL) == "" {
@@ -555,39 +580,39 @@ func (f *File) Validate(o Overrides) (*Config, error) {
 			// (see ErrNoGoJob); its schedule and timeout may be left out.
 			j, err := c.job(field, fj.Name, fj, Job{})
 			if err != nil {
-				return nil, err
+				return err
 			}
 			j.Go, j.Field = true, field
 			c.Jobs = append(c.Jobs, j)
 			continue
 		}
 		if fj.Spec == "" {
-			return nil, fmt.Errorf("%s.schedule: must not be empty", field)
+			return fmt.Errorf("%s.schedule: must not be empty", field)
 		}
 		j, err := c.job(field, fj.Name, fj, Job{Timeout: DefaultJobTimeout})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		switch {
 		case c.Postgres():
 			if err := checkPostgresSQL(field+".sql", fj.SQL); err != nil {
-				return nil, err
+				return err
 			}
 		default:
 			if stmts == nil {
 				if stmts, err = sqlstmt.Open(); err != nil {
-					return nil, fmt.Errorf("%s.sql: cannot check: %w", field, err)
+					return fmt.Errorf("%s.sql: cannot check: %w", field, err)
 				}
 			}
 			if err := checkSQL(stmts, field+".sql", fj.SQL); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		j.SQL = fj.SQL
 		j.Field = field
 		c.Jobs = append(c.Jobs, j)
 	}
-	return c, nil
+	return nil
 }
 
 // validatePostgres takes the URL, the password file and the replica id
