@@ -208,12 +208,14 @@ func cmpOr(s, def string) string {
 	return s
 }
 
-// DefaultConfig returns the configuration of an empty file, every default
-// filled in: the database at DefaultDBPath and every built-in job on its
-// production schedule.
+// DefaultConfig returns the configuration of an empty file with every
+// default of its settings filled in: the database at DefaultDBPath, and no
+// Jobs, so that every built-in job runs on its production schedule (list
+// one with Builtin set to change it). Setting DBURL or CheckpointExternal
+// on it needs no other change.
 func DefaultConfig() *Config {
 	c := fromInternal(config.Default())
-	c.parsed = false
+	c.parsed, c.Jobs = false, nil
 	return c
 }
 
@@ -223,8 +225,9 @@ func DefaultConfig() *Config {
 // cannot be read is a *ReadConfigError.
 func LoadConfig(path string) (*Config, error) { return LoadConfigWith(path, ConfigOverrides{}) }
 
-// ParseConfig validates a YAML document, as LoadConfig does a file; an
-// empty document yields DefaultConfig.
+// ParseConfig validates a YAML document, as LoadConfig does a file. The
+// Config lists every built-in job the document offers, with its settings
+// resolved; an empty document yields DefaultConfig's settings.
 func ParseConfig(b []byte) (*Config, error) { return ParseConfigWith(b, ConfigOverrides{}) }
 
 // ConfigOverrides are database settings given beside the file, as the

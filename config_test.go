@@ -175,3 +175,28 @@ func TestWorker_Register_UserOption(t *testing.T) {
 		})
 	}
 }
+
+// Ensure DefaultConfig takes DBURL or CheckpointExternal without another
+// change, and a wal_checkpoint listed enabled under CheckpointExternal is
+// refused naming Disabled.
+func TestDefaultConfig_Checkpoint(t *testing.T) {
+	cfg := worker.DefaultConfig()
+	cfg.DBPath = filepath.Join(t.TempDir(), "app.db")
+	cfg.Checkpoint = worker.CheckpointExternal
+	w, _ := MustNewWorker(t, cfg)
+	list, err := w.Jobs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range list {
+		if j.Name == worker.BuiltinWALCheckpoint && j.Enabled {
+			t.Fatalf("wal_checkpoint under CheckpointExternal: got enabled, want disabled")
+		}
+	}
+	cfg.Jobs = []worker.JobConfig{{Name: worker.BuiltinWALCheckpoint, Builtin: true}}
+	_, err = worker.New(worker.Options{Config: cfg})
+	want := `worker: job "wal_checkpoint": Config.Jobs[0].Disabled: must be true under database.checkpoint: external, where another process (Litestream) checkpoints the WAL`
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
+	}
+}

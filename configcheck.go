@@ -3,6 +3,7 @@ package worker
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sqlworker/worker/internal/config"
@@ -179,6 +180,9 @@ func (c *Config) goError(err error) error {
 	e.Field = "Config.Jobs[" + strconv.Itoa(k) + "]"
 	if p.Key != "" {
 		e.Field += "." + p.GoField
+	}
+	if p.Key == "enabled" { // Disabled says it the other way round
+		e.Reason = strings.Replace(reason, "must be false", "must be true", 1)
 	}
 	if p.Key != "name" && config.CheckName(c.Jobs[k].Name) == nil {
 		e.Job = c.Jobs[k].Name

@@ -72,8 +72,9 @@ func field[T comparable](get func(*config.Config) *T) func(next, old *config.Con
 //   - the database handle is not reopened.
 //
 // A load error, or a config that does not resolve (ErrNoGoJob), is
-// returned as it is, one line naming the field; the old config keeps
-// running, and it is logged as one error line. Every call sets
+// returned as it is, one line naming the field, and a Config that New
+// would refuse is refused with New's error (a *ConfigError); the old
+// config keeps running, and it is logged as one error line. Every call sets
 // worker_config_last_reload_successful (1 or 0) and, on success,
 // worker_config_last_reload_success_timestamp_seconds. Calls are
 // serialised. It returns ErrStopped after Stop.
