@@ -45,17 +45,28 @@
 // old values. A refused config leaves the old one running, and
 // worker_config_last_reload_successful says so.
 //
+// # Tests
+//
+// RunNow runs a job at once and returns its RunRecord; Options.OnRun is
+// given the record of every finished run, from a goroutine of its own, so a
+// test waits for runs instead of sleeping. Package
+// github.com/sqlworker/worker/jobtest drives schedules by hand: on a worker
+// that is open but not started, jobtest.RunTick runs the tick a job would
+// run at a given time, through the same chain.
+//
 // # HTTP
 //
 // A Worker serves no HTTP of its own. Handler returns the worker daemon's
-// HTTP face (a landing page, the metrics, /healthz and /readyz) for a
-// program to mount on a server of its own; a program that has its own
+// paths (a plain landing page, the metrics, /healthz and /readyz), built on
+// net/http and promhttp only, for a program to mount on a server of its own; a program that has its own
 // health checks can leave it out, and the metrics are in the Registerer
 // given either way. HandlerOptions.EnableAdminAPI adds the admin API
 // (GET /api/v1/jobs, POST /api/v1/jobs/{name}/run: run a job now), and
 // HandlerOptions.EnablePprof adds net/http/pprof, and HandlerOptions.Reload
 // adds POST and PUT /-/reload; all are off by default and have no
-// authentication of their own.
+// authentication of their own. Package github.com/sqlworker/worker/web
+// holds the daemon's exporter-toolkit face: its landing page
+// (HandlerOptions.LandingPage) and a server with TLS and basic auth.
 //
 // A program that serves the handler on a server of its own shuts down in
 // this order: Stop (scheduling stops, the runs drain, the history is

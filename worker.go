@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -64,6 +65,16 @@ type Options struct {
 	// Version is recorded by the heartbeat job in the heartbeat table;
 	// "" means the build's version (github.com/prometheus/common/version).
 	Version string
+	// OnRun, when set, is given the record of every finished run, of every
+	// job, skipped runs included, once it is in the metrics and handed to
+	// job_runs: a test waits on it for a run instead of sleeping. It is
+	// called from a goroutine of its own, one record at a time, in the
+	// order the runs finished, so it cannot hold up a run or the
+	// scheduler; up to RunHookBuffer records wait while it is busy, and
+	// more are dropped (logged). Stop waits, until its ctx is done, for
+	// the records of every run to have been given to it. A panic in it is
+	// recovered and logged.
+	OnRun func(RunRecord)
 }
 
 // Worker runs jobs on their schedules against one shared database handle.
@@ -82,6 +93,7 @@ type Worker struct {
 	fds       *fdstat.Counter // the FD counter of the metrics, once Open registered them
 	reloadMu  sync.Mutex      // serialises Reload
 	stopping  chan struct{}   // closed by Stop: a Reload waiting for its load gives up
+	onRun     *runHook        // of Options.OnRun; nil without one
 
 	mu       sync.Mutex
 	goJobs   []goJob
@@ -161,6 +173,9 @@ func New(opts Options) (*Worker, error) {
 		}
 	}
 	w.readiness.AddCheck("database", w.handle.Health)
+	if opts.OnRun != nil {
+		w.onRun = newRunHook(opts.OnRun, logger)
+	}
 	return w, nil
 }
 
@@ -308,6 +323,9 @@ func (w *Worker) openLocked(ctx context.Context) error {
 		OnFinish: func(r *jobs.Run, historyErr error) {
 			faults.observe(r, historyErr)
 			w.last.observe(r)
+			if w.onRun != nil {
+				w.onRun.add(newRunRecord(r))
+			}
 		},
 		Coordinator:    coord,
 		DuplicateCheck: w.cfg.DuplicateCheck,
@@ -439,6 +457,9 @@ func (w *Worker) Stop(ctx context.Context) error {
 	if errors.Is(err, ErrStopTimeout) {
 		w.logger.Error("Jobs did not stop", "err", err)
 	}
+	if w.onRun != nil {
+		w.onRun.close(ctx) // every run is over: its record is queued
+	}
 	return err
 }
 
@@ -488,13 +509,26 @@ func (w *Worker) Run(ctx context.Context) error {
 type HandlerOptions struct {
 	// TelemetryPath is where the metrics are served; "" means "/metrics".
 	TelemetryPath string
-	// Registry is gathered at TelemetryPath; nil serves no metrics path.
-	Registry *prometheus.Registry
+	// Gatherer is served at TelemetryPath, such as the registry given to
+	// Options.Registerer, or prometheus.Gatherers of it and the program's
+	// own; nil serves an empty exposition.
+	Gatherer prometheus.Gatherer
+	// Registerer receives the handler's own metrics,
+	// promhttp_metric_handler_requests_total and _in_flight, as the
+	// daemon's /metrics has them; nil means Options.Registerer, and none
+	// when that is nil too.
+	Registerer prometheus.Registerer
 	// MaxRequests bounds concurrent scrapes; those over it are answered
 	// 503. 0 means no limit.
 	MaxRequests int
 	// Version is shown on the landing page.
 	Version string
+	// LandingPage renders the landing page served at / from what it is to
+	// show; nil serves a plain HTML page of the worker's own. The worker
+	// daemon's page, exporter-toolkit's, is web.LandingPage of package
+	// github.com/sqlworker/worker/web: importing that package brings
+	// exporter-toolkit's dependencies, which this package has none of.
+	LandingPage func(Landing) (http.Handler, error)
 	// EnableAdminAPI serves the admin API, off by default as in the
 	// daemon's --web.enable-admin-api:
 	//
@@ -527,7 +561,7 @@ type HandlerOptions struct {
 }
 
 // Handler returns the worker's HTTP face, as the worker daemon serves it: a
-// landing page, the metrics of opts.Registry, /healthz (the process is up)
+// landing page, the metrics of opts.Gatherer, /healthz (the process is up)
 // and /readyz (200 once Start succeeded and while the database file is the
 // one open, or the PostgreSQL server answered its last check, the history
 // is written and no run reports a storage fault; 503 with the reasons
@@ -537,13 +571,14 @@ func (w *Worker) Handler(opts HandlerOptions) (http.Handler, error) {
 	if opts.TelemetryPath == "" {
 		opts.TelemetryPath = "/metrics"
 	}
-	reg := opts.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
+	g := opts.Gatherer
+	if g == nil {
+		g = prometheus.NewRegistry()
 	}
 	c := webpkg.Config{
 		TelemetryPath: opts.TelemetryPath,
-		Registry:      reg,
+		Gatherer:      g,
+		Registerer:    cmp.Or(opts.Registerer, w.reg),
 		Readiness:     w.readiness,
 		Version:       opts.Version,
 		MaxRequests:   opts.MaxRequests,
@@ -561,6 +596,11 @@ func (w *Worker) Handler(opts HandlerOptions) (http.Handler, error) {
 	if opts.EnablePprof {
 		db.RecordStatementOrigins()
 	}
+	landing, err := landingPage(c, opts.LandingPage)
+	if err != nil {
+		return nil, fmt.Errorf("cannot build landing page: %w", err)
+	}
+	c.Landing = landing
 	return webpkg.NewHandler(c)
 }
 

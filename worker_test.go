@@ -262,7 +262,7 @@ func TestWorker_Close(t *testing.T) {
 // the registry.
 func TestWorker_Handler(t *testing.T) {
 	w, reg := MustNewWorker(t, MustParseConfig(t, workertest.BuiltinsOff))
-	h, err := w.Handler(worker.HandlerOptions{Registry: reg})
+	h, err := w.Handler(worker.HandlerOptions{Gatherer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sqlworker/worker"
 	webpkg "github.com/sqlworker/worker/internal/web"
+	workerweb "github.com/sqlworker/worker/web"
 )
 
 // DefaultListenAddress is loopback only: the metrics name jobs and sizes,
@@ -130,10 +131,8 @@ func (f *flags) load() (*worker.Config, error) {
 		if a == "" {
 			return nil, usagef("--web.listen-address: must not be empty")
 		}
-		if strings.HasPrefix(a, vsockScheme) {
-			if _, err := vsockPort(a); err != nil {
-				return nil, usagef("--web.listen-address %s: %v", a, err)
-			}
+		if err := workerweb.CheckListenAddress(a); err != nil {
+			return nil, usagef("--web.listen-address %s: %v", a, err)
 		}
 	}
 	if p := *f.web.WebConfigFile; p != "" {

@@ -20,13 +20,13 @@ import (
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/common/version"
-	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/sqlworker/worker"
 	"github.com/sqlworker/worker/internal/clockskew"
 	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/leak"
 	"github.com/sqlworker/worker/sqlcount"
+	workerweb "github.com/sqlworker/worker/web"
 )
 
 // httpShutdownTimeout bounds the wait for scrapes in progress at exit.
@@ -172,7 +172,7 @@ func build(ctx context.Context, f *flags, cfg *worker.Config, logger *slog.Logge
 	}
 	if !*f.web.WebSystemdSocket {
 		for _, addr := range *f.web.WebListenAddresses {
-			l, err := listen(addr)
+			l, err := workerweb.Listen(addr)
 			if err != nil {
 				return d, fmt.Errorf("--web.listen-address %s: %w", addr, err)
 			}
@@ -181,7 +181,8 @@ func build(ctx context.Context, f *flags, cfg *worker.Config, logger *slog.Logge
 	}
 	handler, err := w.Handler(worker.HandlerOptions{
 		TelemetryPath:  f.telemetryPath,
-		Registry:       reg,
+		Gatherer:       reg,
+		LandingPage:    workerweb.LandingPage,
 		MaxRequests:    f.maxRequests,
 		Version:        version.Info(),
 		EnableAdminAPI: f.adminAPI,
@@ -203,15 +204,7 @@ func build(ctx context.Context, f *flags, cfg *worker.Config, logger *slog.Logge
 // socket activation) until shutdown; the channel gets its error.
 func (d *daemon) serve(f *flags) <-chan error {
 	serveErr := make(chan error, 1)
-	go func() {
-		var err error
-		if *f.web.WebSystemdSocket {
-			err = web.ListenAndServe(d.srv, f.web, d.logger)
-		} else {
-			err = web.ServeMultiple(d.listeners, d.srv, f.web, d.logger)
-		}
-		serveErr <- err
-	}()
+	go func() { serveErr <- workerweb.Serve(d.srv, d.listeners, f.web, d.logger) }()
 	return serveErr
 }
 

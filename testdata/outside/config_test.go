@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sqlworker/worker"
+	"github.com/sqlworker/worker/jobtest"
 )
 
 // A config built entirely in Go: database settings, a SQL job, two Go
@@ -41,15 +42,13 @@ func TestConfigInGo(t *testing.T) {
 		},
 	}
 	reg := prometheus.NewRegistry()
-	w, err := worker.New(worker.Options{Config: cfg, Registerer: reg})
+	runs := jobtest.NewRecorder()
+	w, err := worker.New(worker.Options{Config: cfg, Registerer: reg, OnRun: runs.OnRun})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ran := map[string]chan struct{}{"expire_sessions": make(chan struct{}, 100), "send_report": make(chan struct{}, 100)}
 	for name, spec := range map[string]string{"expire_sessions": "* * * * * *", "send_report": "@daily"} {
-		ch := ran[name]
 		err := w.Register(name, spec, func(ctx context.Context, db *sql.DB) (int64, error) {
-			ch <- struct{}{}
 			return 0, db.PingContext(ctx)
 		}, worker.WithTimeout(5*time.Second), worker.WithRetries(1, 0))
 		if err != nil {
@@ -62,7 +61,7 @@ func TestConfigInGo(t *testing.T) {
 	if err := w.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h, err := w.Handler(worker.HandlerOptions{Registry: reg})
+	h, err := w.Handler(worker.HandlerOptions{Gatherer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,9 +76,16 @@ func TestConfigInGo(t *testing.T) {
 	if code, body := get(t, srv.URL+"/worker/readyz"); code != 200 {
 		t.Fatalf("/worker/readyz after Start: got %d %q, want 200", code, body)
 	}
-	for range 2 { // two ticks: the SQL job's first tick has started by the second
-		<-ran["expire_sessions"]
-		<-ran["send_report"]
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, job := range []string{"rollup", "expire_sessions", "send_report"} {
+		r, err := runs.Wait(waitCtx, job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Result != worker.ResultSuccess {
+			t.Fatalf("%s: got %s (%v), want success", job, r.Result, r.Err)
+		}
 	}
 
 	// The shutdown order: Stop (scheduling stops, runs drain, the history
