@@ -238,7 +238,7 @@ type JobInfo struct {
 
 	// CatchUp is the policy for ticks missed while the worker was down
 	// or paused; CatchUpLimit bounds what CatchUpAll runs (0: the
-	// default, jobs.DefaultCatchUpLimit).
+	// default, DefaultCatchUpLimit).
 	CatchUp      CatchUp
 	CatchUpLimit int
 	// Retries is how many more attempts a run gets after a retryable

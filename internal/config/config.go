@@ -118,9 +118,9 @@ var builtinSection = func() reflect.Type {
 	return reflect.StructOf(fields)
 }()
 
-// Config is a validated configuration. Parse fills every field; one built
-// in Go must set Location and give each job a Schedule. Changing DBPath
-// after Parse (as --db.path does) is allowed.
+// Config is a validated configuration, every field filled in by
+// Validate: what the worker runs. Users never build one: package worker's
+// own Config is written as a File and validated into one.
 type Config struct {
 	DBPath string // database.path; default DefaultDBPath; unused with DBURL
 	// DBURL is database.url (or --db.url): a postgres:// URL. Set, the
