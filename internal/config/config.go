@@ -180,9 +180,12 @@ type Job struct {
 	Builtin  bool          // one of jobs.BuiltinJobs, under builtin:
 	Spec     string        // the schedule as written; "" in a Go job's entry that keeps its own
 	Schedule cron.Schedule // Spec parsed; nil when Spec is ""
-	Timeout  time.Duration // per run; default DefaultJobTimeout, a built-in's own, or 0 in a Go job's entry that keeps its own
-	Enabled  bool          // default true
-	SQL      string        // user jobs only: run in one transaction
+	// Timeout is per run; default DefaultJobTimeout, a built-in's own, or 0
+	// in a Go job's entry that keeps its own; negative, set by package
+	// worker only, means no bound.
+	Timeout time.Duration
+	Enabled bool   // default true
+	SQL     string // user jobs only: run in one transaction
 	// OmitSuccessRows is record_successes: false (the default is true):
 	// a successful run leaves no job_runs row; it is still counted in
 	// worker_job_runs_total, and every other result is recorded. The zero
