@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,7 +51,9 @@ var (
 
 // Options are what New builds a Worker from. Every field may be left zero.
 type Options struct {
-	// Config is the configuration; nil means DefaultConfig().
+	// Config is the configuration; nil means DefaultConfig(). New checks
+	// it as ParseConfig checks a file (see ConfigError), and keeps a copy:
+	// changing it later changes nothing; see Reload.
 	Config *Config
 	// Registerer receives the worker's metrics (worker_job_*, worker_db_*,
 	// worker_open_fds, go_sql_*{db_name="main"}) when Start is called; nil
@@ -78,7 +81,7 @@ type Options struct {
 // Register jobs before Start; Stop and Close may be called in any state, and
 // more than once.
 type Worker struct {
-	cfg       *Config
+	cfg       *config.Config // validated, every default filled in
 	reg       prometheus.Registerer
 	logger    *slog.Logger
 	handle    *db.Handle
@@ -119,9 +122,12 @@ const (
 // New returns a Worker for opts. It opens nothing: the database opens in
 // Open or Start.
 func New(opts Options) (*Worker, error) {
-	cfg := opts.Config
-	if cfg == nil {
-		cfg = DefaultConfig()
+	if opts.Config == nil {
+		opts.Config = &Config{}
+	}
+	cfg, err := opts.Config.check()
+	if err != nil {
+		return nil, err
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -151,16 +157,6 @@ func New(opts Options) (*Worker, error) {
 		}),
 		builtins: jobs.NewBuiltins(DefaultNamespace, v, cfg.HistoryRetention),
 		reloads:  newReloadMetrics(DefaultNamespace),
-	}
-	if cfg.Postgres() {
-		if err := db.CheckURL(cfg.DBURL); err != nil {
-			return nil, fmt.Errorf("worker: Config.DBURL: %w", err)
-		}
-		for _, j := range cfg.Jobs {
-			if j.Builtin && j.Enabled && jobs.SQLiteOnly(j.Name) {
-				return nil, fmt.Errorf("worker: %s: is SQLite's; not offered on PostgreSQL (Config.DBURL)", j.Field)
-			}
-		}
 	}
 	w.builtins.ReplicaID = w.handle.ReplicaID()
 	w.builtins.Verify = w.handle.Verify
@@ -208,23 +204,42 @@ func (w *Worker) Register(name, spec string, fn Func, opts ...JobOption) error {
 		}
 	}
 	for _, g := range w.goJobs {
-		if g.name == name {
+		if g.cfg.Name == name {
 			return fmt.Errorf("worker: job %q: %w (registered twice)", name, ErrDuplicateJob)
 		}
 	}
-	s, err := schedule.Parse(spec)
-	if err != nil {
+	if _, err := schedule.Parse(spec); err != nil {
 		return fmt.Errorf("worker: job %q: invalid schedule %q: %w", name, spec, err)
 	}
-	g := goJob{name: name, spec: spec, schedule: s, timeout: DefaultJobTimeout, fn: fn}
-	for _, o := range opts {
-		o(&g)
-	}
-	if g.err != nil {
-		return fmt.Errorf("worker: job %q: %w", name, g.err)
+	g, err := goJobOf(name, spec, fn, opts)
+	if err != nil {
+		return err
 	}
 	w.goJobs = append(w.goJobs, g)
 	return nil
+}
+
+// goJobOf applies opts to the settings of a Go job and checks them as New
+// checks a config entry.
+func goJobOf(name, spec string, fn Func, opts []JobOption) (goJob, error) {
+	jc := JobConfig{Name: name, Spec: spec}
+	for _, o := range opts {
+		if err := o.ApplyJob(&jc); err != nil {
+			return goJob{}, fmt.Errorf("worker: job %q: %w", name, err)
+		}
+	}
+	if jc.Name != name || jc.Builtin || jc.SQL != "" || jc.Spec == "" {
+		return goJob{}, fmt.Errorf("worker: job %q: an option changed its Name, Builtin, SQL or Spec, which are Register's", name)
+	}
+	ic, err := (&Config{Jobs: []JobConfig{jc}}).check()
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		return goJob{}, fmt.Errorf("worker: job %q: %s: %s", name, strings.Replace(ce.Field, "Config.Jobs[0]", "JobConfig", 1), ce.Reason)
+	}
+	if err != nil {
+		return goJob{}, fmt.Errorf("worker: job %q: %w", name, err)
+	}
+	return goJob{cfg: jc, schedule: ic.Jobs[len(ic.Jobs)-1].Schedule, fn: fn}, nil
 }
 
 // Open resolves the jobs, opens the database (creating and migrating it)

@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// MustParseConfig returns the config of yaml with the database in
+// MustParseConfig returns the config of yaml with its SQLite database in
 // tb.TempDir().
 func MustParseConfig(tb testing.TB, yaml string) *worker.Config {
 	tb.Helper()
@@ -29,7 +29,9 @@ func MustParseConfig(tb testing.TB, yaml string) *worker.Config {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cfg.DBPath = filepath.Join(tb.TempDir(), "worker.db")
+	if !cfg.Postgres() { // New refuses a path beside a URL, as ParseConfig does
+		cfg.DBPath = filepath.Join(tb.TempDir(), "worker.db")
+	}
 	return cfg
 }
 

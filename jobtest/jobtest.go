@@ -73,7 +73,7 @@ func Ticks(w *worker.Worker, job string, from time.Time, n int) ([]time.Time, er
 	}
 	out := make([]time.Time, 0, n)
 	for t := from; len(out) < n; {
-		t = list[i].Schedule.Next(t)
+		t = list[i].Next(t)
 		if t.IsZero() {
 			break // a schedule that never fires again
 		}

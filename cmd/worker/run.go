@@ -268,7 +268,7 @@ func printPlan(out io.Writer, cfg *worker.Config, w *worker.Worker) error {
 	for _, j := range list {
 		next := "-"
 		if j.Enabled {
-			next = j.Schedule.Next(now).Format(time.RFC3339)
+			next = j.Next(now).Format(time.RFC3339)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%s\t%s\t%s\t%s\n", j.Name, j.Kind, j.Spec, j.Timeout, j.Enabled, next,
 			planCatchUp(j), planRetries(j), planDuration(j.Jitter))

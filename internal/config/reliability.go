@@ -10,7 +10,7 @@ import (
 // reliability reads a job's catch_up, catch_up_limit, retries,
 // retry_backoff, jitter and dst into j; the bounds are those of internal/jobs.
 // The jitter is checked against the schedule by job, once it is parsed.
-func (fj *fileJob) reliability(field string, j *Job) error {
+func (fj *FileJob) reliability(field string, j *Job) error {
 	if err := jobs.CheckCatchUp(jobs.CatchUp(fj.CatchUp)); err != nil {
 		return fmt.Errorf("%s.catch_up: %w", field, err)
 	}
