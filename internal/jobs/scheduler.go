@@ -55,6 +55,11 @@ type Config struct {
 	// counted (worker_job_duplicate_ticks), from Start to Stop; 0 means
 	// DefaultDuplicateCheck, a negative value never.
 	DuplicateCheck time.Duration
+	// PauseRefresh is how often job_pauses is read again, from Start to
+	// Stop, for the pauses of other replicas; 0 means DefaultPauseRefresh
+	// with a Coordinator and never without one (a single node writes
+	// every pause itself), a negative value never.
+	PauseRefresh time.Duration
 }
 
 // Scheduler runs jobs on their schedules. Stop is safe to call on a Scheduler
@@ -69,6 +74,7 @@ type Scheduler struct {
 	states  map[string]*state // by job name, kept across Replace; guarded by mu
 	handle  handler
 	history *history
+	pauses  pauses // job_pauses, as last read or written (pause.go)
 
 	wg        sync.WaitGroup // the history retry loop
 	stopRetry context.CancelFunc
@@ -172,7 +178,7 @@ func New(cfg Config, jobs []Job) (*Scheduler, error) {
 			}
 		}
 	}
-	s.handle = chain(s.runJob, s.record, s.skipIfRunning, s.coordinate, s.track, recoverPanic, s.withTimeout)
+	s.handle = chain(s.runJob, s.record, s.skipIfPaused, s.skipIfRunning, s.coordinate, s.track, recoverPanic, s.withTimeout)
 	return s, nil
 }
 
