@@ -74,6 +74,7 @@ func (a admin) Jobs() ([]webpkg.JobStatus, error) {
 		if r, ok := w.last.get(j.Name); ok {
 			s.LastRun = record(&r)
 		}
+		s.JobState = a.state(j.Name)
 		out = append(out, s)
 	}
 	return out, nil
@@ -81,7 +82,8 @@ func (a admin) Jobs() ([]webpkg.JobStatus, error) {
 
 // RunNow runs a scheduled job now through Scheduler.RunOnce: the run is
 // recorded in job_runs and the metrics like a scheduled one, and skipped
-// (409) while the job's previous run is going.
+// (409) while the job's previous run is going. A paused job is not run
+// (409, no record).
 func (a admin) RunNow(name string) (*webpkg.RunRecord, error) {
 	w := a.w
 	w.mu.Lock()
@@ -92,6 +94,9 @@ func (a admin) RunNow(name string) (*webpkg.RunRecord, error) {
 		return nil, fmt.Errorf("%w: shutting down", webpkg.ErrUnavailable)
 	case !running:
 		return nil, fmt.Errorf("%w: starting", webpkg.ErrUnavailable)
+	}
+	if err := a.checkNotPaused(name); err != nil {
+		return nil, err
 	}
 	r, err := sched.RunOnce(name)
 	switch {

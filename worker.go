@@ -540,6 +540,7 @@ func (w *Worker) Handler(opts HandlerOptions) (http.Handler, error) {
 	if load := opts.Reload; load != nil {
 		c.Reload = func() error { return w.Reload(load) }
 	}
+	c.Jobs = admin{w} // the status page, read-only without the admin API
 	if opts.EnableAdminAPI {
 		c.Admin = admin{w}
 	}
