@@ -159,6 +159,9 @@ type Config struct {
 	// --web.enable-lifecycle does: 200 once it returned nil, 500 with its
 	// error otherwise. Nil serves no such path (404).
 	Reload func() error
+	// Jobs, when set, serves the status page at /jobs (page.go), with its
+	// run, pause and resume buttons when Admin is set too.
+	Jobs JobSource
 }
 
 // NewHandler returns the worker's HTTP handler.
@@ -191,6 +194,14 @@ func NewHandler(c Config) (http.Handler, error) {
 	})
 	if c.Admin != nil {
 		handleAdmin(mux, c.Admin)
+		if p, ok := c.Admin.(Pauser); ok {
+			handlePause(mux, p)
+		}
+	}
+	if c.Jobs != nil {
+		if err := handlePage(mux, c.Jobs, c.Admin); err != nil {
+			return nil, err
+		}
 	}
 	if c.Reload != nil {
 		reload := func(w http.ResponseWriter, _ *http.Request) {
@@ -205,6 +216,9 @@ func NewHandler(c Config) (http.Handler, error) {
 		{Address: c.TelemetryPath, Text: "Metrics"},
 		{Address: HealthzPath, Text: "Liveness", Description: "200 while the process serves"},
 		{Address: ReadyzPath, Text: "Readiness", Description: "200 once the database is open and jobs are scheduled, 503 with the reason while a fault makes the worker useless"},
+	}
+	if c.Jobs != nil {
+		links = append(links, web.LandingLinks{Address: PagePath, Text: "Status page", Description: "each job's state, next run and last runs; run, pause and resume with the admin API on"})
 	}
 	if c.Admin != nil {
 		links = append(links, web.LandingLinks{Address: AdminJobsPath, Text: "Jobs", Description: "admin API: each job's schedule, next run and last run, as JSON"})
