@@ -77,7 +77,11 @@ func took(r RunRecord) string {
 	if r.StartedAt == nil || r.EndedAt == nil {
 		return "—"
 	}
-	return r.EndedAt.Sub(*r.StartedAt).Round(time.Millisecond).String()
+	d := r.EndedAt.Sub(*r.StartedAt)
+	if d < time.Millisecond {
+		return "<1ms"
+	}
+	return d.Round(time.Millisecond).String()
 }
 
 func state(j JobStatus) string {
