@@ -1,6 +1,7 @@
 // Package web serves the worker's HTTP face: the landing page, /metrics,
-// /healthz and /readyz, and, only when asked for, the admin API
-// (/api/v1/jobs), the lifecycle API (/-/reload) and net/http/pprof
+// /healthz and /readyz, the status page (/jobs, read-only without the admin
+// API), and, only when asked for, the admin API (/api/v1/jobs, with the
+// status page's buttons), the lifecycle API (/-/reload) and net/http/pprof
 // (/debug/pprof/). Nothing else is served.
 package web
 
