@@ -101,7 +101,7 @@ func state(j JobStatus) string {
 // (303) with a notice of what they did. The forms work without script; a
 // cross-origin POST is refused (a form behind basic auth is open to
 // cross-site requests otherwise).
-func handlePage(mux *http.ServeMux, src JobSource, a Admin) error {
+func handlePage(mux *http.ServeMux, src JobSource, a Admin) {
 	mux.HandleFunc("GET "+PagePath, func(w http.ResponseWriter, r *http.Request) {
 		d := pageData{Actions: a != nil, Notice: readNotice(r.URL.Query()), Now: when(UTC(time.Now()))}
 		list, err := src.Jobs()
@@ -125,7 +125,7 @@ func handlePage(mux *http.ServeMux, src JobSource, a Admin) error {
 		}
 	})
 	if a == nil {
-		return nil
+		return
 	}
 	p, _ := a.(Pauser)
 	cop := http.NewCrossOriginProtection()
@@ -152,7 +152,6 @@ func handlePage(mux *http.ServeMux, src JobSource, a Admin) error {
 		q.Set("status", outcome(err))
 		http.Redirect(w, r, PagePath+"?"+q.Encode(), http.StatusSeeOther)
 	})))
-	return nil
 }
 
 // pageRun runs the job now, waiting pageRunWait for it to end; a run that

@@ -193,17 +193,7 @@ func NewHandler(c Config) (http.Handler, error) {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	if c.Admin != nil {
-		handleAdmin(mux, c.Admin)
-		if p, ok := c.Admin.(Pauser); ok {
-			handlePause(mux, p)
-		}
-	}
-	if c.Jobs != nil {
-		if err := handlePage(mux, c.Jobs, c.Admin); err != nil {
-			return nil, err
-		}
-	}
+	handleJobs(mux, c)
 	if c.Reload != nil {
 		reload := func(w http.ResponseWriter, _ *http.Request) {
 			if err := c.Reload(); err != nil {
@@ -251,4 +241,18 @@ func NewHandler(c Config) (http.Handler, error) {
 	}
 	mux.Handle("GET /{$}", landing)
 	return mux, nil
+}
+
+// handleJobs serves what c asks for of the jobs: the admin API with its
+// pause and resume, and the status page.
+func handleJobs(mux *http.ServeMux, c Config) {
+	if c.Admin != nil {
+		handleAdmin(mux, c.Admin)
+		if p, ok := c.Admin.(Pauser); ok {
+			handlePause(mux, p)
+		}
+	}
+	if c.Jobs != nil {
+		handlePage(mux, c.Jobs, c.Admin)
+	}
 }
