@@ -41,10 +41,13 @@ type Pause struct {
 	By     string // the replica that paused it; "" on SQLite
 }
 
-// pauses is the Scheduler's copy of job_pauses.
+// pauses is the Scheduler's copy of job_pauses. gen counts the pauses and
+// resumes made here, so that a read of the table that began before one of
+// them does not undo it (see loadPauses).
 type pauses struct {
-	mu sync.Mutex
-	m  map[string]Pause
+	mu  sync.Mutex
+	m   map[string]Pause
+	gen uint64
 }
 
 func (p *pauses) get(job string) (Pause, bool) {
@@ -60,6 +63,7 @@ func (p *pauses) set(job string, v Pause, paused bool) {
 	if p.m == nil {
 		p.m = make(map[string]Pause)
 	}
+	p.gen++
 	if paused {
 		p.m[job] = v
 	} else {
@@ -149,8 +153,12 @@ func (s *Scheduler) startPauses(ctx context.Context) {
 	}
 }
 
-// loadPauses replaces the copy of job_pauses with the table's rows.
+// loadPauses replaces the copy of job_pauses with the table's rows, unless
+// a pause or resume was made here while it read them: the next read has it.
 func (s *Scheduler) loadPauses(ctx context.Context) error {
+	s.pauses.mu.Lock()
+	gen := s.pauses.gen
+	s.pauses.mu.Unlock()
 	d, err := s.cfg.DB.Init(ctx)
 	if err != nil {
 		return err
@@ -164,7 +172,9 @@ func (s *Scheduler) loadPauses(ctx context.Context) error {
 		m[job] = Pause{Reason: r.Reason, At: r.PausedAt, By: r.PausedBy}
 	}
 	s.pauses.mu.Lock()
-	s.pauses.m = m
+	if s.pauses.gen == gen {
+		s.pauses.m = m
+	}
 	s.pauses.mu.Unlock()
 	return nil
 }

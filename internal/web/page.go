@@ -108,7 +108,9 @@ func handlePage(mux *http.ServeMux, src JobSource, a Admin) {
 		if err != nil {
 			d.Err = err.Error()
 		}
+		known := false
 		for _, j := range list {
+			known = known || d.Notice != nil && j.Name == d.Notice.Job
 			pj := pageJob{JobStatus: j, State: state(j)}
 			runs, err := src.RecentRuns(r.Context(), j.Name, PageRuns)
 			if err != nil {
@@ -116,6 +118,9 @@ func handlePage(mux *http.ServeMux, src JobSource, a Admin) {
 			}
 			pj.Runs = runs
 			d.Jobs = append(d.Jobs, pj)
+		}
+		if !known {
+			d.Notice = nil // only about a job of the list: a crafted link names no other
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
@@ -233,9 +238,6 @@ func readNotice(q url.Values) *notice {
 	case results[q.Get("result")] != "":
 		n.Text = results[q.Get("result")]
 		n.Bad = q.Get("result") != "success" && q.Get("result") != "started"
-	}
-	if len(n.Job) > EchoLimit {
-		n.Job = n.Job[:EchoLimit] + "…"
 	}
 	return n
 }
