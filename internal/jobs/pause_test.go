@@ -86,6 +86,11 @@ func TestScheduler_Pause(t *testing.T) {
 	if got := counter(t, reg, "worker_job_ticks_skipped_total", "tick"); got < 3 {
 		t.Errorf("worker_job_ticks_skipped_total: got %v, want ≥ 3", got)
 	}
+	// Three ticks without a success: overdue by one interval, but paused
+	// on purpose.
+	if err := s.Overdue("tick", 1); err != nil {
+		t.Errorf("Overdue while paused: got %v, want nil", err)
+	}
 	if err := s.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}

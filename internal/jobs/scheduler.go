@@ -194,13 +194,14 @@ var ErrNoSuccess = errors.New("no success")
 // Overdue returns an error, wrapping ErrNoSuccess, when the job has not
 // succeeded for more than intervals of its schedule's interval (the next two
 // scheduled runs apart, as worker_job_interval_seconds), counted from its
-// newest success or, before the first, from Start. It is nil before Start
-// and for an unknown job. A run that is skipped, hangs or keeps failing
-// thus shows up even though no run reports it.
+// newest success or, before the first, from Start. It is nil before Start,
+// for an unknown job and for a paused one (not running on purpose). A run
+// that is skipped, hangs or keeps failing thus shows up even though no run
+// reports it.
 func (s *Scheduler) Overdue(name string, intervals int) error {
 	e, ok := s.lookup(name)
 	start := s.startedAt.Load()
-	if !ok || start == 0 || intervals <= 0 {
+	if _, paused := s.pauses.get(name); !ok || paused || start == 0 || intervals <= 0 {
 		return nil
 	}
 	e.mu.Lock()
