@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
@@ -40,8 +41,10 @@ jobs:
 `
 
 // browser starts headless Chromium (Debian's package) whose every request
-// carries header, and returns its context. As root it runs without the
-// sandbox, which Chromium refuses to start as root otherwise.
+// carries header, with the page's script execution off, so that the page
+// is proven to work without JavaScript, and returns its context. As root
+// it runs without the sandbox, which Chromium refuses to start as root
+// otherwise.
 func browser(t *testing.T, header http.Header) context.Context {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
@@ -64,6 +67,15 @@ func browser(t *testing.T, header http.Header) context.Context {
 	}
 	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: headers}); err != nil {
 		t.Fatalf("chromium: cannot set the headers: %v", err)
+	}
+	if _, err := chromedp.Call(ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true}); err != nil {
+		t.Fatalf("chromium: cannot turn scripts off: %v", err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(`data:text/html,<title>off</title><script>document.title="on"</script>`)); err != nil {
+		t.Fatal(err)
+	}
+	if title, err := chromedp.Run(ctx, chromedp.Title()); err != nil || title != "off" {
+		t.Fatalf("chromium with scripts off: a page's script set the title to %q (%v), want it left %q", title, err, "off")
 	}
 	return ctx
 }
