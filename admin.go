@@ -73,6 +73,7 @@ func (a admin) Jobs() ([]webpkg.JobStatus, error) {
 		if r, ok := w.last.get(j.Name); ok {
 			s.LastRun = record(&r)
 		}
+		s.JobState = a.state(j.Name)
 		out = append(out, s)
 	}
 	return out, nil

@@ -13,7 +13,8 @@ import (
 	webpkg "github.com/sqlworker/worker/internal/web"
 )
 
-// Errors of RunNow; the admin API answers them 404, 409 and 503.
+// Errors of RunNow, Pause and Resume; the admin API answers them 404, 409
+// and 503.
 var (
 	// ErrUnknownJob is a job that is not scheduled: no such name, or a
 	// disabled job.
@@ -22,9 +23,12 @@ var (
 	// still going: the run is recorded as skipped, and RunNow returns its
 	// record with the error.
 	ErrJobRunning = webpkg.ErrJobRunning
-	// ErrNotRunning is a run asked for before Start succeeded or once
-	// Stop was called.
+	// ErrNotRunning is a run, a pause or a resume asked for before Start
+	// succeeded or once Stop was called.
 	ErrNotRunning = webpkg.ErrUnavailable
+	// ErrJobPaused is a run asked for of a paused job (Pause): nothing is
+	// run or recorded; Resume it first.
+	ErrJobPaused = webpkg.ErrJobPaused
 )
 
 // Result is the outcome of a run, as job_runs.result and the result label
@@ -91,6 +95,9 @@ func (w *Worker) RunNow(ctx context.Context, name string) (RunRecord, error) {
 		return RunRecord{}, fmt.Errorf("%w: shutting down", ErrNotRunning)
 	case !running:
 		return RunRecord{}, fmt.Errorf("%w: starting", ErrNotRunning)
+	}
+	if err := w.checkNotPaused(name); err != nil {
+		return RunRecord{}, err
 	}
 	return await(ctx, name, func() (*jobs.Run, error) { return sched.RunOnce(name) })
 }

@@ -539,8 +539,13 @@ type HandlerOptions struct {
 	//     finished: 200 whatever its result, 404 for a job that is not
 	//     scheduled (unknown or disabled), 409 with the skipped run's
 	//     record while the job's previous run is going, 503 before Start
-	//     and once Stop was called.
+	//     and once Stop was called; 409 for a paused job, which runs nothing;
+	//   - POST /api/v1/jobs/{name}/pause, with an optional JSON body
+	//     {"reason": "..."}, and POST /api/v1/jobs/{name}/resume pause and
+	//     resume a job (see Worker.Pause): 200 with its state, 404 and 503
+	//     as run.
 	//
+	// It also puts Run now, Pause and Resume buttons on the status page.
 	// The API has no authentication of its own: serve it behind the
 	// program's (the daemon serves it behind the web config's TLS and
 	// basic auth). See the README's Admin API for the JSON.
@@ -565,8 +570,10 @@ type HandlerOptions struct {
 // and /readyz (200 once Start succeeded and while the database file is the
 // one open, or the PostgreSQL server answered its last check, the history
 // is written and no run reports a storage fault; 503 with the reasons
-// otherwise), and the admin API, /-/reload and pprof when
-// opts enable them. Mount it on a server of the program's own.
+// otherwise), the status page /jobs (each job's state, next run and newest
+// job_runs rows; read-only without the admin API), and the admin API,
+// /-/reload and pprof when opts enable them. Mount it on a server of the
+// program's own.
 func (w *Worker) Handler(opts HandlerOptions) (http.Handler, error) {
 	if opts.TelemetryPath == "" {
 		opts.TelemetryPath = "/metrics"
@@ -590,6 +597,7 @@ func (w *Worker) Handler(opts HandlerOptions) (http.Handler, error) {
 	if load := opts.Reload; load != nil {
 		c.Reload = func() error { return w.Reload(load) }
 	}
+	c.Jobs = admin{w} // the status page, read-only without the admin API
 	if opts.EnableAdminAPI {
 		c.Admin = admin{w}
 	}

@@ -419,6 +419,28 @@ func TestCoordinator_WaitsForTheServerClock(t *testing.T) {
 	}
 }
 
+// Ensure that a skip of a tick not due by the server's clock yet (a
+// replica whose clock runs ahead, skipping a paused job's tick) waits for
+// the tick, and records it skipped, rather than leave it to replicas that
+// may all skip it too.
+func TestCoordinator_SkipWaitsForTheServerClock(t *testing.T) {
+	dsn := server(t)
+	c := replica(t, dsn, "ahead", claim.Config{})
+	co := claim.NewCoordinator(c, []string{"paused"})
+	tick := time.Now().Add(500 * time.Millisecond).Truncate(time.Millisecond)
+	if err := co.Skip(context.Background(), jobs.Tick{Job: "paused", ScheduledAt: tick}); !errors.Is(err, jobs.ErrSkipped) {
+		t.Fatalf("Skip of a tick 500 ms ahead: got %v, want it recorded skipped here (ErrSkipped)", err)
+	}
+	var status string
+	var early bool
+	if err := open(t, dsn).QueryRow(`SELECT status, started_at < scheduled_at FROM job_claims WHERE job = 'paused'`).Scan(&status, &early); err != nil {
+		t.Fatal(err)
+	}
+	if status != "skipped" || early {
+		t.Errorf("claim row: got status %q, before its tick %v; want skipped, not before", status, early)
+	}
+}
+
 // Ensure that a scheduler counts the tick that no replica ran before it
 // started, once, and none of the ticks it ran.
 func TestCoordinator_CountsMissedTicks(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 )
 
 // The chain every run goes through, outermost first (see New): record
-// (metrics, log, history), skipIfRunning, coordinate (the claim among
+// (metrics, log, history), skipIfPaused, skipIfRunning, coordinate (the claim among
 // replicas, see Coordinator), track, recoverPanic, withTimeout, then runJob
 // (the idempotent Init, then the job).
 
@@ -59,7 +59,7 @@ func (s *Scheduler) classify(err error) Result {
 	switch {
 	case err == nil:
 		return Success
-	case errors.Is(err, ErrSkipped):
+	case errors.Is(err, ErrSkipped), errors.Is(err, ErrPaused):
 		return Skipped
 	case errors.As(err, &pe):
 		return Panic

@@ -64,6 +64,8 @@ type JobStatus struct {
 	// LastRun is the run that finished last since the worker started,
 	// skipped runs included; null before the first.
 	LastRun *RunRecord `json:"last_run"`
+	// JobState is whether it runs and whether it is paused (pause.go).
+	JobState
 }
 
 // RunRecord is a finished run, as job_runs records it. Times are RFC 3339
@@ -134,7 +136,7 @@ func handleAdmin(mux *http.ServeMux, a Admin) {
 			writeJSON(w, http.StatusOK, run)
 		case errors.Is(err, ErrJobRunning) && run != nil:
 			writeJSON(w, http.StatusConflict, run)
-		case errors.Is(err, ErrJobRunning):
+		case errors.Is(err, ErrJobRunning), errors.Is(err, ErrJobPaused):
 			writeJSON(w, http.StatusConflict, errorBody{err.Error()})
 		case errors.Is(err, ErrUnknownJob):
 			writeJSON(w, http.StatusNotFound, errorBody{err.Error()})

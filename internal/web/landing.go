@@ -34,6 +34,9 @@ func (c Config) Page() Page {
 		{Address: HealthzPath, Text: "Liveness", Description: "200 while the process serves"},
 		{Address: ReadyzPath, Text: "Readiness", Description: "200 once the database is open and jobs are scheduled, 503 with the reason while a fault makes the worker useless"},
 	}
+	if c.Jobs != nil {
+		links = append(links, Link{Address: PagePath, Text: "Status page", Description: "each job's state, next run and last runs; run, pause and resume with the admin API on"})
+	}
 	if c.Admin != nil {
 		links = append(links, Link{Address: AdminJobsPath, Text: "Jobs", Description: "admin API: each job's schedule, next run and last run, as JSON"})
 	}

@@ -1,6 +1,7 @@
 // Package web serves the worker's HTTP face: the landing page, /metrics,
-// /healthz and /readyz, and, only when asked for, the admin API
-// (/api/v1/jobs), the lifecycle API (/-/reload) and net/http/pprof
+// /healthz and /readyz, the status page (/jobs, read-only without the admin
+// API), and, only when asked for, the admin API (/api/v1/jobs, with the
+// status page's buttons), the lifecycle API (/-/reload) and net/http/pprof
 // (/debug/pprof/). Nothing else is served.
 package web
 
@@ -164,6 +165,9 @@ type Config struct {
 	// Landing, when set, is served at GET /; nil serves PlainPage of
 	// Page.
 	Landing http.Handler
+	// Jobs, when set, serves the status page at /jobs (page.go), with its
+	// run, pause and resume buttons when Admin is set too.
+	Jobs JobSource
 }
 
 // NewHandler returns the worker's HTTP handler.
@@ -198,9 +202,7 @@ func NewHandler(c Config) (http.Handler, error) {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	if c.Admin != nil {
-		handleAdmin(mux, c.Admin)
-	}
+	handleJobs(mux, c)
 	if c.Reload != nil {
 		reload := func(w http.ResponseWriter, _ *http.Request) {
 			if err := c.Reload(); err != nil {
@@ -224,4 +226,18 @@ func NewHandler(c Config) (http.Handler, error) {
 	}
 	mux.Handle("GET /{$}", landing)
 	return mux, nil
+}
+
+// handleJobs serves what c asks for of the jobs: the admin API with its
+// pause and resume, and the status page.
+func handleJobs(mux *http.ServeMux, c Config) {
+	if c.Admin != nil {
+		handleAdmin(mux, c.Admin)
+		if p, ok := c.Admin.(Pauser); ok {
+			handlePause(mux, p)
+		}
+	}
+	if c.Jobs != nil {
+		handlePage(mux, c.Jobs, c.Admin)
+	}
 }
