@@ -109,7 +109,6 @@ func (a admin) Resume(name string) (webpkg.JobState, error) {
 	return a.state(name), err
 }
 
-
 // state returns whether the job runs here and whether it is paused.
 func (a admin) state(name string) webpkg.JobState {
 	w := a.w

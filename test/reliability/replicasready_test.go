@@ -50,7 +50,7 @@ jobs:
 		}
 		polls++
 		// Every replica's row is fresh: its own heartbeat wrote it.
-		stale := rs.int(t, `SELECT count(*) FROM heartbeat WHERE id IN ('r0', 'r1', 'r2') AND beat_at < clock_timestamp() - make_interval(secs => $1)`, (3*replicasReadyBeat).Seconds())
+		stale := rs.int(t, `SELECT count(*) FROM heartbeat WHERE id IN ('r0', 'r1', 'r2') AND beat_at < clock_timestamp() - make_interval(secs => $1)`, (3 * replicasReadyBeat).Seconds())
 		if stale != 0 {
 			t.Fatalf("%d of 3 replicas' heartbeat rows older than 3 intervals (%s) %s into the window", stale, 3*replicasReadyBeat, time.Since(start).Round(time.Second))
 		}
