@@ -1,5 +1,8 @@
-// Package sqlstmt splits SQL text into statements and tells what kind each
-// one is, by asking SQLite's own parser: the SQLite that
+// Package sqlstmt splits a job's SQL into statements, tells what kind each
+// one is, and says which of them a job's SQL may not contain (Refusal), for
+// both dialects: SQLite (Parser.Split) and PostgreSQL (SplitPostgres).
+//
+// SQLite's SQL is split and classified by SQLite's own parser: the SQLite that
 // github.com/mattn/go-sqlite3 compiles into the binary, on a private
 // in-memory database. It does not guess with regular expressions: a COMMIT
 // in a string literal, a comment or a trigger's BEGIN … END is not a COMMIT.
@@ -150,7 +153,7 @@ import (
 // Kind is what a statement does, as SQLite's parser sees it.
 type Kind int
 
-// The kinds of statement Split tells apart.
+// The kinds of statement Parser.Split and SplitPostgres tell apart.
 const (
 	Other      Kind = iota // anything else: SELECT, INSERT, CREATE TRIGGER, …
 	Begin                  // BEGIN [DEFERRED|IMMEDIATE|EXCLUSIVE] [TRANSACTION]
@@ -163,6 +166,18 @@ const (
 	Attach                 // ATTACH DATABASE
 	Detach                 // DETACH DATABASE
 	Vacuum                 // VACUUM [schema] [INTO file]
+	Set                    // PostgreSQL: SET of a session setting (not SET LOCAL)
+	Reset                  // PostgreSQL: RESET or DISCARD
+)
+
+// Dialect is the SQL a Statement was read as.
+type Dialect int
+
+// The dialects: SQLite's SQL, read by its parser (Parser.Split), and
+// PostgreSQL's, read by a lexical split (SplitPostgres).
+const (
+	SQLite Dialect = iota
+	PostgreSQL
 )
 
 // MaxCompleteBytes bounds the text a Parser hands sqlite3_complete while it
@@ -189,11 +204,18 @@ type Statement struct {
 	// Err is why the statement did not prepare on an empty in-memory
 	// database, such as "no such table: t"; its Kind is then Other.
 	Err string
+	// Dialect is SQLite for Parser.Split's statements, PostgreSQL for
+	// SplitPostgres's.
+	Dialect Dialect
 }
 
 // Name is the statement's kind as SQL, as in "COMMIT", "SAVEPOINT a",
-// "PRAGMA journal_mode".
+// "PRAGMA journal_mode"; the text on one line for an Other statement and
+// for PostgreSQL's, whose split reads only the first words.
 func (s Statement) Name() string {
+	if s.Dialect == PostgreSQL {
+		return strings.Join(strings.Fields(s.Text), " ")
+	}
 	switch s.Kind {
 	case Begin:
 		return "BEGIN"
