@@ -78,6 +78,7 @@ func bounds(b []byte) error {
 	return nil
 }
 
+// scanLine scans one line, without its end of line.
 func (s *bounder) scanLine(l []byte) error {
 	indent := 0
 	for indent < len(l) && l[indent] == ' ' {
@@ -85,19 +86,10 @@ func (s *bounder) scanLine(l []byte) error {
 	}
 	blank := len(bytes.TrimSpace(l)) == 0
 	marker := indent == 0 && (bytes.HasPrefix(l, []byte("---")) || bytes.HasPrefix(l, []byte("..."))) && blankAt(l, 3)
-	if s.scalar != noScalar && !marker {
-		if blank {
-			return nil
-		}
-		if s.content < 0 && indent > s.scalar {
-			s.content = indent
-		}
-		if s.content >= 0 && indent >= s.content {
-			return nil // a line of the block scalar
-		}
+	if s.inBlockScalar(indent, blank, marker) {
+		return nil
 	}
 	s.scalar = noScalar
-	pos := 0
 	if s.quote != 0 {
 		end, ok := closeQuote(l, 0, s.quote)
 		if !ok {
@@ -118,6 +110,7 @@ func (s *bounder) scanLine(l []byte) error {
 	if l[indent] == '#' {
 		return nil
 	}
+	pos := indent
 	if marker {
 		s.stack = s.stack[:0] // a new document
 		pos = 3
@@ -127,9 +120,31 @@ func (s *bounder) scanLine(l []byte) error {
 		for len(s.stack) > 0 && s.stack[len(s.stack)-1].indent > indent {
 			s.stack = s.stack[:len(s.stack)-1]
 		}
-		pos = indent
 	}
-	first, props := pos == indent, 0
+	return s.scanBlock(l, pos, pos == indent)
+}
+
+// inBlockScalar reports whether a line indented by indent belongs to the
+// block scalar s is in, if any: a blank line does, a document marker does
+// not.
+func (s *bounder) inBlockScalar(indent int, blank, marker bool) bool {
+	if s.scalar == noScalar || marker {
+		return false
+	}
+	if blank {
+		return true
+	}
+	if s.content < 0 && indent > s.scalar {
+		s.content = indent
+	}
+	return s.content >= 0 && indent >= s.content
+}
+
+// scanBlock scans the block context of l from pos (first: pos starts the
+// line's content): entries, keys, node properties, and what ends the line's
+// block part, a flow collection, a block scalar or a plain or quoted value.
+func (s *bounder) scanBlock(l []byte, pos int, first bool) error {
+	props := 0
 	for {
 		for pos < len(l) && (l[pos] == ' ' || l[pos] == '\t') {
 			pos++
@@ -140,13 +155,8 @@ func (s *bounder) scanLine(l []byte) error {
 		switch c := l[pos]; {
 		case c == '#':
 			return nil
-		case c == '-' && blankAt(l, pos+1):
-			if err := s.open(pos, true, first, props); err != nil {
-				return err
-			}
-			pos++
-		case c == '?' && blankAt(l, pos+1):
-			if err := s.open(pos, false, first, props); err != nil {
+		case (c == '-' || c == '?') && blankAt(l, pos+1):
+			if err := s.open(pos, c == '-', first, props); err != nil {
 				return err
 			}
 			pos++
@@ -155,18 +165,7 @@ func (s *bounder) scanLine(l []byte) error {
 		case c == '[' || c == '{':
 			return s.scanFlow(l, pos)
 		case c == '|' || c == '>':
-			s.scalar, s.content = -1, -1
-			if n := len(s.stack); n > 0 {
-				s.scalar = s.stack[n-1].indent
-			}
-			// An indentation indicator, as in |2 or >-1, sets the
-			// indentation of the lines.
-			for k := pos + 1; k < len(l) && k <= pos+2; k++ {
-				if d := l[k]; d >= '1' && d <= '9' {
-					s.content = s.scalar + int(d-'0')
-					break
-				}
-			}
+			s.blockScalar(l, pos)
 			return nil
 		case c == '&' || c == '!':
 			// An anchor or a tag: goccy nests a node under each one.
@@ -182,23 +181,11 @@ func (s *bounder) scanLine(l []byte) error {
 			}
 			continue
 		case c == '"' || c == '\'':
-			end, ok := closeQuote(l, pos+1, c)
-			if !ok {
-				s.quote = c
-				return nil
+			next, done, err := s.quoted(l, pos, first, props)
+			if done || err != nil {
+				return err
 			}
-			k := end
-			for k < len(l) && l[k] == ' ' {
-				k++
-			}
-			if k < len(l) && l[k] == ':' && blankAt(l, k+1) {
-				if err := s.open(pos, false, first, props); err != nil {
-					return err
-				}
-				pos = k + 1
-			} else {
-				return s.scanFlow(l, end) // the rest of the line, if any
-			}
+			pos = next
 		default:
 			// A plain scalar, or the key of a "key: value".
 			k := pos
@@ -215,6 +202,41 @@ func (s *bounder) scanLine(l []byte) error {
 		}
 		first = false
 	}
+}
+
+// blockScalar notes the block scalar (| or >) whose header is at l[pos].
+func (s *bounder) blockScalar(l []byte, pos int) {
+	s.scalar, s.content = -1, -1
+	if n := len(s.stack); n > 0 {
+		s.scalar = s.stack[n-1].indent
+	}
+	// An indentation indicator, as in |2 or >-1, sets the indentation of
+	// the lines.
+	for k := pos + 1; k < len(l) && k <= pos+2; k++ {
+		if d := l[k]; d >= '1' && d <= '9' {
+			s.content = s.scalar + int(d-'0')
+			break
+		}
+	}
+}
+
+// quoted scans the quoted scalar at l[pos]. A key's value follows at next;
+// after a value, or one that spans lines, the line is done.
+func (s *bounder) quoted(l []byte, pos int, first bool, props int) (next int, done bool, err error) {
+	c := l[pos]
+	end, ok := closeQuote(l, pos+1, c)
+	if !ok {
+		s.quote = c
+		return 0, true, nil
+	}
+	k := end
+	for k < len(l) && l[k] == ' ' {
+		k++
+	}
+	if k < len(l) && l[k] == ':' && blankAt(l, k+1) {
+		return k + 1, false, s.open(pos, false, first, props)
+	}
+	return 0, true, s.scanFlow(l, end) // the rest of the line, if any
 }
 
 // open notes a block sequence entry or mapping key at column col: it opens a

@@ -52,6 +52,11 @@ func TestParse_Nesting(t *testing.T) {
 		{"AfterBlockScalar", "jobs:\n  - sql: |\n      [[[[\n    x: " + deep(40) + "\n", "config: line 4: nested deeper than 32 levels"},
 		{"BlockScalarIndicator", "a: |2\n [[[[\n" + deep(40) + "\n", "config: line 3: nested deeper than 32 levels"},
 		{"AfterDocumentMarker", "--- |\n  text\n--- " + deep(40) + "\n", "config: line 3: nested deeper than 32 levels"},
+		{"AfterQuoteOverThreeLines", "sql: 'a\n b\n c' " + deep(40) + "\n", "config: line 3: nested deeper than 32 levels"},
+		{"AfterSpacedQuotedKey", "'a'  : " + deep(40) + "\n", "config: line 1: nested deeper than 32 levels"},
+		{"AfterComplexKeyValue", "? a\n: " + deep(40) + "\n", "config: line 2: nested deeper than 32 levels"},
+		{"AfterDirective", "%YAML 1.2\n---\njobs: " + deep(40) + "\n", "config: line 3: nested deeper than 32 levels"},
+		{"KeysBetweenSequences", strings.Repeat("k:\n- x\n", 65), "config: line 129: more than 64 keys in one mapping"},
 		{"ManyKeys", "database:\n" + strings.Repeat("  path: x.db\n", 65), "config: line 66: more than 64 keys in one mapping"},
 		{"ManyTopLevelKeys", strings.Repeat("jobs: []\n", 10000), "config: line 65: more than 64 keys in one mapping"},
 		{"TooLarge", strings.Repeat("#", MaxSize+1), "config: larger than 128 KiB"},
@@ -68,6 +73,7 @@ func TestParse_Nesting(t *testing.T) {
 		{"BracketsInPlainScalar", "jobs:\n  - name: a\n    schedule: '@daily'\n    sql: SELECT json('" + deep(1000) + "')\n", ""},
 		{"DashesInBlockScalar", "jobs:\n  - name: a\n    schedule: '@daily'\n    sql: >\n      " + strings.Repeat("- ", 1000) + "\n      SELECT 1\n", ""},
 		{"QuotesOverLines", "jobs:\n  - name: a\n    schedule: '@daily'\n    sql: \"SELECT '[[[\n      ]]]'\"\n", ""},
+		{"BlankLineInBlockScalar", "a: |\n  [[[[\n\n  [[[[\nb: " + deep(29) + "\n", "a: unknown field, want one of database, scheduler, history, builtin, jobs"},
 		{"MaxJobs", manyJobs(MaxJobs), ""},
 	}
 	for _, tt := range tests {
