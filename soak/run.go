@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sqlworker/worker/internal/pgserver"
+	"github.com/sqlworker/worker/internal/pgtest"
 
 	"github.com/sqlworker/worker/soak/internal/alert"
 	"github.com/sqlworker/worker/soak/internal/ciformat"
@@ -85,7 +85,7 @@ type session struct {
 	runID      string
 	metricsURL string            // of the target, or of every replica, comma-separated
 	replicas   []*replica        // the started COMMANDs; none under --target
-	pg         *pgserver.Server  // the server started by --postgres, or nil
+	pg         *pgtest.Cluster   // the server started by --postgres, or nil
 	probe      *pgprobe.Probe    // the server's own count, on PostgreSQL
 	scrapers   []*scrape.Scraper // closed by close
 	scraper    runner.Scraper    // what the soak scrapes
@@ -140,7 +140,7 @@ func build(ctx context.Context, o *options, stderr io.Writer) (*session, error) 
 // probe of the server's own count on PostgreSQL.
 func (s *session) startPostgres() error {
 	if s.o.postgres {
-		srv, err := pgserver.Init()
+		srv, err := pgtest.InitCluster()
 		if err != nil {
 			return err
 		}

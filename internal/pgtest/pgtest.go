@@ -1,13 +1,20 @@
-// Package pgtest runs a throwaway PostgreSQL server for tests (package
-// internal/pgserver, which the soak harness shares): Start runs
-// initdb and the server of the machine's postgresql package in a temporary
-// directory, listening on a unix socket there only, with fsync off, and
-// stops it and removes the directory when the test ends.
+// Package pgtest runs throwaway PostgreSQL servers of the machine's
+// postgresql package, for tests and for the soak harness: initdb in a new
+// temporary directory, the server there, listening on a unix socket in that
+// directory only, with fsync off, and the directory deleted when done.
+//
+// For a test, Start and New tie the server to a testing.TB: it is stopped
+// and its files removed in tb.Cleanup. Outside go test (the soak harness),
+// InitCluster returns a Cluster, started, stopped and removed by its
+// methods, which return errors.
+//
+// A new server copies a cluster that initdb made once (see template) rather
+// than running initdb for each one.
 //
 // As root, the server runs as the postgres user (initdb refuses root), with
-// runuser; as another user, as that user. When the binaries are missing the
-// test fails, as root or with CI=true, and is skipped, with a message, only
-// as another user outside CI.
+// runuser, in a directory chowned to that user; as another user, as that
+// user. When the binaries are missing a test fails, as root or with
+// CI=true, and is skipped, with a message, only as another user outside CI.
 package pgtest
 
 import (
@@ -17,19 +24,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/sqlworker/worker/internal/pgserver"
 )
-
-// User is the superuser of the servers Start runs, and Database the
-// database that the DSN names.
-const (
-	User     = pgserver.User
-	Database = pgserver.Database
-)
-
-// StartTimeout bounds the wait for the server to accept connections.
-const StartTimeout = pgserver.StartTimeout
 
 // Start runs a new PostgreSQL server for tb and returns a DSN for it, in
 // the key=value form that pgx and libpq take. The server is stopped and its
@@ -44,7 +39,7 @@ func Start(tb testing.TB) string {
 // Server is a server's data directory that a test starts and stops, for
 // tests of a server that is down, or comes up late.
 type Server struct {
-	srv      *pgserver.Server
+	srv      *Cluster
 	settings []string // name=value of Set
 }
 
@@ -52,8 +47,8 @@ type Server struct {
 // files are removed, and it is stopped when running, in tb.Cleanup.
 func New(tb testing.TB) *Server {
 	tb.Helper()
-	srv, err := pgserver.Init()
-	if errors.Is(err, pgserver.ErrUnavailable) {
+	srv, err := InitCluster()
+	if errors.Is(err, ErrUnavailable) {
 		unavailable(tb, err)
 	}
 	if err != nil {

@@ -1,16 +1,4 @@
-// Package pgserver runs a throwaway PostgreSQL server of the machine's
-// postgresql package: Init runs initdb in a new temporary directory, Start
-// runs the server there, listening on a unix socket in that directory only,
-// with fsync off, and Remove stops it and deletes the directory.
-//
-// Init copies a cluster that initdb made once (see template) rather than
-// running initdb for each server.
-//
-// As root, the server runs as the postgres user (initdb refuses root), with
-// runuser, in a directory chowned to that user; as another user, as that
-// user. internal/pgtest wraps it for tests, and the soak harness uses it to
-// soak replicas on PostgreSQL outside go test.
-package pgserver
+package pgtest
 
 import (
 	"bytes"
@@ -26,8 +14,8 @@ import (
 	"time"
 )
 
-// User is the superuser of the servers Init creates, and Database the
-// database that DSN and URL name.
+// User is the superuser of the servers InitCluster and New create, and
+// Database the database that DSN and URL name.
 const (
 	User     = "postgres"
 	Database = "postgres"
@@ -36,20 +24,23 @@ const (
 // StartTimeout bounds the wait for the server to accept connections.
 const StartTimeout = 60 * time.Second
 
-// ErrUnavailable is returned, wrapped, by Init when the postgresql package
+// ErrUnavailable is returned, wrapped, by InitCluster when the postgresql package
 // (initdb, pg_ctl) or, as root, the postgres user is missing.
 var ErrUnavailable = errors.New("PostgreSQL is not available")
 
-// Server is a server's data directory, started and stopped on demand.
-type Server struct {
+// Cluster is a server's data directory, started and stopped on demand, by
+// errors rather than a testing.TB: the soak harness's server, and the one
+// under each Server.
+type Cluster struct {
 	dir, data, bin, runAs string
 	running               bool
 	opts                  string // of the last Start, which Restart keeps
 }
 
-// Init runs initdb for a new server in a new directory under the system's
-// temporary directory and returns it, not running. Call Remove when done.
-func Init() (*Server, error) {
+// InitCluster runs initdb for a new server in a new directory under the
+// system's temporary directory and returns it, not running. Call Remove when
+// done.
+func InitCluster() (*Cluster, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, fmt.Errorf("%w (apt-get install postgresql): %v", ErrUnavailable, err)
@@ -70,7 +61,7 @@ func Init() (*Server, error) {
 			return nil, fmt.Errorf("cannot give %s to the postgres user: %w", dir, err)
 		}
 	}
-	s := &Server{dir: dir, data: filepath.Join(dir, "data"), bin: bin, runAs: runAs}
+	s := &Cluster{dir: dir, data: filepath.Join(dir, "data"), bin: bin, runAs: runAs}
 	if err := s.initData(uid, gid); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("cannot initialise the server: %w", err)
@@ -80,7 +71,7 @@ func Init() (*Server, error) {
 
 // initData fills the server's data directory: a copy of the template
 // cluster (see template), or, when there is none to copy, initdb's own.
-func (s *Server) initData(uid, gid int) error {
+func (s *Cluster) initData(uid, gid int) error {
 	if tpl, err := template(s.bin, s.runAs, uid, gid); err == nil {
 		if err := exec.Command("cp", "-a", tpl, s.data).Run(); err == nil {
 			return nil
@@ -90,23 +81,23 @@ func (s *Server) initData(uid, gid int) error {
 	return s.initdb(s.data)
 }
 
-func (s *Server) initdb(data string) error {
+func (s *Cluster) initdb(data string) error {
 	return s.run("initdb", "-D", data, "-U", User, "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions")
 }
 
 // template returns the data directory of a cluster that initdb made once
 // per machine, PostgreSQL version and user, under the temporary directory,
-// for Init to copy: initdb takes most of a new server's time (0.7 s, the
+// for InitCluster to copy: initdb takes most of a new server's time (0.7 s, the
 // copy 0.25 s), and a test suite starts dozens. It is made in a directory
 // of its own and renamed into place, so that a process racing to make it
 // too, or one killed halfway, leaves no half-made template.
 func template(bin, runAs string, uid, gid int) (string, error) {
-	final := filepath.Join(os.TempDir(), fmt.Sprintf("pgserver-template-%d-uid%d", version(filepath.Join(bin, "initdb")), os.Getuid()))
+	final := filepath.Join(os.TempDir(), fmt.Sprintf("pgtest-template-%d-uid%d", version(filepath.Join(bin, "initdb")), os.Getuid()))
 	data := filepath.Join(final, "data")
 	if _, err := os.Stat(filepath.Join(data, "global", "pg_control")); err == nil {
 		return data, nil
 	}
-	tmp, err := os.MkdirTemp("", "pgserver-template-new-")
+	tmp, err := os.MkdirTemp("", "pgtest-template-new-")
 	if err != nil {
 		return "", err
 	}
@@ -116,7 +107,7 @@ func template(bin, runAs string, uid, gid int) (string, error) {
 			return "", err
 		}
 	}
-	maker := &Server{dir: tmp, bin: bin, runAs: runAs}
+	maker := &Cluster{dir: tmp, bin: bin, runAs: runAs}
 	if err := maker.initdb(filepath.Join(tmp, "data")); err != nil {
 		return "", err
 	}
@@ -129,7 +120,7 @@ func template(bin, runAs string, uid, gid int) (string, error) {
 	return data, nil
 }
 
-func (s *Server) run(name string, args ...string) error {
+func (s *Cluster) run(name string, args ...string) error {
 	cmd := exec.Command(filepath.Join(s.bin, name), args...)
 	if s.runAs != "" {
 		cmd = exec.Command("runuser", append([]string{"-u", s.runAs, "--", filepath.Join(s.bin, name)}, args...)...)
@@ -145,7 +136,7 @@ func (s *Server) run(name string, args ...string) error {
 
 // Start starts the server and waits until it accepts connections. Extra
 // settings (name=value) are passed to the server as -c options.
-func (s *Server) Start(settings ...string) error {
+func (s *Cluster) Start(settings ...string) error {
 	opts := "-c listen_addresses='' -c unix_socket_directories=" + s.dir +
 		" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 	for _, kv := range settings {
@@ -158,11 +149,11 @@ func (s *Server) Start(settings ...string) error {
 // Restart restarts the running server with the settings of its Start, as
 // `pg_ctl restart -m fast` does (its backends are terminated), and waits
 // until it accepts connections again.
-func (s *Server) Restart() error {
+func (s *Cluster) Restart() error {
 	return s.pgCtl("restart", "-m", "fast")
 }
 
-func (s *Server) pgCtl(action string, args ...string) error {
+func (s *Cluster) pgCtl(action string, args ...string) error {
 	argv := append([]string{"-D", s.data, "-l", s.LogFile(), "-o", s.opts, "-w", "-t", strconv.Itoa(int(StartTimeout.Seconds()))}, args...)
 	if err := s.run("pg_ctl", append(argv, action)...); err != nil {
 		log, _ := os.ReadFile(s.LogFile())
@@ -173,7 +164,7 @@ func (s *Server) pgCtl(action string, args ...string) error {
 }
 
 // Stop stops the server at once (pg_ctl -m immediate).
-func (s *Server) Stop() error {
+func (s *Cluster) Stop() error {
 	if err := s.run("pg_ctl", "-D", s.data, "-m", "immediate", "-w", "stop"); err != nil {
 		return fmt.Errorf("cannot stop the server: %w", err)
 	}
@@ -182,11 +173,11 @@ func (s *Server) Stop() error {
 }
 
 // Running reports whether the server was started and not stopped since.
-func (s *Server) Running() bool { return s.running }
+func (s *Cluster) Running() bool { return s.running }
 
 // Remove stops the server if it runs and deletes its directory. It is safe
 // to call twice.
-func (s *Server) Remove() error {
+func (s *Cluster) Remove() error {
 	var err error
 	if s.running {
 		err = s.Stop()
@@ -198,20 +189,20 @@ func (s *Server) Remove() error {
 }
 
 // Dir returns the server's directory, which holds its unix socket.
-func (s *Server) Dir() string { return s.dir }
+func (s *Cluster) Dir() string { return s.dir }
 
 // LogFile returns the path of the server's log.
-func (s *Server) LogFile() string { return filepath.Join(s.dir, "server.log") }
+func (s *Cluster) LogFile() string { return filepath.Join(s.dir, "server.log") }
 
 // DSN returns the server's DSN, in the key=value form that pgx and libpq
 // take.
-func (s *Server) DSN() string {
+func (s *Cluster) DSN() string {
 	return fmt.Sprintf("host=%s port=5432 user=%s dbname=%s sslmode=disable", s.dir, User, Database)
 }
 
 // URL returns the server's postgres:// URL, with the socket directory in
 // the host parameter.
-func (s *Server) URL() string {
+func (s *Cluster) URL() string {
 	return "postgres://" + User + "@/" + Database + "?host=" + url.QueryEscape(s.dir) + "&sslmode=disable"
 }
 

@@ -1,4 +1,4 @@
-package pgserver_test
+package pgtest_test
 
 import (
 	"context"
@@ -9,15 +9,15 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sqlworker/worker/internal/pgserver"
+	"github.com/sqlworker/worker/internal/pgtest"
 )
 
 // Ensure a server started outside a test's cleanup (as the soak harness
 // does) takes extra settings, and that Remove stops it, deletes its
 // directory and is safe twice.
-func TestServer_StartRemove(t *testing.T) {
-	s, err := pgserver.Init()
-	if errors.Is(err, pgserver.ErrUnavailable) && os.Getenv("CI") != "true" && os.Getuid() != 0 {
+func TestCluster_StartRemove(t *testing.T) {
+	s, err := pgtest.InitCluster()
+	if errors.Is(err, pgtest.ErrUnavailable) && os.Getenv("CI") != "true" && os.Getuid() != 0 {
 		t.Skip(err)
 	}
 	if err != nil {
@@ -67,11 +67,11 @@ func TestServer_StartRemove(t *testing.T) {
 // Ensure two servers made from the one template cluster are independent:
 // a table created on one is not on the other, and neither changes the
 // template.
-func TestInit_FromTemplate(t *testing.T) {
+func TestInitCluster_FromTemplate(t *testing.T) {
 	ctx := context.Background()
 	var urls []string
 	for range 2 {
-		s, err := pgserver.Init()
+		s, err := pgtest.InitCluster()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,7 +96,7 @@ func TestInit_FromTemplate(t *testing.T) {
 	if err := exec(urls[1], "SELECT * FROM only_here"); err == nil {
 		t.Fatal("the second server has the first one's table: got no error, want relation does not exist")
 	}
-	s, err := pgserver.Init()
+	s, err := pgtest.InitCluster()
 	if err != nil {
 		t.Fatal(err)
 	}
