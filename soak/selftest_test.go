@@ -51,11 +51,11 @@ var selftestModes = map[string][]string{
 }
 
 // leakPkg is the package of the injected leaks.
-const leakPkg = "github.com/sqlworker/worker/internal/leak."
+const leakPkg = "github.com/sqlworker/worker/internal/faultinject/leak."
 
 // selftestCulprits maps each leak mode whose resource a profile counts to
 // the series whose origin must name its injecting function, in
-// internal/leak, at the top site or among the program frames above it:
+// internal/faultinject/leak, at the top site or among the program frames above it:
 // handles and statements from sqlcount's profiles, goroutines from the
 // goroutine profile.
 var selftestCulprits = map[string]struct{ series, fn string }{

@@ -22,9 +22,9 @@ import (
 	"github.com/prometheus/common/version"
 
 	"github.com/sqlworker/worker"
-	"github.com/sqlworker/worker/internal/clockskew"
 	"github.com/sqlworker/worker/internal/db"
-	"github.com/sqlworker/worker/internal/leak"
+	"github.com/sqlworker/worker/internal/faultinject/clockskew"
+	"github.com/sqlworker/worker/internal/faultinject/leak"
 	"github.com/sqlworker/worker/sqlcount"
 	workerweb "github.com/sqlworker/worker/web"
 )

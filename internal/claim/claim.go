@@ -71,8 +71,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sqlworker/worker/internal/clockskew"
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/faultinject/clockskew"
 	"github.com/sqlworker/worker/internal/jobs"
 )
 

@@ -18,7 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sqlworker/worker/internal/leak"
+	"github.com/sqlworker/worker/internal/faultinject/leak"
 	"github.com/sqlworker/worker/sqlcount"
 )
 

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sqlworker/worker/internal/leak"
+	"github.com/sqlworker/worker/internal/faultinject/leak"
 )
 
 // The chain every run goes through, outermost first (see New): record

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sqlworker/worker/internal/clockskew"
+	"github.com/sqlworker/worker/internal/faultinject/clockskew"
 )
 
 // Start starts scheduling. It returns ErrStopped after Stop.

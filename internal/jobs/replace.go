@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/robfig/cron/v3"
 
-	"github.com/sqlworker/worker/internal/clockskew"
+	"github.com/sqlworker/worker/internal/faultinject/clockskew"
 )
 
 // Changes are the names of the jobs a Replace added, changed and removed.
