@@ -65,7 +65,7 @@ fuzz:
 clean:
 	rm -rf $(BIN) soak-report
 
-include deploy/deploy.mk
+include test/deploy.mk
 include soak/soak.mk
 include test/reliability.mk
 include bench/bench.mk

@@ -107,5 +107,5 @@ soak-compare: $(BIN)/soak
 	./$(BIN)/soak compare $(SOAK_BASELINE) $(SOAK_REPORT_DIR)
 
 ## soak-test: the harness's own unit tests (needs prometheus-alertmanager for the alert test)
-soak-test: $(if $(wildcard deploy/deploy.mk),deploy-tools)
+soak-test: $(if $(wildcard test/deploy.mk),deploy-tools)
 	$(GO) test -race -count=1 ./soak/...

@@ -68,7 +68,7 @@ func TestKubernetes_PrometheusRuleMatchesAlerts(t *testing.T) {
 	}
 	if !reflect.DeepEqual(spec["groups"], alerts["groups"]) {
 		t.Errorf("deploy/kubernetes/prometheusrule.yaml spec.groups differs from deploy/prometheus/alerts.yml; run\n" +
-			"  go test ./deploy -run TestKubernetes_PrometheusRuleMatchesAlerts -update")
+			"  go test ./test/deploy -run TestKubernetes_PrometheusRuleMatchesAlerts -update")
 	}
 }
 

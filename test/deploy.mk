@@ -1,6 +1,6 @@
-# deploy/deploy.mk: included by the top-level Makefile.
+# test/deploy.mk: included by the top-level Makefile.
 #
-# deploy-tools provisions what the deploy/ tests need when it is missing:
+# deploy-tools provisions what the test/deploy tests need when it is missing:
 # promtool and prometheus (rules, config, metrics lint and the end-to-end
 # test) and alertmanager (the soak harness's --alertmanager.url test).
 #  - as root on Debian: Debian's prometheus and prometheus-alertmanager

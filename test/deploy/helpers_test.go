@@ -1,3 +1,12 @@
+// Package deploy_test proves what ships in deploy/ and grafana/ against the
+// real thing. promtool checks and unit-tests the alert rules and lints a
+// real scrape of the worker; a real Prometheus scrapes a real worker (and a
+// leak-injected one) and runs every dashboard query and rule expression; the
+// systemd unit goes through systemd-analyze; the Dockerfile, compose file
+// and Kubernetes manifests are checked against the repository and the
+// worker's flags, and the Dockerfile's static build is run. The tools come
+// from `make deploy-tools` (test/deploy.mk); a missing tool fails the tests,
+// it never skips them.
 package deploy_test
 
 import (
@@ -26,14 +35,14 @@ import (
 // (workertest.BuildOnce) and checks for leaked goroutines.
 func TestMain(m *testing.M) { workertest.RunMain(m) }
 
-// repoRoot is the repository root: this package lives in deploy/.
+// repoRoot is the repository root: this package lives in test/deploy/.
 func repoRoot(t testing.TB) string {
 	t.Helper()
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
 		t.Fatal("cannot locate the test source")
 	}
-	return filepath.Dir(filepath.Dir(file))
+	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
 }
 
 // repoPath joins path elements under the repository root.
