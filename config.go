@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sqlworker/worker/internal/claim"
 	"github.com/sqlworker/worker/internal/config"
 	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/jobs"
@@ -139,15 +140,17 @@ type JobConfig struct {
 	DST DST
 }
 
-// Defaults and bounds of a Config.
+// Defaults and bounds of a Config, each named after its one owner: the
+// database handle's (internal/db), the scheduler's (internal/jobs), the
+// claims' (internal/claim), the config check's (internal/config).
 const (
-	DefaultDBPath           = config.DefaultDBPath           // Config.DBPath
-	DefaultMaxOpenConns     = config.DefaultMaxOpenConns     // Config.MaxOpenConns
-	DefaultBusyTimeout      = config.DefaultBusyTimeout      // Config.BusyTimeout
-	DefaultShutdownGrace    = config.DefaultShutdownGrace    // Config.ShutdownGrace
+	DefaultDBPath           = db.DefaultPath                 // Config.DBPath
+	DefaultMaxOpenConns     = db.DefaultMaxOpenConns         // Config.MaxOpenConns
+	DefaultBusyTimeout      = db.DefaultBusyTimeout          // Config.BusyTimeout
+	DefaultShutdownGrace    = jobs.DefaultShutdownGrace      // Config.ShutdownGrace
 	DefaultHistoryRetention = config.DefaultHistoryRetention // Config.HistoryRetention
-	DefaultCheckpoint       = config.DefaultCheckpoint       // Config.Checkpoint: CheckpointWorker
-	DefaultLease            = config.DefaultLease            // Config.Lease
+	DefaultCheckpoint       = db.DefaultCheckpoint           // Config.Checkpoint: CheckpointWorker
+	DefaultLease            = claim.DefaultLease             // Config.Lease
 	MinLease                = config.MinLease                // Config.Lease
 	DefaultDuplicateCheck   = jobs.DefaultDuplicateCheck     // Config.DuplicateCheck
 	MinDuplicateCheck       = config.MinDuplicateCheck       // Config.DuplicateCheck

@@ -20,13 +20,14 @@ import (
 	"github.com/sqlworker/worker/internal/config"
 	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/jobs"
+	"github.com/sqlworker/worker/internal/metricopt"
 	"github.com/sqlworker/worker/internal/schedule"
 	webpkg "github.com/sqlworker/worker/internal/web"
 )
 
-// DefaultNamespace is the namespace of the worker's metrics: worker_job_*,
-// worker_db_*, worker_open_fds.
-const DefaultNamespace = jobs.DefaultNamespace
+// DefaultNamespace ("worker") is the namespace of the worker's metrics:
+// worker_job_*, worker_db_*, worker_open_fds.
+const DefaultNamespace = metricopt.DefaultNamespace
 
 // Errors of a Worker.
 var (

@@ -6,9 +6,9 @@ import (
 	"github.com/sqlworker/worker/internal/metricopt"
 )
 
-// DefaultNamespace is the namespace of the Collector's metric unless
-// WithNamespace says otherwise: worker_open_fds.
-const DefaultNamespace = "worker"
+// DefaultNamespace ("worker") is the namespace of the Collector's metric
+// unless WithNamespace says otherwise: worker_open_fds.
+const DefaultNamespace = metricopt.DefaultNamespace
 
 // Collector exports a Counter's counts as <namespace>_open_fds{type}, one
 // series for each Type, 0 included. It counts at scrape time.

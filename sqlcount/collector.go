@@ -6,9 +6,9 @@ import (
 	"github.com/sqlworker/worker/internal/metricopt"
 )
 
-// DefaultNamespace is the namespace of the Collector's metrics unless
-// WithNamespace says otherwise: worker_db_handles_open and so on.
-const DefaultNamespace = "worker"
+// DefaultNamespace ("worker") is the namespace of the Collector's metrics
+// unless WithNamespace says otherwise: worker_db_handles_open and so on.
+const DefaultNamespace = metricopt.DefaultNamespace
 
 // subsystem is the middle part of every metric name.
 const subsystem = "db"

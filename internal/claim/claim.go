@@ -74,13 +74,14 @@ import (
 	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/faultinject/clockskew"
 	"github.com/sqlworker/worker/internal/jobs"
+	"github.com/sqlworker/worker/internal/metricopt"
 )
 
 // Defaults for Config.
 const (
 	DefaultLease       = 15 * time.Second
 	DefaultMissedGrace = time.Minute
-	DefaultNamespace   = "worker"
+	DefaultNamespace   = metricopt.DefaultNamespace
 	// MinLease is the shortest Config.Lease: renewals every third of it
 	// must leave a round trip time to finish.
 	MinLease = 10 * time.Millisecond

@@ -23,24 +23,18 @@ import (
 	"github.com/sqlworker/worker/internal/sqlstmt"
 )
 
-// Defaults of the configuration. Those of the database and the scheduler
-// are their owners' (internal/db, internal/jobs), so that each has one value.
+// Defaults and bounds of the configuration. The defaults of the database,
+// the scheduler and the claims are their owners' (db.DefaultPath,
+// db.DefaultMaxOpenConns, db.DefaultBusyTimeout, db.DefaultCheckpoint,
+// jobs.DefaultShutdownGrace, claim.DefaultLease), named there and nowhere
+// else, so that each has one value.
 const (
-	DefaultDBPath        = db.DefaultPath
-	DefaultMaxOpenConns  = db.DefaultMaxOpenConns
-	DefaultBusyTimeout   = db.DefaultBusyTimeout
-	DefaultShutdownGrace = jobs.DefaultShutdownGrace
-	// DefaultLease is scheduler.lease's default.
-	DefaultLease = claim.DefaultLease
 	// MinLease is the shortest scheduler.lease: renewals every third of it
 	// must survive a slow round trip or a GC pause without fencing a
 	// healthy run.
 	MinLease                = time.Second
 	DefaultHistoryRetention = 7 * 24 * time.Hour
 	DefaultJobTimeout       = time.Minute
-	// DefaultCheckpoint is database.checkpoint's default: the worker
-	// checkpoints the WAL.
-	DefaultCheckpoint = db.DefaultCheckpoint
 	// MinDuplicateCheck bounds history.duplicate_check_interval.
 	MinDuplicateCheck = time.Second
 	// MaxHistoryRowsPerJob bounds history.max_rows_per_job.
@@ -122,7 +116,7 @@ var builtinSection = func() reflect.Type {
 // Validate: what the worker runs. Users never build one: package worker's
 // own Config is written as a File and validated into one.
 type Config struct {
-	DBPath string // database.path; default DefaultDBPath; unused with DBURL
+	DBPath string // database.path; default db.DefaultPath; unused with DBURL
 	// DBURL is database.url (or --db.url): a postgres:// URL. Set, the
 	// worker uses PostgreSQL there instead of the SQLite file at DBPath, and
 	// the SQLite-only settings and built-in jobs are not offered: Parse
@@ -137,16 +131,16 @@ type Config struct {
 	// replicas apart by application_name worker-<replica id>; default
 	// <hostname>-<pid>.
 	DBReplicaID   string
-	MaxOpenConns  int            // database.max_open_conns, the pool bound; default DefaultMaxOpenConns
-	BusyTimeout   time.Duration  // database.busy_timeout; default DefaultBusyTimeout
+	MaxOpenConns  int            // database.max_open_conns, the pool bound; default db.DefaultMaxOpenConns
+	BusyTimeout   time.Duration  // database.busy_timeout; default db.DefaultBusyTimeout
 	MaxPageCount  int            // database.max_page_count, PRAGMA max_page_count on every connection; 0: SQLite's limit
-	Checkpoint    string         // database.checkpoint, who checkpoints the WAL: CheckpointWorker or CheckpointExternal; default DefaultCheckpoint
+	Checkpoint    string         // database.checkpoint, who checkpoints the WAL: CheckpointWorker or CheckpointExternal; default db.DefaultCheckpoint
 	Location      *time.Location // scheduler.timezone of specs without CRON_TZ=; default time.Local
-	ShutdownGrace time.Duration  // scheduler.shutdown_grace, how long runs may finish at shutdown; default DefaultShutdownGrace
+	ShutdownGrace time.Duration  // scheduler.shutdown_grace, how long runs may finish at shutdown; default jobs.DefaultShutdownGrace
 	// Lease is scheduler.lease, with DBURL: how long a replica's claim on a
 	// running tick holds without a renewal (renewed every third of it). A
 	// dead replica's run is taken over this long after its last renewal;
-	// a replica paused longer than this is fenced. Default DefaultLease; 0
+	// a replica paused longer than this is fenced. Default claim.DefaultLease; 0
 	// in a Config built in Go means the default.
 	Lease            time.Duration
 	HistoryRetention time.Duration // history.retention, how long history_prune keeps job_runs rows; default DefaultHistoryRetention
@@ -287,7 +281,7 @@ type FileJob struct {
 }
 
 // Default returns the embedded default configuration: the database at
-// DefaultDBPath and every built-in job on its production schedule.
+// db.DefaultPath and every built-in job on its production schedule.
 func Default() *Config {
 	c, err := Parse(nil)
 	if err != nil {
@@ -426,9 +420,9 @@ func (c *Config) GoJobError(j Job) error {
 // field it is about, as Parse's.
 func (f *File) Validate(o Overrides) (*Config, error) {
 	c := &Config{
-		DBPath:       DefaultDBPath,
-		MaxOpenConns: DefaultMaxOpenConns,
-		Checkpoint:   DefaultCheckpoint,
+		DBPath:       db.DefaultPath,
+		MaxOpenConns: db.DefaultMaxOpenConns,
+		Checkpoint:   db.DefaultCheckpoint,
 		Location:     time.Local,
 	}
 	for _, section := range []func(*Config) error{
@@ -488,7 +482,7 @@ func (f *File) database(c *Config, o Overrides) error {
 	if f.Database.BusyTimeout != "" && c.Postgres() {
 		return fmt.Errorf("database.busy_timeout: is SQLite's; not offered with %s (set lock_timeout in the URL instead)", c.dbField)
 	}
-	if c.BusyTimeout, err = duration("database.busy_timeout", f.Database.BusyTimeout, DefaultBusyTimeout, true); err != nil {
+	if c.BusyTimeout, err = duration("database.busy_timeout", f.Database.BusyTimeout, db.DefaultBusyTimeout, true); err != nil {
 		return err
 	}
 	if err := milliseconds("database.busy_timeout", c.BusyTimeout, MaxBusyTimeout,
@@ -506,14 +500,14 @@ func (f *File) scheduler(c *Config) error {
 			return fmt.Errorf("scheduler.timezone: unknown time zone %q", tz)
 		}
 	}
-	if c.ShutdownGrace, err = duration("scheduler.shutdown_grace", f.Scheduler.ShutdownGrace, DefaultShutdownGrace, true); err != nil {
+	if c.ShutdownGrace, err = duration("scheduler.shutdown_grace", f.Scheduler.ShutdownGrace, jobs.DefaultShutdownGrace, true); err != nil {
 		return err
 	}
 	switch {
 	case f.Scheduler.Lease != "" && !c.Postgres():
 		return fmt.Errorf("scheduler.lease: is for replicas on PostgreSQL; not offered on SQLite, where one worker runs every tick (set database.url, or remove it)")
 	case c.Postgres():
-		if c.Lease, err = duration("scheduler.lease", f.Scheduler.Lease, DefaultLease, true); err != nil {
+		if c.Lease, err = duration("scheduler.lease", f.Scheduler.Lease, claim.DefaultLease, true); err != nil {
 			return err
 		}
 		if c.Lease < MinLease {

@@ -6,6 +6,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sqlworker/worker/internal/claim"
+	"github.com/sqlworker/worker/internal/db"
 )
 
 const pgURL = "postgres://worker@db.example:5432/jobs?sslmode=disable"
@@ -30,15 +33,15 @@ func TestParse_Postgres(t *testing.T) {
 	if c.DBReplicaID == "" {
 		t.Error("DBReplicaID: got empty, want the default")
 	}
-	if c.Lease != DefaultLease {
-		t.Errorf("Lease: got %v, want %v", c.Lease, DefaultLease)
+	if c.Lease != claim.DefaultLease {
+		t.Errorf("Lease: got %v, want %v", c.Lease, claim.DefaultLease)
 	}
 	if got, want := c.Database(), "postgres://worker:xxxxx@db.example/jobs"; got != want {
 		t.Errorf("Database: got %v, want %v", got, want)
 	}
 	d := Default()
-	if d.Postgres() || d.Database() != DefaultDBPath || len(d.Jobs) != len(BuiltinNames) {
-		t.Errorf("Default: got %v with %d jobs, want SQLite at %v with every built-in", d.Database(), len(d.Jobs), DefaultDBPath)
+	if d.Postgres() || d.Database() != db.DefaultPath || len(d.Jobs) != len(BuiltinNames) {
+		t.Errorf("Default: got %v with %d jobs, want SQLite at %v with every built-in", d.Database(), len(d.Jobs), db.DefaultPath)
 	}
 }
 

@@ -12,13 +12,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/robfig/cron/v3"
+
+	"github.com/sqlworker/worker/internal/metricopt"
 )
 
 // Defaults for Config.
 const (
 	DefaultShutdownGrace = 30 * time.Second
 	DefaultForceTimeout  = 10 * time.Second
-	DefaultNamespace     = "worker"
+	DefaultNamespace     = metricopt.DefaultNamespace
 	historyWriteTimeout  = 5 * time.Second
 )
 

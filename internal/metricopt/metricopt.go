@@ -1,11 +1,18 @@
 // Package metricopt holds what the public collectors' options (sqlcount,
-// fdstat) set: the namespace of their metric names and constant labels.
+// fdstat) set: the namespace of their metric names and constant labels;
+// and the one DefaultNamespace of all the worker's metrics.
 // Each package declares an Option type of its own over Func, with its own
 // WithNamespace and WithConstLabels, so that one package's option does not
 // compile where another's is wanted.
 package metricopt
 
 import "github.com/prometheus/client_golang/prometheus"
+
+// DefaultNamespace is the namespace of the worker's metrics (worker_job_*,
+// worker_db_*, worker_open_fds) unless an option says otherwise: the one
+// value that package worker, sqlcount, fdstat, the scheduler (internal/jobs)
+// and the claims (internal/claim) name as their DefaultNamespace.
+const DefaultNamespace = "worker"
 
 // Options are what a collector's options set.
 type Options struct {
