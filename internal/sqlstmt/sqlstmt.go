@@ -193,7 +193,9 @@ var ErrTooComplex = errors.New("too many ';' inside statements to find where the
 // Statement is one statement of an SQL text.
 type Statement struct {
 	Kind Kind
-	Text string // as written, from the end of the previous statement to its ';'
+	// Text is the statement as written: by Parser.Split from the end of the
+	// previous statement to its ';', by SplitPostgres trimmed, without it.
+	Text string
 	// Arg is the savepoint's name, or the pragma's name (without its
 	// schema), or ATTACH's file or DETACH's schema name.
 	Arg string
