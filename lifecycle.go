@@ -15,12 +15,12 @@ import (
 type phase int
 
 const (
-	phaseNew      phase = iota // Register is allowed
-	phaseOpening               // Open, Start or Run was called; not open yet (or it failed)
-	phaseOpen                  // the scheduler exists; nothing is scheduled yet
-	phaseStarted               // scheduling
-	phaseStopped               // Stop was called; the database stays open until Close
-	phaseClosed                // Close was called
+	phaseNew     phase = iota // Register is allowed
+	phaseOpening              // Open, Start or Run was called; not open yet (or it failed)
+	phaseOpen                 // the scheduler exists; nothing is scheduled yet
+	phaseStarted              // scheduling
+	phaseStopped              // Stop was called; the database stays open until Close
+	phaseClosed               // Close was called
 )
 
 // String names the phase in errors.
