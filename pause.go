@@ -32,7 +32,7 @@ type JobPause struct {
 // Pausing a paused job replaces its reason. It returns ErrUnknownJob,
 // ErrNotRunning, or an error for a reason longer than MaxPauseReason.
 func (w *Worker) Pause(ctx context.Context, name, reason string) error {
-	sched, err := w.runningScheduler()
+	sched, err := w.scheduler(phaseStarted)
 	if err != nil {
 		return err
 	}
@@ -43,7 +43,7 @@ func (w *Worker) Pause(ctx context.Context, name, reason string) error {
 // Resume resumes a paused job: its next tick runs. Resuming a job that is
 // not paused does nothing. It returns ErrUnknownJob or ErrNotRunning.
 func (w *Worker) Resume(ctx context.Context, name string) error {
-	sched, err := w.runningScheduler()
+	sched, err := w.scheduler(phaseStarted)
 	if err != nil {
 		return err
 	}
@@ -71,20 +71,6 @@ func (w *Worker) Paused(name string) (JobPause, bool) {
 	}
 	p, ok := sched.Paused(name)
 	return JobPause{Reason: p.Reason, PausedAt: p.At, PausedBy: p.By}, ok
-}
-
-// runningScheduler returns the scheduler once Start succeeded and until
-// Stop.
-func (w *Worker) runningScheduler() (*jobs.Scheduler, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	switch {
-	case w.stopped:
-		return nil, fmt.Errorf("%w: shutting down", ErrNotRunning)
-	case !w.running:
-		return nil, fmt.Errorf("%w: starting", ErrNotRunning)
-	}
-	return w.sched, nil
 }
 
 // adminTimeout bounds an admin request's database work.

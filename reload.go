@@ -143,7 +143,7 @@ func (w *Worker) boundedLoad(load func() (*Config, error)) (*Config, error) {
 func (w *Worker) apply(cfg *config.Config) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.stopped {
+	if w.stoppedLocked() {
 		return ErrStopped
 	}
 	if cfg.Postgres() != w.cfg.Postgres() {

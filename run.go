@@ -87,14 +87,9 @@ func newRunRecord(r *jobs.Run) RunRecord {
 // once Stop was called, and ctx's error when ctx is done first: ctx bounds
 // the wait, not the run, which goes on and is recorded like any other.
 func (w *Worker) RunNow(ctx context.Context, name string) (RunRecord, error) {
-	w.mu.Lock()
-	sched, running, stopped := w.sched, w.running, w.stopped
-	w.mu.Unlock()
-	switch {
-	case stopped:
-		return RunRecord{}, fmt.Errorf("%w: shutting down", ErrNotRunning)
-	case !running:
-		return RunRecord{}, fmt.Errorf("%w: starting", ErrNotRunning)
+	sched, err := w.scheduler(phaseStarted)
+	if err != nil {
+		return RunRecord{}, err
 	}
 	if err := w.checkNotPaused(name); err != nil {
 		return RunRecord{}, err
@@ -105,14 +100,9 @@ func (w *Worker) RunNow(ctx context.Context, name string) (RunRecord, error) {
 // runTick is jobtest.RunTick: the tick of the job at `at`, run now, on a
 // worker that is open (Open or Start) and not stopped.
 func (w *Worker) runTick(ctx context.Context, name string, at time.Time) (RunRecord, error) {
-	w.mu.Lock()
-	sched, stopped := w.sched, w.stopped
-	w.mu.Unlock()
-	switch {
-	case stopped:
-		return RunRecord{}, fmt.Errorf("%w: shutting down", ErrNotRunning)
-	case sched == nil:
-		return RunRecord{}, fmt.Errorf("%w: not open (call Open or Start first)", ErrNotRunning)
+	sched, err := w.scheduler(phaseOpen)
+	if err != nil {
+		return RunRecord{}, err
 	}
 	return await(ctx, name, func() (*jobs.Run, error) { return sched.RunTick(name, at) })
 }

@@ -96,14 +96,11 @@ type Worker struct {
 	stopping  chan struct{}   // closed by Stop: a Reload waiting for its load gives up
 	onRun     *runHook        // of Options.OnRun; nil without one
 
-	mu       sync.Mutex
-	goJobs   []goJob
-	starting bool            // Open or Start was called: Register refuses
-	list     []jobs.Job      // the enabled jobs, once open
-	sched    *jobs.Scheduler // set once open
-	running  bool            // Start succeeded
-	stopped  bool
-	closed   bool
+	mu     sync.Mutex
+	goJobs []goJob
+	phase  phase           // where the worker is in its life (lifecycle.go)
+	list   []jobs.Job      // the enabled jobs, once open
+	sched  *jobs.Scheduler // set once open
 
 	// reopen is the retry of a PostgreSQL open that failed in Open: it
 	// runs until the database opens or Stop cancels it.
@@ -190,7 +187,7 @@ func New(opts Options) (*Worker, error) {
 func (w *Worker) Register(name, spec string, fn Func, opts ...JobOption) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.starting {
+	if w.phase > phaseNew {
 		return fmt.Errorf("worker: job %q: %w", name, ErrStarted)
 	}
 	if err := config.CheckName(name); err != nil {
@@ -265,12 +262,12 @@ func (w *Worker) Open(ctx context.Context) error {
 
 func (w *Worker) openLocked(ctx context.Context) error {
 	switch {
-	case w.stopped:
+	case w.stoppedLocked():
 		return ErrStopped
-	case w.sched != nil:
+	case w.phase >= phaseOpen:
 		return nil
 	}
-	w.starting = true
+	w.advance(phaseOpening)
 	plan, err := w.planLocked()
 	if err != nil {
 		return err
@@ -336,6 +333,7 @@ func (w *Worker) openLocked(ctx context.Context) error {
 	}
 	w.addChecks(sched)
 	w.sched = sched
+	w.advance(phaseOpen)
 	return nil
 }
 
@@ -394,7 +392,7 @@ func (w *Worker) opened(attempts int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.reopening = false
-	if !w.running {
+	if w.phase != phaseStarted {
 		w.logger.Info("Database open after retries", "database", w.handle.Where(), "attempts", attempts)
 		return
 	}
@@ -407,7 +405,7 @@ func (w *Worker) opened(attempts int) {
 func (w *Worker) Start(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.running {
+	if w.phase == phaseStarted {
 		return nil
 	}
 	if err := w.openLocked(ctx); err != nil {
@@ -416,7 +414,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := w.sched.Start(); err != nil {
 		return err
 	}
-	w.running = true
+	w.advance(phaseStarted)
 	w.readiness.Ready()
 	close(w.ready)
 	if w.reopening {
@@ -438,11 +436,11 @@ func (w *Worker) Ready() <-chan struct{} { return w.ready }
 // the first call stops. The database stays open until Close.
 func (w *Worker) Stop(ctx context.Context) error {
 	w.mu.Lock()
-	if w.stopped {
+	if w.stoppedLocked() {
 		w.mu.Unlock()
 		return nil
 	}
-	w.stopped = true
+	w.advance(phaseStopped)
 	close(w.stopping)
 	sched := w.sched
 	if w.stopReopen != nil {
@@ -474,8 +472,8 @@ func (w *Worker) Close(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	w.mu.Lock()
-	closed := w.closed
-	w.closed = true
+	closed := w.phase == phaseClosed
+	w.advance(phaseClosed)
 	w.mu.Unlock()
 	if closed {
 		return nil

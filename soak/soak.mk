@@ -66,7 +66,7 @@ endif
 FORCE:
 
 $(BIN)/soak: FORCE
-	$(GO) build -o $@ ./soak
+	$(GO) build -o $@ ./soak/cmd/soak
 
 $(BIN)/worker-leak: FORCE
 	$(GO) build -tags leak -o $@ ./cmd/worker
@@ -95,7 +95,7 @@ soak-selftest: $(BIN)/worker $(BIN)/worker-leak $(BIN)/soak
 	SOAK_WORKER_LEAK=$(abspath $(BIN)/worker-leak) SOAK_CONFIG=$(abspath $(SOAK_CONFIG)) \
 	SOAK_REPORT_DIR=$(abspath $(SOAK_REPORT_DIR))/selftest$(if $(filter postgres,$(SOAK_DB)),-postgres) \
 	SOAK_DB=$(SOAK_DB) SOAK_REPLICAS=$(SOAK_REPLICAS) \
-	$(GO) test -tags soakselftest -run '^TestSelftest$$' -count=1 -v -parallel 6 -timeout $(SOAK_SELFTEST_TIMEOUT) ./soak
+	$(GO) test -tags soakselftest -run '^TestSelftest$$' -count=1 -v -parallel 6 -timeout $(SOAK_SELFTEST_TIMEOUT) ./soak/cmd/soak
 
 ## soak-power: the detection-power study: sweep leak rate × noise × soak length on the stand-in, and some real soaks of it; then the comparison study (compare.md)
 soak-power: $(BIN)/soak $(BIN)/standin $(BIN)/soakpower

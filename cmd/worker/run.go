@@ -71,11 +71,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := leak.Check(); err != nil {
-		return &usageError{err}
-	}
-	if err := clockskew.Check(); err != nil {
-		return &usageError{err}
+	if err := checkBuild(); err != nil {
+		return err
 	}
 	if f.configCheck {
 		w, err := worker.New(worker.Options{Config: cfg})
@@ -134,20 +131,36 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	// A second signal ends the grace period at once, a third exits.
 	stopCtx, cancelStop := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelStop()
-	go func() {
-		if _, ok := <-sigs; !ok {
-			return
-		}
-		logger.Warn("Second signal: cancelling running jobs now")
-		cancelStop()
-		if _, ok := <-sigs; ok {
-			logger.Error("Third signal: exiting without cleanup")
-			m.Exit(1)
-		}
-	}()
+	go m.escalate(sigs, logger, cancelStop)
 	runErr = d.shutdown(stopCtx, runErr)
 	logger.Info("Stopped")
 	return runErr
+}
+
+// checkBuild checks the environment that a fault-injection build reads
+// (internal/faultinject/leak, internal/faultinject/clockskew).
+func checkBuild() error {
+	if err := leak.Check(); err != nil {
+		return &usageError{err}
+	}
+	if err := clockskew.Check(); err != nil {
+		return &usageError{err}
+	}
+	return nil
+}
+
+// escalate handles the signals that come during shutdown: the second
+// cancels the running jobs (cancelStop), the third exits at once.
+func (m *Main) escalate(sigs <-chan os.Signal, logger *slog.Logger, cancelStop context.CancelFunc) {
+	if _, ok := <-sigs; !ok {
+		return
+	}
+	logger.Warn("Second signal: cancelling running jobs now")
+	cancelStop()
+	if _, ok := <-sigs; ok {
+		logger.Error("Third signal: exiting without cleanup")
+		m.Exit(1)
+	}
 }
 
 // build builds the worker from the config, listens, and opens the worker:

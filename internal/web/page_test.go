@@ -124,7 +124,7 @@ func newPageServer(t *testing.T, a *pageAdmin, actions bool) *httptest.Server {
 // following them.
 var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
-func postForm(t *testing.T, c *http.Client, u string, form url.Values, header http.Header) *http.Response {
+func postForm(t *testing.T, c *http.Client, u string, form url.Values, header http.Header) (status int, h http.Header) {
 	t.Helper()
 	req, err := http.NewRequest("POST", u, strings.NewReader(form.Encode()))
 	if err != nil {
@@ -140,7 +140,7 @@ func postForm(t *testing.T, c *http.Client, u string, form url.Values, header ht
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	return resp
+	return resp.StatusCode, resp.Header
 }
 
 // Ensure the status page shows each job's state and runs, escapes what
@@ -199,10 +199,10 @@ func TestPage_Actions(t *testing.T) {
 		{"/jobs/nope/pause", "", "", false}, // a notice names only a job of the list
 		{"/jobs/rollup/pause", strings.Repeat("x", web.MaxPauseReason+1), "pause: refused: the reason is too long", false},
 	} {
-		resp := postForm(t, noRedirect, srv.URL+tc.path, url.Values{"reason": {tc.reason}}, nil)
-		loc := resp.Header.Get("Location")
-		if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/jobs?") {
-			t.Fatalf("POST %s: got %d to %q, want 303 to /jobs?...", tc.path, resp.StatusCode, loc)
+		code, h := postForm(t, noRedirect, srv.URL+tc.path, url.Values{"reason": {tc.reason}}, nil)
+		loc := h.Get("Location")
+		if code != http.StatusSeeOther || !strings.HasPrefix(loc, "/jobs?") {
+			t.Fatalf("POST %s: got %d to %q, want 303 to /jobs?...", tc.path, code, loc)
 		}
 		_, page := send(t, "GET", srv.URL+loc)
 		if want := "</code>: " + tc.wantNotice + "</p>"; tc.wantNotice != "" && !strings.Contains(page, want) {
@@ -215,9 +215,8 @@ func TestPage_Actions(t *testing.T) {
 			t.Errorf("POST %s: rollup paused on the page: got %v, want %v", tc.path, got, tc.wantPaused)
 		}
 	}
-	resp := postForm(t, noRedirect, srv.URL+"/jobs/rollup/pause", nil, http.Header{"Sec-Fetch-Site": {"cross-site"}})
-	if resp.StatusCode != http.StatusForbidden {
-		t.Errorf("cross-site POST: got %d, want 403", resp.StatusCode)
+	if code, _ := postForm(t, noRedirect, srv.URL+"/jobs/rollup/pause", nil, http.Header{"Sec-Fetch-Site": {"cross-site"}}); code != http.StatusForbidden {
+		t.Errorf("cross-site POST: got %d, want 403", code)
 	}
 	if _, paused := a.paused["rollup"]; paused {
 		t.Errorf("cross-site POST paused the job")
@@ -262,9 +261,9 @@ func TestPauseAPI(t *testing.T) {
 	}
 	// A form that another site posts, with the operator's credentials.
 	for _, path := range []string{"/api/v1/jobs/rollup/pause", "/api/v1/jobs/rollup/resume"} {
-		resp := postForm(t, noRedirect, srv.URL+path, nil, http.Header{"Origin": {"https://evil.example"}, "Sec-Fetch-Site": {"cross-site"}})
-		if resp.StatusCode != http.StatusForbidden {
-			t.Errorf("cross-site POST %s: got %d, want 403", path, resp.StatusCode)
+		code, _ := postForm(t, noRedirect, srv.URL+path, nil, http.Header{"Origin": {"https://evil.example"}, "Sec-Fetch-Site": {"cross-site"}})
+		if code != http.StatusForbidden {
+			t.Errorf("cross-site POST %s: got %d, want 403", path, code)
 		}
 	}
 }

@@ -406,7 +406,7 @@ type Scrape struct {
 // Replay judges scrapes taken by someone else exactly as Run judges the
 // ones it takes: the same recording, invariants, fail-fast test after every
 // sample and final verdicts, without the waiting. Config.Scraper is not
-// used. The detection-power study (soak/cmd/soakpower) judges thousands of
+// used. The detection-power study (soak/internal/power) judges thousands of
 // soaks of the stand-in service through it in seconds. Elapsed is the time
 // of the last scrape judged.
 func (s *Soak) Replay(scrapes []Scrape) *Result {

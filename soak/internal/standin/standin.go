@@ -3,7 +3,7 @@
 // and cannot see. Its series are pure functions of time and a seed, so the
 // same soak can be served over HTTP to bin/soak in real time (soak/cmd/standin)
 // or sampled directly at the soak's scrape interval and replayed through
-// the runner (soak/cmd/soakpower).
+// the runner (the power study, soak/internal/power).
 package standin
 
 import (

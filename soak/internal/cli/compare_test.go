@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -43,7 +43,7 @@ var cmpQuick = []string{"--duration", "2400ms", "--interval", "40ms", "--warmup"
 // compareCmd runs `soak compare` with args.
 func compareCmd(args ...string) (stdout, stderr string, err error) {
 	var out, errOut bytes.Buffer
-	err = run(context.Background(), append([]string{"compare"}, args...), &out, &errOut)
+	err = Run(context.Background(), append([]string{"compare"}, args...), &out, &errOut)
 	return out.String(), errOut.String(), err
 }
 

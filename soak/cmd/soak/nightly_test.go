@@ -28,7 +28,8 @@ func writeReport(t *testing.T, dir, id string, p standin.Params, d time.Duration
 	return dir
 }
 
-// Ensure the nightly's comparison script, with the built bin/soak, passes
+// Ensure the nightly's comparison script (soak/nightly-compare.sh), with
+// bin/soak built from this command, passes
 // and keeps a baseline the first night, compares the next, keeps the
 // baseline when something regressed (exit 1), and passes on the trend
 // alone when the soaks are unlike.
@@ -41,7 +42,7 @@ func TestNightlyCompareScript(t *testing.T) {
 	base := filepath.Join(dir, "baseline")
 	summary := filepath.Join(dir, "summary.md")
 	night := func(report string) (int, string) {
-		cmd := exec.Command("sh", "nightly-compare.sh", base, report)
+		cmd := exec.Command("sh", "../../nightly-compare.sh", base, report)
 		cmd.Env = append(os.Environ(), "SOAK_BIN="+bin, "GITHUB_STEP_SUMMARY="+summary)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -137,7 +137,7 @@ func soak(t *testing.T, args ...string) (stdout, stderr, dir string, err error) 
 		dir = filepath.Join(keep, t.Name())
 	}
 	var out, errOut bytes.Buffer
-	err = run(context.Background(), append([]string{"--report-dir", dir}, args...), &out, &errOut)
+	err = Run(context.Background(), append([]string{"--report-dir", dir}, args...), &out, &errOut)
 	return out.String(), errOut.String(), dir, err
 }
 
@@ -540,7 +540,7 @@ func TestRun_BadFlags(t *testing.T) {
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			err := run(context.Background(), tc.args, &stdout, &stderr)
+			err := Run(context.Background(), tc.args, &stdout, &stderr)
 			if !errors.Is(err, ErrUsage) {
 				t.Fatalf("got %v, want ErrUsage", err)
 			}
@@ -554,7 +554,7 @@ func TestRun_BadFlags(t *testing.T) {
 // Ensure --help prints usage and succeeds.
 func TestRun_Help(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	if err := run(context.Background(), []string{"--help"}, &stdout, &stderr); err != nil {
+	if err := Run(context.Background(), []string{"--help"}, &stdout, &stderr); err != nil {
 		t.Fatalf("got %v, want nil", err)
 	}
 	if !strings.Contains(stdout.String(), "fail-fast") {

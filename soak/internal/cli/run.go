@@ -1,4 +1,14 @@
-package main
+// Package cli is the soak command (bin/soak, whose main is soak/cmd/soak):
+// its command line (cli.go), a soak from start to verdict (run.go), the
+// leaks' origins from the target's profiles (origins.go), the comparison
+// with a baseline (compare.go) and the exit statuses (exit.go). The
+// packages it drives (scrape, runner, report, ...) are its siblings under
+// soak/internal.
+//
+// Its tests start the test binary itself as the soaked COMMAND
+// (child_test.go, origins_test.go): TestMain turns it into a worker-like
+// service when the soak starts it.
+package cli
 
 import (
 	"context"
@@ -40,13 +50,13 @@ const (
 	postgresLog = "postgres.log"
 )
 
-// run is the whole command: parse args, then build the soak (start the
+// Run is the whole command: parse args, then build the soak (start the
 // target if asked), soak, shut down (stop the target, close what the soak
 // opened) and report (write the report, alert, print the verdict as the
 // last line on stdout). It returns nil when steady, an error wrapping
 // ErrAlarm on a leak or broken invariant, and any other error when it could
 // not soak.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == compareCommand {
 		return runCompare(args[1:], stdout, stderr)
 	}
@@ -371,7 +381,7 @@ func (s *session) close() {
 }
 
 // report writes the report files, posts the alert on a leak, and prints the
-// per-series table and the verdict. It returns run's error.
+// per-series table and the verdict. It returns Run's error.
 func (s *session) report(ctx context.Context, res *runner.Result, soakErr error, stdout io.Writer) error {
 	o, stderr := s.o, s.stderr
 	rep := report.New(res, report.Meta{RunID: s.runID, Target: s.metricsURL, Command: o.command, Origins: s.origins})

@@ -5,43 +5,24 @@
 //
 //	soak [flags] -- COMMAND ARGS...   start COMMAND, soak it, SIGTERM it
 //	soak [flags] --target URL         soak a process someone else runs
+//	soak compare BASELINE CANDIDATE   compare two soaks' reports
 //
 // Exit status: 0 steady, 1 leak or broken invariant, 2 could not soak.
+// The command is soak/internal/cli; this is its entry point.
 package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
-)
 
-// Exit statuses.
-const (
-	exitSteady = 0
-	exitAlarm  = 1
-	exitError  = 2
+	"github.com/sqlworker/worker/soak/internal/cli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	err := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	os.Exit(exitCode(err, os.Stderr))
-}
-
-// exitCode maps run's error to the exit status, printing the one-line
-// reason for errors that run did not already report.
-func exitCode(err error, stderr *os.File) int {
-	switch {
-	case err == nil:
-		return exitSteady
-	case errors.Is(err, ErrAlarm):
-		return exitAlarm
-	default:
-		fmt.Fprintf(stderr, "soak: %v\n", err)
-		return exitError
-	}
+	os.Exit(cli.ExitCode(err, os.Stderr))
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -178,7 +178,7 @@ func TestRun_Origins(t *testing.T) {
 			{"go_memstats_heap_inuse_bytes", origin.Heap, "svcCacheBlock"},
 		} {
 			checkCulprit(t, r, dir, w.series, w.profile, w.fn)
-			want := regexp.MustCompile(regexp.QuoteMeta(w.series) + ` rising \+[^;]*/h from soak\.` + w.fn + `(\.func\d+)? \(soak/origins_test\.go:\d+\)`)
+			want := regexp.MustCompile(regexp.QuoteMeta(w.series) + ` rising \+[^;]*/h from cli\.` + w.fn + `(\.func\d+)? \(cli/origins_test\.go:\d+\)`)
 			if !want.MatchString(last) {
 				t.Errorf("last line %q, want it to match %s", last, want)
 			}
@@ -233,7 +233,7 @@ func checkCulprit(t *testing.T, r report.Report, dir, series, prof, fn string) {
 	case !ok:
 		t.Errorf("%s: no site (%s)", series, f.Note)
 	case !ownSite(top.Function, fn) || filepath.Base(top.File) != "origins_test.go" || top.Line <= 0 || top.Growth <= 0:
-		t.Errorf("%s: top site %s %s:%d growth %g, want soak.%s in origins_test.go growing; all: %+v", series, top.Function, top.File, top.Line, top.Growth, fn, f.Sites)
+		t.Errorf("%s: top site %s %s:%d growth %g, want cli.%s in origins_test.go growing; all: %+v", series, top.Function, top.File, top.Line, top.Growth, fn, f.Sites)
 	case f.Measure != "growth" || f.Base != origin.PhaseWarmup:
 		t.Errorf("%s: measure %q from %q, want growth from warm-up", series, f.Measure, f.Base)
 	}
@@ -256,7 +256,7 @@ func checkCulprit(t *testing.T, r report.Report, dir, series, prof, fn string) {
 // ownSite reports whether function is fn of this package or a closure in
 // it: a leaked goroutine's own function is the closure that it runs.
 func ownSite(function, fn string) bool {
-	return strings.HasSuffix(function, "/soak."+fn) || strings.Contains(function, "/soak."+fn+".func")
+	return strings.HasSuffix(function, "/cli."+fn) || strings.Contains(function, "/cli."+fn+".func")
 }
 
 // Ensure a leak's alert carries its origin when the verdict names one.
