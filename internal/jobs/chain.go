@@ -13,7 +13,8 @@ import (
 )
 
 // The chain every run goes through, outermost first (see New): record
-// (metrics, log, history), skipIfRunning, coordinate (the claim among
+// (metrics, log, history), overlap (the job's running slot, see Overlap),
+// coordinate (the claim among
 // replicas, see Coordinator), track, recoverPanic, withTimeout, then runJob
 // (the idempotent Init, then the job).
 
@@ -65,6 +66,8 @@ func (s *Scheduler) classify(err error) Result {
 		return Panic
 	case errors.Is(err, errTimeout):
 		return Timeout
+	case errors.Is(err, ErrReplaced):
+		return Cancelled
 	case s.runCtx.Err() != nil:
 		return Cancelled
 	}
@@ -174,24 +177,6 @@ func (s *Scheduler) log(r *Run) {
 		s.logger.Error("Job run panicked", append(attrs, "err", r.Err)...)
 	default:
 		s.logger.Warn("Job run failed", append(attrs, "err", r.Err)...)
-	}
-}
-
-// skipIfRunning skips a run while the previous run of the job is going. A
-// Skipper records a scheduled tick skipped once across the replicas.
-func (s *Scheduler) skipIfRunning(next handler) handler {
-	return func(ctx context.Context, e *entry, r *Run) error {
-		if r.slotHeld {
-			return next(ctx, e, r) // its catch-up sequence took the slot for all its runs
-		}
-		if !e.running.CompareAndSwap(false, true) {
-			if sk, ok := s.cfg.Coordinator.(Skipper); ok && !r.manual && !e.job.PerReplica && r.takenOver == nil && r.Attempt <= 1 {
-				return sk.Skip(ctx, Tick{Job: e.job.Name, ScheduledAt: r.ScheduledAt, Schedule: e.job.Schedule, Attempt: 1})
-			}
-			return ErrSkipped
-		}
-		defer e.running.Store(false)
-		return next(ctx, e, r)
 	}
 }
 

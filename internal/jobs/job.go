@@ -61,6 +61,9 @@ type Job struct {
 	// liveness (the heartbeat): a check claimed by one replica says nothing
 	// of the others.
 	PerReplica bool
+	// Overlap is what happens to a run that comes while the job's previous
+	// run is still going (see Overlap); "" is OverlapSkip.
+	Overlap Overlap
 }
 
 // Result is the outcome of a run, as recorded in history and metrics.
@@ -119,6 +122,7 @@ type Run struct {
 
 	manual     bool          // RunOnce or RunAtStart: no tick of the schedule
 	runNow     bool          // RunOnce: claimed as a Tick.RunNow, one run at a time across replicas
+	backfill   bool          // Backfill: a past tick asked for, claimed as a Tick.Backfill
 	slotHeld   bool          // its catch-up sequence holds the job's running slot (see holdSlot)
 	claimedAt  time.Time     // when a Coordinator's claim was won: the body starts then
 	takenOver  *trackedClaim // the claim, when the Coordinator's scan took the tick over

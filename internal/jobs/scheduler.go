@@ -102,6 +102,7 @@ type state struct {
 	running     atomic.Bool
 	lastSuccess atomic.Int64 // Unix nanoseconds of the newest successful run's end; 0 before
 	removed     atomic.Bool  // Replace removed the job: its series go once its runs end
+	slot                     // waits for running, and the cancel of the run holding it
 }
 
 // active is a run in progress; recorded guards against recording it twice
@@ -172,7 +173,7 @@ func New(cfg Config, jobs []Job) (*Scheduler, error) {
 			}
 		}
 	}
-	s.handle = chain(s.runJob, s.record, s.skipIfRunning, s.coordinate, s.track, recoverPanic, s.withTimeout)
+	s.handle = chain(s.runJob, s.record, s.overlap, s.coordinate, s.track, recoverPanic, s.withTimeout)
 	return s, nil
 }
 
