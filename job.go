@@ -167,6 +167,7 @@ type policy struct {
 	retries      int
 	retryBackoff time.Duration
 	jitter       time.Duration
+	overlap      Overlap
 }
 
 // Job kinds, as JobInfo.Kind says them.
@@ -201,6 +202,10 @@ type JobInfo struct {
 	// DST is the policy at daylight-saving changes, DSTCron or
 	// DSTWallClock, that Schedule follows.
 	DST DST
+	// Overlap is what happens to a run that comes while the job's
+	// previous run is going: OverlapSkip, OverlapBufferOne or
+	// OverlapReplace.
+	Overlap Overlap
 
 	fn              jobs.Func
 	runAtStart      bool   // the config's RunAtStart
@@ -234,7 +239,7 @@ func (w *Worker) plan(cfg *Config) ([]JobInfo, error) {
 	for _, j := range cfg.Jobs {
 		info := JobInfo{Name: j.Name, Spec: j.Spec, Schedule: j.Schedule, Timeout: j.Timeout, Enabled: j.Enabled,
 			CatchUp: j.CatchUp, CatchUpLimit: j.CatchUpLimit, Retries: j.Retries, RetryBackoff: j.RetryBackoff, Jitter: j.Jitter,
-			DST: j.DST, runAtStart: j.RunAtStart, omitSuccessRows: j.OmitSuccessRows}
+			DST: j.DST, Overlap: j.Overlap, runAtStart: j.RunAtStart, omitSuccessRows: j.OmitSuccessRows}
 		switch {
 		case j.Builtin:
 			fn, err := w.builtins.Func(j.Name)
@@ -275,6 +280,9 @@ func (w *Worker) plan(cfg *Config) ([]JobInfo, error) {
 		if info.DST == "" {
 			info.DST = DSTCron
 		}
+		if info.Overlap == "" {
+			info.Overlap = OverlapSkip
+		}
 		out = append(out, info)
 	}
 	for _, g := range w.goJobs {
@@ -282,7 +290,8 @@ func (w *Worker) plan(cfg *Config) ([]JobInfo, error) {
 			p := g.policy
 			out = append(out, JobInfo{Name: g.name, Kind: KindGo, Spec: g.spec, Schedule: g.schedule,
 				Timeout: g.timeout, Enabled: true, fn: jobs.Func(g.fn), DST: cmp.Or(g.dst, DSTCron),
-				CatchUp: p.catchUp, CatchUpLimit: p.catchUpLimit, Retries: p.retries, RetryBackoff: p.retryBackoff, Jitter: p.jitter})
+				CatchUp: p.catchUp, CatchUpLimit: p.catchUpLimit, Retries: p.retries, RetryBackoff: p.retryBackoff, Jitter: p.jitter,
+				Overlap: cmp.Or(p.overlap, OverlapSkip)})
 		}
 	}
 	return out, nil
@@ -306,6 +315,9 @@ func (info *JobInfo) keepPolicy(p policy, j JobConfig, source string) error {
 	}
 	if info.Jitter == 0 {
 		info.Jitter = p.jitter
+	}
+	if info.Overlap == "" {
+		info.Overlap = p.overlap
 	}
 	err := jobs.CheckJitter(info.Jitter, info.Schedule)
 	if err == nil && info.CatchUp != CatchUpSkip && info.CatchUp != "" && j.OmitSuccessRows {

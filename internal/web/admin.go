@@ -58,6 +58,9 @@ type JobStatus struct {
 	RetryBackoff string `json:"retry_backoff"`
 	// Jitter bounds the random delay of each scheduled run; "0s" is none.
 	Jitter string `json:"jitter"`
+	// Overlap is the policy for a run that comes while the job's previous
+	// run is going: skip, buffer_one or replace.
+	Overlap string `json:"overlap"`
 	// NextRun is the next scheduled time; null when disabled or before
 	// scheduling starts.
 	NextRun *time.Time `json:"next_run"`
