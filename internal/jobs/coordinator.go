@@ -74,12 +74,14 @@ type Tick struct {
 	// Coordinator checks no earlier tick for it, and may run it when its
 	// tick was marked missed or skipped, or failed.
 	Backfill bool
+	// Rerun, with Backfill, lets a tick that succeeded before run again.
+	Rerun bool
 }
 
 // tick is the Tick of the run r of e.
 func (s *Scheduler) tick(e *entry, r *Run) Tick {
 	return Tick{Job: e.job.Name, ScheduledAt: r.ScheduledAt, Schedule: e.job.Schedule, Attempt: max(1, r.Attempt),
-		RunNow: r.runNow, Overlap: overlapPolicy(e.job), Backfill: r.backfill}
+		RunNow: r.runNow, Overlap: overlapPolicy(e.job), Backfill: r.backfill, Rerun: r.rerun}
 }
 
 // Claim is this replica's claim on a tick.

@@ -123,6 +123,7 @@ type Run struct {
 	manual     bool          // RunOnce or RunAtStart: no tick of the schedule
 	runNow     bool          // RunOnce: claimed as a Tick.RunNow, one run at a time across replicas
 	backfill   bool          // Backfill: a past tick asked for, claimed as a Tick.Backfill
+	rerun      bool          // Backfill with Rerun: its tick may have succeeded before
 	slotHeld   bool          // its catch-up sequence holds the job's running slot (see holdSlot)
 	claimedAt  time.Time     // when a Coordinator's claim was won: the body starts then
 	takenOver  *trackedClaim // the claim, when the Coordinator's scan took the tick over

@@ -198,7 +198,7 @@ func (s *Scheduler) skipped(ctx context.Context, e *entry, r *Run, err error) er
 	if !errors.Is(err, ErrSkipped) || errors.Is(err, ErrStopped) {
 		return err
 	}
-	if sk, ok := s.cfg.Coordinator.(Skipper); ok && !r.manual && !e.job.PerReplica && r.takenOver == nil && r.Attempt <= 1 {
+	if sk, ok := s.cfg.Coordinator.(Skipper); ok && !r.manual && !r.backfill && !e.job.PerReplica && r.takenOver == nil && r.Attempt <= 1 {
 		return sk.Skip(ctx, s.tick(e, r))
 	}
 	return err
