@@ -102,4 +102,3 @@ func statuses(ticks []jobs.BackfillTick) string {
 	}
 	return strings.Join(out, ",")
 }
-
