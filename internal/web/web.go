@@ -191,6 +191,7 @@ func NewHandler(c Config) (http.Handler, error) {
 	})
 	if c.Admin != nil {
 		handleAdmin(mux, c.Admin)
+		handleBackfill(mux, c.Admin)
 	}
 	if c.Reload != nil {
 		reload := func(w http.ResponseWriter, _ *http.Request) {
