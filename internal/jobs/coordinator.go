@@ -142,6 +142,9 @@ func (s *Scheduler) coordinate(next handler) handler {
 			}
 		}
 		r.ScheduledAt = c.ScheduledAt()
+		if overlapPolicy(e.job) != OverlapSkip && r.takenOver == nil {
+			s.restart(r) // its claim may have waited for another replica's run
+		}
 		r.claimedAt = time.Now()
 		runCtx := c.Keep(ctx)
 		err := next(runCtx, e, r)

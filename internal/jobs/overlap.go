@@ -100,7 +100,7 @@ func (e *entry) unhold() {
 // ErrSkipped, buffer_one and replace wait for the slot (replace cancelling
 // the run in it) unless another run already waits (buffer_one) or a newer
 // one displaces this one (replace).
-func (s *Scheduler) acquire(ctx context.Context, e *entry) error {
+func (s *Scheduler) acquire(ctx context.Context, e *entry, r *Run) error {
 	if e.running.CompareAndSwap(false, true) {
 		return nil
 	}
@@ -123,7 +123,11 @@ func (s *Scheduler) acquire(ctx context.Context, e *entry) error {
 		sl.cancel(ErrReplaced)
 	}
 	sl.mu.Unlock()
-	return s.waitSlot(ctx, e, w)
+	if err := s.waitSlot(ctx, e, w); err != nil {
+		return err
+	}
+	s.restart(r)
+	return nil
 }
 
 // waitSlot waits until the slot is free and takes it, or until w is closed
@@ -174,7 +178,7 @@ func (s *Scheduler) stopWaiting(e *entry, w chan struct{}, why error) error {
 func (s *Scheduler) overlap(next handler) handler {
 	return func(ctx context.Context, e *entry, r *Run) error {
 		if !r.slotHeld { // else its catch-up sequence took the slot for all its runs
-			if err := s.acquire(ctx, e); err != nil {
+			if err := s.acquire(ctx, e, r); err != nil {
 				return s.skipped(ctx, e, r, err)
 			}
 			defer e.release()

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/jobs"
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // held is a job body that signals each start and holds the run until
@@ -76,6 +78,17 @@ func waitWaiting(t *testing.T, s *jobs.Scheduler, name string) {
 	}
 }
 
+// sorted returns the results of a job's job_runs rows, sorted: rows are
+// written as runs end, by a writer of their own, and times are to the ms.
+func sorted(t *testing.T, h *db.Handle, name string) []string {
+	t.Helper()
+	d, err := h.Init(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return workertest.Strings(t, d, "SELECT result FROM job_runs WHERE job = ? ORDER BY result", name)
+}
+
 func overlapJob(t *testing.T, name string, p jobs.Overlap, fn jobs.Func) jobs.Job {
 	j := job(t, name, fn)
 	j.Overlap = p
@@ -100,10 +113,14 @@ func TestOverlap_BufferOne(t *testing.T) {
 	default:
 	}
 	close(h.release)
-	for i, ch := range []<-chan *jobs.Run{first, second} {
-		if r := <-ch; r.Result != jobs.Success {
+	r1, r2 := <-first, <-second
+	for i, r := range []*jobs.Run{r1, r2} {
+		if r.Result != jobs.Success {
 			t.Fatalf("run %d: got %s (%v), want %s", i+1, r.Result, r.Err, jobs.Success)
 		}
+	}
+	if r2.StartedAt.Before(r1.EndedAt) {
+		t.Fatalf("buffered run started at %s, before the running one ended at %s", r2.StartedAt, r1.EndedAt)
 	}
 	if got, want := h.most.Load(), int32(1); got != want {
 		t.Fatalf("runs at once: got %d, want %d", got, want)
@@ -111,7 +128,7 @@ func TestOverlap_BufferOne(t *testing.T) {
 	if got, want := runs(t, reg, "buf", jobs.Skipped), 1.0; got != want {
 		t.Fatalf("runs_total{skipped}: got %v, want %v", got, want)
 	}
-	got := strings.Join(column(t, dbh, "result", "buf"), ",")
+	got := strings.Join(sorted(t, dbh, "buf"), ",")
 	if want := "skipped,success,success"; got != want {
 		t.Fatalf("history: got %q, want %q", got, want)
 	}
@@ -141,7 +158,10 @@ func TestOverlap_Replace(t *testing.T) {
 	if got, want := runs(t, reg, "rep", jobs.Cancelled), 1.0; got != want {
 		t.Fatalf("runs_total{cancelled}: got %v, want %v", got, want)
 	}
-	got := strings.Join(column(t, dbh, "result", "rep"), ",")
+	if r2.StartedAt.Before(r1.EndedAt) {
+		t.Fatalf("new run started at %s, before the replaced one ended at %s", r2.StartedAt, r1.EndedAt)
+	}
+	got := strings.Join(sorted(t, dbh, "rep"), ",")
 	if want := "cancelled,success"; got != want {
 		t.Fatalf("history: got %q, want %q", got, want)
 	}
@@ -170,7 +190,7 @@ func TestOverlap_Replace_Displaced(t *testing.T) {
 	if got, want := h.most.Load(), int32(1); got != want {
 		t.Fatalf("runs at once: got %d, want %d", got, want)
 	}
-	got := strings.Join(column(t, dbh, "result", "rep"), ",")
+	got := strings.Join(sorted(t, dbh, "rep"), ",")
 	if want := "skipped,success,success"; got != want {
 		t.Fatalf("history: got %q, want %q", got, want)
 	}
