@@ -41,8 +41,8 @@ func (s *Scheduler) record(next handler) handler {
 		if errors.Is(err, ErrNotClaimed) {
 			return err // another replica runs and records it
 		}
-		if !r.recorded {
-			r.EndedAt = time.Now() // a recorded run keeps its row's
+		if !r.recorded && r.EndedAt.IsZero() {
+			r.EndedAt = time.Now() // a recorded run keeps its row's, a run in the slot its end there
 		}
 		r.Err = err
 		r.Result = s.classify(err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Overlap is a job's policy for a run that comes while the job's previous
@@ -190,6 +191,9 @@ func (s *Scheduler) overlap(next handler) handler {
 		err := next(runCtx, e, r)
 		if err != nil && errors.Is(context.Cause(runCtx), ErrReplaced) && !errors.Is(err, ErrReplaced) {
 			err = fmt.Errorf("%w: %w", ErrReplaced, err)
+		}
+		if r.EndedAt.IsZero() {
+			r.EndedAt = time.Now() // before the slot is freed: the next run starts after it
 		}
 		return err
 	}
