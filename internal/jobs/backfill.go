@@ -50,7 +50,9 @@ type BackfillTick struct {
 // success row in job_runs is left alone unless opts.Rerun. It refuses a
 // range that is empty, reversed, ends in the future or holds more than
 // MaxBackfillTicks ticks (ErrBackfillRange), and ErrUnknownJob. A done ctx
-// or Stop ends it between ticks: the rest are BackfillNotRun.
+// or Stop ends it between ticks: the rest are BackfillNotRun. This
+// worker's backfills of one job run one after the other, so that the
+// second leaves alone what the first ran.
 func (s *Scheduler) Backfill(ctx context.Context, name string, from, to time.Time, opts BackfillOptions) ([]BackfillTick, error) {
 	e, ok := s.lookup(name)
 	if !ok {
@@ -59,6 +61,11 @@ func (s *Scheduler) Backfill(ctx context.Context, name string, from, to time.Tim
 	ticks, err := backfillTicks(e.job, from.In(s.cfg.Location), to.In(s.cfg.Location), time.Now())
 	if err != nil {
 		return nil, err
+	}
+	if !opts.DryRun {
+		// After the one before: it reads the rows that one wrote.
+		e.backfill.Lock()
+		defer e.backfill.Unlock()
 	}
 	done, err := s.succeeded(ctx, name, from, to)
 	if err != nil {
@@ -78,7 +85,7 @@ func (s *Scheduler) Backfill(ctx context.Context, name string, from, to time.Tim
 		if out[i].Status == BackfillDone {
 			continue
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || s.quitting() {
 			out[i].Status = BackfillNotRun
 			continue
 		}

@@ -103,6 +103,7 @@ type state struct {
 	lastSuccess atomic.Int64 // Unix nanoseconds of the newest successful run's end; 0 before
 	removed     atomic.Bool  // Replace removed the job: its series go once its runs end
 	slot                     // waits for running, and the cancel of the run holding it
+	backfill    sync.Mutex   // held by a Backfill that runs: this worker's backfills of the job go one at a time
 }
 
 // active is a run in progress; recorded guards against recording it twice
