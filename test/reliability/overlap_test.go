@@ -368,10 +368,14 @@ func backfill(w *workertest.Worker, job string, body map[string]any) backfillAns
 // sent at once to two replicas still run each tick once.
 func TestBackfill(t *testing.T) {
 	t.Parallel()
-	jobs := func(bool) string {
+	jobs := func(postgres bool) string {
+		body := "INSERT INTO fill_log (n) VALUES (1)"
+		if postgres { // long enough for the two backfills to meet
+			body = "INSERT INTO fill_log (n) SELECT 1 FROM pg_sleep(0.2)"
+		}
 		return `
 jobs:
-  - {name: fill, schedule: "0 0 1 1 *", sql: "INSERT INTO fill_log (n) VALUES (1)"}
+  - {name: fill, schedule: "0 0 1 1 *", sql: "` + body + `"}
 `
 	}
 	forEachCluster(t, jobs, "CREATE TABLE fill_log (n integer)", func(t *testing.T, c *cluster) {
