@@ -137,14 +137,8 @@ func handleAdmin(mux *http.ServeMux, a Admin) {
 			writeJSON(w, http.StatusOK, run)
 		case errors.Is(err, ErrJobRunning) && run != nil:
 			writeJSON(w, http.StatusConflict, run)
-		case errors.Is(err, ErrJobRunning):
-			writeJSON(w, http.StatusConflict, errorBody{err.Error()})
-		case errors.Is(err, ErrUnknownJob):
-			writeJSON(w, http.StatusNotFound, errorBody{err.Error()})
-		case errors.Is(err, ErrUnavailable):
-			writeJSON(w, http.StatusServiceUnavailable, errorBody{err.Error()})
 		default:
-			writeJSON(w, http.StatusInternalServerError, errorBody{err.Error()})
+			writeError(w, err)
 		}
 	})
 }

@@ -99,17 +99,27 @@ func handleBackfill(mux *http.ServeMux, a Admin) {
 		if err == nil {
 			res, err = b.Backfill(r.Context(), r.PathValue("name"), req)
 		}
-		switch {
-		case err == nil:
-			writeJSON(w, http.StatusOK, res)
-		case errors.Is(err, ErrBadRequest):
-			writeJSON(w, http.StatusBadRequest, errorBody{err.Error()})
-		case errors.Is(err, ErrUnknownJob):
-			writeJSON(w, http.StatusNotFound, errorBody{err.Error()})
-		case errors.Is(err, ErrUnavailable):
-			writeJSON(w, http.StatusServiceUnavailable, errorBody{err.Error()})
-		default:
-			writeJSON(w, http.StatusInternalServerError, errorBody{err.Error()})
+		if err != nil {
+			writeError(w, err)
+			return
 		}
+		writeJSON(w, http.StatusOK, res)
 	})
+}
+
+// writeError answers an admin API error as {"error": "..."}, with the
+// status its sentinel maps to: 400, 404, 409, 503, else 500.
+func writeError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrBadRequest):
+		code = http.StatusBadRequest
+	case errors.Is(err, ErrUnknownJob):
+		code = http.StatusNotFound
+	case errors.Is(err, ErrJobRunning):
+		code = http.StatusConflict
+	case errors.Is(err, ErrUnavailable):
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, errorBody{err.Error()})
 }
