@@ -150,22 +150,8 @@ func post(w *workertest.Worker, path string, body, v any) (int, error) {
 		}
 		rd = bytes.NewReader(b)
 	}
-	client := &http.Client{Timeout: 30 * time.Second}
-	resp, err := client.Post(w.URL(path), "application/json", rd)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if v != nil {
-		if err := json.Unmarshal(b, v); err != nil {
-			return resp.StatusCode, fmt.Errorf("POST %s: %w in %q", path, err, b)
-		}
-	}
-	return resp.StatusCode, nil
+	// Longer than a buffered run's wait and run.
+	return apiBody(&http.Client{Timeout: 30 * time.Second}, w, "POST", path, rd, v)
 }
 
 // answer is the answer to a run-now.
