@@ -38,6 +38,7 @@ func chain(final handler, mws ...middleware) handler {
 func (s *Scheduler) record(next handler) handler {
 	return func(ctx context.Context, e *entry, r *Run) error {
 		err := next(ctx, e, r)
+		defer s.freeSlot(e, r)
 		if errors.Is(err, ErrNotClaimed) {
 			return err // another replica runs and records it
 		}

@@ -125,6 +125,7 @@ type Run struct {
 	backfill   bool          // Backfill: a past tick asked for, claimed as a Tick.Backfill
 	rerun      bool          // Backfill with Rerun: its tick may have succeeded before
 	slotHeld   bool          // its catch-up sequence holds the job's running slot (see holdSlot)
+	holdsSlot  bool          // overlap took the job's running slot for it: record frees it (freeSlot)
 	claimedAt  time.Time     // when a Coordinator's claim was won: the body starts then
 	takenOver  *trackedClaim // the claim, when the Coordinator's scan took the tick over
 	ownsRecord bool          // coordinate took the recording from Stop's abandon

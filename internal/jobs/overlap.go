@@ -182,7 +182,11 @@ func (s *Scheduler) overlap(next handler) handler {
 			if err := s.acquire(ctx, e, r); err != nil {
 				return s.skipped(ctx, e, r, err)
 			}
-			defer e.release()
+			if overlapPolicy(e.job) == OverlapSkip {
+				defer e.release()
+			} else {
+				r.holdsSlot = true // record frees it once the run is recorded
+			}
 		}
 		runCtx, cancel := context.WithCancelCause(ctx)
 		defer cancel(nil)
@@ -196,6 +200,21 @@ func (s *Scheduler) overlap(next handler) handler {
 			r.EndedAt = time.Now() // before the slot is freed: the next run starts after it
 		}
 		return err
+	}
+}
+
+// freeSlot frees the job's running slot that r took under buffer_one or
+// replace, once r is recorded: the run that waits for it starts after the
+// row is written, which on SQLite it would otherwise hold the write lock
+// against (a SQL job's transaction holds it for the whole run). Under skip
+// the slot is freed as the run returns, so that a slow history write never
+// skips the next tick. A removed job's series go now if they could not
+// before (see forgetRemoved).
+func (s *Scheduler) freeSlot(e *entry, r *Run) {
+	if r.holdsSlot {
+		r.holdsSlot = false
+		e.release()
+		s.forgetRemoved(e)
 	}
 }
 

@@ -180,28 +180,27 @@ func waitRunning(t *testing.T, w *workertest.Worker, job string) {
 	})
 }
 
-func overlapJobs(postgres bool) string {
-	slow := slowSQL(postgres)
+// nowJobs are jobs run by run-now only, one per policy, each run taking
+// its timeout of 3 s.
+func nowJobs(postgres bool) string {
 	return fmt.Sprintf(`
 jobs:
-  - {name: tick_buffer, schedule: "* * * * * *", timeout: 2500ms, overlap: buffer_one, sql: "%[1]s"}
-  - {name: tick_replace, schedule: "* * * * * *", timeout: 30s, overlap: replace, sql: "%[1]s"}
   - {name: now_skip, schedule: "@yearly", timeout: 3s, sql: "%[1]s"}
   - {name: now_buffer, schedule: "@yearly", timeout: 3s, overlap: buffer_one, sql: "%[1]s"}
   - {name: now_replace, schedule: "@yearly", timeout: 3s, overlap: replace, sql: "%[1]s"}
-`, slow)
+`, slowSQL(postgres))
 }
 
-// Ensure each overlap policy holds on one worker on SQLite and across three
-// replicas on PostgreSQL, for run-now requests sent to different replicas
-// (where only the claims can tell one replica of another's run) and for
-// ticks every second: skip answers 409; buffer_one runs one request after
-// the running run and answers 409 to the other; replace cancels the
-// running run (recorded cancelled, its error saying it was replaced) and
-// runs the new one after it; and no two runs of a job overlap.
+// Ensure each overlap policy holds for run-now requests on one worker on
+// SQLite and across three replicas on PostgreSQL, where each request goes
+// to another replica than the one running the job, so that only the claims
+// tell it: skip answers 409; buffer_one runs one request after the running
+// run and answers 409 to the other; replace cancels the running run
+// (recorded cancelled, its error saying it was replaced) and runs the new
+// one after it returned.
 func TestOverlap(t *testing.T) {
 	t.Parallel()
-	forEachCluster(t, overlapJobs, "", func(t *testing.T, c *cluster) {
+	forEachCluster(t, nowJobs, "", func(t *testing.T, c *cluster) {
 		t.Run("Skip", func(t *testing.T) {
 			first := runNowAsync(c.w(0), "now_skip")
 			waitRunning(t, c.w(0), "now_skip")
@@ -215,7 +214,35 @@ func TestOverlap(t *testing.T) {
 		})
 		t.Run("BufferOne", func(t *testing.T) { testBufferOneRunNow(t, c) })
 		t.Run("Replace", func(t *testing.T) { testReplaceRunNow(t, c) })
-		t.Run("Ticks", func(t *testing.T) { testOverlapTicks(t, c) })
+	})
+}
+
+// Ensure the runs of a job that ticks every second, each run longer than a
+// tick, follow its overlap policy, on SQLite and on three PostgreSQL
+// replicas: under buffer_one each run is followed at once by one of a tick
+// that came during it, the other ticks skipped; under replace each run is
+// cancelled by the next tick; no two runs overlap, and no tick runs twice.
+// One job per database: on SQLite a SQL job holds the write lock for its
+// whole run.
+func TestOverlap_Ticks(t *testing.T) {
+	t.Parallel()
+	t.Run("BufferOne", func(t *testing.T) {
+		t.Parallel()
+		forEachCluster(t, func(postgres bool) string {
+			return fmt.Sprintf(`
+jobs:
+  - {name: tick_buffer, schedule: "* * * * * *", timeout: 2500ms, overlap: buffer_one, sql: "%s"}
+`, slowSQL(postgres))
+		}, "", testBufferOneTicks)
+	})
+	t.Run("Replace", func(t *testing.T) {
+		t.Parallel()
+		forEachCluster(t, func(postgres bool) string {
+			return fmt.Sprintf(`
+jobs:
+  - {name: tick_replace, schedule: "* * * * * *", timeout: 30s, overlap: replace, sql: "%s"}
+`, slowSQL(postgres))
+		}, "", testReplaceTicks)
 	})
 }
 
@@ -263,28 +290,26 @@ func testReplaceRunNow(t *testing.T, c *cluster) {
 	t.Logf("%s: replaced run ended %s after the replacing request", c.name, took.Round(time.Millisecond))
 }
 
-// testOverlapTicks checks the runs of the jobs that tick every second:
-// buffer_one's runs follow each other, the next started by a tick that came
-// during the one before; replace's are cancelled by the next tick.
-func testOverlapTicks(t *testing.T, c *cluster) {
-	var buf, rep []runRow
-	var skipped int
+// waitRows polls until the job has n runs for which count is true.
+func (c *cluster) waitRows(t *testing.T, job string, n int, count func([]runRow) int) (rows []runRow, skipped int) {
+	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		buf, skipped = c.runRows(t, "tick_buffer")
-		rep, _ = c.runRows(t, "tick_replace")
-		if len(buf) >= 4 && cancelled(rep) >= 4 {
-			break
+		rows, skipped = c.runRows(t, job)
+		if count(rows) >= n {
+			return rows, skipped
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after a minute: %d runs of tick_buffer, %d cancelled of tick_replace; want 4 each", len(buf), cancelled(rep))
+			t.Fatalf("%s: %d runs of the kind wanted after a minute, want %d", job, count(rows), n)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+func testBufferOneTicks(t *testing.T, c *cluster) {
+	buf, skipped := c.waitRows(t, "tick_buffer", 4, func(rows []runRow) int { return len(rows) })
 	noOverlap(t, "tick_buffer", buf)
-	noOverlap(t, "tick_replace", rep)
 	onceEach(t, "tick_buffer", buf)
-	onceEach(t, "tick_replace", rep)
 	buffered := 0
 	for i := 1; i < len(buf); i++ {
 		if buf[i].result != "timeout" {
@@ -297,12 +322,19 @@ func testOverlapTicks(t *testing.T, c *cluster) {
 	if buffered < 2 || skipped == 0 {
 		t.Errorf("tick_buffer: got %d runs of a tick that came during the run before, started as it ended, and %d skipped ticks; want ≥ 2 and ≥ 1", buffered, skipped)
 	}
+	t.Logf("%s: tick_buffer %d runs, %d of them of a tick buffered during the run before; %d ticks skipped", c.name, len(buf), buffered, skipped)
+}
+
+func testReplaceTicks(t *testing.T, c *cluster) {
+	rep, _ := c.waitRows(t, "tick_replace", 4, cancelled)
+	noOverlap(t, "tick_replace", rep)
+	onceEach(t, "tick_replace", rep)
 	for _, r := range rep {
 		if r.result == "cancelled" && !strings.Contains(r.err, "replaced") {
 			t.Errorf("tick_replace: cancelled run of tick %s: error %q does not say it was replaced", r.scheduled.Format(time.TimeOnly), r.err)
 		}
 	}
-	t.Logf("%s: tick_buffer %d runs (%d buffered), %d skipped; tick_replace %d runs, %d cancelled", c.name, len(buf), buffered, skipped, len(rep), cancelled(rep))
+	t.Logf("%s: tick_replace %d runs, %d cancelled by the next tick", c.name, len(rep), cancelled(rep))
 }
 
 func cancelled(rows []runRow) int {
