@@ -37,6 +37,10 @@
 // with exactly one job_claims row, succeeded, failed, skipped or missed, and
 // missed means that no replica saw the tick at all.
 //
+// Under the overlap policies buffer_one and replace, a busy tick is
+// buffered instead of skipped, and replace asks the running run to stop
+// through its owner's renewals: see overlap.go.
+//
 // Missed ticks: a tick that no replica claimed within MissedGrace of its
 // scheduled time is marked missed by a row of status 'missed', inserted with
 // ON CONFLICT DO NOTHING like a claim, so that it is counted once across all
