@@ -1,6 +1,6 @@
 // Package jobs schedules the worker's jobs with robfig/cron and runs each one
 // through one middleware chain: run-history record, metrics and logging,
-// skip-if-still-running, the claim of the tick among replicas when a
+// the job's overlap policy (skip, buffer_one or replace), the claim of the tick among replicas when a
 // Coordinator is set, panic recovery, a per-run timeout, and the idempotent
 // database Init whose handle the job then uses.
 package jobs
