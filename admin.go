@@ -81,8 +81,10 @@ func (a admin) Jobs() ([]webpkg.JobStatus, error) {
 }
 
 // RunNow runs a scheduled job now through Scheduler.RunOnce: the run is
-// recorded in job_runs and the metrics like a scheduled one, and skipped
-// (409) while the job's previous run is going.
+// recorded in job_runs and the metrics like a scheduled one. While the
+// job's previous run is going, the job's overlap policy decides: skipped
+// (409) under skip, or when a run waits already under buffer_one; else it
+// waits for its turn (buffer_one), or cancels the running run (replace).
 func (a admin) RunNow(name string) (*webpkg.RunRecord, error) {
 	w := a.w
 	w.mu.Lock()

@@ -222,7 +222,9 @@ func (s *Scheduler) Overdue(name string, intervals int) error {
 }
 
 // RunOnce runs a job now, through the same chain as a scheduled run, and
-// returns its record: that of its last attempt when it was retried.
+// returns its record: that of its last attempt when it was retried. While
+// the job runs, its Overlap policy decides whether it is skipped, waits,
+// or replaces the running run.
 func (s *Scheduler) RunOnce(name string) (*Run, error) {
 	e, ok := s.lookup(name)
 	if !ok {
