@@ -102,3 +102,46 @@ func statuses(ticks []jobs.BackfillTick) string {
 	}
 	return strings.Join(out, ",")
 }
+
+// Ensure a backfill honours the job's overlap policy: under skip, the
+// ticks that come while the job runs are skipped; under buffer_one, the
+// first waits for the running run and the rest run after it.
+func TestBackfill_Overlap(t *testing.T) {
+	for _, tt := range []struct {
+		policy jobs.Overlap
+		want   string
+	}{
+		{jobs.OverlapSkip, "skipped,skipped"},
+		{jobs.OverlapBufferOne, "ran,ran"},
+	} {
+		t.Run(string(tt.policy), func(t *testing.T) {
+			h := newHeld(false)
+			j := overlapJob(t, "hourly", tt.policy, h.fn)
+			j.Schedule = mustSchedule(t, "0 * * * *").Schedule
+			s, _, _ := setup(t, jobs.Config{Location: time.UTC}, j)
+			first := runAsync(s, "hourly")
+			<-h.started
+			to := time.Now().UTC().Truncate(time.Hour)
+			done := make(chan []jobs.BackfillTick, 1)
+			go func() {
+				ticks, err := s.Backfill(context.Background(), "hourly", to.Add(-time.Hour), to, jobs.BackfillOptions{})
+				if err != nil {
+					t.Error(err)
+				}
+				done <- ticks
+			}()
+			if tt.policy == jobs.OverlapBufferOne {
+				waitWaiting(t, s, "hourly")
+			} else if got := statuses(<-done); got != tt.want {
+				t.Fatalf("backfill while the job runs: got %s, want %s", got, tt.want)
+			}
+			close(h.release)
+			<-first
+			if tt.policy == jobs.OverlapBufferOne {
+				if got := statuses(<-done); got != tt.want {
+					t.Fatalf("backfill after the run: got %s, want %s", got, tt.want)
+				}
+			}
+		})
+	}
+}
