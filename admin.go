@@ -1,8 +1,7 @@
 package worker
 
 import (
-	"errors"
-	"fmt"
+	"context"
 	"sync"
 
 	"github.com/sqlworker/worker/internal/jobs"
@@ -75,42 +74,24 @@ func (a admin) Jobs() ([]webpkg.JobStatus, error) {
 		if r, ok := w.last.get(j.Name); ok {
 			s.LastRun = record(&r)
 		}
+		s.JobState = a.state(j.Name)
 		out = append(out, s)
 	}
 	return out, nil
 }
 
-// RunNow runs a scheduled job now through Scheduler.RunOnce: the run is
-// recorded in job_runs and the metrics like a scheduled one. While the
-// job's previous run is going, the job's overlap policy decides: skipped
-// (409) under skip, or when a run waits already under buffer_one; else it
-// waits for its turn (buffer_one), or cancels the running run (replace).
+// RunNow is Worker.RunNow, its record as the admin API's JSON.
 func (a admin) RunNow(name string) (*webpkg.RunRecord, error) {
-	w := a.w
-	w.mu.Lock()
-	sched, running, stopped := w.sched, w.running, w.stopped
-	w.mu.Unlock()
-	switch {
-	case stopped:
-		return nil, fmt.Errorf("%w: shutting down", webpkg.ErrUnavailable)
-	case !running:
-		return nil, fmt.Errorf("%w: starting", webpkg.ErrUnavailable)
-	}
-	r, err := sched.RunOnce(name)
-	switch {
-	case errors.Is(err, jobs.ErrUnknownJob):
-		return nil, fmt.Errorf("%w: %s is not scheduled (no such job, or disabled)", webpkg.ErrUnknownJob, webpkg.Quote(name))
-	case errors.Is(err, jobs.ErrStopped):
-		return nil, fmt.Errorf("%w: shutting down", webpkg.ErrUnavailable)
-	case err != nil:
+	r, err := a.w.RunNow(context.Background(), name)
+	if r.Job == "" {
 		return nil, err
-	case r.Result == jobs.Skipped:
-		return record(r), fmt.Errorf("job %s: %w", webpkg.Quote(name), webpkg.ErrJobRunning)
 	}
-	return record(r), nil
+	return jsonRecord(r), err
 }
 
-func record(r *jobs.Run) *webpkg.RunRecord {
+func record(r *jobs.Run) *webpkg.RunRecord { return jsonRecord(newRunRecord(r)) }
+
+func jsonRecord(r RunRecord) *webpkg.RunRecord {
 	rec := &webpkg.RunRecord{
 		Job:          r.Job,
 		ScheduledAt:  webpkg.UTC(r.ScheduledAt),

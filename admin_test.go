@@ -23,7 +23,7 @@ import (
 // reg, until the test ends.
 func mustAdminServer(tb testing.TB, w *worker.Worker, reg *prometheus.Registry) *httptest.Server {
 	tb.Helper()
-	h, err := w.Handler(worker.HandlerOptions{Registry: reg, EnableAdminAPI: true})
+	h, err := w.Handler(worker.HandlerOptions{Gatherer: reg, EnableAdminAPI: true})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -192,7 +192,7 @@ jobs:
 // Ensure the admin API is not served unless asked for.
 func TestAdminAPI_Disabled(t *testing.T) {
 	w, reg := MustNewWorker(t, MustParseConfig(t, workertest.BuiltinsOff))
-	h, err := w.Handler(worker.HandlerOptions{Registry: reg})
+	h, err := w.Handler(worker.HandlerOptions{Gatherer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,41 +39,34 @@ var ErrBackfillRange = jobs.ErrBackfillRange
 // and, on PostgreSQL, through the same claim as a scheduled tick, so that
 // replicas never run a tick twice. A tick with a success row in job_runs
 // is left alone unless opts.Rerun. It returns once each tick was run; a
-// done ctx ends it between ticks. It returns an error before Start and once
-// stopping, and one wrapping ErrBackfillRange.
+// done ctx ends it between ticks. It is the admin API's POST
+// /api/v1/jobs/{name}/backfill. Its error wraps ErrUnknownJob,
+// ErrJobPaused for a paused job, ErrNotRunning before Start and once Stop
+// was called, and ErrBackfillRange.
 func (w *Worker) Backfill(ctx context.Context, name string, from, to time.Time, opts BackfillOptions) ([]BackfillTick, error) {
-	w.mu.Lock()
-	sched, running, stopped := w.sched, w.running, w.stopped
-	w.mu.Unlock()
-	if stopped || !running {
-		return nil, fmt.Errorf("cannot backfill job %q: %w", name, errNotRunning(stopped))
+	sched, err := w.scheduler(phaseStarted)
+	if err != nil {
+		return nil, err
 	}
-	return sched.Backfill(ctx, name, from, to, opts)
-}
-
-// errNotRunning is why a worker cannot run a job now.
-func errNotRunning(stopped bool) error {
-	if stopped {
-		return jobs.ErrStopped
+	if !opts.DryRun {
+		if err := w.checkNotPaused(name); err != nil {
+			return nil, err
+		}
 	}
-	return errNotStarted
+	ticks, err := sched.Backfill(ctx, name, from, to, opts)
+	switch {
+	case errors.Is(err, jobs.ErrUnknownJob):
+		return nil, fmt.Errorf("%w: %s is not scheduled (no such job, or disabled)", ErrUnknownJob, webpkg.Quote(name))
+	case errors.Is(err, ErrBackfillRange):
+		return nil, fmt.Errorf("%w: %w", webpkg.ErrBadRequest, err)
+	}
+	return ticks, err
 }
-
-var errNotStarted = errors.New("worker not started")
 
 // Backfill is the admin API's backfill: see Worker.Backfill.
 func (a admin) Backfill(ctx context.Context, name string, req webpkg.BackfillRequest) (*webpkg.BackfillResult, error) {
 	ticks, err := a.w.Backfill(ctx, name, req.From, req.To, BackfillOptions{DryRun: req.DryRun, Rerun: req.Rerun})
-	switch {
-	case errors.Is(err, jobs.ErrUnknownJob):
-		return nil, fmt.Errorf("%w: %s is not scheduled (no such job, or disabled)", webpkg.ErrUnknownJob, webpkg.Quote(name))
-	case errors.Is(err, ErrBackfillRange):
-		return nil, fmt.Errorf("%w: %w", webpkg.ErrBadRequest, err)
-	case errors.Is(err, jobs.ErrStopped):
-		return nil, fmt.Errorf("%w: shutting down", webpkg.ErrUnavailable)
-	case errors.Is(err, errNotStarted):
-		return nil, fmt.Errorf("%w: starting", webpkg.ErrUnavailable)
-	case err != nil:
+	if err != nil {
 		return nil, err
 	}
 	res := &webpkg.BackfillResult{Job: name, DryRun: req.DryRun, Counts: make(map[string]int), Ticks: make([]webpkg.BackfillTick, len(ticks))}

@@ -44,7 +44,7 @@ func BenchmarkScrape(b *testing.B) {
 
 func newScrapeWorker(b *testing.B, n int) http.Handler {
 	reg, w := newScrapeRegistryWorker(b, n)
-	h, err := w.Handler(worker.HandlerOptions{Registry: reg})
+	h, err := w.Handler(worker.HandlerOptions{Gatherer: reg})
 	if err != nil {
 		b.Fatal(err)
 	}

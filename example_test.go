@@ -150,3 +150,61 @@ func ExampleWorker_Register() {
 	// worker: job "heartbeat": duplicate job name (also builtin.heartbeat of the config)
 	// worker: job "report": invalid schedule "every hour": expected 5 to 6 fields, found 2: [every hour]
 }
+
+// A config built in Go: a zero value is the default (the job below is
+// enabled, bounded by DefaultJobTimeout), and New checks it as ParseConfig
+// checks a file, refusing what a file may not hold with the same reason.
+func ExampleConfig() {
+	cfg := &worker.Config{
+		MaxOpenConns: 2,
+		Jobs: []worker.JobConfig{
+			{Name: "purge_events", Spec: "@hourly", SQL: "DELETE FROM job_runs WHERE result = 'skipped'"},
+			{Name: worker.BuiltinQuickCheck, Builtin: true, Disabled: true},
+		},
+	}
+	w, err := worker.New(worker.Options{Config: cfg}) // opens nothing yet
+	if err != nil {
+		log.Fatal(err)
+	}
+	jobs, err := w.Jobs()
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, j := range jobs {
+		if j.Name == "purge_events" || j.Name == worker.BuiltinQuickCheck {
+			fmt.Println(j.Name, j.Kind, j.Spec, j.Timeout, j.Enabled)
+		}
+	}
+
+	cfg.Jobs[0].SQL = "BEGIN; DELETE FROM job_runs; COMMIT"
+	_, err = worker.New(worker.Options{Config: cfg})
+	fmt.Println(err)
+	// Output:
+	// quick_check builtin @every 15m 5m0s false
+	// purge_events sql @hourly 1m0s true
+	// worker: job "purge_events": Config.Jobs[0].SQL: statement 1 (BEGIN) starts a transaction inside the job's; the worker runs each job's SQL in one transaction
+}
+
+// An option of a Go job that a program writes: it sets the job's
+// settings, and its error is Register's, naming the job and the option.
+func ExampleNewJobOption() {
+	w, err := worker.New(worker.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	hourlyOnly := func(spec string) worker.JobOption {
+		return worker.NewJobOption("HourlyOnly", func(j *worker.JobConfig) error {
+			if j.Spec != spec {
+				return fmt.Errorf("want %s, got %s", spec, j.Spec)
+			}
+			j.Retries = 2
+			return nil
+		})
+	}
+	noop := func(context.Context, *sql.DB) (int64, error) { return 0, nil }
+	fmt.Println(w.Register("report", "@hourly", noop, hourlyOnly("@hourly")))
+	fmt.Println(w.Register("digest", "@daily", noop, hourlyOnly("@hourly")))
+	// Output:
+	// <nil>
+	// worker: job "digest": HourlyOnly: want @hourly, got @daily
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	"github.com/sqlworker/worker/internal/config"
 	"github.com/sqlworker/worker/internal/jobs"
 	"github.com/sqlworker/worker/internal/schedule"
 )
@@ -21,13 +22,47 @@ import (
 // recovered and recorded as the run's result "panic".
 type Func func(ctx context.Context, db *sql.DB) (rowsAffected int64, err error)
 
-// JobOption sets an option of a Go job in Register.
-type JobOption func(*goJob)
+// JobOption is an option of Register. ApplyJob changes the settings of
+// the Go job being registered: a JobConfig with Register's Name and Spec,
+// and, in its other fields, the zero values (the defaults) or what the
+// options before it set. An error refuses the job: Register returns it,
+// naming the job. After the options, Register checks the JobConfig as New
+// checks a config entry. Write one with NewJobOption, or implement the
+// interface.
+type JobOption interface {
+	ApplyJob(*JobConfig) error
+}
+
+// NewJobOption returns a JobOption named name that applies f; Register
+// prefixes f's error with the name, as in `WithRetries: must be between 0
+// and 10, got -1`.
+func NewJobOption(name string, f func(*JobConfig) error) JobOption {
+	return jobOption{name, f}
+}
+
+type jobOption struct {
+	name string
+	f    func(*JobConfig) error
+}
+
+func (o jobOption) ApplyJob(j *JobConfig) error {
+	if err := o.f(j); err != nil {
+		return fmt.Errorf("%s: %w", o.name, err)
+	}
+	return nil
+}
 
 // WithTimeout bounds each run of the job by d instead of DefaultJobTimeout;
-// 0 means no bound but shutdown. A config entry's timeout overrides it.
+// 0 or less means no bound but shutdown. A config entry's timeout
+// overrides it.
 func WithTimeout(d time.Duration) JobOption {
-	return func(g *goJob) { g.timeout = max(0, d) }
+	return NewJobOption("WithTimeout", func(j *JobConfig) error {
+		j.Timeout = d
+		if d <= 0 {
+			j.Timeout = -1
+		}
+		return nil
+	})
 }
 
 // CatchUp is a Go job's policy for the ticks it missed while the worker was
@@ -55,16 +90,18 @@ const (
 // default), CatchUpOnce, or CatchUpAll, which runs the newest limit of them
 // (0 means DefaultCatchUpLimit). A config entry's catch_up overrides it.
 func WithCatchUp(p CatchUp, limit int) JobOption {
-	return func(g *goJob) {
-		switch {
-		case jobs.CheckCatchUp(p) != nil:
-			g.err = fmt.Errorf("WithCatchUp: %w", jobs.CheckCatchUp(p))
-		case limit != 0 && jobs.CheckCatchUpLimit(limit) != nil:
-			g.err = fmt.Errorf("WithCatchUp: limit %w", jobs.CheckCatchUpLimit(limit))
-		default:
-			g.policy.catchUp, g.policy.catchUpLimit = p, limit
+	return NewJobOption("WithCatchUp", func(j *JobConfig) error {
+		if err := jobs.CheckCatchUp(p); err != nil {
+			return err
 		}
-	}
+		if limit != 0 {
+			if err := jobs.CheckCatchUpLimit(limit); err != nil {
+				return fmt.Errorf("limit %w", err)
+			}
+		}
+		j.CatchUp, j.CatchUpLimit = p, limit
+		return nil
+	})
 }
 
 // WithRetries gives each run n more attempts after a retryable failure
@@ -74,29 +111,35 @@ func WithCatchUp(p CatchUp, limit int) JobOption {
 // MaxRetryBackoff. A retry whose wait would end after the job's next tick
 // is not started. A config entry's retries and retry_backoff override it.
 func WithRetries(n int, backoff time.Duration) JobOption {
-	return func(g *goJob) {
-		switch {
-		case jobs.CheckRetries(n) != nil:
-			g.err = fmt.Errorf("WithRetries: %w", jobs.CheckRetries(n))
-		case backoff != 0 && jobs.CheckRetryBackoff(backoff) != nil:
-			g.err = fmt.Errorf("WithRetries: backoff %w", jobs.CheckRetryBackoff(backoff))
-		default:
-			g.policy.retries, g.policy.retryBackoff = n, backoff
+	return NewJobOption("WithRetries", func(j *JobConfig) error {
+		if err := jobs.CheckRetries(n); err != nil {
+			return err
 		}
-	}
+		if backoff != 0 {
+			if err := jobs.CheckRetryBackoff(backoff); err != nil {
+				return fmt.Errorf("backoff %w", err)
+			}
+		}
+		j.Retries, j.RetryBackoff = n, backoff
+		return nil
+	})
 }
 
 // WithJitter delays each scheduled run by a random duration in [0, d);
 // d must be less than the schedule's interval. A config entry's jitter
 // overrides it.
 func WithJitter(d time.Duration) JobOption {
-	return func(g *goJob) {
-		if err := jobs.CheckJitter(d, g.schedule); err != nil {
-			g.err = fmt.Errorf("WithJitter: %w", err)
-			return
+	return NewJobOption("WithJitter", func(j *JobConfig) error {
+		s, err := schedule.ParseDST(j.Spec, j.DST)
+		if err != nil {
+			return err
 		}
-		g.policy.jitter = d
-	}
+		if err := jobs.CheckJitter(d, s); err != nil {
+			return err
+		}
+		j.Jitter = d
+		return nil
+	})
 }
 
 // DST is a job's policy at daylight-saving changes (WithDST; a config
@@ -118,14 +161,13 @@ const (
 // WithDST sets the job's policy at daylight-saving changes: DSTCron (the
 // default) or DSTWallClock. A config entry's dst overrides it.
 func WithDST(p DST) JobOption {
-	return func(g *goJob) {
-		s, err := schedule.ParseDST(g.spec, p)
-		if err != nil {
-			g.err = fmt.Errorf("WithDST: %w", err)
-			return
+	return NewJobOption("WithDST", func(j *JobConfig) error {
+		if err := schedule.CheckDST(p); err != nil {
+			return err
 		}
-		g.schedule, g.dst = s, p
-	}
+		j.DST = p
+		return nil
+	})
 }
 
 // DSTChange is a tick of a job that a daylight-saving change skips or
@@ -137,10 +179,20 @@ type DSTChange = schedule.Change
 // that a daylight-saving change skips or repeats, and when each runs. An
 // @every schedule has none.
 func (j JobInfo) DSTChanges(loc *time.Location, from, until time.Time, max int) []DSTChange {
-	if j.Schedule == nil {
+	if j.schedule == nil {
 		return nil
 	}
-	return schedule.Changes(j.Schedule, loc, from, until, max)
+	return schedule.Changes(j.schedule, loc, from, until, max)
+}
+
+// Next returns the job's first tick after t, by its Spec and DST policy,
+// in t's location unless the spec has a CRON_TZ=; the zero time when
+// the spec never fires.
+func (j JobInfo) Next(t time.Time) time.Time {
+	if j.schedule == nil {
+		return time.Time{}
+	}
+	return j.schedule.Next(t)
 }
 
 // Retryable wraps err, returned by a Go job, so that WithRetries retries
@@ -148,26 +200,24 @@ func (j JobInfo) DSTChanges(loc *time.Location, from, until time.Time, max int) 
 // returns nil for nil.
 func Retryable(err error) error { return jobs.MarkRetryable(err) }
 
-// goJob is a registered Go job.
+// goJob is a registered Go job: its settings, as its options left them,
+// and its schedule, Spec parsed with its DST policy.
 type goJob struct {
-	name     string
-	spec     string
+	cfg      JobConfig
 	schedule cron.Schedule
-	timeout  time.Duration
 	fn       Func
-	policy   policy
-	dst      DST   // of WithDST; schedule is parsed with it
-	err      error // of an option with a bad value, returned by Register
 }
 
-// policy is a job's catch-up, retry and jitter settings.
-type policy struct {
-	catchUp      CatchUp
-	catchUpLimit int
-	retries      int
-	retryBackoff time.Duration
-	jitter       time.Duration
-	overlap      Overlap
+// timeout is the bound of the job's runs: DefaultJobTimeout unless
+// WithTimeout said otherwise, 0 for none.
+func (g goJob) timeout() time.Duration {
+	switch {
+	case g.cfg.Timeout == 0:
+		return DefaultJobTimeout
+	case g.cfg.Timeout < 0:
+		return 0
+	}
+	return g.cfg.Timeout
 }
 
 // Job kinds, as JobInfo.Kind says them.
@@ -180,16 +230,15 @@ const (
 // JobInfo is a job as the worker will run it: the config and the
 // registered Go jobs resolved.
 type JobInfo struct {
-	Name     string
-	Kind     string        // KindBuiltin, KindSQL or KindGo
-	Spec     string        // the schedule as written
-	Schedule cron.Schedule // Spec parsed
-	Timeout  time.Duration // per run; 0 means none
-	Enabled  bool
+	Name    string
+	Kind    string        // KindBuiltin, KindSQL or KindGo
+	Spec    string        // the schedule as written; see Next
+	Timeout time.Duration // per run; 0 means none
+	Enabled bool
 
 	// CatchUp is the policy for ticks missed while the worker was down
 	// or paused; CatchUpLimit bounds what CatchUpAll runs (0: the
-	// default, jobs.DefaultCatchUpLimit).
+	// default, DefaultCatchUpLimit).
 	CatchUp      CatchUp
 	CatchUpLimit int
 	// Retries is how many more attempts a run gets after a retryable
@@ -200,13 +249,14 @@ type JobInfo struct {
 	// Jitter bounds the random delay of each scheduled run; 0 means none.
 	Jitter time.Duration
 	// DST is the policy at daylight-saving changes, DSTCron or
-	// DSTWallClock, that Schedule follows.
+	// DSTWallClock, that Next follows.
 	DST DST
 	// Overlap is what happens to a run that comes while the job's
 	// previous run is going: OverlapSkip, OverlapBufferOne or
 	// OverlapReplace.
 	Overlap Overlap
 
+	schedule        cron.Schedule // Spec parsed with DST
 	fn              jobs.Func
 	runAtStart      bool   // the config's RunAtStart
 	omitSuccessRows bool   // the config's OmitSuccessRows (record_successes: false)
@@ -229,15 +279,14 @@ func (w *Worker) planLocked() ([]JobInfo, error) { return w.plan(w.cfg) }
 
 // plan resolves the jobs of cfg and the registered Go jobs; called with mu
 // held.
-func (w *Worker) plan(cfg *Config) ([]JobInfo, error) {
+func (w *Worker) plan(cfg *config.Config) ([]JobInfo, error) {
 	byName := make(map[string]goJob, len(w.goJobs))
 	for _, g := range w.goJobs {
-		byName[g.name] = g
+		byName[g.cfg.Name] = g
 	}
 	var out []JobInfo
-	inConfig := make(map[string]bool)
 	for _, j := range cfg.Jobs {
-		info := JobInfo{Name: j.Name, Spec: j.Spec, Schedule: j.Schedule, Timeout: j.Timeout, Enabled: j.Enabled,
+		info := JobInfo{Name: j.Name, Spec: j.Spec, schedule: j.Schedule, Timeout: max(0, j.Timeout), Enabled: j.Enabled,
 			CatchUp: j.CatchUp, CatchUpLimit: j.CatchUpLimit, Retries: j.Retries, RetryBackoff: j.RetryBackoff, Jitter: j.Jitter,
 			DST: j.DST, Overlap: j.Overlap, runAtStart: j.RunAtStart, omitSuccessRows: j.OmitSuccessRows}
 		switch {
@@ -254,79 +303,66 @@ func (w *Worker) plan(cfg *Config) ([]JobInfo, error) {
 			if !ok {
 				return nil, cfg.GoJobError(j)
 			}
-			inConfig[j.Name] = true
-			info.Kind, info.fn = KindGo, jobs.Func(g.fn)
-			if j.Schedule == nil {
-				info.Spec, info.Schedule = g.spec, g.schedule
-				info.DST = g.dst
-				if j.DST != "" && j.DST != g.dst { // the entry's dst over the Go job's own schedule
-					info.DST = j.DST
-					var err error
-					if info.Schedule, err = schedule.ParseDST(g.spec, j.DST); err != nil {
-						return nil, fmt.Errorf("%s.dst: %w", j.Field, err)
-					}
-				}
-			}
-			if j.Timeout == 0 {
-				info.Timeout = g.timeout
-			}
-			if err := info.keepPolicy(g.policy, j, cfg.Source); err != nil {
+			delete(byName, j.Name)
+			if err := info.keepGoJob(g, j, cfg); err != nil {
 				return nil, err
 			}
 		}
-		if info.CatchUp == "" {
-			info.CatchUp = CatchUpSkip
-		}
-		if info.DST == "" {
-			info.DST = DSTCron
-		}
-		if info.Overlap == "" {
-			info.Overlap = OverlapSkip
-		}
+		info.CatchUp = cmp.Or(info.CatchUp, CatchUpSkip)
+		info.DST = cmp.Or(info.DST, DSTCron)
+		info.Overlap = cmp.Or(info.Overlap, OverlapSkip)
 		out = append(out, info)
 	}
 	for _, g := range w.goJobs {
-		if !inConfig[g.name] {
-			p := g.policy
-			out = append(out, JobInfo{Name: g.name, Kind: KindGo, Spec: g.spec, Schedule: g.schedule,
-				Timeout: g.timeout, Enabled: true, fn: jobs.Func(g.fn), DST: cmp.Or(g.dst, DSTCron),
-				CatchUp: p.catchUp, CatchUpLimit: p.catchUpLimit, Retries: p.retries, RetryBackoff: p.retryBackoff, Jitter: p.jitter,
-				Overlap: cmp.Or(p.overlap, OverlapSkip)})
+		if _, ok := byName[g.cfg.Name]; ok { // no entry in the config
+			c := g.cfg
+			out = append(out, JobInfo{Name: c.Name, Kind: KindGo, Spec: c.Spec, schedule: g.schedule,
+				Timeout: g.timeout(), Enabled: !c.Disabled, fn: jobs.Func(g.fn), DST: cmp.Or(c.DST, DSTCron),
+				CatchUp: cmp.Or(c.CatchUp, CatchUpSkip), CatchUpLimit: c.CatchUpLimit, Retries: c.Retries, RetryBackoff: c.RetryBackoff,
+				Jitter: c.Jitter, Overlap: cmp.Or(c.Overlap, OverlapSkip), omitSuccessRows: c.OmitSuccessRows})
 		}
 	}
 	return out, nil
 }
 
-// keepPolicy fills the settings a Go job's config entry j leaves out with
-// the Go job's own, and checks the jitter against the schedule the entry
-// ends up with, naming the entry's field.
-func (info *JobInfo) keepPolicy(p policy, j JobConfig, source string) error {
-	if info.CatchUp == "" {
-		info.CatchUp = p.catchUp
+// keepGoJob resolves the config entry j of the Go job g: the settings the
+// entry leaves out are the Go job's own, and the jitter and catch-up are
+// checked against what the entry ends up with, naming the entry's field.
+func (info *JobInfo) keepGoJob(g goJob, j config.Job, cfg *config.Config) error {
+	c := g.cfg
+	info.Kind, info.fn = KindGo, jobs.Func(g.fn)
+	if j.Schedule == nil {
+		info.Spec, info.schedule = c.Spec, g.schedule
+		info.DST = cmp.Or(c.DST, DSTCron)
+		if j.DST != "" && j.DST != info.DST { // the entry's dst over the Go job's own schedule
+			info.DST = j.DST
+			var err error
+			if info.schedule, err = schedule.ParseDST(c.Spec, j.DST); err != nil {
+				return fmt.Errorf("%s: %w", cfg.JobField(j, "dst"), err)
+			}
+		}
 	}
-	if info.CatchUpLimit == 0 {
-		info.CatchUpLimit = p.catchUpLimit
+	switch {
+	case j.Timeout == 0:
+		info.Timeout = g.timeout()
+	case j.Timeout < 0:
+		info.Timeout = 0
 	}
-	if info.Retries == 0 {
-		info.Retries = p.retries
-	}
-	if info.RetryBackoff == 0 {
-		info.RetryBackoff = p.retryBackoff
-	}
-	if info.Jitter == 0 {
-		info.Jitter = p.jitter
-	}
-	if info.Overlap == "" {
-		info.Overlap = p.overlap
-	}
-	err := jobs.CheckJitter(info.Jitter, info.Schedule)
-	if err == nil && info.CatchUp != CatchUpSkip && info.CatchUp != "" && j.OmitSuccessRows {
-		return fmt.Errorf("%s.catch_up: %s needs record_successes: true: the last tick is read from job_runs, which keeps no successes under record_successes: false", j.Field, info.CatchUp)
+	info.CatchUp = cmp.Or(info.CatchUp, c.CatchUp)
+	info.CatchUpLimit = cmp.Or(info.CatchUpLimit, c.CatchUpLimit)
+	info.Retries = cmp.Or(info.Retries, c.Retries)
+	info.RetryBackoff = cmp.Or(info.RetryBackoff, c.RetryBackoff)
+	info.Jitter = cmp.Or(info.Jitter, c.Jitter)
+	info.Overlap = cmp.Or(info.Overlap, c.Overlap)
+	info.omitSuccessRows = info.omitSuccessRows || c.OmitSuccessRows
+	err := jobs.CheckJitter(info.Jitter, info.schedule)
+	if err == nil && info.CatchUp != CatchUpSkip && info.CatchUp != "" && info.omitSuccessRows {
+		return fmt.Errorf("%s: %s needs record_successes: true: the last tick is read from job_runs, which keeps no successes under record_successes: false", cfg.JobField(j, "catch_up"), info.CatchUp)
 	}
 	if err != nil {
-		err = fmt.Errorf("%s.jitter: %w", j.Field, err)
-		if source != "" {
-			err = fmt.Errorf("config file %s: %w", source, err)
+		err = fmt.Errorf("%s: %w", cfg.JobField(j, "jitter"), err)
+		if cfg.Source != "" {
+			err = fmt.Errorf("config file %s: %w", cfg.Source, err)
 		}
 	}
 	return err

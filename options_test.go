@@ -104,7 +104,7 @@ func TestWorker_Register_DST(t *testing.T) {
 			continue
 		}
 		delete(want, j.Name)
-		if got := j.Schedule.Next(from); j.DST != wj.dst || !got.Equal(wj.next) {
+		if got := j.Next(from); j.DST != wj.dst || !got.Equal(wj.next) {
 			t.Errorf("%s: got dst %q, next %s; want %q, %s", j.Name, j.DST, got.UTC(), wj.dst, wj.next)
 		}
 	}

@@ -1,10 +1,6 @@
 package worker
 
-import (
-	"fmt"
-
-	"github.com/sqlworker/worker/internal/jobs"
-)
+import "github.com/sqlworker/worker/internal/jobs"
 
 // Overlap is a job's policy for a run that comes while the job's previous
 // run is still going (WithOverlap; a config entry's overlap); see the
@@ -34,11 +30,11 @@ var ErrReplaced = jobs.ErrReplaced
 // or OverlapReplace. On PostgreSQL the policy holds across the replicas. A
 // config entry's overlap overrides it.
 func WithOverlap(p Overlap) JobOption {
-	return func(g *goJob) {
+	return NewJobOption("WithOverlap", func(j *JobConfig) error {
 		if err := jobs.CheckOverlap(p); err != nil {
-			g.err = fmt.Errorf("WithOverlap: %w", err)
-			return
+			return err
 		}
-		g.policy.overlap = p
-	}
+		j.Overlap = p
+		return nil
+	})
 }

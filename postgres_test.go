@@ -23,14 +23,21 @@ import (
 func TestNew_PostgresBuiltins(t *testing.T) {
 	cfg := worker.DefaultConfig()
 	cfg.DBURL = "postgres://u@h/db"
-	if _, err := worker.New(worker.Options{Config: cfg}); err == nil || !strings.Contains(err.Error(), "builtin.wal_checkpoint: is SQLite's") {
-		t.Fatalf("got %v, want builtin.wal_checkpoint refused", err)
+	w, err := worker.New(worker.Options{Config: cfg}) // SQLite's defaults and built-ins left out
+	if err != nil {
+		t.Fatalf("New of DefaultConfig with DBURL: %v", err)
 	}
-	cfg, err := worker.ParseConfig([]byte("database:\n  url: postgres://u@h/db\n"))
+	w.Close(context.Background())
+	cfg.Jobs = []worker.JobConfig{{Name: worker.BuiltinHeartbeat, Builtin: true}, {Name: worker.BuiltinWALCheckpoint, Builtin: true}}
+	_, err = worker.New(worker.Options{Config: cfg})
+	if want := `worker: job "wal_checkpoint": Config.Jobs[1]: is SQLite's; not offered with database.url (remove it)`; err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
+	}
+	cfg, err = worker.ParseConfig([]byte("database:\n  url: postgres://u@h/db\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := worker.New(worker.Options{Config: cfg})
+	w, err = worker.New(worker.Options{Config: cfg})
 	if err != nil {
 		t.Fatalf("New of a parsed PostgreSQL config: %v", err)
 	}

@@ -29,31 +29,31 @@ func RestartSettings() []string {
 // value back to old's and reports whether they differed.
 var restartSettings = []struct {
 	name string
-	keep func(next, old *Config) bool
+	keep func(next, old *config.Config) bool
 }{
-	{"database.path", field(func(c *Config) *string { return &c.DBPath })},
-	{"database.url", field(func(c *Config) *string { return &c.DBURL })},
-	{"database.password_file", field(func(c *Config) *string { return &c.DBPasswordFile })},
-	{"database.replica_id", field(func(c *Config) *string { return &c.DBReplicaID })},
-	{"database.max_open_conns", field(func(c *Config) *int { return &c.MaxOpenConns })},
-	{"database.busy_timeout", field(func(c *Config) *time.Duration { return &c.BusyTimeout })},
-	{"database.max_page_count", field(func(c *Config) *int { return &c.MaxPageCount })},
-	{"database.checkpoint", field(func(c *Config) *string { return &c.Checkpoint })},
-	{"scheduler.timezone", func(next, old *Config) bool {
+	{"database.path", field(func(c *config.Config) *string { return &c.DBPath })},
+	{"database.url", field(func(c *config.Config) *string { return &c.DBURL })},
+	{"database.password_file", field(func(c *config.Config) *string { return &c.DBPasswordFile })},
+	{"database.replica_id", field(func(c *config.Config) *string { return &c.DBReplicaID })},
+	{"database.max_open_conns", field(func(c *config.Config) *int { return &c.MaxOpenConns })},
+	{"database.busy_timeout", field(func(c *config.Config) *time.Duration { return &c.BusyTimeout })},
+	{"database.max_page_count", field(func(c *config.Config) *int { return &c.MaxPageCount })},
+	{"database.checkpoint", field(func(c *config.Config) *string { return &c.Checkpoint })},
+	{"scheduler.timezone", func(next, old *config.Config) bool {
 		changed := next.Location.String() != old.Location.String()
 		next.Location = old.Location
 		return changed
 	}},
-	{"scheduler.shutdown_grace", field(func(c *Config) *time.Duration { return &c.ShutdownGrace })},
-	{"scheduler.lease", field(func(c *Config) *time.Duration { return &c.Lease })},
-	{"history.retention", field(func(c *Config) *time.Duration { return &c.HistoryRetention })},
-	{"history.max_rows_per_job", field(func(c *Config) *int { return &c.HistoryMaxRowsPerJob })},
-	{"history.duplicate_check_interval", field(func(c *Config) *time.Duration { return &c.DuplicateCheck })},
+	{"scheduler.shutdown_grace", field(func(c *config.Config) *time.Duration { return &c.ShutdownGrace })},
+	{"scheduler.lease", field(func(c *config.Config) *time.Duration { return &c.Lease })},
+	{"history.retention", field(func(c *config.Config) *time.Duration { return &c.HistoryRetention })},
+	{"history.max_rows_per_job", field(func(c *config.Config) *int { return &c.HistoryMaxRowsPerJob })},
+	{"history.duplicate_check_interval", field(func(c *config.Config) *time.Duration { return &c.DuplicateCheck })},
 }
 
 // field returns a restartSettings keep func for the field that get points at.
-func field[T comparable](get func(*Config) *T) func(next, old *Config) bool {
-	return func(next, old *Config) bool {
+func field[T comparable](get func(*config.Config) *T) func(next, old *config.Config) bool {
+	return func(next, old *config.Config) bool {
 		v, o := get(next), get(old)
 		changed := *v != *o
 		*v = *o
@@ -72,8 +72,9 @@ func field[T comparable](get func(*Config) *T) func(next, old *Config) bool {
 //   - the database handle is not reopened.
 //
 // A load error, or a config that does not resolve (ErrNoGoJob), is
-// returned as it is, one line naming the field; the old config keeps
-// running, and it is logged as one error line. Every call sets
+// returned as it is, one line naming the field, and a Config that New
+// would refuse is refused with New's error (a *ConfigError); the old
+// config keeps running, and it is logged as one error line. Every call sets
 // worker_config_last_reload_successful (1 or 0) and, on success,
 // worker_config_last_reload_success_timestamp_seconds. Calls are
 // serialised. It returns ErrStopped after Stop.
@@ -87,8 +88,12 @@ func (w *Worker) Reload(load func() (*Config, error)) error {
 	w.reloadMu.Lock()
 	defer w.reloadMu.Unlock()
 	cfg, err := w.boundedLoad(load)
+	var next *config.Config
 	if err == nil {
-		err = w.apply(cfg)
+		next, err = cfg.check()
+	}
+	if err == nil {
+		err = w.apply(next)
 	}
 	if err != nil {
 		w.reloads.successful.Set(0)
@@ -135,10 +140,10 @@ func (w *Worker) boundedLoad(load func() (*Config, error)) (*Config, error) {
 }
 
 // apply swaps the worker's config for cfg, but for RestartSettings.
-func (w *Worker) apply(cfg *Config) error {
+func (w *Worker) apply(cfg *config.Config) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.stopped {
+	if w.stoppedLocked() {
 		return ErrStopped
 	}
 	if cfg.Postgres() != w.cfg.Postgres() {
@@ -187,7 +192,7 @@ func (w *Worker) apply(cfg *Config) error {
 
 // keepRestartSettings returns a copy of cfg with old's values of the
 // RestartSettings, and the names of those that cfg changed.
-func keepRestartSettings(old, cfg *Config) (*Config, []string) {
+func keepRestartSettings(old, cfg *config.Config) (*config.Config, []string) {
 	next := *cfg
 	var kept []string
 	for _, r := range restartSettings {
@@ -203,7 +208,7 @@ func scheduled(plan []JobInfo) []jobs.Job {
 	var list []jobs.Job
 	for _, p := range plan {
 		if p.Enabled {
-			list = append(list, jobs.Job{Name: p.Name, Spec: p.Spec, Schedule: p.Schedule, DST: p.DST, Timeout: p.Timeout, Func: p.fn,
+			list = append(list, jobs.Job{Name: p.Name, Spec: p.Spec, Schedule: p.schedule, DST: p.DST, Timeout: p.Timeout, Func: p.fn,
 				RunAtStart: p.runAtStart, OmitSuccessRows: p.omitSuccessRows, Source: p.source, PerReplica: p.perReplica,
 				CatchUp: p.CatchUp, CatchUpLimit: p.CatchUpLimit, Retries: p.Retries, RetryBackoff: p.RetryBackoff, Jitter: p.Jitter, Overlap: p.Overlap})
 		}

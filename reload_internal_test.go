@@ -11,14 +11,16 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sqlworker/worker/internal/config"
 )
 
 // Ensure keepRestartSettings keeps old's value of every one of
 // RestartSettings and names each, that it keeps nothing else, and that the
 // README's "Reloading the config" names each.
 func TestKeepRestartSettings(t *testing.T) {
-	old := DefaultConfig()
-	cfg := DefaultConfig()
+	old := config.Default()
+	cfg := config.Default()
 	cfg.DBPath += ".other"
 	cfg.DBURL = "postgres://elsewhere/db" // kept; Reload refuses a switch of engine before it gets here
 	cfg.DBPasswordFile = "/run/secrets/pw"
@@ -50,7 +52,7 @@ func TestKeepRestartSettings(t *testing.T) {
 	if got, want := len(next.Jobs), 1; got != want {
 		t.Fatalf("jobs of next: got %d, want %d (the new config's)", got, want)
 	}
-	if _, kept := keepRestartSettings(old, DefaultConfig()); len(kept) != 0 {
+	if _, kept := keepRestartSettings(old, config.Default()); len(kept) != 0 {
 		t.Fatalf("kept of an unchanged config: got %v, want none", kept)
 	}
 

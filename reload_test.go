@@ -182,7 +182,7 @@ func TestWorker_Reload_Concurrent(t *testing.T) {
 func TestWorker_Handler_Reload(t *testing.T) {
 	w, reg := MustNewWorker(t, MustParseConfig(t, reloadJobs(jobA)))
 	yml := reloadJobs(jobA + jobB)
-	h, err := w.Handler(worker.HandlerOptions{Registry: reg, Reload: func() (*worker.Config, error) {
+	h, err := w.Handler(worker.HandlerOptions{Gatherer: reg, Reload: func() (*worker.Config, error) {
 		return worker.ParseConfig([]byte(yml))
 	}})
 	if err != nil {
@@ -220,7 +220,7 @@ func TestWorker_Handler_Reload(t *testing.T) {
 		t.Fatalf("POST /-/reload of a bad config: got %d %q, want 500 naming jobs[1].schedule", code, body)
 	}
 
-	plain, err := w.Handler(worker.HandlerOptions{Registry: prometheus.NewRegistry()})
+	plain, err := w.Handler(worker.HandlerOptions{Gatherer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}

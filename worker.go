@@ -1,12 +1,14 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,7 +51,9 @@ var (
 
 // Options are what New builds a Worker from. Every field may be left zero.
 type Options struct {
-	// Config is the configuration; nil means DefaultConfig().
+	// Config is the configuration; nil means DefaultConfig(). New checks
+	// it as ParseConfig checks a file (see ConfigError), and keeps a copy:
+	// changing it later changes nothing; see Reload.
 	Config *Config
 	// Registerer receives the worker's metrics (worker_job_*, worker_db_*,
 	// worker_open_fds, go_sql_*{db_name="main"}) when Start is called; nil
@@ -61,13 +65,23 @@ type Options struct {
 	// Version is recorded by the heartbeat job in the heartbeat table;
 	// "" means the build's version (github.com/prometheus/common/version).
 	Version string
+	// OnRun, when set, is given the record of every finished run, of every
+	// job, skipped runs included, once it is in the metrics and handed to
+	// job_runs: a test waits on it for a run instead of sleeping. It is
+	// called from a goroutine of its own, one record at a time, in the
+	// order the runs finished, so it cannot hold up a run or the
+	// scheduler; up to RunHookBuffer records wait while it is busy, and
+	// more are dropped (logged). Stop waits, until its ctx is done, for
+	// the records of every run to have been given to it. A panic in it is
+	// recovered and logged.
+	OnRun func(RunRecord)
 }
 
 // Worker runs jobs on their schedules against one shared database handle.
 // Register jobs before Start; Stop and Close may be called in any state, and
 // more than once.
 type Worker struct {
-	cfg       *Config
+	cfg       *config.Config // validated, every default filled in
 	reg       prometheus.Registerer
 	logger    *slog.Logger
 	handle    *db.Handle
@@ -79,15 +93,13 @@ type Worker struct {
 	fds       *fdstat.Counter // the FD counter of the metrics, once Open registered them
 	reloadMu  sync.Mutex      // serialises Reload
 	stopping  chan struct{}   // closed by Stop: a Reload waiting for its load gives up
+	onRun     *runHook        // of Options.OnRun; nil without one
 
-	mu       sync.Mutex
-	goJobs   []goJob
-	starting bool            // Open or Start was called: Register refuses
-	list     []jobs.Job      // the enabled jobs, once open
-	sched    *jobs.Scheduler // set once open
-	running  bool            // Start succeeded
-	stopped  bool
-	closed   bool
+	mu     sync.Mutex
+	goJobs []goJob
+	phase  phase           // where the worker is in its life (lifecycle.go)
+	list   []jobs.Job      // the enabled jobs, once open
+	sched  *jobs.Scheduler // set once open
 
 	// reopen is the retry of a PostgreSQL open that failed in Open: it
 	// runs until the database opens or Stop cancels it.
@@ -107,9 +119,12 @@ const (
 // New returns a Worker for opts. It opens nothing: the database opens in
 // Open or Start.
 func New(opts Options) (*Worker, error) {
-	cfg := opts.Config
-	if cfg == nil {
-		cfg = DefaultConfig()
+	if opts.Config == nil {
+		opts.Config = &Config{}
+	}
+	cfg, err := opts.Config.check()
+	if err != nil {
+		return nil, err
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -140,16 +155,6 @@ func New(opts Options) (*Worker, error) {
 		builtins: jobs.NewBuiltins(DefaultNamespace, v, cfg.HistoryRetention),
 		reloads:  newReloadMetrics(DefaultNamespace),
 	}
-	if cfg.Postgres() {
-		if err := db.CheckURL(cfg.DBURL); err != nil {
-			return nil, fmt.Errorf("worker: Config.DBURL: %w", err)
-		}
-		for _, j := range cfg.Jobs {
-			if j.Builtin && j.Enabled && jobs.SQLiteOnly(j.Name) {
-				return nil, fmt.Errorf("worker: %s: is SQLite's; not offered on PostgreSQL (Config.DBURL)", j.Field)
-			}
-		}
-	}
 	w.builtins.ReplicaID = w.handle.ReplicaID()
 	w.builtins.Verify = w.handle.Verify
 	w.builtins.HistoryMaxRowsPerJob = cfg.HistoryMaxRowsPerJob
@@ -165,6 +170,9 @@ func New(opts Options) (*Worker, error) {
 		}
 	}
 	w.readiness.AddCheck("database", w.handle.Health)
+	if opts.OnRun != nil {
+		w.onRun = newRunHook(opts.OnRun, logger)
+	}
 	return w, nil
 }
 
@@ -178,7 +186,7 @@ func New(opts Options) (*Worker, error) {
 func (w *Worker) Register(name, spec string, fn Func, opts ...JobOption) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.starting {
+	if w.phase > phaseNew {
 		return fmt.Errorf("worker: job %q: %w", name, ErrStarted)
 	}
 	if err := config.CheckName(name); err != nil {
@@ -193,23 +201,42 @@ func (w *Worker) Register(name, spec string, fn Func, opts ...JobOption) error {
 		}
 	}
 	for _, g := range w.goJobs {
-		if g.name == name {
+		if g.cfg.Name == name {
 			return fmt.Errorf("worker: job %q: %w (registered twice)", name, ErrDuplicateJob)
 		}
 	}
-	s, err := schedule.Parse(spec)
-	if err != nil {
+	if _, err := schedule.Parse(spec); err != nil {
 		return fmt.Errorf("worker: job %q: invalid schedule %q: %w", name, spec, err)
 	}
-	g := goJob{name: name, spec: spec, schedule: s, timeout: DefaultJobTimeout, fn: fn}
-	for _, o := range opts {
-		o(&g)
-	}
-	if g.err != nil {
-		return fmt.Errorf("worker: job %q: %w", name, g.err)
+	g, err := goJobOf(name, spec, fn, opts)
+	if err != nil {
+		return err
 	}
 	w.goJobs = append(w.goJobs, g)
 	return nil
+}
+
+// goJobOf applies opts to the settings of a Go job and checks them as New
+// checks a config entry.
+func goJobOf(name, spec string, fn Func, opts []JobOption) (goJob, error) {
+	jc := JobConfig{Name: name, Spec: spec}
+	for _, o := range opts {
+		if err := o.ApplyJob(&jc); err != nil {
+			return goJob{}, fmt.Errorf("worker: job %q: %w", name, err)
+		}
+	}
+	if jc.Name != name || jc.Builtin || jc.SQL != "" || jc.Spec == "" {
+		return goJob{}, fmt.Errorf("worker: job %q: an option changed its Name, Builtin, SQL or Spec, which are Register's", name)
+	}
+	ic, err := (&Config{Jobs: []JobConfig{jc}}).check()
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		return goJob{}, fmt.Errorf("worker: job %q: %s: %s", name, strings.Replace(ce.Field, "Config.Jobs[0]", "JobConfig", 1), ce.Reason)
+	}
+	if err != nil {
+		return goJob{}, fmt.Errorf("worker: job %q: %w", name, err)
+	}
+	return goJob{cfg: jc, schedule: ic.Jobs[len(ic.Jobs)-1].Schedule, fn: fn}, nil
 }
 
 // Open resolves the jobs, opens the database (creating and migrating it)
@@ -234,12 +261,12 @@ func (w *Worker) Open(ctx context.Context) error {
 
 func (w *Worker) openLocked(ctx context.Context) error {
 	switch {
-	case w.stopped:
+	case w.stoppedLocked():
 		return ErrStopped
-	case w.sched != nil:
+	case w.phase >= phaseOpen:
 		return nil
 	}
-	w.starting = true
+	w.advance(phaseOpening)
 	plan, err := w.planLocked()
 	if err != nil {
 		return err
@@ -293,6 +320,9 @@ func (w *Worker) openLocked(ctx context.Context) error {
 		OnFinish: func(r *jobs.Run, historyErr error) {
 			faults.observe(r, historyErr)
 			w.last.observe(r)
+			if w.onRun != nil {
+				w.onRun.add(newRunRecord(r))
+			}
 		},
 		Coordinator:    coord,
 		DuplicateCheck: w.cfg.DuplicateCheck,
@@ -302,6 +332,7 @@ func (w *Worker) openLocked(ctx context.Context) error {
 	}
 	w.addChecks(sched)
 	w.sched = sched
+	w.advance(phaseOpen)
 	return nil
 }
 
@@ -360,7 +391,7 @@ func (w *Worker) opened(attempts int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.reopening = false
-	if !w.running {
+	if w.phase != phaseStarted {
 		w.logger.Info("Database open after retries", "database", w.handle.Where(), "attempts", attempts)
 		return
 	}
@@ -373,7 +404,7 @@ func (w *Worker) opened(attempts int) {
 func (w *Worker) Start(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.running {
+	if w.phase == phaseStarted {
 		return nil
 	}
 	if err := w.openLocked(ctx); err != nil {
@@ -382,7 +413,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := w.sched.Start(); err != nil {
 		return err
 	}
-	w.running = true
+	w.advance(phaseStarted)
 	w.readiness.Ready()
 	close(w.ready)
 	if w.reopening {
@@ -404,11 +435,11 @@ func (w *Worker) Ready() <-chan struct{} { return w.ready }
 // the first call stops. The database stays open until Close.
 func (w *Worker) Stop(ctx context.Context) error {
 	w.mu.Lock()
-	if w.stopped {
+	if w.stoppedLocked() {
 		w.mu.Unlock()
 		return nil
 	}
-	w.stopped = true
+	w.advance(phaseStopped)
 	close(w.stopping)
 	sched := w.sched
 	if w.stopReopen != nil {
@@ -424,6 +455,9 @@ func (w *Worker) Stop(ctx context.Context) error {
 	if errors.Is(err, ErrStopTimeout) {
 		w.logger.Error("Jobs did not stop", "err", err)
 	}
+	if w.onRun != nil {
+		w.onRun.close(ctx) // every run is over: its record is queued
+	}
 	return err
 }
 
@@ -437,8 +471,8 @@ func (w *Worker) Close(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	w.mu.Lock()
-	closed := w.closed
-	w.closed = true
+	closed := w.phase == phaseClosed
+	w.advance(phaseClosed)
 	w.mu.Unlock()
 	if closed {
 		return nil
@@ -473,13 +507,26 @@ func (w *Worker) Run(ctx context.Context) error {
 type HandlerOptions struct {
 	// TelemetryPath is where the metrics are served; "" means "/metrics".
 	TelemetryPath string
-	// Registry is gathered at TelemetryPath; nil serves no metrics path.
-	Registry *prometheus.Registry
+	// Gatherer is served at TelemetryPath, such as the registry given to
+	// Options.Registerer, or prometheus.Gatherers of it and the program's
+	// own; nil serves an empty exposition.
+	Gatherer prometheus.Gatherer
+	// Registerer receives the handler's own metrics,
+	// promhttp_metric_handler_requests_total and _in_flight, as the
+	// daemon's /metrics has them; nil means Options.Registerer, and none
+	// when that is nil too.
+	Registerer prometheus.Registerer
 	// MaxRequests bounds concurrent scrapes; those over it are answered
 	// 503. 0 means no limit.
 	MaxRequests int
 	// Version is shown on the landing page.
 	Version string
+	// LandingPage renders the landing page served at / from what it is to
+	// show; nil serves a plain HTML page of the worker's own. The worker
+	// daemon's page, exporter-toolkit's, is web.LandingPage of package
+	// github.com/sqlworker/worker/web: importing that package brings
+	// exporter-toolkit's dependencies, which this package has none of.
+	LandingPage func(Landing) (http.Handler, error)
 	// EnableAdminAPI serves the admin API, off by default as in the
 	// daemon's --web.enable-admin-api:
 	//
@@ -490,8 +537,13 @@ type HandlerOptions struct {
 	//     finished: 200 whatever its result, 404 for a job that is not
 	//     scheduled (unknown or disabled), 409 with the skipped run's
 	//     record while the job's previous run is going, 503 before Start
-	//     and once Stop was called.
+	//     and once Stop was called; 409 for a paused job, which runs nothing;
+	//   - POST /api/v1/jobs/{name}/pause, with an optional JSON body
+	//     {"reason": "..."}, and POST /api/v1/jobs/{name}/resume pause and
+	//     resume a job (see Worker.Pause): 200 with its state, 404 and 503
+	//     as run.
 	//
+	// It also puts Run now, Pause and Resume buttons on the status page.
 	// The API has no authentication of its own: serve it behind the
 	// program's (the daemon serves it behind the web config's TLS and
 	// basic auth). See the README's Admin API for the JSON.
@@ -512,23 +564,26 @@ type HandlerOptions struct {
 }
 
 // Handler returns the worker's HTTP face, as the worker daemon serves it: a
-// landing page, the metrics of opts.Registry, /healthz (the process is up)
+// landing page, the metrics of opts.Gatherer, /healthz (the process is up)
 // and /readyz (200 once Start succeeded and while the database file is the
 // one open, or the PostgreSQL server answered its last check, the history
 // is written and no run reports a storage fault; 503 with the reasons
-// otherwise), and the admin API, /-/reload and pprof when
-// opts enable them. Mount it on a server of the program's own.
+// otherwise), the status page /jobs (each job's state, next run and newest
+// job_runs rows; read-only without the admin API), and the admin API,
+// /-/reload and pprof when opts enable them. Mount it on a server of the
+// program's own.
 func (w *Worker) Handler(opts HandlerOptions) (http.Handler, error) {
 	if opts.TelemetryPath == "" {
 		opts.TelemetryPath = "/metrics"
 	}
-	reg := opts.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
+	g := opts.Gatherer
+	if g == nil {
+		g = prometheus.NewRegistry()
 	}
 	c := webpkg.Config{
 		TelemetryPath: opts.TelemetryPath,
-		Registry:      reg,
+		Gatherer:      g,
+		Registerer:    cmp.Or(opts.Registerer, w.reg),
 		Readiness:     w.readiness,
 		Version:       opts.Version,
 		MaxRequests:   opts.MaxRequests,
@@ -540,12 +595,18 @@ func (w *Worker) Handler(opts HandlerOptions) (http.Handler, error) {
 	if load := opts.Reload; load != nil {
 		c.Reload = func() error { return w.Reload(load) }
 	}
+	c.Jobs = admin{w} // the status page, read-only without the admin API
 	if opts.EnableAdminAPI {
 		c.Admin = admin{w}
 	}
 	if opts.EnablePprof {
 		db.RecordStatementOrigins()
 	}
+	landing, err := landingPage(c, opts.LandingPage)
+	if err != nil {
+		return nil, fmt.Errorf("cannot build landing page: %w", err)
+	}
+	c.Landing = landing
 	return webpkg.NewHandler(c)
 }
 

@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// MustParseConfig returns the config of yaml with the database in
+// MustParseConfig returns the config of yaml with its SQLite database in
 // tb.TempDir().
 func MustParseConfig(tb testing.TB, yaml string) *worker.Config {
 	tb.Helper()
@@ -29,7 +29,9 @@ func MustParseConfig(tb testing.TB, yaml string) *worker.Config {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cfg.DBPath = filepath.Join(tb.TempDir(), "worker.db")
+	if !cfg.Postgres() { // New refuses a path beside a URL, as ParseConfig does
+		cfg.DBPath = filepath.Join(tb.TempDir(), "worker.db")
+	}
 	return cfg
 }
 
@@ -262,7 +264,7 @@ func TestWorker_Close(t *testing.T) {
 // the registry.
 func TestWorker_Handler(t *testing.T) {
 	w, reg := MustNewWorker(t, MustParseConfig(t, workertest.BuiltinsOff))
-	h, err := w.Handler(worker.HandlerOptions{Registry: reg})
+	h, err := w.Handler(worker.HandlerOptions{Gatherer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,8 +19,9 @@ type Collector struct {
 
 var _ prometheus.Collector = (*Collector)(nil)
 
-// Option configures a Collector: WithNamespace, WithConstLabels.
-type Option = metricopt.Option
+// Option configures a Collector: WithNamespace, WithConstLabels. It is
+// this package's own type: another package's options do not compile here.
+type Option func(*metricopt.Options)
 
 // WithNamespace sets the first part of the metric name; "" leaves it out
 // (open_fds). The default is DefaultNamespace.
@@ -58,7 +59,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(c.desc, err)
 		return
 	}
-	for _, t := range Types {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[t]), t.String())
+	for _, t := range Types() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts.Get(t)), t.String())
 	}
 }

@@ -21,8 +21,8 @@ const header = `# HELP worker_open_fds Open file descriptors of the process by w
 func exposition(c Counts) string {
 	var b strings.Builder
 	b.WriteString(header)
-	for _, t := range Types {
-		fmt.Fprintf(&b, "worker_open_fds{type=%q} %d\n", t, c[t])
+	for _, t := range Types() {
+		fmt.Fprintf(&b, "worker_open_fds{type=%q} %d\n", t, c.Get(t))
 	}
 	return b.String()
 }
@@ -60,11 +60,11 @@ worker_open_fds{type="sqlite"} 0
 		if err := testutil.GatherAndCompare(reg, strings.NewReader(exposition(want)), "worker_open_fds"); err != nil {
 			t.Error(err)
 		}
-		if want[SQLite] != 3 {
-			t.Errorf("sqlite: got %d, want 3", want[SQLite])
+		if want.Get(SQLite) != 3 {
+			t.Errorf("sqlite: got %d, want 3", want.Get(SQLite))
 		}
-		if got := testutil.CollectAndCount(NewCollector(counter), "worker_open_fds"); got != len(Types) {
-			t.Errorf("CollectAndCount: got %d series, want %d", got, len(Types))
+		if got := testutil.CollectAndCount(NewCollector(counter), "worker_open_fds"); got != len(Types()) {
+			t.Errorf("CollectAndCount: got %d series, want %d", got, len(Types()))
 		}
 	})
 	t.Run("SumMatchesProcessOpenFDs", func(t *testing.T) {

@@ -38,7 +38,7 @@ func ExampleNewCounter() {
 		log.Fatal(err)
 	}
 	// A test binary holds at least its standard streams.
-	fmt.Println(counts.Total() >= 3, counts[fdstat.SQLite])
+	fmt.Println(counts.Total() >= 3, counts.Get(fdstat.SQLite))
 	// Output: true 0
 }
 
@@ -59,8 +59,8 @@ func ExampleCounter_Count() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	for _, t := range fdstat.Types {
-		fmt.Println(t, counts[t])
+	for _, t := range fdstat.Types() {
+		fmt.Println(t, counts.Get(t))
 	}
 	// Output:
 	// sqlite 2

@@ -19,7 +19,7 @@ import (
 // Type is what a file descriptor points to.
 type Type int
 
-// The types, in the order of Types.
+// The types, in the order Types returns them.
 const (
 	SQLite    Type = iota // the database file and its -wal, -shm and -journal
 	Socket                // socket:[inode]
@@ -30,21 +30,39 @@ const (
 	numTypes
 )
 
-// Types lists every Type, in label order.
-var Types = []Type{SQLite, Socket, Pipe, AnonInode, File, Other}
+// Types returns every Type, in label order; the slice is the caller's.
+func Types() []Type { return []Type{SQLite, Socket, Pipe, AnonInode, File, Other} }
 
 var typeNames = [numTypes]string{"sqlite", "socket", "pipe", "anon_inode", "file", "other"}
 
-// String returns the type's label value.
-func (t Type) String() string { return typeNames[t] }
+// String returns the type's label value, or Type(n) for a value that is no
+// Type of this package.
+func (t Type) String() string {
+	if t < 0 || t >= numTypes {
+		return "Type(" + strconv.Itoa(int(t)) + ")"
+	}
+	return typeNames[t]
+}
 
-// Counts holds the number of descriptors of each Type.
-type Counts [numTypes]int
+// Counts holds the number of descriptors of each Type. The zero value
+// counts none; Counts are comparable with ==.
+type Counts struct {
+	n [numTypes]int
+}
+
+// Get returns the number of descriptors of type t; 0 for a value that is
+// no Type of this package.
+func (c Counts) Get(t Type) int {
+	if t < 0 || t >= numTypes {
+		return 0
+	}
+	return c.n[t]
+}
 
 // Total returns the number of descriptors of all types.
 func (c Counts) Total() int {
 	n := 0
-	for _, v := range c {
+	for _, v := range c.n {
 		n += v
 	}
 	return n
@@ -259,9 +277,9 @@ func (c *Counter) count(dfd int, skipSelf bool) (Counts, error) {
 			case errno == unix.ENOENT:
 				// closed since the directory was read
 			case errno != 0:
-				counts[Other]++
+				counts.n[Other]++
 			default:
-				counts[c.classify(target)]++
+				counts.n[c.classify(target)]++
 			}
 		}
 		if last {

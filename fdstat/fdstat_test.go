@@ -59,8 +59,8 @@ func delta(t testing.TB, c *Counter, base Counts) Counts {
 	if err != nil {
 		t.Fatalf("Count: %v", err)
 	}
-	for i := range now {
-		now[i] -= base[i]
+	for i := range now.n {
+		now.n[i] -= base.n[i]
 	}
 	return now
 }
@@ -78,15 +78,15 @@ func count(t testing.TB, c *Counter) Counts {
 func counts(kv map[Type]int) Counts {
 	var c Counts
 	for t, n := range kv {
-		c[t] = n
+		c.n[t] = n
 	}
 	return c
 }
 
 func (c Counts) String() string {
 	var parts []string
-	for _, t := range Types {
-		parts = append(parts, fmt.Sprintf("%s=%d", t, c[t]))
+	for _, t := range Types() {
+		parts = append(parts, fmt.Sprintf("%s=%d", t, c.Get(t)))
 	}
 	return strings.Join(parts, " ")
 }
@@ -313,7 +313,7 @@ func TestCounter_Classify(t *testing.T) {
 		if err := os.Symlink(target, filepath.Join(dir, fmt.Sprint(fd))); err != nil {
 			t.Fatal(err)
 		}
-		want[typ]++
+		want.n[typ]++
 		fd++
 	}
 	got, err := newCounterFor(t, dir, "/data/app.db").Count()
@@ -377,7 +377,7 @@ func TestCounter_TotalMatchesProcfs(t *testing.T) {
 		if got.Total() != want {
 			t.Fatalf("round %d: got total %d (%v), want %d from procfs", i, got.Total(), got, want)
 		}
-		if got[SQLite] != 3 || got[Pipe] < 2 || got[Socket] < 1 {
+		if got.Get(SQLite) != 3 || got.Get(Pipe) < 2 || got.Get(Socket) < 1 {
 			t.Fatalf("round %d: got %v, want sqlite=3, pipe>=2, socket>=1", i, got)
 		}
 	}
@@ -560,7 +560,7 @@ func TestCounter_Close(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := after.Total(); got != want || got != before.Total()-1 || after[File] != before[File]-1 {
+	if got := after.Total(); got != want || got != before.Total()-1 || after.Get(File) != before.Get(File)-1 {
 		t.Errorf("Count after Close: got %v (total %d), want total %d from procfs and %v before Close less the kept descriptor, a file", after, got, want, before)
 	}
 	if c.held.fd != -1 {
@@ -603,7 +603,7 @@ func TestCounter_CountConcurrent(t *testing.T) {
 				if now, errs[i] = c.Count(); errs[i] != nil {
 					return
 				}
-				if extra := now[File] - want[File]; extra < 0 || extra > n-1 || now.Total()-now[File] != want.Total()-want[File] {
+				if extra := now.Get(File) - want.Get(File); extra < 0 || extra > n-1 || now.Total()-now.Get(File) != want.Total()-want.Get(File) {
 					got[i] = now
 					return
 				}

@@ -30,8 +30,9 @@ type Collector struct {
 
 var _ prometheus.Collector = (*Collector)(nil)
 
-// Option configures a Collector: WithNamespace, WithConstLabels.
-type Option = metricopt.Option
+// Option configures a Collector: WithNamespace, WithConstLabels. It is
+// this package's own type: another package's options do not compile here.
+type Option func(*metricopt.Options)
 
 // WithNamespace sets the first part of the metric names; "" leaves it out
 // (db_handles_open). The default is DefaultNamespace.

@@ -28,7 +28,7 @@ var contract = []string{
 	"worker_job_last_success_timestamp_seconds", "worker_job_next_run_timestamp_seconds", "worker_job_interval_seconds",
 	"worker_job_history_pending", "worker_job_history_dropped_total",
 	"worker_job_ticks_skipped_total", "worker_job_ticks_caught_up_total", "worker_job_retries_total", "worker_job_retries_given_up_total",
-	"worker_job_duplicate_ticks",
+	"worker_job_duplicate_ticks", "worker_job_paused",
 	"worker_config_last_reload_successful", "worker_config_last_reload_success_timestamp_seconds",
 	"promhttp_metric_handler_requests_in_flight", "promhttp_metric_handler_requests_total",
 }

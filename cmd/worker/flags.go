@@ -15,8 +15,9 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
-	"github.com/sqlworker/worker/internal/config"
+	"github.com/sqlworker/worker"
 	webpkg "github.com/sqlworker/worker/internal/web"
+	workerweb "github.com/sqlworker/worker/web"
 )
 
 // DefaultListenAddress is loopback only: the metrics name jobs and sizes,
@@ -116,7 +117,7 @@ func dashValues(args []string) []string {
 
 // load validates the flags and loads the configuration. Each error names
 // the flag or field it is about.
-func (f *flags) load() (*config.Config, error) {
+func (f *flags) load() (*worker.Config, error) {
 	switch p := f.telemetryPath; {
 	case !strings.HasPrefix(p, "/") || p == "/":
 		return nil, usagef("--web.telemetry-path: must start with / and name a path, got %q", p)
@@ -130,10 +131,8 @@ func (f *flags) load() (*config.Config, error) {
 		if a == "" {
 			return nil, usagef("--web.listen-address: must not be empty")
 		}
-		if strings.HasPrefix(a, vsockScheme) {
-			if _, err := vsockPort(a); err != nil {
-				return nil, usagef("--web.listen-address %s: %v", a, err)
-			}
+		if err := workerweb.CheckListenAddress(a); err != nil {
+			return nil, usagef("--web.listen-address %s: %v", a, err)
 		}
 	}
 	if p := *f.web.WebConfigFile; p != "" {
@@ -154,16 +153,16 @@ func (f *flags) load() (*config.Config, error) {
 			return nil, usagef("--db.path: want a file path without '?' or '#', got %q", f.dbPath)
 		}
 	}
-	o := config.Overrides{DBPath: f.dbPath, DBURL: f.dbURL, DBPasswordFile: f.dbPassword, DBReplicaID: f.dbReplicaID}
+	o := worker.ConfigOverrides{DBPath: f.dbPath, DBURL: f.dbURL, DBPasswordFile: f.dbPassword, DBReplicaID: f.dbReplicaID}
 	if f.configFile == "" {
-		cfg, err := config.ParseWith(nil, o)
+		cfg, err := worker.ParseConfigWith(nil, o)
 		if err != nil {
 			return nil, &usageError{err}
 		}
 		return cfg, nil
 	}
-	cfg, err := config.LoadWith(f.configFile, o)
-	var re *config.ReadError
+	cfg, err := worker.LoadConfigWith(f.configFile, o)
+	var re *worker.ReadConfigError
 	switch {
 	case errors.As(err, &re):
 		// One form for every read error, at start and at reload.

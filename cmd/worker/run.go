@@ -20,13 +20,13 @@ import (
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/common/version"
-	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/sqlworker/worker"
 	"github.com/sqlworker/worker/internal/clockskew"
 	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/leak"
 	"github.com/sqlworker/worker/sqlcount"
+	workerweb "github.com/sqlworker/worker/web"
 )
 
 // httpShutdownTimeout bounds the wait for scrapes in progress at exit.
@@ -71,11 +71,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := leak.Check(); err != nil {
-		return &usageError{err}
-	}
-	if err := clockskew.Check(); err != nil {
-		return &usageError{err}
+	if err := checkBuild(); err != nil {
+		return err
 	}
 	if f.configCheck {
 		w, err := worker.New(worker.Options{Config: cfg})
@@ -134,20 +131,36 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	// A second signal ends the grace period at once, a third exits.
 	stopCtx, cancelStop := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelStop()
-	go func() {
-		if _, ok := <-sigs; !ok {
-			return
-		}
-		logger.Warn("Second signal: cancelling running jobs now")
-		cancelStop()
-		if _, ok := <-sigs; ok {
-			logger.Error("Third signal: exiting without cleanup")
-			m.Exit(1)
-		}
-	}()
+	go m.escalate(sigs, logger, cancelStop)
 	runErr = d.shutdown(stopCtx, runErr)
 	logger.Info("Stopped")
 	return runErr
+}
+
+// checkBuild checks the environment that a fault-injection build reads
+// (internal/leak, internal/clockskew).
+func checkBuild() error {
+	if err := leak.Check(); err != nil {
+		return &usageError{err}
+	}
+	if err := clockskew.Check(); err != nil {
+		return &usageError{err}
+	}
+	return nil
+}
+
+// escalate handles the signals that come during shutdown: the second
+// cancels the running jobs (cancelStop), the third exits at once.
+func (m *Main) escalate(sigs <-chan os.Signal, logger *slog.Logger, cancelStop context.CancelFunc) {
+	if _, ok := <-sigs; !ok {
+		return
+	}
+	logger.Warn("Second signal: cancelling running jobs now")
+	cancelStop()
+	if _, ok := <-sigs; ok {
+		logger.Error("Third signal: exiting without cleanup")
+		m.Exit(1)
+	}
 }
 
 // build builds the worker from the config, listens, and opens the worker:
@@ -172,7 +185,7 @@ func build(ctx context.Context, f *flags, cfg *worker.Config, logger *slog.Logge
 	}
 	if !*f.web.WebSystemdSocket {
 		for _, addr := range *f.web.WebListenAddresses {
-			l, err := listen(addr)
+			l, err := workerweb.Listen(addr)
 			if err != nil {
 				return d, fmt.Errorf("--web.listen-address %s: %w", addr, err)
 			}
@@ -181,7 +194,8 @@ func build(ctx context.Context, f *flags, cfg *worker.Config, logger *slog.Logge
 	}
 	handler, err := w.Handler(worker.HandlerOptions{
 		TelemetryPath:  f.telemetryPath,
-		Registry:       reg,
+		Gatherer:       reg,
+		LandingPage:    workerweb.LandingPage,
 		MaxRequests:    f.maxRequests,
 		Version:        version.Info(),
 		EnableAdminAPI: f.adminAPI,
@@ -203,15 +217,7 @@ func build(ctx context.Context, f *flags, cfg *worker.Config, logger *slog.Logge
 // socket activation) until shutdown; the channel gets its error.
 func (d *daemon) serve(f *flags) <-chan error {
 	serveErr := make(chan error, 1)
-	go func() {
-		var err error
-		if *f.web.WebSystemdSocket {
-			err = web.ListenAndServe(d.srv, f.web, d.logger)
-		} else {
-			err = web.ServeMultiple(d.listeners, d.srv, f.web, d.logger)
-		}
-		serveErr <- err
-	}()
+	go func() { serveErr <- workerweb.Serve(d.srv, d.listeners, f.web, d.logger) }()
 	return serveErr
 }
 
@@ -275,7 +281,7 @@ func printPlan(out io.Writer, cfg *worker.Config, w *worker.Worker) error {
 	for _, j := range list {
 		next := "-"
 		if j.Enabled {
-			next = j.Schedule.Next(now).Format(time.RFC3339)
+			next = j.Next(now).Format(time.RFC3339)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%s\t%s\t%s\t%s\n", j.Name, j.Kind, j.Spec, j.Timeout, j.Enabled, next,
 			planCatchUp(j), planRetries(j), planDuration(j.Jitter))

@@ -111,6 +111,7 @@ func expire(t *testing.T, db *sql.DB, job string) {
 // Ensure that replicas racing for the same ticks win each exactly once,
 // and that the winner's Finish records the tick as succeeded.
 func TestClaim_OneWinnerPerTick(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	const replicas, ticks = 4, 25
 	cs := make([]*claim.Claimer, replicas)
@@ -181,6 +182,7 @@ func TestClaim_OneWinnerPerTick(t *testing.T) {
 // clock says is due before the server's clock says so, and learns how long
 // to wait; and that the offset it measures matches its skew.
 func TestClaim_NotDueByServerClock(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	const skew = 10 * time.Second
 	c := replica(t, dsn, "ahead", claim.Config{})
@@ -204,6 +206,7 @@ func TestClaim_NotDueByServerClock(t *testing.T) {
 
 // Ensure that the measured offset, and its gauge, match an injected skew.
 func TestClaimer_MeasureOffset(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	for _, skew := range []time.Duration{-7 * time.Second, 0, 3 * time.Second} {
 		c := replica(t, dsn, fmt.Sprintf("skew%v", skew), claim.Config{})
@@ -226,6 +229,7 @@ func TestClaimer_MeasureOffset(t *testing.T) {
 // the old owner's Renew and Finish are then refused and counted, and that
 // the new owner's Finish records the success.
 func TestLease_TakeoverFencesOldOwner(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	ctx := context.Background()
 	a := replica(t, dsn, "a", claim.Config{})
@@ -280,6 +284,7 @@ func TestLease_TakeoverFencesOldOwner(t *testing.T) {
 // Ensure that a lease left to run out, with no renewal, is taken over once
 // the server's clock has passed its deadline, and not before.
 func TestLease_ExpiresByTheServerClock(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	ctx := context.Background()
 	a := replica(t, dsn, "a", claim.Config{Lease: 300 * time.Millisecond})
@@ -324,6 +329,7 @@ func TestLease_ExpiresByTheServerClock(t *testing.T) {
 // the tick over, and cancels the run's context with ErrLeaseLost once the
 // claim is taken over.
 func TestLease_HoldCancelsOnLoss(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	ctx := context.Background()
 	const lease = 1500 * time.Millisecond
@@ -383,6 +389,7 @@ func TestLease_HoldCancelsOnLoss(t *testing.T) {
 // Ensure that a renewer that cannot reach the database for a whole lease
 // gives the run up: another replica may take it over meanwhile.
 func TestLease_HoldGivesUpWhenUnconfirmed(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	ctx := context.Background()
 	db := open(t, dsn)
@@ -418,6 +425,7 @@ func TestLease_HoldGivesUpWhenUnconfirmed(t *testing.T) {
 // next tick, as the earlier tick, and by the scan of another replica only,
 // never of its own owner.
 func TestClaim_TakesOverAnEarlierTick(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	ctx := context.Background()
 	a := replica(t, dsn, "a", claim.Config{})
@@ -460,6 +468,7 @@ func TestClaim_TakesOverAnEarlierTick(t *testing.T) {
 // Ensure that a failed claim can be claimed again for a retry by its owner
 // only, with the attempt raised, and not while another tick is running.
 func TestClaimer_Reclaim(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	ctx := context.Background()
 	a := replica(t, dsn, "a", claim.Config{})
@@ -510,6 +519,7 @@ func TestClaimer_Reclaim(t *testing.T) {
 // Ensure that a Claimer creates job_claims itself on a database that no
 // one migrated.
 func TestClaimer_MigratesOnFirstUse(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Start(t)
 	c := replica(t, dsn, "a", claim.Config{})
 	l, err := c.Claim(context.Background(), "j", time.Now().Add(-time.Second))
@@ -526,6 +536,7 @@ func TestClaimer_MigratesOnFirstUse(t *testing.T) {
 // recorded skipped once: the first replica to find it busy gets ErrBusy
 // and writes the one 'skipped' row, the others lose the tick to it.
 func TestClaim_NoOverlap(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	ctx := context.Background()
 	a := replica(t, dsn, "a", claim.Config{})
@@ -597,6 +608,7 @@ func TestClaim_NoOverlap(t *testing.T) {
 // Ensure that Migrate widens the status check of a job_claims made before
 // 'skipped' existed, keeping its rows, and is a no-op after.
 func TestMigrate_AddsSkippedToAnOldTable(t *testing.T) {
+	t.Parallel()
 	db := open(t, pgtest.Start(t))
 	ctx := context.Background()
 	if _, err := db.Exec(`CREATE TABLE job_claims (
@@ -627,6 +639,7 @@ INSERT INTO job_claims VALUES ('j', now() - interval '1 minute', 'x', 1, now(), 
 // Ensure that the index itself refuses a second running claim of a job,
 // whoever writes it.
 func TestMigrate_OneRunningClaimPerJob(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	db := open(t, dsn)
 	if err := claim.Migrate(context.Background(), db); err != nil {
@@ -649,6 +662,7 @@ VALUES ('j', $1, 'x', 1, now(), $2, now())`
 // Ensure that Prune deletes old finished and missed claims only, keeping
 // running ones and each job's newest.
 func TestPrune_KeepsRunningAndNewest(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	db := open(t, dsn)
 	const insert = `INSERT INTO job_claims (job, scheduled_at, owner, attempt, lease_until, status, started_at)
@@ -688,6 +702,7 @@ VALUES ($1, now() - $2 * interval '1 hour', 'x', 1, now(), $3, now())`
 // the grace, counted once across replicas, and can no longer be claimed;
 // and that claimed or recent ticks are not.
 func TestClaim_MissedTicks(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	ctx := context.Background()
 	cfg := claim.Config{MissedGrace: 5 * time.Second}
@@ -743,6 +758,7 @@ func TestClaim_MissedTicks(t *testing.T) {
 // Ensure that the claim metrics, every series created, pass promlint, and
 // are the documented names.
 func TestNew_MetricsLint(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	c, err := claim.New(claim.Config{DB: handle{&sql.DB{}}, Owner: "a", Registerer: reg})
 	if err != nil {
@@ -788,6 +804,7 @@ func (down) Init(context.Context) (*sql.DB, error) { return nil, errors.New("con
 // Ensure that a Claimer whose handle cannot be opened says so, and claims
 // nothing.
 func TestClaim_DatabaseUnreachable(t *testing.T) {
+	t.Parallel()
 	c, err := claim.New(claim.Config{DB: down{}, Owner: "a"})
 	if err != nil {
 		t.Fatal(err)
@@ -800,6 +817,7 @@ func TestClaim_DatabaseUnreachable(t *testing.T) {
 
 // Ensure that New refuses a Config without a handle or an owner.
 func TestNew_Invalid(t *testing.T) {
+	t.Parallel()
 	for name, cfg := range map[string]claim.Config{
 		"no db":          {Owner: "a"},
 		"no owner":       {DB: handle{&sql.DB{}}},

@@ -89,12 +89,8 @@ func (co *Coordinator) Acquire(ctx context.Context, t jobs.Tick) (jobs.Claim, er
 			}
 			return held{l}, nil
 		case errors.As(err, &nd) && time.Until(deadline) > nd.Wait:
-			timer := time.NewTimer(nd.Wait)
-			select {
-			case <-ctx.Done():
-				timer.Stop()
-				return nil, ctx.Err()
-			case <-timer.C:
+			if err := waitDue(ctx, nd); err != nil {
+				return nil, err
 			}
 			earlier = nil // checked by the first try
 			continue
@@ -109,11 +105,34 @@ func (co *Coordinator) Acquire(ctx context.Context, t jobs.Tick) (jobs.Claim, er
 	}
 }
 
-// Skip records a tick that found the job still running on this replica
-// skipped, once across the replicas; see jobs.Skipper. When the database
-// cannot be reached the tick is skipped here, as on a single node.
+// waitDue waits out a tick that is not due by the server's clock yet.
+func waitDue(ctx context.Context, nd *NotDueError) error {
+	timer := time.NewTimer(nd.Wait)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+// Skip records a tick skipped, once across the replicas, because the job
+// is still running on this replica or is paused; see jobs.Skipper. A tick
+// not due by the server's clock yet (this replica's runs ahead) is waited
+// for, as Acquire does, up to MaxNotDueWait: when every replica skips the
+// tick (a paused job), one of them must record it, or the tick would later
+// be marked missed. When the database cannot be reached the tick is
+// skipped here, as on a single node.
 func (co *Coordinator) Skip(ctx context.Context, t jobs.Tick) error {
 	err := co.c.Skip(ctx, t.Job, t.ScheduledAt)
+	deadline := time.Now().Add(MaxNotDueWait)
+	for nd := (*NotDueError)(nil); errors.As(err, &nd) && time.Until(deadline) > nd.Wait; {
+		if waitDue(ctx, nd) != nil {
+			break // stopping: as not due, below
+		}
+		err = co.c.Skip(ctx, t.Job, t.ScheduledAt)
+	}
 	var lost *LostError
 	var nd *NotDueError
 	switch {

@@ -53,6 +53,7 @@ func (h handle) Init(context.Context) (*sql.DB, error) { return h.db, nil }
 // tick of a job once: the bodies that ran are the succeeded claims, every
 // tick has one winner and two losers, and no tick is missed.
 func TestCoordinator_SchedulersRunEachTickOnce(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	ctx := context.Background()
 	db := open(t, dsn)
@@ -123,6 +124,7 @@ func TestCoordinator_SchedulersRunEachTickOnce(t *testing.T) {
 // the lost lease, and is recorded as a failure whose finish was fenced,
 // never as a success.
 func TestCoordinator_TakenOverRunIsCancelledAndFenced(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	ctx := context.Background()
 	db := open(t, dsn)
@@ -184,6 +186,7 @@ func TestCoordinator_TakenOverRunIsCancelledAndFenced(t *testing.T) {
 // replicas (issue 18): while replica a runs it, a run-now on replica b is
 // skipped; a's run succeeds, with one claim row at its time.
 func TestCoordinator_RunOnceClaimed(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	entered, release := make(chan struct{}), make(chan struct{})
 	job := func(body jobs.Func) jobs.Job {
@@ -237,6 +240,7 @@ func TestCoordinator_RunOnceClaimed(t *testing.T) {
 // Ensure that a PerReplica job (the heartbeat) runs every tick on every
 // replica, never claimed: each replica's liveness is its own.
 func TestCoordinator_PerReplicaIsNotClaimed(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	db := open(t, dsn)
 	if _, err := db.Exec(`CREATE TABLE beats (owner text NOT NULL)`); err != nil {
@@ -293,6 +297,7 @@ func TestCoordinator_PerReplicaIsNotClaimed(t *testing.T) {
 // live one long before the job's next tick, runs there, and succeeds with
 // attempt 2.
 func TestCoordinator_ScanTakesOverBetweenTicks(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	ctx := context.Background()
 	db := open(t, dsn)
@@ -339,6 +344,7 @@ func TestCoordinator_ScanTakesOverBetweenTicks(t *testing.T) {
 // Ensure that a run cut off by Stop is handed on: its claim stays running
 // with its lease ended, so that another replica takes it over at once.
 func TestCoordinator_StopHandsTheRunOn(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	ctx := context.Background()
 	db := open(t, dsn)
@@ -388,6 +394,7 @@ func TestCoordinator_StopHandsTheRunOn(t *testing.T) {
 // Ensure that a replica whose clock runs ahead, and so asks for a tick
 // early, waits for the server's clock and never starts the tick before it.
 func TestCoordinator_WaitsForTheServerClock(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	ctx := context.Background()
 	c := replica(t, dsn, "ahead", claim.Config{})
@@ -412,9 +419,32 @@ func TestCoordinator_WaitsForTheServerClock(t *testing.T) {
 	}
 }
 
+// Ensure that a skip of a tick not due by the server's clock yet (a
+// replica whose clock runs ahead, skipping a paused job's tick) waits for
+// the tick, and records it skipped, rather than leave it to replicas that
+// may all skip it too.
+func TestCoordinator_SkipWaitsForTheServerClock(t *testing.T) {
+	dsn := server(t)
+	c := replica(t, dsn, "ahead", claim.Config{})
+	co := claim.NewCoordinator(c, []string{"paused"})
+	tick := time.Now().Add(500 * time.Millisecond).Truncate(time.Millisecond)
+	if err := co.Skip(context.Background(), jobs.Tick{Job: "paused", ScheduledAt: tick}); !errors.Is(err, jobs.ErrSkipped) {
+		t.Fatalf("Skip of a tick 500 ms ahead: got %v, want it recorded skipped here (ErrSkipped)", err)
+	}
+	var status string
+	var early bool
+	if err := open(t, dsn).QueryRow(`SELECT status, started_at < scheduled_at FROM job_claims WHERE job = 'paused'`).Scan(&status, &early); err != nil {
+		t.Fatal(err)
+	}
+	if status != "skipped" || early {
+		t.Errorf("claim row: got status %q, before its tick %v; want skipped, not before", status, early)
+	}
+}
+
 // Ensure that a scheduler counts the tick that no replica ran before it
 // started, once, and none of the ticks it ran.
 func TestCoordinator_CountsMissedTicks(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	ctx := context.Background()
 	db := open(t, dsn)
@@ -461,6 +491,7 @@ func TestCoordinator_CountsMissedTicks(t *testing.T) {
 // cancelled and handed on, not recorded as a failed tick: another replica
 // then runs it.
 func TestCoordinator_LostLeaseIsHandedOn(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	ctx := context.Background()
 	db := open(t, dsn)
@@ -518,6 +549,7 @@ func TestCoordinator_LostLeaseIsHandedOn(t *testing.T) {
 // Ensure that a retry of a failed tick runs on the replica that failed it,
 // claiming the tick again, and that the tick then has one success.
 func TestCoordinator_RetryClaimsItsTickAgain(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	ctx := context.Background()
 	db := open(t, dsn)
@@ -562,6 +594,7 @@ func TestCoordinator_RetryClaimsItsTickAgain(t *testing.T) {
 // has one job_claims row, succeeded or skipped, the skipped runs recorded
 // over both schedulers are the skipped rows, and no tick is missed.
 func TestCoordinator_BusyTickSkippedOnce(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	ctx := context.Background()
 	db := open(t, dsn)
@@ -638,6 +671,7 @@ func TestCoordinator_BusyTickSkippedOnce(t *testing.T) {
 // claim row for: those it won, lost or found busy cannot be missed, so with
 // every replica up the finish marks nothing.
 func TestCoordinator_ChecksOnlyTicksNotSeen(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	ctx := context.Background()
 	a := replica(t, dsn, "a", claim.Config{MissedGrace: 2 * time.Second})

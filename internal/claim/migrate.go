@@ -28,7 +28,11 @@ var schema = []string{
 	finished_at  timestamptz,
 	PRIMARY KEY (job, scheduled_at)
 )`,
-	`CREATE UNIQUE INDEX IF NOT EXISTS job_claims_one_running ON job_claims (job) WHERE status = 'running'`,
+	`DO $$ BEGIN
+	IF to_regclass('job_claims_one_running') IS NULL THEN -- see below: no lock when there is nothing to do
+		CREATE UNIQUE INDEX job_claims_one_running ON job_claims (job) WHERE status = 'running';
+	END IF;
+END $$`,
 	`DO $$ BEGIN
 	IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'job_claims'::regclass
 		AND conname = 'job_claims_status_check' AND pg_get_constraintdef(oid) LIKE '%buffered%') THEN
@@ -38,9 +42,19 @@ var schema = []string{
 	END IF;
 END $$`,
 	// Overlap policies (overlap.go): a replaced run's cancel request, and
-	// one buffered tick per job.
-	`ALTER TABLE job_claims ADD COLUMN IF NOT EXISTS cancel_requested timestamptz`,
-	`CREATE UNIQUE INDEX IF NOT EXISTS job_claims_one_buffered ON job_claims (job) WHERE status = 'buffered'`,
+	// one buffered tick per job. Checked in the catalog first: ALTER TABLE
+	// and CREATE INDEX lock the table even when there is nothing to do, and
+	// a replica migrating while others claim ticks queued their inserts
+	// behind that lock, which deadlocked with their takeovers.
+	`DO $$ BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'job_claims'::regclass
+		AND attname = 'cancel_requested' AND NOT attisdropped) THEN
+		ALTER TABLE job_claims ADD COLUMN cancel_requested timestamptz;
+	END IF;
+	IF to_regclass('job_claims_one_buffered') IS NULL THEN
+		CREATE UNIQUE INDEX job_claims_one_buffered ON job_claims (job) WHERE status = 'buffered';
+	END IF;
+END $$`,
 }
 
 // Migrate creates job_claims and its index if they do not exist, in one

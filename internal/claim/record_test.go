@@ -69,6 +69,7 @@ func readRuns(t *testing.T, d *sql.DB, job string, tick time.Time) []runRow {
 // transaction that finishes the claim, and that a fenced finish writes
 // none: the row exists exactly when the finish was accepted.
 func TestLease_FinishRecording(t *testing.T) {
+	t.Parallel()
 	dsn := serverWithRuns(t)
 	ctx := context.Background()
 	d := open(t, dsn)
@@ -138,6 +139,7 @@ func TestLease_FinishRecording(t *testing.T) {
 // tick has exactly one success row, written in the finish's transaction,
 // and no tick has a row without a finished claim.
 func TestCoordinator_RecordsTheRunWithTheFinish(t *testing.T) {
+	t.Parallel()
 	dsn := serverWithRuns(t)
 	ctx := context.Background()
 	d := open(t, dsn)

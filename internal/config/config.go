@@ -103,7 +103,7 @@ func builtinDefault(name string) Job {
 }
 
 // builtinSection is the type the checker sees for builtin: a struct with a
-// *fileJob field per built-in, tagged with its name, so that an unknown key
+// *FileJob field per built-in, tagged with its name, so that an unknown key
 // is reported with the built-ins' names as any unknown field is. The file
 // holds a map, decoded from the same tree.
 var builtinSection = func() reflect.Type {
@@ -111,16 +111,16 @@ var builtinSection = func() reflect.Type {
 	for i, b := range jobs.BuiltinJobs {
 		fields[i] = reflect.StructField{
 			Name: fmt.Sprintf("Job%d", i),
-			Type: reflect.TypeFor[*fileJob](),
+			Type: reflect.TypeFor[*FileJob](),
 			Tag:  reflect.StructTag(fmt.Sprintf("yaml:%q", b.Name)),
 		}
 	}
 	return reflect.StructOf(fields)
 }()
 
-// Config is a validated configuration. Parse fills every field; one built
-// in Go must set Location and give each job a Schedule. Changing DBPath
-// after Parse (as --db.path does) is allowed.
+// Config is a validated configuration, every field filled in by
+// Validate: what the worker runs. Users never build one: package worker's
+// own Config is written as a File and validated into one.
 type Config struct {
 	DBPath string // database.path; default DefaultDBPath; unused with DBURL
 	// DBURL is database.url (or --db.url): a postgres:// URL. Set, the
@@ -166,6 +166,10 @@ type Config struct {
 	// or comments only): the defaults. A reload refuses it (see
 	// worker.Reload); `jobs: []` says "no jobs" on purpose.
 	Empty bool
+	// GoNames is set by package worker on a Config built in Go: each job's
+	// Field is its place in worker.Config.Jobs, and errors found later name
+	// worker.JobConfig's fields rather than the file's keys.
+	GoNames bool
 
 	dbField string // the field or flag that set DBURL, for errors
 }
@@ -176,9 +180,12 @@ type Job struct {
 	Builtin  bool          // one of jobs.BuiltinJobs, under builtin:
 	Spec     string        // the schedule as written; "" in a Go job's entry that keeps its own
 	Schedule cron.Schedule // Spec parsed; nil when Spec is ""
-	Timeout  time.Duration // per run; default DefaultJobTimeout, a built-in's own, or 0 in a Go job's entry that keeps its own
-	Enabled  bool          // default true
-	SQL      string        // user jobs only: run in one transaction
+	// Timeout is per run; default DefaultJobTimeout, a built-in's own, or 0
+	// in a Go job's entry that keeps its own; negative, set by package
+	// worker only, means no bound.
+	Timeout time.Duration
+	Enabled bool   // default true
+	SQL     string // user jobs only: run in one transaction
 	// OmitSuccessRows is record_successes: false (the default is true):
 	// a successful run leaves no job_runs row; it is still counted in
 	// worker_job_runs_total, and every other result is recorded. The zero
@@ -239,9 +246,11 @@ func (c *Config) EnabledJobs() []Job {
 	return out
 }
 
-// file is the YAML document. Durations are strings here so that a bad one
-// is reported with its field's name.
-type file struct {
+// File is the YAML document, as decoded and before it is validated.
+// Durations are strings here so that a bad one is reported with its field's
+// name. Package worker writes a Config built in Go in this form, so that
+// Validate checks it as it checks a file.
+type File struct {
 	Database struct {
 		Path         string `yaml:"path"`
 		URL          string `yaml:"url"`
@@ -262,11 +271,12 @@ type file struct {
 		MaxRowsPerJob  *int   `yaml:"max_rows_per_job"`
 		DuplicateCheck string `yaml:"duplicate_check_interval"`
 	} `yaml:"history"`
-	Builtin map[string]*fileJob `yaml:"builtin"` // checked as builtinSection
-	Jobs    []fileJob           `yaml:"jobs"`
+	Builtin map[string]*FileJob `yaml:"builtin"` // checked as builtinSection
+	Jobs    []FileJob           `yaml:"jobs"`
 }
 
-type fileJob struct {
+// FileJob is an entry under builtin or jobs of a File.
+type FileJob struct {
 	Name            string `yaml:"name"`
 	Spec            string `yaml:"schedule"`
 	Timeout         string `yaml:"timeout"`
@@ -376,11 +386,11 @@ func Parse(b []byte) (*Config, error) { return ParseWith(b, Overrides{}) }
 
 // ParseWith is Parse with the command line's overrides.
 func ParseWith(b []byte, o Overrides) (*Config, error) {
-	var f file
+	var f File
 	if err := decode(b, &f); err != nil {
 		return nil, err
 	}
-	c, err := f.validate(o)
+	c, err := f.Validate(o)
 	if err != nil {
 		return nil, err
 	}
@@ -410,20 +420,36 @@ func CheckName(name string) error {
 // of its name is registered: it names the field, and the file when c came
 // from one.
 func (c *Config) GoJobError(j Job) error {
-	err := fmt.Errorf("%s.sql: %w", j.Field, ErrNoGoJob)
+	err := fmt.Errorf("%s: %w", c.JobField(j, "sql"), ErrNoGoJob)
 	if c.Source != "" {
 		err = fmt.Errorf("config file %s: %w", c.Source, err)
 	}
 	return err
 }
 
-func (f *file) validate(o Overrides) (*Config, error) {
+// Validate checks f with the overrides o and returns the Config it says,
+// every default filled in. Every error is one line that starts with the
+// field it is about, as Parse's.
+func (f *File) Validate(o Overrides) (*Config, error) {
 	c := &Config{
 		DBPath:       DefaultDBPath,
 		MaxOpenConns: DefaultMaxOpenConns,
 		Checkpoint:   DefaultCheckpoint,
 		Location:     time.Local,
 	}
+	for _, section := range []func(*Config) error{
+		func(c *Config) error { return f.database(c, o) },
+		f.scheduler, f.history, f.builtins, f.userJobs,
+	} {
+		if err := section(c); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// database reads the database: section, with o's overrides, into c.
+func (f *File) database(c *Config, o Overrides) error {
 	var err error
 	pathField, path := "database.path", f.Database.Path
 	if o.DBPath != "" {
@@ -433,85 +459,92 @@ func (f *file) validate(o Overrides) (*Config, error) {
 		c.DBPath = path
 	}
 	if strings.ContainsAny(c.DBPath, "?#\x00") {
-		return nil, fmt.Errorf("%s: must not contain '?', '#' or NUL: %q", pathField, c.DBPath)
+		return fmt.Errorf("%s: must not contain '?', '#' or NUL: %q", pathField, c.DBPath)
 	}
 	if strings.HasSuffix(c.DBPath, "/") {
-		return nil, fmt.Errorf("%s: is a directory, want a file path: %q", pathField, c.DBPath)
+		return fmt.Errorf("%s: is a directory, want a file path: %q", pathField, c.DBPath)
 	}
 	if err := f.validatePostgres(c, o, pathField, path); err != nil {
-		return nil, err
+		return err
 	}
 	if f.Database.MaxOpenConns != nil {
 		if n := *f.Database.MaxOpenConns; n < 1 || n > 1024 {
-			return nil, fmt.Errorf("database.max_open_conns: must be between 1 and 1024, got %d", n)
+			return fmt.Errorf("database.max_open_conns: must be between 1 and 1024, got %d", n)
 		}
 		c.MaxOpenConns = *f.Database.MaxOpenConns
 	}
 	if f.Database.MaxPageCount != nil && c.Postgres() {
-		return nil, fmt.Errorf("database.max_page_count: is SQLite's; not offered with %s", c.dbField)
+		return fmt.Errorf("database.max_page_count: is SQLite's; not offered with %s", c.dbField)
 	}
 	if f.Database.MaxPageCount != nil {
 		if n := *f.Database.MaxPageCount; n < 0 || n > MaxPageCount {
-			return nil, fmt.Errorf("database.max_page_count: must be between 0 (no limit) and %d, got %d", MaxPageCount, n)
+			return fmt.Errorf("database.max_page_count: must be between 0 (no limit) and %d, got %d", MaxPageCount, n)
 		}
 		c.MaxPageCount = *f.Database.MaxPageCount
 	}
 	switch m := f.Database.Checkpoint; {
 	case m != "" && c.Postgres():
-		return nil, fmt.Errorf("database.checkpoint: is SQLite's; not offered with %s", c.dbField)
+		return fmt.Errorf("database.checkpoint: is SQLite's; not offered with %s", c.dbField)
 	case m == "":
 	case m == CheckpointWorker || m == CheckpointExternal:
 		c.Checkpoint = m
 	default:
-		return nil, fmt.Errorf("database.checkpoint: must be %s or %s, got %q", CheckpointWorker, CheckpointExternal, m)
+		return fmt.Errorf("database.checkpoint: must be %s or %s, got %q", CheckpointWorker, CheckpointExternal, m)
 	}
 	if f.Database.BusyTimeout != "" && c.Postgres() {
-		return nil, fmt.Errorf("database.busy_timeout: is SQLite's; not offered with %s (set lock_timeout in the URL instead)", c.dbField)
+		return fmt.Errorf("database.busy_timeout: is SQLite's; not offered with %s (set lock_timeout in the URL instead)", c.dbField)
 	}
 	if c.BusyTimeout, err = duration("database.busy_timeout", f.Database.BusyTimeout, DefaultBusyTimeout, true); err != nil {
-		return nil, err
+		return err
 	}
 	if err := milliseconds("database.busy_timeout", c.BusyTimeout, MaxBusyTimeout,
 		"SQLite's busy_timeout is a 32-bit count of milliseconds"); err != nil {
-		return nil, err
+		return err
 	}
+	return nil
+}
+
+// scheduler reads the scheduler: section into c.
+func (f *File) scheduler(c *Config) error {
+	var err error
 	if tz := f.Scheduler.Timezone; tz != "" {
 		if c.Location, err = time.LoadLocation(tz); err != nil || strings.ContainsAny(tz, " \t") {
-			return nil, fmt.Errorf("scheduler.timezone: unknown time zone %q", tz)
+			return fmt.Errorf("scheduler.timezone: unknown time zone %q", tz)
 		}
 	}
 	if c.ShutdownGrace, err = duration("scheduler.shutdown_grace", f.Scheduler.ShutdownGrace, DefaultShutdownGrace, true); err != nil {
-		return nil, err
+		return err
 	}
 	switch {
 	case f.Scheduler.Lease != "" && !c.Postgres():
-		return nil, fmt.Errorf("scheduler.lease: is for replicas on PostgreSQL; not offered on SQLite, where one worker runs every tick (set database.url, or remove it)")
+		return fmt.Errorf("scheduler.lease: is for replicas on PostgreSQL; not offered on SQLite, where one worker runs every tick (set database.url, or remove it)")
 	case c.Postgres():
 		if c.Lease, err = duration("scheduler.lease", f.Scheduler.Lease, DefaultLease, true); err != nil {
-			return nil, err
+			return err
 		}
 		if c.Lease < MinLease {
-			return nil, fmt.Errorf("scheduler.lease: must be at least %s, got %s", MinLease, c.Lease)
+			return fmt.Errorf("scheduler.lease: must be at least %s, got %s", MinLease, c.Lease)
 		}
 	}
-	if err := f.history(c); err != nil {
-		return nil, err
-	}
+	return nil
+}
 
+// builtins reads the builtin: section into c's jobs.
+func (f *File) builtins(c *Config) error {
 	for i, name := range BuiltinNames {
 		fj := f.Builtin[name]
 		if jobs.BuiltinJobs[i].SQLiteOnly && c.Postgres() {
 			if fj != nil && (fj.Enabled == nil || *fj.Enabled) {
-				return nil, fmt.Errorf("builtin.%s: is SQLite's; not offered with %s (remove it)", name, c.dbField)
+				return fmt.Errorf("builtin.%s: is SQLite's; not offered with %s (remove it)", name, c.dbField)
 			}
 			continue // not offered: not scheduled, not listed
 		}
 		if name == WALCheckpoint && c.Checkpoint == CheckpointExternal && fj != nil && (fj.Enabled == nil || *fj.Enabled) {
-			return nil, fmt.Errorf("builtin.%s.enabled: %w", name, ErrCheckpointExternal)
+			return fmt.Errorf("builtin.%s.enabled: %w", name, ErrCheckpointExternal)
 		}
 		j, err := c.job("builtin."+name, name, fj, builtinDefault(name))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if name == WALCheckpoint && c.Checkpoint == CheckpointExternal {
 			j.Enabled = false
@@ -521,8 +554,13 @@ func (f *file) validate(o Overrides) (*Config, error) {
 		c.Jobs = append(c.Jobs, j)
 	}
 
+	return nil
+}
+
+// userJobs reads the jobs: section into c's jobs, after the built-ins.
+func (f *File) userJobs(c *Config) error {
 	if len(f.Jobs) > MaxJobs {
-		return nil, fmt.Errorf("jobs: at most %d jobs, got %d", MaxJobs, len(f.Jobs))
+		return fmt.Errorf("jobs: at most %d jobs, got %d", MaxJobs, len(f.Jobs))
 	}
 	var stmts *sqlstmt.Parser // opened for the first user job
 	defer func() {
@@ -539,11 +577,11 @@ func (f *file) validate(o Overrides) (*Config, error) {
 		field := fmt.Sprintf("jobs[%d]", i)
 		switch {
 		case fj.Name == "":
-			return nil, fmt.Errorf("%s.name: must not be empty", field)
+			return fmt.Errorf("%s.name: must not be empty", field)
 		case !jobNameRE.MatchString(fj.Name):
-			return nil, fmt.Errorf("%s.name: %q must be lower case letters, digits and _, starting with a letter, at most 63 characters", field, fj.Name)
+			return fmt.Errorf("%s.name: %q must be lower case letters, digits and _, starting with a letter, at most 63 characters", field, fj.Name)
 		case seen[fj.Name] != "":
-			return nil, fmt.Errorf("%s.name: duplicate job name %q (also %s)", field, fj.Name, seen[fj.Name])
+			return fmt.Errorf("%s.name: duplicate job name %q (also %s)", field, fj.Name, seen[fj.Name])
 		}
 		seen[fj.Name] = field
 		if strings.TrimSpace(fj.SQL) == "" {
@@ -551,45 +589,45 @@ func (f *file) validate(o Overrides) (*Config, error) {
 			// (see ErrNoGoJob); its schedule and timeout may be left out.
 			j, err := c.job(field, fj.Name, fj, Job{})
 			if err != nil {
-				return nil, err
+				return err
 			}
 			j.Go, j.Field = true, field
 			c.Jobs = append(c.Jobs, j)
 			continue
 		}
 		if fj.Spec == "" {
-			return nil, fmt.Errorf("%s.schedule: must not be empty", field)
+			return fmt.Errorf("%s.schedule: must not be empty", field)
 		}
 		j, err := c.job(field, fj.Name, fj, Job{Timeout: DefaultJobTimeout})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		switch {
 		case c.Postgres():
 			if err := checkPostgresSQL(field+".sql", fj.SQL); err != nil {
-				return nil, err
+				return err
 			}
 		default:
 			if stmts == nil {
 				if stmts, err = sqlstmt.Open(); err != nil {
-					return nil, fmt.Errorf("%s.sql: cannot check: %w", field, err)
+					return fmt.Errorf("%s.sql: cannot check: %w", field, err)
 				}
 			}
 			if err := checkSQL(stmts, field+".sql", fj.SQL); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		j.SQL = fj.SQL
 		j.Field = field
 		c.Jobs = append(c.Jobs, j)
 	}
-	return c, nil
+	return nil
 }
 
 // validatePostgres takes the URL, the password file and the replica id
 // from the file and o; path is the SQLite path set explicitly, in the field
 // pathField, or "".
-func (f *file) validatePostgres(c *Config, o Overrides, pathField, path string) error {
+func (f *File) validatePostgres(c *Config, o Overrides, pathField, path string) error {
 	urlField, u := "database.url", f.Database.URL
 	if o.DBURL != "" {
 		urlField, u = "--db.url", o.DBURL
@@ -636,7 +674,7 @@ func (f *file) validatePostgres(c *Config, o Overrides, pathField, path string) 
 }
 
 // history reads the history: section into c.
-func (f *file) history(c *Config) error {
+func (f *File) history(c *Config) error {
 	var err error
 	if c.HistoryRetention, err = duration("history.retention", f.History.Retention, DefaultHistoryRetention, false); err != nil {
 		return err
@@ -661,7 +699,7 @@ func (f *file) history(c *Config) error {
 }
 
 // job merges a job's settings from the file over its defaults.
-func (c *Config) job(field, name string, fj *fileJob, def Job) (Job, error) {
+func (c *Config) job(field, name string, fj *FileJob, def Job) (Job, error) {
 	j := def
 	j.Name = name
 	j.Enabled = true

@@ -24,7 +24,7 @@ import (
 // goccy/go-yaml fill f from the tree. goccy's own errors name Go types and
 // positions rather than fields, report one of several unknown keys at
 // random and silently truncate 1.5 to an int.
-func decode(b []byte, f *file) (err error) {
+func decode(b []byte, f *File) (err error) {
 	// A config error is one line; a parser panic must not become a stack trace.
 	defer func() {
 		if r := recover(); r != nil {
@@ -90,7 +90,7 @@ func (c *checker) check(n ast.Node, t reflect.Type, path string) error {
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if t == reflect.TypeFor[map[string]*fileJob]() {
+	if t == reflect.TypeFor[map[string]*FileJob]() {
 		t = builtinSection
 	}
 	switch t.Kind() {

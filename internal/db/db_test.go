@@ -95,7 +95,7 @@ func TestHandle_Init_Concurrent(t *testing.T) {
 	// Each WAL connection holds the database and its -wal; -shm is shared.
 	// The handle adds one more FD: the flock on the database file.
 	fds := openFDs(t, path)
-	if got, max := fds[fdstat.SQLite], 2*h.MaxOpenConns()+2; got > max {
+	if got, max := fds.Get(fdstat.SQLite), 2*h.MaxOpenConns()+2; got > max {
 		t.Fatalf("sqlite FDs: got %d, want at most %d (2 × max open + the -shm + the lock)", got, max)
 	}
 	if got, max := fds.Total()-fdsBefore, 2*h.MaxOpenConns()+2; got > max {

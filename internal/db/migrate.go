@@ -35,6 +35,13 @@ var migrations = []string{
 	`ALTER TABLE job_runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
 	ALTER TABLE job_runs ADD COLUMN jitter_ms INTEGER NOT NULL DEFAULT 0;
 	CREATE INDEX job_runs_job_scheduled ON job_runs (job, scheduled_at);`,
+	// 3: paused jobs (pause.go): one row per paused job, gone on resume.
+	`CREATE TABLE job_pauses (
+		job       TEXT PRIMARY KEY,
+		reason    TEXT NOT NULL DEFAULT '',
+		paused_at TEXT NOT NULL,
+		paused_by TEXT NOT NULL DEFAULT ''
+	);`,
 }
 
 // SchemaVersion is the user_version of a fully migrated database.

@@ -272,6 +272,13 @@ var pgMigrations = []string{
 		started_at timestamptz NOT NULL,
 		beat_at    timestamptz NOT NULL
 	);`,
+	// 2: paused jobs (SQLite's migration 3).
+	`CREATE TABLE job_pauses (
+		job       text        PRIMARY KEY,
+		reason    text        NOT NULL DEFAULT '',
+		paused_at timestamptz NOT NULL,
+		paused_by text        NOT NULL DEFAULT ''
+	);`,
 }
 
 // PGSchemaVersion is the worker_schema_version of a fully migrated

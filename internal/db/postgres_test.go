@@ -21,7 +21,7 @@ import (
 )
 
 // pgHandle returns a new, unopened handle on srv's URL for replica id.
-func pgHandle(t *testing.T, srv *pgtest.Server, id string) *db.Handle {
+func pgHandle(t testing.TB, srv *pgtest.Server, id string) *db.Handle {
 	t.Helper()
 	h := db.New(db.Config{URL: srv.URL(), ReplicaID: id, MaxOpenConns: 3})
 	t.Cleanup(func() {
@@ -33,14 +33,14 @@ func pgHandle(t *testing.T, srv *pgtest.Server, id string) *db.Handle {
 }
 
 // startPG returns a running server for t.
-func startPG(t *testing.T) *pgtest.Server {
+func startPG(t testing.TB) *pgtest.Server {
 	t.Helper()
 	srv := pgtest.New(t)
 	srv.Start(t)
 	return srv
 }
 
-func mustInit(t *testing.T, h *db.Handle) *sql.DB {
+func mustInit(t testing.TB, h *db.Handle) *sql.DB {
 	t.Helper()
 	d, err := h.Init(context.Background())
 	if err != nil {

@@ -165,16 +165,8 @@ func (h *Handle) open(ctx context.Context) (_ *sql.DB, err error) {
 	}()
 	db.SetMaxOpenConns(h.cfg.MaxOpenConns)
 	db.SetMaxIdleConns(h.cfg.MaxOpenConns)
-	if err := db.PingContext(ctx); err != nil {
-		return nil, fmt.Errorf("cannot open database %s: %w", h.cfg.Path, err)
-	}
-	if created, err := repairSchema(ctx, db, missing); err != nil {
-		return nil, fmt.Errorf("cannot repair database %s: %w", h.cfg.Path, err)
-	} else if len(created) > 0 {
-		h.logger.Warn("Database schema repaired", "path", h.cfg.Path, "created", strings.Join(created, ","))
-	}
-	if err := Migrate(ctx, db); err != nil {
-		return nil, fmt.Errorf("cannot migrate database %s: %w", h.cfg.Path, err)
+	if err := h.prepare(ctx, db, missing); err != nil {
+		return nil, err
 	}
 	// The pool holds the file open now: it must be the one locked.
 	if now, err := statID(h.cfg.Path); err != nil {
@@ -183,23 +175,8 @@ func (h *Handle) open(ctx context.Context) (_ *sql.DB, err error) {
 		return nil, fmt.Errorf("cannot open database %s: the file was replaced while it opened", h.cfg.Path)
 	}
 	if h.walDropped {
-		// Recovered from a removed -wal or -shm: say whether it worked. The
-		// check reads the whole file, so it is bounded: on a large database
-		// the quick_check job finishes it.
-		qctx, cancel := context.WithTimeout(ctx, h.cfg.CloseTimeout)
-		var check string
-		err := db.QueryRowContext(qctx, "PRAGMA quick_check(1)").Scan(&check)
-		cancel()
-		switch {
-		case err != nil && qctx.Err() != nil && ctx.Err() == nil:
-			h.logger.Warn("Database reopened after its -wal or -shm changed; quick_check did not finish in time", "path", h.cfg.Path, "timeout", h.cfg.CloseTimeout)
-		case err != nil:
-			return nil, fmt.Errorf("cannot check database %s: %w", h.cfg.Path, err)
-		case check != "ok":
-			h.markCorrupt(errors.New("quick_check: " + check))
-			return nil, h.Corrupt()
-		default:
-			h.logger.Info("Database reopened after its -wal or -shm changed; quick_check ok", "path", h.cfg.Path)
+		if err := h.checkReopened(ctx, db); err != nil {
+			return nil, err
 		}
 		h.walDropped = false
 	}
@@ -210,6 +187,45 @@ func (h *Handle) open(ctx context.Context) (_ *sql.DB, err error) {
 	h.files.wal, _ = statID(h.cfg.Path + "-wal")
 	h.files.shm, _ = statID(h.cfg.Path + "-shm")
 	return db, nil
+}
+
+// prepare pings a new pool, repairs the tables inspect found missing and
+// migrates the schema.
+func (h *Handle) prepare(ctx context.Context, db *sql.DB, missing []schemaObject) error {
+	if err := db.PingContext(ctx); err != nil {
+		return fmt.Errorf("cannot open database %s: %w", h.cfg.Path, err)
+	}
+	if created, err := repairSchema(ctx, db, missing); err != nil {
+		return fmt.Errorf("cannot repair database %s: %w", h.cfg.Path, err)
+	} else if len(created) > 0 {
+		h.logger.Warn("Database schema repaired", "path", h.cfg.Path, "created", strings.Join(created, ","))
+	}
+	if err := Migrate(ctx, db); err != nil {
+		return fmt.Errorf("cannot migrate database %s: %w", h.cfg.Path, err)
+	}
+	return nil
+}
+
+// checkReopened says whether a database reopened after its -wal or -shm
+// was removed is sound. The check reads the whole file, so it is bounded:
+// on a large database the quick_check job finishes it.
+func (h *Handle) checkReopened(ctx context.Context, db *sql.DB) error {
+	qctx, cancel := context.WithTimeout(ctx, h.cfg.CloseTimeout)
+	var check string
+	err := db.QueryRowContext(qctx, "PRAGMA quick_check(1)").Scan(&check)
+	cancel()
+	switch {
+	case err != nil && qctx.Err() != nil && ctx.Err() == nil:
+		h.logger.Warn("Database reopened after its -wal or -shm changed; quick_check did not finish in time", "path", h.cfg.Path, "timeout", h.cfg.CloseTimeout)
+	case err != nil:
+		return fmt.Errorf("cannot check database %s: %w", h.cfg.Path, err)
+	case check != "ok":
+		h.markCorrupt(errors.New("quick_check: " + check))
+		return h.Corrupt()
+	default:
+		h.logger.Info("Database reopened after its -wal or -shm changed; quick_check ok", "path", h.cfg.Path)
+	}
+	return nil
 }
 
 // fileID identifies a file across renames: the device and inode numbers.

@@ -139,6 +139,9 @@ func (s *Scheduler) missedAtStart(now time.Time) map[*entry][]time.Time {
 			continue
 		}
 		run, skipped := pick(e.job, ticks, n)
+		if _, paused := s.pauses.get(e.job.Name); paused {
+			run, skipped = nil, n // a paused job catches up on nothing
+		}
 		s.metrics.ticksSkipped.WithLabelValues(e.job.Name).Add(float64(skipped))
 		s.logger.Info("Missed ticks", "job", e.job.Name, "last", last, "missed", n, "run", len(run), "skipped", skipped,
 			"catch_up", catchUpPolicy(e.job))

@@ -13,8 +13,8 @@ import (
 )
 
 // The chain every run goes through, outermost first (see New): record
-// (metrics, log, history), overlap (the job's running slot, see Overlap),
-// coordinate (the claim among
+// (metrics, log, history), skipIfPaused, overlap (the job's running slot,
+// see Overlap), coordinate (the claim among
 // replicas, see Coordinator), track, recoverPanic, withTimeout, then runJob
 // (the idempotent Init, then the job).
 
@@ -61,7 +61,7 @@ func (s *Scheduler) classify(err error) Result {
 	switch {
 	case err == nil:
 		return Success
-	case errors.Is(err, ErrSkipped):
+	case errors.Is(err, ErrSkipped), errors.Is(err, ErrPaused):
 		return Skipped
 	case errors.As(err, &pe):
 		return Panic

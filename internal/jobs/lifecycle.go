@@ -30,6 +30,7 @@ func (s *Scheduler) Start() error {
 		s.wg.Go(func() { s.checkDuplicates(retryCtx, cmp.Or(every, DefaultDuplicateCheck)) })
 	}
 	s.startScan()
+	s.startPauses(retryCtx)
 	for _, e := range s.entries {
 		e.mu.Lock()
 		e.next = e.job.Schedule.Next(now)

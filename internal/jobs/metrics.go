@@ -28,6 +28,7 @@ type metrics struct {
 	jitter         *prometheus.HistogramVec
 
 	duplicateTicks *prometheus.GaugeVec // duplicates.go
+	paused         *prometheus.GaugeVec // pause.go
 }
 
 func newMetrics(namespace string) *metrics {
@@ -96,13 +97,14 @@ func newMetrics(namespace string) *metrics {
 			Namespace: namespace, Subsystem: sub, Name: "duplicate_ticks",
 			Help: "Ticks (job, scheduled_at) with more than one success row in job_runs: ticks that ran twice. Counted at start and every duplicate check interval.",
 		}, []string{"job_name"}),
+		paused: newPausedGauge(namespace),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.runs, m.duration, m.startDelay, m.running, m.lastSuccess, m.nextRun, m.interval,
 		m.historyPending, m.historyDropped, m.ticksSkipped, m.ticksCaughtUp, m.retries, m.retriesGivenUp, m.jitter,
-		m.duplicateTicks}
+		m.duplicateTicks, m.paused}
 }
 
 // jobMetrics are one job's series, resolved once at New rather than looked
@@ -115,6 +117,7 @@ type jobMetrics struct {
 	lastSuccess prometheus.Gauge
 	nextRun     prometheus.Gauge
 	interval    prometheus.Gauge
+	paused      prometheus.Gauge
 }
 
 // init creates the job's series and returns them.
@@ -127,6 +130,7 @@ func (m *metrics) init(job string) *jobMetrics {
 		lastSuccess: m.lastSuccess.WithLabelValues(job),
 		nextRun:     m.nextRun.WithLabelValues(job),
 		interval:    m.interval.WithLabelValues(job),
+		paused:      m.paused.WithLabelValues(job),
 	}
 	for _, r := range Results {
 		jm.runs[r] = m.runs.WithLabelValues(job, string(r))

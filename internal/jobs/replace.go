@@ -117,6 +117,9 @@ func (s *Scheduler) schedule(j Job) *entry {
 	// Its series: the old entry's of a changed job, new ones for a job
 	// added (again, after forget deleted them).
 	e := &entry{job: j, state: st, m: s.metrics.init(j.Name)}
+	if _, paused := s.pauses.get(j.Name); paused {
+		e.m.paused.Set(1)
+	}
 	sched := j.Schedule
 	if clockskew.Enabled {
 		// cron fires by the machine's clock: at the real time at which
@@ -170,6 +173,7 @@ func (m *metrics) forget(job string) {
 	m.retriesGivenUp.DeletePartialMatch(l)
 	m.jitter.DeletePartialMatch(l)
 	m.duplicateTicks.DeletePartialMatch(l)
+	m.paused.DeletePartialMatch(l)
 }
 
 // skewed is a schedule as fired by a clock off the machine's by d (the

@@ -55,6 +55,11 @@ type Config struct {
 	// counted (worker_job_duplicate_ticks), from Start to Stop; 0 means
 	// DefaultDuplicateCheck, a negative value never.
 	DuplicateCheck time.Duration
+	// PauseRefresh is how often job_pauses is read again, from Start to
+	// Stop, for the pauses of other replicas; 0 means DefaultPauseRefresh
+	// with a Coordinator and never without one (a single node writes
+	// every pause itself), a negative value never.
+	PauseRefresh time.Duration
 }
 
 // Scheduler runs jobs on their schedules. Stop is safe to call on a Scheduler
@@ -69,6 +74,7 @@ type Scheduler struct {
 	states  map[string]*state // by job name, kept across Replace; guarded by mu
 	handle  handler
 	history *history
+	pauses  pauses // job_pauses, as last read or written (pause.go)
 
 	wg        sync.WaitGroup // the history retry loop
 	stopRetry context.CancelFunc
@@ -174,7 +180,7 @@ func New(cfg Config, jobs []Job) (*Scheduler, error) {
 			}
 		}
 	}
-	s.handle = chain(s.runJob, s.record, s.overlap, s.coordinate, s.track, recoverPanic, s.withTimeout)
+	s.handle = chain(s.runJob, s.record, s.skipIfPaused, s.overlap, s.coordinate, s.track, recoverPanic, s.withTimeout)
 	return s, nil
 }
 
@@ -190,13 +196,14 @@ var ErrNoSuccess = errors.New("no success")
 // Overdue returns an error, wrapping ErrNoSuccess, when the job has not
 // succeeded for more than intervals of its schedule's interval (the next two
 // scheduled runs apart, as worker_job_interval_seconds), counted from its
-// newest success or, before the first, from Start. It is nil before Start
-// and for an unknown job. A run that is skipped, hangs or keeps failing
-// thus shows up even though no run reports it.
+// newest success or, before the first, from Start. It is nil before Start,
+// for an unknown job and for a paused one (not running on purpose). A run
+// that is skipped, hangs or keeps failing thus shows up even though no run
+// reports it.
 func (s *Scheduler) Overdue(name string, intervals int) error {
 	e, ok := s.lookup(name)
 	start := s.startedAt.Load()
-	if !ok || start == 0 || intervals <= 0 {
+	if _, paused := s.pauses.get(name); !ok || paused || start == 0 || intervals <= 0 {
 		return nil
 	}
 	e.mu.Lock()

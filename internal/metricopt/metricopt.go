@@ -1,7 +1,8 @@
-// Package metricopt holds the options that the public collectors (sqlcount,
-// fdstat) share: the namespace of their metric names and constant labels.
-// Each package re-exports Option under its own name, with its own
-// WithNamespace and WithConstLabels.
+// Package metricopt holds what the public collectors' options (sqlcount,
+// fdstat) set: the namespace of their metric names and constant labels.
+// Each package declares an Option type of its own over Func, with its own
+// WithNamespace and WithConstLabels, so that one package's option does not
+// compile where another's is wanted.
 package metricopt
 
 import "github.com/prometheus/client_golang/prometheus"
@@ -12,25 +13,27 @@ type Options struct {
 	ConstLabels prometheus.Labels // added to every series
 }
 
-// Option configures a collector.
-type Option func(*Options)
+// Func is what each package's Option type is defined as.
+type Func = func(*Options)
 
 // Namespace sets Options.Namespace.
-func Namespace(namespace string) Option {
+func Namespace(namespace string) Func {
 	return func(o *Options) { o.Namespace = namespace }
 }
 
 // ConstLabels sets Options.ConstLabels.
-func ConstLabels(labels prometheus.Labels) Option {
+func ConstLabels(labels prometheus.Labels) Func {
 	return func(o *Options) { o.ConstLabels = labels }
 }
 
 // Apply returns the Options that opts set, from defaultNamespace and no
 // labels.
-func Apply(defaultNamespace string, opts []Option) Options {
+func Apply[O ~func(*Options)](defaultNamespace string, opts []O) Options {
 	o := Options{Namespace: defaultNamespace}
 	for _, opt := range opts {
-		opt(&o)
+		if opt != nil {
+			opt(&o)
+		}
 	}
 	return o
 }

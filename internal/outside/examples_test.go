@@ -12,7 +12,7 @@ import (
 
 // examplePackages are the public packages whose example files must work
 // from another module; "." is the root package, worker.
-var examplePackages = []string{".", "sqlcount", "sqlcount/sqlcounttest", "fdstat"}
+var examplePackages = []string{".", "sqlcount", "sqlcount/sqlcounttest", "fdstat", "jobtest", "web"}
 
 var exampleFunc = regexp.MustCompile(`(?m)^func (Example\w*)\(\)`)
 

@@ -63,3 +63,48 @@ func TestServer_StartRemove(t *testing.T) {
 		t.Errorf("second Remove: got %v, want nil", err)
 	}
 }
+
+// Ensure two servers made from the one template cluster are independent:
+// a table created on one is not on the other, and neither changes the
+// template.
+func TestInit_FromTemplate(t *testing.T) {
+	ctx := context.Background()
+	var urls []string
+	for range 2 {
+		s, err := pgserver.Init()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Remove() })
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		urls = append(urls, s.URL())
+	}
+	exec := func(url, sql string) error {
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, sql)
+		return err
+	}
+	if err := exec(urls[0], "CREATE TABLE only_here (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec(urls[1], "SELECT * FROM only_here"); err == nil {
+		t.Fatal("the second server has the first one's table: got no error, want relation does not exist")
+	}
+	s, err := pgserver.Init()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Remove() })
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec(s.URL(), "CREATE TABLE only_here (id int)"); err != nil {
+		t.Fatalf("a server made after the table was created on another: got %v, want a fresh cluster", err)
+	}
+}

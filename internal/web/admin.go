@@ -67,6 +67,8 @@ type JobStatus struct {
 	// LastRun is the run that finished last since the worker started,
 	// skipped runs included; null before the first.
 	LastRun *RunRecord `json:"last_run"`
+	// JobState is whether it runs and whether it is paused (pause.go).
+	JobState
 }
 
 // RunRecord is a finished run, as job_runs records it. Times are RFC 3339

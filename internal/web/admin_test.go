@@ -62,7 +62,7 @@ func send(t *testing.T, method, url string) (int, string) {
 // JSON with snake_case fields and UTC times, and is linked from the
 // landing page.
 func TestAdminAPI_Handler(t *testing.T) {
-	h, err := web.NewHandler(web.Config{TelemetryPath: "/metrics", Registry: prometheus.NewRegistry(),
+	h, err := web.NewHandler(web.Config{TelemetryPath: "/metrics", Gatherer: prometheus.NewRegistry(),
 		Readiness: web.NewReadiness("starting"), Admin: fakeAdmin{}})
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +125,7 @@ func TestHandler_Pprof(t *testing.T) {
 		t.Run(fmt.Sprint("enabled=", enabled), func(t *testing.T) {
 			ready := web.NewReadiness("starting")
 			ready.Ready()
-			h, err := web.NewHandler(web.Config{TelemetryPath: "/metrics", Registry: prometheus.NewRegistry(),
+			h, err := web.NewHandler(web.Config{TelemetryPath: "/metrics", Gatherer: prometheus.NewRegistry(),
 				Readiness: ready, EnablePprof: enabled})
 			if err != nil {
 				t.Fatal(err)

@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -11,10 +10,6 @@ import (
 
 // AdminBackfillPath is the admin API's backfill of a job.
 const AdminBackfillPath = "/api/v1/jobs/{name}/backfill"
-
-// ErrBadRequest is a request the admin API refuses as it is: a bad body,
-// or a backfill range that is reversed, in the future or too large. 400.
-var ErrBadRequest = errors.New("bad request")
 
 // maxBackfillBody bounds the body of a backfill request.
 const maxBackfillBody = 4 << 10
@@ -108,18 +103,7 @@ func handleBackfill(mux *http.ServeMux, a Admin) {
 }
 
 // writeError answers an admin API error as {"error": "..."}, with the
-// status its sentinel maps to: 400, 404, 409, 503, else 500.
+// status its sentinel maps to (statusOf).
 func writeError(w http.ResponseWriter, err error) {
-	code := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, ErrBadRequest):
-		code = http.StatusBadRequest
-	case errors.Is(err, ErrUnknownJob):
-		code = http.StatusNotFound
-	case errors.Is(err, ErrJobRunning):
-		code = http.StatusConflict
-	case errors.Is(err, ErrUnavailable):
-		code = http.StatusServiceUnavailable
-	}
-	writeJSON(w, code, errorBody{err.Error()})
+	writeJSON(w, statusOf(err), errorBody{err.Error()})
 }

@@ -1,12 +1,12 @@
 // Package web serves the worker's HTTP face: the landing page, /metrics,
-// /healthz and /readyz, and, only when asked for, the admin API
-// (/api/v1/jobs), the lifecycle API (/-/reload) and net/http/pprof
+// /healthz and /readyz, the status page (/jobs, read-only without the admin
+// API), and, only when asked for, the admin API (/api/v1/jobs, with the
+// status page's buttons), the lifecycle API (/-/reload) and net/http/pprof
 // (/debug/pprof/). Nothing else is served.
 package web
 
 import (
 	"fmt"
-	"html"
 	"net/http"
 	"net/http/pprof"
 	"sort"
@@ -17,7 +17,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/exporter-toolkit/web"
 )
 
 // Paths of the health endpoints, and of the lifecycle API's reload.
@@ -139,9 +138,13 @@ func (r *Readiness) Reason() string {
 // Config holds what the handler serves.
 type Config struct {
 	TelemetryPath string // where metrics are served, such as /metrics
-	Registry      *prometheus.Registry
-	Readiness     *Readiness
-	Version       string
+	// Gatherer is what TelemetryPath serves.
+	Gatherer prometheus.Gatherer
+	// Registerer receives the handler's own metrics
+	// (promhttp_metric_handler_*); nil registers them nowhere.
+	Registerer prometheus.Registerer
+	Readiness  *Readiness
+	Version    string
 	// MaxRequests bounds concurrent scrapes of TelemetryPath; those over
 	// it are answered 503. 0 means no limit; negative values are treated
 	// as 0 (promhttp's MaxRequestsInFlight).
@@ -159,6 +162,12 @@ type Config struct {
 	// --web.enable-lifecycle does: 200 once it returned nil, 500 with its
 	// error otherwise. Nil serves no such path (404).
 	Reload func() error
+	// Landing, when set, is served at GET /; nil serves PlainPage of
+	// Page.
+	Landing http.Handler
+	// Jobs, when set, serves the status page at /jobs (page.go), with its
+	// run, pause and resume buttons when Admin is set too.
+	Jobs JobSource
 }
 
 // NewHandler returns the worker's HTTP handler.
@@ -166,16 +175,20 @@ func NewHandler(c Config) (http.Handler, error) {
 	mux := http.NewServeMux()
 	// gzipHandler compresses in promhttp's place, at a faster level than
 	// promhttp's, which HandlerOpts cannot set.
-	metrics := gzipHandler(promhttp.HandlerFor(c.Registry, promhttp.HandlerOpts{
+	reg := c.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry() // InstrumentMetricHandler registers into one
+	}
+	metrics := gzipHandler(promhttp.HandlerFor(c.Gatherer, promhttp.HandlerOpts{
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: c.MaxRequests,
-		Registry:            c.Registry,
+		Registry:            reg,
 		DisableCompression:  true,
 	}))
 	// InstrumentMetricHandler registers promhttp_metric_handler_requests_in_flight
 	// and promhttp_metric_handler_requests_total{code}; it wraps the limit,
 	// so the 503s of the limit are counted under code="503".
-	mux.Handle("GET "+c.TelemetryPath, promhttp.InstrumentMetricHandler(c.Registry, metrics))
+	mux.Handle("GET "+c.TelemetryPath, promhttp.InstrumentMetricHandler(reg, metrics))
 	mux.HandleFunc("GET "+HealthzPath, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
@@ -189,10 +202,7 @@ func NewHandler(c Config) (http.Handler, error) {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	if c.Admin != nil {
-		handleAdmin(mux, c.Admin)
-		handleBackfill(mux, c.Admin)
-	}
+	handleJobs(mux, c)
 	if c.Reload != nil {
 		reload := func(w http.ResponseWriter, _ *http.Request) {
 			if err := c.Reload(); err != nil {
@@ -202,17 +212,7 @@ func NewHandler(c Config) (http.Handler, error) {
 		mux.HandleFunc("POST "+ReloadPath, reload)
 		mux.HandleFunc("PUT "+ReloadPath, reload)
 	}
-	links := []web.LandingLinks{
-		{Address: c.TelemetryPath, Text: "Metrics"},
-		{Address: HealthzPath, Text: "Liveness", Description: "200 while the process serves"},
-		{Address: ReadyzPath, Text: "Readiness", Description: "200 once the database is open and jobs are scheduled, 503 with the reason while a fault makes the worker useless"},
-	}
-	if c.Admin != nil {
-		links = append(links, web.LandingLinks{Address: AdminJobsPath, Text: "Jobs", Description: "admin API: each job's schedule, next run and last run, as JSON"})
-	}
-	profiling := "false" // exporter-toolkit links /debug/pprof/ unless told not to
 	if c.EnablePprof {
-		profiling = "true"
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -220,21 +220,25 @@ func NewHandler(c Config) (http.Handler, error) {
 		mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
-	var extra string
-	if c.Database != "" {
-		extra = "<p>Database: <code>" + html.EscapeString(c.Database) + "</code></p>"
-	}
-	landing, err := web.NewLandingPage(web.LandingConfig{
-		ExtraHTML:   extra,
-		Profiling:   profiling,
-		Name:        "worker",
-		Description: "Scheduled SQLite jobs on one shared handle, with the metrics that prove it does not leak",
-		Version:     c.Version,
-		Links:       links,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cannot build landing page: %w", err)
+	landing := c.Landing
+	if landing == nil {
+		landing = PlainPage(c.Page())
 	}
 	mux.Handle("GET /{$}", landing)
 	return mux, nil
+}
+
+// handleJobs serves what c asks for of the jobs: the admin API with its
+// pause and resume, and the status page.
+func handleJobs(mux *http.ServeMux, c Config) {
+	if c.Admin != nil {
+		handleAdmin(mux, c.Admin)
+		if p, ok := c.Admin.(Pauser); ok {
+			handlePause(mux, p)
+		}
+		handleBackfill(mux, c.Admin)
+	}
+	if c.Jobs != nil {
+		handlePage(mux, c.Jobs, c.Admin)
+	}
 }

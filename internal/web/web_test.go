@@ -67,7 +67,7 @@ func TestReadiness(t *testing.T) {
 // nothing but the four paths is served.
 func TestHandler(t *testing.T) {
 	r := web.NewReadiness("starting")
-	h, err := web.NewHandler(web.Config{TelemetryPath: "/metrics", Registry: prometheus.NewRegistry(), Readiness: r, Version: "test"})
+	h, err := web.NewHandler(web.Config{TelemetryPath: "/metrics", Gatherer: prometheus.NewRegistry(), Readiness: r, Version: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestHandler_MaxRequests(t *testing.T) {
 			}
 			reg.MustRegister(c)
 			r := web.NewReadiness("starting")
-			h, err := web.NewHandler(web.Config{TelemetryPath: "/metrics", Registry: reg, Readiness: r, Version: "test", MaxRequests: tc.maxRequests})
+			h, err := web.NewHandler(web.Config{TelemetryPath: "/metrics", Gatherer: reg, Registerer: reg, Readiness: r, Version: "test", MaxRequests: tc.maxRequests})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -253,7 +253,7 @@ func TestHandler_MetricsCompression(t *testing.T) {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "test_gauge", Help: "A gauge."})
 	g.Set(42)
 	reg.MustRegister(g)
-	h, err := web.NewHandler(web.Config{TelemetryPath: "/metrics", Registry: reg, Readiness: web.NewReadiness("starting"), Version: "test"})
+	h, err := web.NewHandler(web.Config{TelemetryPath: "/metrics", Gatherer: reg, Registerer: reg, Readiness: web.NewReadiness("starting"), Version: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"testing"
 	"time"
 
@@ -128,7 +129,30 @@ func Start(tb testing.TB, o Options) *Worker {
 	if o.LogLevel == "" {
 		o.LogLevel = "debug"
 	}
-	argv := []string{"--db.path", w.DBPath, "--web.listen-address", "127.0.0.1:0", "--log.level", o.LogLevel}
+	argv := append(append(slices.Clone(o.Prefix), o.Bin), o.argv(tb, w.DBPath)...)
+	pr, pw := io.Pipe()
+	w.Process = startProcess(tb, "worker", o.Env, argv, pw)
+	addr, ready := watchStart(pr)
+	timeout := time.After(30 * time.Second)
+	for addr != nil || ready != nil {
+		select {
+		case w.Addr = <-addr:
+			addr = nil
+		case <-ready:
+			ready = nil
+		case <-w.done:
+			tb.Fatalf("worker exited while starting: %v\n%s", w.err, w.Logs())
+		case <-timeout:
+			tb.Fatalf("worker not ready within 30 s\n%s", w.Logs())
+		}
+	}
+	return w
+}
+
+// argv returns the worker's arguments: the database, a free port, the log
+// level, the config written to a file, then o.Args.
+func (o Options) argv(tb testing.TB, dbPath string) []string {
+	argv := []string{"--db.path", dbPath, "--web.listen-address", "127.0.0.1:0", "--log.level", o.LogLevel}
 	if o.DBURL != "" {
 		argv[0], argv[1] = "--db.url", o.DBURL
 	}
@@ -139,10 +163,14 @@ func Start(tb testing.TB, o Options) *Worker {
 		}
 		argv = append(argv, "--config.file", path)
 	}
-	argv = append(append(append(o.Prefix, o.Bin), argv...), o.Args...)
-	pr, pw := io.Pipe()
-	w.Process = startProcess(tb, "worker", o.Env, argv, pw)
-	addr, ready := make(chan string, 1), make(chan struct{})
+	return append(argv, o.Args...)
+}
+
+// watchStart reads the worker's log from pr until it ends: addr gets the
+// address of its "Listening on" line, and ready is closed at its
+// startedRE line.
+func watchStart(pr io.Reader) (addr <-chan string, ready <-chan struct{}) {
+	addrc, readyc := make(chan string, 1), make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -150,46 +178,17 @@ func Start(tb testing.TB, o Options) *Worker {
 		for sc.Scan() {
 			line := sc.Text()
 			if m := listeningRE.FindStringSubmatch(line); m != nil && !sentAddr {
-				addr <- m[1]
+				addrc <- m[1]
 				sentAddr = true
 			}
 			if startedRE.MatchString(line) && !sentReady {
-				close(ready)
+				close(readyc)
 				sentReady = true
 			}
 		}
 		_, _ = io.Copy(io.Discard, pr)
 	}()
-	timeout := time.After(30 * time.Second)
-	for _, wait := range []func() bool{
-		func() bool {
-			select {
-			case w.Addr = <-addr:
-				return true
-			default:
-				return false
-			}
-		},
-		func() bool {
-			select {
-			case <-ready:
-				return true
-			default:
-				return false
-			}
-		},
-	} {
-		for !wait() {
-			select {
-			case <-w.done:
-				tb.Fatalf("worker exited while starting: %v\n%s", w.err, w.Logs())
-			case <-timeout:
-				tb.Fatalf("worker not ready within 30 s\n%s", w.Logs())
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}
-	return w
+	return addrc, readyc
 }
 
 // URL returns the worker's URL for path.

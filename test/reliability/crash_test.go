@@ -67,6 +67,7 @@ type historyRow struct{ job, scheduledAt, startedAt, endedAt, result, err string
 // transactions. RELIABILITY_SEED replays a sequence of kill times,
 // RELIABILITY_KILLS sets how many (default 20).
 func TestCrash_SIGKILL(t *testing.T) {
+	t.Parallel()
 	seed := envInt(t, "RELIABILITY_SEED", time.Now().UnixNano())
 	kills := int(envInt(t, "RELIABILITY_KILLS", DefaultKills))
 	t.Logf("seed %d: replay with RELIABILITY_SEED=%d RELIABILITY_KILLS=%d", seed, seed, kills)

@@ -140,8 +140,8 @@ func noOverlap(t *testing.T, job string, rows []runRow) {
 	}
 }
 
-// post sends a JSON body (nil: none) and decodes the answer into v.
-func post(w *workertest.Worker, path string, body, v any) (int, error) {
+// postJSON sends a JSON body (nil: none) and decodes the answer into v.
+func postJSON(w *workertest.Worker, path string, body, v any) (int, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -165,7 +165,7 @@ func runNowAsync(w *workertest.Worker, job string) <-chan answer {
 	out := make(chan answer, 1)
 	go func() {
 		var a answer
-		a.code, a.err = post(w, "/api/v1/jobs/"+job+"/run", nil, &a.run)
+		a.code, a.err = postJSON(w, "/api/v1/jobs/"+job+"/run", nil, &a.run)
 		out <- a
 	}()
 	return out
@@ -205,7 +205,7 @@ func TestOverlap(t *testing.T) {
 			first := runNowAsync(c.w(0), "now_skip")
 			waitRunning(t, c.w(0), "now_skip")
 			var rec web.RunRecord
-			if code, err := post(c.w(1), "/api/v1/jobs/now_skip/run", nil, &rec); err != nil || code != http.StatusConflict || rec.Result != "skipped" {
+			if code, err := postJSON(c.w(1), "/api/v1/jobs/now_skip/run", nil, &rec); err != nil || code != http.StatusConflict || rec.Result != "skipped" {
 				t.Errorf("run-now while now_skip runs: got %d %q (%v), want 409 skipped", code, rec.Result, err)
 			}
 			if a := <-first; a.err != nil || a.code != http.StatusOK || a.run.Result != "timeout" {
@@ -370,7 +370,7 @@ type backfillAnswer struct {
 func backfill(w *workertest.Worker, job string, body map[string]any) backfillAnswer {
 	var a backfillAnswer
 	var raw json.RawMessage
-	a.code, a.err = post(w, "/api/v1/jobs/"+job+"/backfill", body, &raw)
+	a.code, a.err = postJSON(w, "/api/v1/jobs/"+job+"/backfill", body, &raw)
 	if a.err == nil && a.code == http.StatusOK {
 		a.err = json.Unmarshal(raw, &a.res)
 	} else if a.err == nil {
@@ -402,7 +402,7 @@ jobs:
 		if dry.err != nil || dry.code != http.StatusOK || dry.res.Counts["would_run"] != 6 || len(dry.res.Ticks) != 6 {
 			t.Fatalf("dry run: got %d %v (%v), want 200 and 6 ticks that would run", dry.code, dry.res.Counts, dry.err)
 		}
-		if n := count(t, c.db, "SELECT count(*) FROM fill_log"); n != 0 {
+		if n := count(c.db, "SELECT count(*) FROM fill_log"); n != 0 {
 			t.Fatalf("bodies run by the dry run: got %d, want 0", n)
 		}
 		part := backfill(c.w(0), "fill", map[string]any{"from": "2020-06-01T00:00:00Z", "to": "2022-06-01T00:00:00Z"})
@@ -434,10 +434,10 @@ jobs:
 		if ran != 4 {
 			t.Errorf("ticks the two concurrent backfills ran: got %d, want 4 (2020, 2023, 2024, 2025), once each", ran)
 		}
-		if n := count(t, c.db, "SELECT count(*) FROM fill_log"); n != 6 {
+		if n := count(c.db, "SELECT count(*) FROM fill_log"); n != 6 {
 			t.Errorf("bodies run: got %d, want 6, one per tick", n)
 		}
-		if n := count(t, c.db, "SELECT count(DISTINCT scheduled_at) FROM job_runs WHERE job = 'fill' AND result = 'success'"); n != 6 {
+		if n := count(c.db, "SELECT count(DISTINCT scheduled_at) FROM job_runs WHERE job = 'fill' AND result = 'success'"); n != 6 {
 			t.Errorf("ticks with a success row: got %d, want 6", n)
 		}
 		big := backfill(c.w(0), "fill", map[string]any{"from": "1000-01-01T00:00:00Z", "to": "2025-06-01T00:00:00Z", "dry_run": true})
@@ -452,13 +452,4 @@ jobs:
 			t.Errorf("backfill of an unknown job: got %d %v, want 404", none.code, none.body)
 		}
 	})
-}
-
-func count(t *testing.T, d *sql.DB, q string) int {
-	t.Helper()
-	var n int
-	if err := d.QueryRow(q).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	return n
 }

@@ -241,6 +241,7 @@ func (r *pgReplicas) watchReadyz() (stop func() string) {
 // has two successes in job_runs, and the connections, client and server
 // side, return to their baseline.
 func TestPGFault_Server(t *testing.T) {
+	t.Parallel()
 	r := startPGReplicas(t)
 	r.waitReady(t)
 	t.Logf("baseline connections: %v", r.waitBaseline(t))

@@ -95,7 +95,17 @@ func (st *Study) Markdown(w io.Writer) {
 	if len(st.Real) > 0 {
 		fmt.Fprintf(w, ", %d real soaks of bin/standin, all in %s", len(st.Real), st.Took.Round(time.Second))
 	}
-	fmt.Fprintf(w, ".\n\n### Slowest leak caught\n\n")
+	fmt.Fprint(w, ".")
+	slowestTable(w, pm)
+	caughtTables(w, pm)
+	st.falseAlarms(w)
+	st.failFastTable(w)
+	st.realTable(w)
+}
+
+// slowestTable writes the slowest leak caught at each length and noise.
+func slowestTable(w io.Writer, pm map[key]*cell) {
+	fmt.Fprintf(w, "\n\n### Slowest leak caught\n\n")
 	fmt.Fprintf(w, "The slowest leak, per hour, caught in at least 95 %% of the soaks (and every faster one too); in brackets the rise over the judged window in steps, and that rise over the noise the detector measured on the series (peak-to-peak of its detrended samples, mean over the soaks; a staircase leak adds up to one step to it).\n\n")
 	fmt.Fprint(w, "| noise (peak-to-peak) |")
 	for _, l := range Lengths {
@@ -124,7 +134,11 @@ func (st *Study) Markdown(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+}
 
+// caughtTables writes, per length, the share of soaks that caught each
+// leak rate at each noise.
+func caughtTables(w io.Writer, pm map[key]*cell) {
 	for _, l := range Lengths {
 		fmt.Fprintf(w, "\n### Caught at %s: %% of soaks (too noisy to decide, %%)\n\n| leak /h | rise |", l.Name)
 		for _, nz := range Noises {
@@ -152,7 +166,10 @@ func (st *Study) Markdown(w io.Writer) {
 			fmt.Fprintln(w)
 		}
 	}
+}
 
+// falseAlarms writes the false alarms of the clean soaks.
+func (st *Study) falseAlarms(w io.Writer) {
 	fmt.Fprintf(w, "\n### False alarms on clean series\n\nNothing leaks; every count series carries the noise, memory swings like a GC heap by 2 MiB. A false alarm is any series judged a leak.\n\n")
 	fmt.Fprint(w, "| soak | noise | soaks | soaks with a false alarm | series judged | series flagged | too noisy to decide |\n|---|---|---|---|---|---|---|\n")
 	type fk struct {
@@ -204,7 +221,10 @@ func (st *Study) Markdown(w io.Writer) {
 				100*float64(t.alarms)/float64(t.soaks), t.series, t.flagged, 100*float64(t.flagged)/float64(t.series), t.undecided)
 		}
 	}
+}
 
+// failFastTable writes the time to a verdict under --fail-fast.
+func (st *Study) failFastTable(w io.Writer) {
 	fm2 := group(st.FailFast)
 	fmt.Fprintf(w, "\n### Time to a verdict under --fail-fast\n\nSeconds after warm-up until the soak stopped on the leak: median / slowest, and %% caught before the soak's end.\n\n")
 	fmt.Fprint(w, "| soak | leak /h | noise 0 | noise 2 | noise 8 |\n|---|---|---|---|---|\n")
@@ -222,7 +242,10 @@ func (st *Study) Markdown(w io.Writer) {
 			fmt.Fprintln(w)
 		}
 	}
+}
 
+// realTable writes the real soaks of the stand-in.
+func (st *Study) realTable(w io.Writer) {
 	if len(st.Real) > 0 {
 		fmt.Fprintf(w, "\n### Real soaks of the stand-in through bin/soak\n\n")
 		fmt.Fprint(w, "| soak | stand-in | expected | bin/soak said | exit | verdict after warm-up |\n|---|---|---|---|---|---|\n")

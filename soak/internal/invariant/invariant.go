@@ -194,80 +194,99 @@ func (c *Checker) Record(r Result) {
 	c.results[r.Rule] = &r
 }
 
+// scrape is what one scrape says of the rules' series.
+type scrape struct {
+	runs                            float64
+	runsFound                       bool
+	server, client                  float64
+	serverFound, clientFound        bool
+	dups                            map[string]float64 // by job
+	maxOpen, open, inUse, waitCount map[string]float64 // by db_name
+}
+
 // Observe checks one scrape taken t seconds into the soak.
 func (c *Checker) Observe(t float64, vec model.Vector) {
-	var (
-		runs                            float64
-		runsFound                       bool
-		server, client                  float64
-		serverFound, clientFound        bool
-		dups                            = map[string]float64{}
-		maxOpen, open, inUse, waitCount = map[string]float64{}, map[string]float64{}, map[string]float64{}, map[string]float64{}
-	)
+	sc := scrape{dups: map[string]float64{},
+		maxOpen: map[string]float64{}, open: map[string]float64{}, inUse: map[string]float64{}, waitCount: map[string]float64{}}
 	for _, s := range vec {
 		v := float64(s.Value)
 		db := string(s.Metric["db_name"])
 		switch s.Metric[model.MetricNameLabel] {
 		case "worker_db_handles_open":
-			r := c.results[RuleOneHandle]
-			r.Applies, r.Series, r.Limit = true, c.key("worker_db_handles_open"), 1
-			if !r.Broken {
-				r.Detail = c.detail("%g handle(s) open", v)
-			}
-			r.Worst = max(r.Worst, v)
-			if v > 1 {
-				c.breakAt(RuleOneHandle, t, v, c.detail("%g handles open at once", v))
-			}
+			c.observeHandles(t, v)
 		case "worker_db_init_calls_total":
-			if s.Metric["result"] != "opened" {
-				continue
-			}
-			r := c.results[RuleOneOpen]
-			r.Applies, r.Series, r.Limit = true, c.key("worker_db_init_calls_total", "result", "opened"), 1
-			c.lastOpened = v
-			r.Worst = max(r.Worst, v)
-			if !r.Broken {
-				r.Detail = c.detail("opened %g time(s)", v)
-			}
-			if v > 1 {
-				c.breakAt(RuleOneOpen, t, v, c.detail("Init opened a handle %g times", v))
+			if s.Metric["result"] == "opened" {
+				c.observeOpened(t, v)
 			}
 		case "worker_job_runs_total":
-			runs += v
-			runsFound = true
+			sc.runs += v
+			sc.runsFound = true
 		case "go_sql_max_open_connections":
-			maxOpen[db] = v
+			sc.maxOpen[db] = v
 		case "go_sql_open_connections":
-			open[db] = v
+			sc.open[db] = v
 		case "go_sql_in_use_connections":
-			inUse[db] = v
+			sc.inUse[db] = v
 		case "go_sql_wait_count_total":
-			waitCount[db] = v
+			sc.waitCount[db] = v
 		case "worker_db_server_connections":
-			server, serverFound = server+v, true
+			sc.server, sc.serverFound = sc.server+v, true
 		case "worker_db_connections_open":
-			client, clientFound = client+v, true
+			sc.client, sc.clientFound = sc.client+v, true
 		case "worker_job_duplicate_ticks":
-			dups[string(s.Metric["job_name"])] = v
+			sc.dups[string(s.Metric["job_name"])] = v
 		}
 	}
-	if len(dups) > 0 {
-		c.observeDuplicates(t, dups)
+	if len(sc.dups) > 0 {
+		c.observeDuplicates(t, sc.dups)
 	}
-	if serverFound && clientFound {
-		c.observeServer(t, server, client)
+	if sc.serverFound && sc.clientFound {
+		c.observeServer(t, sc.server, sc.client)
 	}
+	if sc.runsFound {
+		c.observeRuns(sc.runs)
+	}
+	c.observePool(t, &sc)
+}
 
-	if runsFound {
-		c.observeRuns(runs)
+// observeHandles judges RuleOneHandle on one sample of
+// worker_db_handles_open.
+func (c *Checker) observeHandles(t, v float64) {
+	r := c.results[RuleOneHandle]
+	r.Applies, r.Series, r.Limit = true, c.key("worker_db_handles_open"), 1
+	if !r.Broken {
+		r.Detail = c.detail("%g handle(s) open", v)
 	}
+	r.Worst = max(r.Worst, v)
+	if v > 1 {
+		c.breakAt(RuleOneHandle, t, v, c.detail("%g handles open at once", v))
+	}
+}
 
+// observeOpened judges RuleOneOpen on one sample of
+// worker_db_init_calls_total{result="opened"}.
+func (c *Checker) observeOpened(t, v float64) {
+	r := c.results[RuleOneOpen]
+	r.Applies, r.Series, r.Limit = true, c.key("worker_db_init_calls_total", "result", "opened"), 1
+	c.lastOpened = v
+	r.Worst = max(r.Worst, v)
+	if !r.Broken {
+		r.Detail = c.detail("opened %g time(s)", v)
+	}
+	if v > 1 {
+		c.breakAt(RuleOneOpen, t, v, c.detail("Init opened a handle %g times", v))
+	}
+}
+
+// observePool judges RulePoolLimit and RulePoolPinned on one scrape's
+// go_sql_* series of each database.
+func (c *Checker) observePool(t float64, sc *scrape) {
 	pinned := false
-	for db, limit := range maxOpen {
+	for db, limit := range sc.maxOpen {
 		if limit <= 0 {
 			continue // 0 means unlimited
 		}
-		if o, ok := open[db]; ok {
+		if o, ok := sc.open[db]; ok {
 			r := c.results[RulePoolLimit]
 			r.Applies, r.Series, r.Limit = true, c.dbKey("go_sql_open_connections", db), limit
 			r.Worst = max(r.Worst, o)
@@ -278,27 +297,35 @@ func (c *Checker) Observe(t float64, vec model.Vector) {
 				c.breakAt(RulePoolLimit, t, o, c.detail("%g connections open, limit %g", o, limit))
 			}
 		}
-		if u, ok := inUse[db]; ok {
-			r := c.results[RulePoolPinned]
-			r.Applies, r.Series, r.Limit = true, c.dbKey("go_sql_in_use_connections", db), limit
-			if !r.Broken {
-				r.Detail = c.detail("never held fully in use with callers waiting")
-			}
-			if u >= limit {
-				pinned = true
-				if c.pinStart < 0 {
-					c.pinStart, c.pinWaitFrom = t, waitCount[db]
-				}
-				if held := t - c.pinStart; held >= c.pinnedFor && waitCount[db] > c.pinWaitFrom {
-					c.breakAt(RulePoolPinned, t, held, c.detail("all %g connections in use for %.0fs while %g callers waited",
-						limit, held, waitCount[db]-c.pinWaitFrom))
-				}
-			}
+		if u, ok := sc.inUse[db]; ok && c.observePinned(t, db, u, limit, sc.waitCount[db]) {
+			pinned = true
 		}
 	}
 	if !pinned {
 		c.pinStart = -1
 	}
+}
+
+// observePinned judges RulePoolPinned on one database's sample: u
+// connections in use of limit, waits callers counted so far. It reports
+// whether the pool is fully in use.
+func (c *Checker) observePinned(t float64, db string, u, limit, waits float64) bool {
+	r := c.results[RulePoolPinned]
+	r.Applies, r.Series, r.Limit = true, c.dbKey("go_sql_in_use_connections", db), limit
+	if !r.Broken {
+		r.Detail = c.detail("never held fully in use with callers waiting")
+	}
+	if u < limit {
+		return false
+	}
+	if c.pinStart < 0 {
+		c.pinStart, c.pinWaitFrom = t, waits
+	}
+	if held := t - c.pinStart; held >= c.pinnedFor && waits > c.pinWaitFrom {
+		c.breakAt(RulePoolPinned, t, held, c.detail("all %g connections in use for %.0fs while %g callers waited",
+			limit, held, waits-c.pinWaitFrom))
+	}
+	return true
 }
 
 // observeServer judges RuleServerConn on one sample: server backends of

@@ -38,34 +38,76 @@ const (
 	colAxisTxt = "#6b7385"
 )
 
+// plot is one chart being drawn: its geometry, its series and the value
+// and time ranges that map them onto the SVG.
+type plot struct {
+	g         geom
+	s         Series
+	ts, vs    []float64
+	warmup    float64
+	bare      bool // a sparkline: no text, no grid, no limit
+	judged    bool // samples go past the warm-up
+	lo, hi    float64
+	xmax      float64
+	ticks     []float64
+	trendFrom float64
+	trendTo   float64
+	drawTrend bool
+	b         strings.Builder
+}
+
+func (p *plot) x(t float64) float64   { return float64(p.g.left) + t/p.xmax*p.g.plotW() }
+func (p *plot) y(val float64) float64 { return float64(p.g.top) + (p.hi-val)/(p.hi-p.lo)*p.g.plotH() }
+
 // chart returns the inline SVG of one series: warm-up shaded, the samples,
 // the Theil–Sen trend over the judged part, the high-water marks of the
 // first and last thirds that the verdict compares, and a limit line when an
 // invariant bounds the series.
 func chart(g geom, s Series, warmup, end float64, limit *float64, alarm bool) template.HTML {
-	ts := make([]float64, len(s.Samples))
-	vs := make([]float64, len(s.Samples))
-	for i, p := range s.Samples {
-		ts[i], vs[i] = p[0], p[1]
-	}
-	if len(ts) == 0 {
+	if len(s.Samples) == 0 {
 		return template.HTML(`<p class="empty">no samples</p>`)
 	}
-	v := s.Verdict
-	leak := v.Leak || alarm
-	bare := g.H < 40 // a sparkline: no text, no grid, no limit
-	if bare {
+	p := &plot{g: g, s: s, warmup: warmup, bare: g.H < 40}
+	p.ts = make([]float64, len(s.Samples))
+	p.vs = make([]float64, len(s.Samples))
+	for i, pt := range s.Samples {
+		p.ts[i], p.vs[i] = pt[0], pt[1]
+	}
+	if p.bare {
 		limit = nil
 	}
-	judged := ts[len(ts)-1] >= warmup
+	p.judged = p.ts[len(p.ts)-1] >= warmup
+	p.scale(limit, end)
 
-	// Y range: the data, the trend's ends and the limit, padded.
-	lo, hi := minMax(vs)
-	trendFrom := math.Max(warmup, ts[0])
-	trendTo := ts[len(ts)-1]
-	drawTrend := judged && v.N >= 2 && trendTo > trendFrom
-	if drawTrend {
-		for _, t := range []float64{trendFrom, trendTo} {
+	fmt.Fprintf(&p.b, `<svg viewBox="0 0 %d %d" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="%s">`,
+		g.W, g.H, html.EscapeString(s.Key))
+	p.warmBand()
+	if p.bare {
+		p.drawTrend = false
+	} else {
+		p.axesLabels()
+		p.limitLine(limit)
+		p.highWaterMarks()
+	}
+	p.samples(s.Verdict.Leak || alarm)
+	p.trend()
+	if !p.bare {
+		fmt.Fprintf(&p.b, `<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#b9bfcc"/>`, g.left, g.W-g.right, g.top+int(g.plotH()), g.top+int(g.plotH()))
+	}
+	p.b.WriteString(`</svg>`)
+	return template.HTML(p.b.String()) //nolint:gosec // built from numbers and escaped text
+}
+
+// scale sets the value range (the data, the trend's ends and the limit,
+// padded, widened to round ticks) and the time range.
+func (p *plot) scale(limit *float64, end float64) {
+	v, ts := p.s.Verdict, p.ts
+	lo, hi := minMax(p.vs)
+	p.trendFrom = math.Max(p.warmup, ts[0])
+	p.trendTo = ts[len(ts)-1]
+	p.drawTrend = p.judged && v.N >= 2 && p.trendTo > p.trendFrom
+	if p.drawTrend {
+		for _, t := range []float64{p.trendFrom, p.trendTo} {
 			y := v.Intercept + v.Slope*t
 			lo, hi = math.Min(lo, y), math.Max(hi, y)
 		}
@@ -73,105 +115,110 @@ func chart(g geom, s Series, warmup, end float64, limit *float64, alarm bool) te
 	if limit != nil && *limit <= hi*3+1 {
 		lo, hi = math.Min(lo, *limit), math.Max(hi, *limit)
 	}
-	if s.Kind == detect.Count {
+	count := p.s.Kind == detect.Count
+	if count {
 		lo = 0 // counts start at zero, so growth shows in proportion
 	}
 	if hi-lo < 1e-9 {
 		pad := math.Max(math.Abs(hi)*0.05, 1)
 		lo, hi = lo-pad, hi+pad
-		if s.Kind == detect.Count && lo < 0 {
+		if count && lo < 0 {
 			lo = 0
 		}
 	}
 	hi += (hi - lo) * 0.06 // headroom, so a flat line does not sit on the frame
 	minStep := 0.0
-	if s.Kind == detect.Count {
+	if count {
 		minStep = 1 // no quarter file descriptors
 	}
-	ticks := niceTicks(lo, hi, 4, minStep)
-	lo, hi = math.Min(lo, ticks[0]), math.Max(hi, ticks[len(ticks)-1])
-
-	xmax := math.Max(end, ts[len(ts)-1])
-	if xmax <= 0 {
-		xmax = 1
+	p.ticks = niceTicks(lo, hi, 4, minStep)
+	p.lo, p.hi = math.Min(lo, p.ticks[0]), math.Max(hi, p.ticks[len(p.ticks)-1])
+	p.xmax = math.Max(end, ts[len(ts)-1])
+	if p.xmax <= 0 {
+		p.xmax = 1
 	}
-	x := func(t float64) float64 { return float64(g.left) + t/xmax*g.plotW() }
-	y := func(val float64) float64 { return float64(g.top) + (hi-val)/(hi-lo)*g.plotH() }
+}
 
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg viewBox="0 0 %d %d" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="%s">`,
-		g.W, g.H, html.EscapeString(s.Key))
+// warmBand shades the warm-up.
+func (p *plot) warmBand() {
+	if p.warmup <= 0 {
+		return
+	}
+	g := p.g
+	w := p.x(math.Min(p.warmup, p.xmax)) - float64(g.left)
+	fmt.Fprintf(&p.b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`, g.left, g.top, w, int(g.plotH()), colWarm)
+	if !p.bare {
+		fmt.Fprintf(&p.b, `<text x="%.1f" y="%d" class="band">warm-up</text>`, float64(g.left)+4, g.top+11)
+	}
+}
 
-	// Warm-up band.
-	if warmup > 0 {
-		w := x(math.Min(warmup, xmax)) - float64(g.left)
-		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`, g.left, g.top, w, int(g.plotH()), colWarm)
-		if !bare {
-			fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="band">warm-up</text>`, float64(g.left)+4, g.top+11)
-		}
+// axesLabels draws the horizontal grid, the y labels and the x labels.
+func (p *plot) axesLabels() {
+	g := p.g
+	for _, tv := range p.ticks {
+		yy := p.y(tv)
+		fmt.Fprintf(&p.b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s"/>`, g.left, g.W-g.right, yy, yy, colGrid)
+		fmt.Fprintf(&p.b, `<text x="%d" y="%.1f" class="ylab">%s</text>`, g.left-6, yy+3.5, html.EscapeString(formatValue(tv, p.s.Kind)))
 	}
-	if bare {
-		drawTrend = false
-	}
-
-	// Horizontal grid and y labels.
-	for _, tv := range ticks {
-		if bare {
-			break
-		}
-		yy := y(tv)
-		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s"/>`, g.left, g.W-g.right, yy, yy, colGrid)
-		fmt.Fprintf(&b, `<text x="%d" y="%.1f" class="ylab">%s</text>`, g.left-6, yy+3.5, html.EscapeString(formatValue(tv, s.Kind)))
-	}
-	// X labels.
-	for _, tv := range timeTicks(xmax, 5) {
-		if tv > xmax+1e-9 || bare {
+	for _, tv := range timeTicks(p.xmax, 5) {
+		if tv > p.xmax+1e-9 {
 			continue
 		}
 		anchor := "middle"
-		if x(tv) > float64(g.W-g.right)-16 {
+		if p.x(tv) > float64(g.W-g.right)-16 {
 			anchor = "end" // keep the last label inside the frame
 		}
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="xlab" text-anchor="%s">%s</text>`, x(tv), g.H-8, anchor, clock(tv, xmax))
+		fmt.Fprintf(&p.b, `<text x="%.1f" y="%d" class="xlab" text-anchor="%s">%s</text>`, p.x(tv), g.H-8, anchor, clock(tv, p.xmax))
 	}
+}
 
-	// Limit of an invariant.
-	if limit != nil && *limit >= lo && *limit <= hi {
-		yy := y(*limit)
-		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.2" stroke-dasharray="2 3"/>`,
-			g.left, g.W-g.right, yy, yy, colLeak)
-		fmt.Fprintf(&b, `<text x="%d" y="%.1f" class="limit">limit %s</text>`, g.W-g.right-4, yy-4, html.EscapeString(formatValue(*limit, s.Kind)))
+// limitLine draws the limit of an invariant that bounds the series.
+func (p *plot) limitLine(limit *float64) {
+	if limit == nil || *limit < p.lo || *limit > p.hi {
+		return
 	}
+	g := p.g
+	yy := p.y(*limit)
+	fmt.Fprintf(&p.b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.2" stroke-dasharray="2 3"/>`,
+		g.left, g.W-g.right, yy, yy, colLeak)
+	fmt.Fprintf(&p.b, `<text x="%d" y="%.1f" class="limit">limit %s</text>`, g.W-g.right-4, yy-4, html.EscapeString(formatValue(*limit, p.s.Kind)))
+}
 
-	// High-water marks of the first and last thirds of the judged samples.
-	if v.N >= 3 && judged && !bare && (v.Leak || v.Growth > 0) {
-		jt := afterT(ts, warmup)
-		if len(jt) >= 3 {
-			third := len(jt) / 3
-			segs := []struct {
-				from, to, val float64
-				label         string
-			}{
-				{jt[0], jt[third-1], v.EarlyHigh, "early high"},
-				{jt[len(jt)-third], jt[len(jt)-1], v.LateHigh, "late high"},
-			}
-			for i, sg := range segs {
-				yy := y(sg.val)
-				fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.5" stroke-dasharray="5 3"/>`,
-					x(sg.from), x(sg.to), yy, yy, colHWM)
-				anchor := "start"
-				tx := x(sg.from)
-				if i == 1 {
-					anchor, tx = "end", x(sg.to)
-				}
-				fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" class="hwm" text-anchor="%s">%s</text>`, tx, yy-4, anchor, sg.label)
-			}
+// highWaterMarks draws the high-water marks of the first and last thirds
+// of the judged samples, which the verdict compares.
+func (p *plot) highWaterMarks() {
+	v := p.s.Verdict
+	if v.N < 3 || !p.judged || (!v.Leak && v.Growth <= 0) {
+		return
+	}
+	jt := afterT(p.ts, p.warmup)
+	if len(jt) < 3 {
+		return
+	}
+	third := len(jt) / 3
+	segs := []struct {
+		from, to, val float64
+		label         string
+	}{
+		{jt[0], jt[third-1], v.EarlyHigh, "early high"},
+		{jt[len(jt)-third], jt[len(jt)-1], v.LateHigh, "late high"},
+	}
+	for i, sg := range segs {
+		yy := p.y(sg.val)
+		fmt.Fprintf(&p.b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.5" stroke-dasharray="5 3"/>`,
+			p.x(sg.from), p.x(sg.to), yy, yy, colHWM)
+		anchor, tx := "start", p.x(sg.from)
+		if i == 1 {
+			anchor, tx = "end", p.x(sg.to)
 		}
+		fmt.Fprintf(&p.b, `<text x="%.1f" y="%.1f" class="hwm" text-anchor="%s">%s</text>`, tx, yy-4, anchor, sg.label)
 	}
+}
 
-	// The samples: an area and a line, reduced to min/max per pixel column
-	// so that a long soak keeps its spikes without a huge path.
-	px, py := reduce(g, ts, vs, x, y)
+// samples draws the samples as an area and a line, reduced to min/max per
+// pixel column so that a long soak keeps its spikes without a huge path.
+func (p *plot) samples(leak bool) {
+	px, py := reduce(p.g, p.ts, p.vs, p.x, p.y)
 	col := colLine
 	if leak {
 		col = colLeak
@@ -184,28 +231,23 @@ func chart(g geom, s Series, warmup, end float64, limit *float64, alarm bool) te
 			fmt.Fprintf(&line, "L%.1f %.1f", px[i], py[i])
 		}
 	}
-	base := y(lo)
-	fmt.Fprintf(&b, `<path d="%sL%.1f %.1fL%.1f %.1fZ" fill="%s" fill-opacity="0.10"/>`, line.String(), px[len(px)-1], base, px[0], base, col)
+	base := p.y(p.lo)
+	fmt.Fprintf(&p.b, `<path d="%sL%.1f %.1fL%.1f %.1fZ" fill="%s" fill-opacity="0.10"/>`, line.String(), px[len(px)-1], base, px[0], base, col)
 	width := 1.6
-	if bare {
+	if p.bare {
 		width = 1.2
 	}
-	fmt.Fprintf(&b, `<path d="%s" fill="none" stroke="%s" stroke-width="%.1f" stroke-linejoin="round"/>`, line.String(), col, width)
+	fmt.Fprintf(&p.b, `<path d="%s" fill="none" stroke="%s" stroke-width="%.1f" stroke-linejoin="round"/>`, line.String(), col, width)
+}
 
-	// The Theil–Sen trend over the judged part.
-	if drawTrend {
-		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.6" stroke-dasharray="7 4" stroke-opacity="0.75"/>`,
-			x(trendFrom), x(trendTo), y(v.Intercept+v.Slope*trendFrom), y(v.Intercept+v.Slope*trendTo), colTrend)
+// trend draws the Theil–Sen trend over the judged part.
+func (p *plot) trend() {
+	if !p.drawTrend {
+		return
 	}
-
-	// Axes.
-	if bare {
-		b.WriteString(`</svg>`)
-		return template.HTML(b.String()) //nolint:gosec // built from numbers and escaped text
-	}
-	fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#b9bfcc"/>`, g.left, g.W-g.right, g.top+int(g.plotH()), g.top+int(g.plotH()))
-	b.WriteString(`</svg>`)
-	return template.HTML(b.String()) //nolint:gosec // built from numbers and escaped text
+	v := p.s.Verdict
+	fmt.Fprintf(&p.b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.6" stroke-dasharray="7 4" stroke-opacity="0.75"/>`,
+		p.x(p.trendFrom), p.x(p.trendTo), p.y(v.Intercept+v.Slope*p.trendFrom), p.y(v.Intercept+v.Slope*p.trendTo), colTrend)
 }
 
 func afterT(ts []float64, t float64) []float64 {

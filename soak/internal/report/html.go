@@ -90,6 +90,21 @@ var nonID = regexp.MustCompile(`[^A-Za-z0-9]+`)
 // WriteHTML writes report.html: one page, no external assets, no script.
 func (r *Report) WriteHTML(w io.Writer) error {
 	v := view{Report: r}
+	v.hero(r)
+	v.StartedAt = r.Started.Format("2006-01-02 15:04:05 UTC")
+	v.RanFor = dur(r.Elapsed)
+	v.Planned = dur(r.Duration)
+	v.WarmupText = durMS(r.Warmup)
+	v.IntervalText = durMS(r.Interval)
+	limits, broken := v.rules(r)
+	v.series(r, limits, broken)
+	v.origins(r)
+	return page.Execute(w, v)
+}
+
+// hero sets the page's status, its headline, and the chips that name each
+// alarm when there are too many for one sentence.
+func (v *view) hero(r *Report) {
 	switch r.Status {
 	case runner.StatusLeak:
 		v.StatusText = "LEAK"
@@ -115,27 +130,26 @@ func (r *Report) WriteHTML(w io.Writer) error {
 			v.Chips = append(v.Chips, chip{Name: inv.Rule, Detail: inv.Detail})
 		}
 	}
-	if len(v.Chips) > 2 || len(v.Headline) > 160 {
-		// Too many alarms for one sentence: say how many, list them below.
-		var parts []string
-		if n := len(r.Leaking); n > 0 {
-			parts = append(parts, plural(n, "series keeps rising", "series keep rising"))
-		}
-		if n := len(v.Chips) - len(r.Leaking); n > 0 {
-			parts = append(parts, plural(n, "invariant broken", "invariants broken"))
-		}
-		v.Headline = strings.Join(parts, "; ") + "."
-	} else {
+	if len(v.Chips) <= 2 && len(v.Headline) <= 160 {
 		v.Chips = nil
+		return
 	}
-	v.StartedAt = r.Started.Format("2006-01-02 15:04:05 UTC")
-	v.RanFor = dur(r.Elapsed)
-	v.Planned = dur(r.Duration)
-	v.WarmupText = durMS(r.Warmup)
-	v.IntervalText = durMS(r.Interval)
+	// Too many alarms for one sentence: say how many, list them below.
+	var parts []string
+	if n := len(r.Leaking); n > 0 {
+		parts = append(parts, plural(n, "series keeps rising", "series keep rising"))
+	}
+	if n := len(v.Chips) - len(r.Leaking); n > 0 {
+		parts = append(parts, plural(n, "invariant broken", "invariants broken"))
+	}
+	v.Headline = strings.Join(parts, "; ") + "."
+}
 
-	limits := map[string]float64{}
-	broken := map[string][]string{} // series key → details of its broken rules
+// rules lists the invariants, and returns the limit each sets on its
+// series and the details of the broken rules of each series.
+func (v *view) rules(r *Report) (limits map[string]float64, broken map[string][]string) {
+	limits = map[string]float64{}
+	broken = map[string][]string{} // series key → details of its broken rules
 	for _, inv := range r.Invariants {
 		if inv.Applies && inv.Series != "" && inv.Limit > 0 {
 			limits[inv.Series] = inv.Limit
@@ -157,46 +171,21 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		}
 		v.Rules = append(v.Rules, rl)
 	}
+	return limits, broken
+}
 
+// series adds a table row and a chart card per series: those in alarm
+// first, with wide charts.
+func (v *view) series(r *Report, limits map[string]float64, broken map[string][]string) {
 	end := math.Max(r.Elapsed, r.Duration*boolf(!r.StoppedEarly && r.Status != runner.StatusError))
 	var rest []row
 	for _, s := range r.Series {
-		vd := s.Verdict
 		id := "s-" + strings.Trim(nonID.ReplaceAllString(s.Key, "-"), "-")
-		rw := row{ID: id, Key: s.Key, Reason: vd.Reason, Why: s.Why}
-		c := card{ID: id, Key: s.Key, Reason: vd.Reason}
-		alarm := vd.Leak || len(broken[s.Key]) > 0
-		switch {
-		case vd.Leak:
-			rw.Verdict, rw.Class = "leak", "leak"
-			c.Class, c.Badge = "leak", "LEAK"
+		rw, c := judgedRow(s, id, broken[s.Key])
+		alarm := s.Verdict.Leak || len(broken[s.Key]) > 0
+		if s.Verdict.Leak {
 			v.LeakCount++
-		case alarm:
-			rw.Verdict, rw.Class = "broken", "leak"
-			c.Class, c.Badge = "leak", "INVARIANT BROKEN"
-			rw.Reason = strings.Join(broken[s.Key], "; ")
-			c.Reason = rw.Reason
-		case vd.Outcome == detect.TooShort:
-			rw.Verdict, rw.Class = "too short", "na"
-			c.Class, c.Badge = "na", "TOO SHORT TO DECIDE"
-		case vd.Outcome == detect.TooNoisy:
-			rw.Verdict, rw.Class = "too noisy", "warn"
-			c.Class, c.Badge = "warn", "TOO NOISY TO DECIDE"
-		default:
-			rw.Verdict, rw.Class = "steady", "ok"
-			c.Class, c.Badge = "ok", "STEADY"
 		}
-		if n := len(s.Samples); n > 0 {
-			rw.Now = formatValue(s.Samples[n-1][1], s.Kind)
-		}
-		rw.Slope = formatRate(s.SlopePerHour, s.Kind)
-		rw.P = pval(vd.P, vd.N)
-		if vd.N >= 3 {
-			rw.Highs = fmt.Sprintf("%s → %s", formatValue(vd.EarlyHigh, s.Kind), formatValue(vd.LateHigh, s.Kind))
-		}
-		rw.Noise, rw.Tolerance, rw.Growth = Judgement(s)
-		c.Stats = fmt.Sprintf("trend %s · Mann–Kendall p %s · noise %s · tolerance %s · high-water %s (%s)",
-			rw.Slope, rw.P, rw.Noise, rw.Tolerance, orDash(rw.Highs), rw.Growth)
 		var lim *float64
 		if l, ok := limits[s.Key]; ok {
 			lim = &l
@@ -214,8 +203,45 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	}
 	// Leaking series first: they are what the reader came for.
 	v.Rows = append(v.Rows, rest...)
-	v.origins(r)
-	return page.Execute(w, v)
+}
+
+// judgedRow returns the table row and the card of series s, given the
+// details of its broken rules.
+func judgedRow(s Series, id string, broken []string) (row, card) {
+	vd := s.Verdict
+	rw := row{ID: id, Key: s.Key, Reason: vd.Reason, Why: s.Why}
+	c := card{ID: id, Key: s.Key, Reason: vd.Reason}
+	switch {
+	case vd.Leak:
+		rw.Verdict, rw.Class = "leak", "leak"
+		c.Class, c.Badge = "leak", "LEAK"
+	case len(broken) > 0:
+		rw.Verdict, rw.Class = "broken", "leak"
+		c.Class, c.Badge = "leak", "INVARIANT BROKEN"
+		rw.Reason = strings.Join(broken, "; ")
+		c.Reason = rw.Reason
+	case vd.Outcome == detect.TooShort:
+		rw.Verdict, rw.Class = "too short", "na"
+		c.Class, c.Badge = "na", "TOO SHORT TO DECIDE"
+	case vd.Outcome == detect.TooNoisy:
+		rw.Verdict, rw.Class = "too noisy", "warn"
+		c.Class, c.Badge = "warn", "TOO NOISY TO DECIDE"
+	default:
+		rw.Verdict, rw.Class = "steady", "ok"
+		c.Class, c.Badge = "ok", "STEADY"
+	}
+	if n := len(s.Samples); n > 0 {
+		rw.Now = formatValue(s.Samples[n-1][1], s.Kind)
+	}
+	rw.Slope = formatRate(s.SlopePerHour, s.Kind)
+	rw.P = pval(vd.P, vd.N)
+	if vd.N >= 3 {
+		rw.Highs = fmt.Sprintf("%s → %s", formatValue(vd.EarlyHigh, s.Kind), formatValue(vd.LateHigh, s.Kind))
+	}
+	rw.Noise, rw.Tolerance, rw.Growth = Judgement(s)
+	c.Stats = fmt.Sprintf("trend %s · Mann–Kendall p %s · noise %s · tolerance %s · high-water %s (%s)",
+		rw.Slope, rw.P, rw.Noise, rw.Tolerance, orDash(rw.Highs), rw.Growth)
+	return rw, c
 }
 
 func plural(n int, one, many string) string {

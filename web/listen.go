@@ -1,4 +1,4 @@
-package main
+package web
 
 import (
 	"errors"
@@ -15,12 +15,13 @@ import (
 // exporter-toolkit's ListenAndServe reads it: vsock://:PORT.
 const vsockScheme = "vsock://"
 
-// listen listens on one --web.listen-address as exporter-toolkit's
-// web.ListenAndServe does (TCP, or vsock for vsock://:PORT), but before
+// Listen listens on one --web.listen-address as exporter-toolkit's
+// ListenAndServe does (TCP, or vsock for vsock://[CID]:PORT), but before
 // serving: ListenAndServe only returns once serving ends, so a port in use
-// would show only after the database opened. The listeners are then served
-// by web.ServeMultiple, with the same TLS and basic auth.
-func listen(addr string) (net.Listener, error) {
+// would show only after the database opened. Serve then serves the
+// listeners, with the same TLS and basic auth. Its errors do not repeat
+// addr.
+func Listen(addr string) (net.Listener, error) {
 	if strings.HasPrefix(addr, vsockScheme) {
 		port, err := vsockPort(addr)
 		if err != nil {
@@ -37,6 +38,16 @@ func listen(addr string) (net.Listener, error) {
 		return nil, unwrapOp(err)
 	}
 	return l, nil
+}
+
+// CheckListenAddress returns an error for a vsock:// address whose port
+// Listen cannot read; other addresses are checked by listening.
+func CheckListenAddress(addr string) error {
+	if !strings.HasPrefix(addr, vsockScheme) {
+		return nil
+	}
+	_, err := vsockPort(addr)
+	return err
 }
 
 // vsockPort parses vsock://[CID]:PORT as exporter-toolkit does: the port
