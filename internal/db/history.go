@@ -325,7 +325,7 @@ WHERE job = ? AND result = 'success' AND scheduled_at >= ? AND scheduled_at <= ?
 		if err := rows.Scan(&v); err != nil {
 			return nil, fmt.Errorf("cannot read the succeeded ticks of job %q: %w", job, err)
 		}
-		t, err := scannedTime(v)
+		t, err := scanTime(v)
 		if err != nil {
 			return nil, fmt.Errorf("job_runs.scheduled_at of job %q: %w", job, err)
 		}
@@ -335,18 +335,4 @@ WHERE job = ? AND result = 'success' AND scheduled_at >= ? AND scheduled_at <= ?
 		return nil, fmt.Errorf("cannot read the succeeded ticks of job %q: %w", job, err)
 	}
 	return out, nil
-}
-
-// scannedTime is a scheduled_at as scanned into an any: TimeFormat text
-// from SQLite, a time.Time from PostgreSQL's timestamptz; in UTC.
-func scannedTime(v any) (time.Time, error) {
-	switch v := v.(type) {
-	case time.Time:
-		return v.UTC(), nil
-	case string:
-		return time.Parse(TimeFormat, v)
-	case []byte:
-		return time.Parse(TimeFormat, string(v))
-	}
-	return time.Time{}, fmt.Errorf("a %T", v)
 }
