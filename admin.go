@@ -56,6 +56,7 @@ func (a admin) Jobs() ([]webpkg.JobStatus, error) {
 			Name: j.Name, Kind: j.Kind, Schedule: j.Spec, Timeout: j.Timeout.String(), Enabled: j.Enabled,
 			CatchUp: string(j.CatchUp), CatchUpLimit: j.CatchUpLimit,
 			Retries: j.Retries, RetryBackoff: j.RetryBackoff.String(), Jitter: j.Jitter.String(),
+			Overlap: string(j.Overlap),
 		}
 		// The settings in force, not the zero values that stand for them.
 		if s.CatchUp == "" {

@@ -138,6 +138,10 @@ type JobConfig struct {
 	// DST is the policy at daylight-saving changes (dst): DSTCron or
 	// DSTWallClock; "" means DSTCron, or a Go job's own.
 	DST DST
+	// Overlap is what a run that comes while the job's previous run is
+	// going does (overlap): OverlapSkip, OverlapBufferOne or
+	// OverlapReplace; "" means OverlapSkip, or a Go job's own.
+	Overlap Overlap
 }
 
 // Defaults and bounds of a Config, each named after its one owner: the

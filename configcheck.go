@@ -121,7 +121,7 @@ func isBuiltin(name string) bool {
 
 // fileJob writes j as the entry of a document.
 func fileJob(j JobConfig) config.FileJob {
-	fj := config.FileJob{Name: j.Name, Spec: j.Spec, SQL: j.SQL, CatchUp: string(j.CatchUp), DST: string(j.DST),
+	fj := config.FileJob{Name: j.Name, Spec: j.Spec, SQL: j.SQL, CatchUp: string(j.CatchUp), DST: string(j.DST), Overlap: string(j.Overlap),
 		CatchUpLimit: nonZero(j.CatchUpLimit), Retries: nonZero(j.Retries),
 		RetryBackoff: durationString(j.RetryBackoff), Jitter: durationString(j.Jitter)}
 	if j.Timeout > 0 {
@@ -209,7 +209,7 @@ func fromInternal(ic *config.Config) *Config {
 	for _, j := range ic.Jobs {
 		c.Jobs = append(c.Jobs, JobConfig{Name: j.Name, Builtin: j.Builtin, Spec: j.Spec, SQL: j.SQL, Disabled: !j.Enabled,
 			Timeout: j.Timeout, OmitSuccessRows: j.OmitSuccessRows, CatchUp: j.CatchUp, CatchUpLimit: j.CatchUpLimit,
-			Retries: j.Retries, RetryBackoff: j.RetryBackoff, Jitter: j.Jitter, DST: j.DST})
+			Retries: j.Retries, RetryBackoff: j.RetryBackoff, Jitter: j.Jitter, DST: j.DST, Overlap: j.Overlap})
 	}
 	return c
 }

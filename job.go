@@ -251,6 +251,10 @@ type JobInfo struct {
 	// DST is the policy at daylight-saving changes, DSTCron or
 	// DSTWallClock, that Next follows.
 	DST DST
+	// Overlap is what happens to a run that comes while the job's
+	// previous run is going: OverlapSkip, OverlapBufferOne or
+	// OverlapReplace.
+	Overlap Overlap
 
 	schedule        cron.Schedule // Spec parsed with DST
 	fn              jobs.Func
@@ -284,7 +288,7 @@ func (w *Worker) plan(cfg *config.Config) ([]JobInfo, error) {
 	for _, j := range cfg.Jobs {
 		info := JobInfo{Name: j.Name, Spec: j.Spec, schedule: j.Schedule, Timeout: max(0, j.Timeout), Enabled: j.Enabled,
 			CatchUp: j.CatchUp, CatchUpLimit: j.CatchUpLimit, Retries: j.Retries, RetryBackoff: j.RetryBackoff, Jitter: j.Jitter,
-			DST: j.DST, runAtStart: j.RunAtStart, omitSuccessRows: j.OmitSuccessRows}
+			DST: j.DST, Overlap: j.Overlap, runAtStart: j.RunAtStart, omitSuccessRows: j.OmitSuccessRows}
 		switch {
 		case j.Builtin:
 			fn, err := w.builtins.Func(j.Name)
@@ -306,6 +310,7 @@ func (w *Worker) plan(cfg *config.Config) ([]JobInfo, error) {
 		}
 		info.CatchUp = cmp.Or(info.CatchUp, CatchUpSkip)
 		info.DST = cmp.Or(info.DST, DSTCron)
+		info.Overlap = cmp.Or(info.Overlap, OverlapSkip)
 		out = append(out, info)
 	}
 	for _, g := range w.goJobs {
@@ -314,7 +319,7 @@ func (w *Worker) plan(cfg *config.Config) ([]JobInfo, error) {
 			out = append(out, JobInfo{Name: c.Name, Kind: KindGo, Spec: c.Spec, schedule: g.schedule,
 				Timeout: g.timeout(), Enabled: !c.Disabled, fn: jobs.Func(g.fn), DST: cmp.Or(c.DST, DSTCron),
 				CatchUp: cmp.Or(c.CatchUp, CatchUpSkip), CatchUpLimit: c.CatchUpLimit, Retries: c.Retries, RetryBackoff: c.RetryBackoff,
-				Jitter: c.Jitter, omitSuccessRows: c.OmitSuccessRows})
+				Jitter: c.Jitter, Overlap: cmp.Or(c.Overlap, OverlapSkip), omitSuccessRows: c.OmitSuccessRows})
 		}
 	}
 	return out, nil
@@ -348,6 +353,7 @@ func (info *JobInfo) keepGoJob(g goJob, j config.Job, cfg *config.Config) error 
 	info.Retries = cmp.Or(info.Retries, c.Retries)
 	info.RetryBackoff = cmp.Or(info.RetryBackoff, c.RetryBackoff)
 	info.Jitter = cmp.Or(info.Jitter, c.Jitter)
+	info.Overlap = cmp.Or(info.Overlap, c.Overlap)
 	info.omitSuccessRows = info.omitSuccessRows || c.OmitSuccessRows
 	err := jobs.CheckJitter(info.Jitter, info.schedule)
 	if err == nil && info.CatchUp != CatchUpSkip && info.CatchUp != "" && info.omitSuccessRows {

@@ -210,7 +210,7 @@ func scheduled(plan []JobInfo) []jobs.Job {
 		if p.Enabled {
 			list = append(list, jobs.Job{Name: p.Name, Spec: p.Spec, Schedule: p.schedule, DST: p.DST, Timeout: p.Timeout, Func: p.fn,
 				RunAtStart: p.runAtStart, OmitSuccessRows: p.omitSuccessRows, Source: p.source, PerReplica: p.perReplica,
-				CatchUp: p.CatchUp, CatchUpLimit: p.CatchUpLimit, Retries: p.Retries, RetryBackoff: p.RetryBackoff, Jitter: p.Jitter})
+				CatchUp: p.CatchUp, CatchUpLimit: p.CatchUpLimit, Retries: p.Retries, RetryBackoff: p.RetryBackoff, Jitter: p.Jitter, Overlap: p.Overlap})
 		}
 	}
 	return list

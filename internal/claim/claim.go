@@ -37,6 +37,10 @@
 // with exactly one job_claims row, succeeded, failed, skipped or missed, and
 // missed means that no replica saw the tick at all.
 //
+// Under the overlap policies buffer_one and replace, a busy tick is
+// buffered instead of skipped, and replace asks the running run to stop
+// through its owner's renewals: see overlap.go.
+//
 // Missed ticks: a tick that no replica claimed within MissedGrace of its
 // scheduled time is marked missed by a row of status 'missed', inserted with
 // ON CONFLICT DO NOTHING like a claim, so that it is counted once across all
@@ -320,7 +324,18 @@ WHERE job = $1 AND scheduled_at = $4 AND NOT EXISTS (SELECT 1 FROM t)`
 // that gets the tick checks them in the statement of its Finish, off the
 // path to the job's start; the others check them before Claim returns.
 func (c *Claimer) Claim(ctx context.Context, job string, scheduledAt time.Time, earlier ...time.Time) (*Lease, error) {
-	l, err := c.claim(ctx, job, scheduledAt)
+	return c.claimTick(ctx, job, scheduledAt, tickOpts{}, earlier)
+}
+
+// tickOpts are how a tick is claimed beyond Claim's default: its job's
+// overlap policy (overlap.go), and whether it is a backfill's.
+type tickOpts struct {
+	overlap         jobs.Overlap // "" is skip
+	backfill, rerun bool
+}
+
+func (c *Claimer) claimTick(ctx context.Context, job string, scheduledAt time.Time, o tickOpts, earlier []time.Time) (*Lease, error) {
+	l, err := c.claim(ctx, job, scheduledAt, o)
 	if l != nil {
 		l.earlier = earlier
 		return l, nil
@@ -333,7 +348,7 @@ func (c *Claimer) Claim(ctx context.Context, job string, scheduledAt time.Time, 
 	return nil, err
 }
 
-func (c *Claimer) claim(ctx context.Context, job string, scheduledAt time.Time) (*Lease, error) {
+func (c *Claimer) claim(ctx context.Context, job string, scheduledAt time.Time, o tickOpts) (*Lease, error) {
 	lease := c.cfg.Lease.Microseconds()
 	d, err := c.db(ctx)
 	if err != nil {
@@ -351,6 +366,11 @@ func (c *Claimer) claim(ctx context.Context, job string, scheduledAt time.Time) 
 		c.metrics.claims.WithLabelValues(job, string(Won)).Inc()
 		return c.newLease(job, scheduledAt, 1, Won), nil
 	}
+	if o.backfill {
+		if l, err := c.reclaimPast(ctx, job, scheduledAt, o.rerun); l != nil || err != nil {
+			return l, err
+		}
+	}
 	var took bool
 	var tick time.Time
 	var attempt int
@@ -360,6 +380,9 @@ func (c *Claimer) claim(ctx context.Context, job string, scheduledAt time.Time) 
 	case errors.Is(err, sql.ErrNoRows):
 		// Not due (skip says so), or the insert conflicted with the
 		// one-running-claim index.
+		if o.overlap == jobs.OverlapBufferOne || o.overlap == jobs.OverlapReplace {
+			return c.buffer(ctx, job, scheduledAt, o.overlap == jobs.OverlapReplace)
+		}
 		return nil, c.skip(ctx, job, scheduledAt)
 	case err != nil:
 		return nil, fmt.Errorf("cannot take over or read the claim of job %q: %w", job, err)
@@ -495,7 +518,7 @@ const uniqueViolation = "23505"
 // failed; the attempt number goes up, so the earlier lease stays fenced.
 const reclaimSQL = `UPDATE job_claims
 SET status = 'running', attempt = attempt + 1, lease_until = now() + $4 * interval '1 microsecond',
-	started_at = now(), finished_at = NULL
+	started_at = now(), finished_at = NULL, cancel_requested = NULL
 WHERE job = $1 AND scheduled_at = $2 AND owner = $3 AND status = 'failed'
 RETURNING attempt`
 
@@ -584,7 +607,9 @@ func (c *Claimer) newLease(job string, tick time.Time, attempt int, r Result) *L
 // It returns ErrFenced, and counts the lease as lost, when the claim is no
 // longer this owner's and attempt's, no longer running, or its lease has run
 // out: another replica may be taking it over at this moment, so a lease is
-// never revived. (Finish, by contrast, is accepted after the lease ran out
+// never revived. When a tick of the job under OverlapReplace asked for the
+// run to stop (cancel_requested), it renews the lease and returns an error
+// wrapping jobs.ErrReplaced: Hold then cancels the run with that cause. (Finish, by contrast, is accepted after the lease ran out
 // as long as no one took the tick over: the run is done and still the only
 // one.)
 func (l *Lease) Renew(ctx context.Context) error {
@@ -592,17 +617,20 @@ func (l *Lease) Renew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := d.ExecContext(ctx, `UPDATE job_claims SET lease_until = now() + $5 * interval '1 microsecond'
-WHERE job = $1 AND scheduled_at = $2 AND owner = $3 AND attempt = $4 AND status = 'running' AND lease_until >= now()`,
-		l.Job, l.ScheduledAt, l.c.cfg.Owner, l.Attempt, l.c.cfg.Lease.Microseconds())
-	if err != nil {
-		return fmt.Errorf("cannot renew the lease of job %q: %w", l.Job, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("cannot renew the lease of job %q: %w", l.Job, err)
-	} else if n == 0 {
+	var replaced bool
+	err = d.QueryRowContext(ctx, `UPDATE job_claims SET lease_until = now() + $5 * interval '1 microsecond'
+WHERE job = $1 AND scheduled_at = $2 AND owner = $3 AND attempt = $4 AND status = 'running' AND lease_until >= now()
+RETURNING cancel_requested IS NOT NULL`,
+		l.Job, l.ScheduledAt, l.c.cfg.Owner, l.Attempt, l.c.cfg.Lease.Microseconds()).Scan(&replaced)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
 		l.lost()
 		return l.fenced()
+	case err != nil:
+		return fmt.Errorf("cannot renew the lease of job %q: %w", l.Job, err)
+	case replaced:
+		return fmt.Errorf("job %q, tick %s: lease renewed, but another replica's tick asks for the run to stop: %w",
+			l.Job, l.ScheduledAt.Format(time.RFC3339), jobs.ErrReplaced)
 	}
 	return nil
 }
@@ -669,6 +697,10 @@ func (l *Lease) renew(ctx context.Context, cancelRun context.CancelCauseFunc) {
 		switch {
 		case err == nil:
 			confirmed = sent
+		case errors.Is(err, jobs.ErrReplaced):
+			// Renewed: the run goes on, cancelled, until it returns.
+			confirmed = sent
+			cancelRun(jobs.ErrReplaced)
 		case errors.Is(err, ErrFenced):
 			cancelRun(ErrLeaseLost)
 			return

@@ -73,17 +73,18 @@ func (co *Coordinator) Acquire(ctx context.Context, t jobs.Tick) (jobs.Claim, er
 		return nil, err
 	}
 	var earlier []time.Time
-	if !t.RunNow { // a run-now is no tick of the schedule: nothing before it to check
+	if !t.RunNow && !t.Backfill { // a run-now is no tick of the schedule, a backfill's is past: nothing before it to check
 		earlier = co.earlier(t)
 	}
+	o := tickOpts{overlap: t.Overlap, backfill: t.Backfill, rerun: t.Rerun}
 	deadline := time.Now().Add(MaxNotDueWait)
 	for {
-		l, err := co.c.Claim(ctx, t.Job, t.ScheduledAt, earlier...)
+		l, err := co.c.claimTick(ctx, t.Job, t.ScheduledAt, o, earlier)
 		var nd *NotDueError
 		var lost *LostError
 		switch {
 		case err == nil:
-			if l.ScheduledAt.Equal(t.ScheduledAt) && !t.RunNow { // not a takeover of an earlier tick
+			if l.ScheduledAt.Equal(t.ScheduledAt) && !t.RunNow && !t.Backfill { // not a takeover of an earlier tick
 				co.seen(t.Job, t.ScheduledAt)
 			}
 			return held{l}, nil

@@ -212,6 +212,11 @@ type Job struct {
 	// schedule.DSTWallClock (robfig/cron's). "" is the default, or the Go
 	// job's own in a Go job's entry.
 	DST schedule.DST
+	// Overlap is overlap, what happens to a run that comes while the
+	// job's previous run is going: jobs.OverlapSkip (the default),
+	// jobs.OverlapBufferOne or jobs.OverlapReplace. "" is the default, or
+	// the Go job's own in a Go job's entry.
+	Overlap jobs.Overlap
 	// RunAtStart runs the job once when the worker starts too, besides its
 	// schedule: the quick_check built-in does. Not a key of the file.
 	RunAtStart bool
@@ -278,6 +283,7 @@ type FileJob struct {
 	RetryBackoff    string `yaml:"retry_backoff"`
 	Jitter          string `yaml:"jitter"`
 	DST             string `yaml:"dst"`
+	Overlap         string `yaml:"overlap"`
 }
 
 // Default returns the embedded default configuration: the database at

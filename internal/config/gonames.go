@@ -29,7 +29,7 @@ var goFields = map[string]string{
 var goJobFields = map[string]string{
 	"name": "Name", "schedule": "Spec", "timeout": "Timeout", "enabled": "Disabled", "sql": "SQL",
 	"record_successes": "OmitSuccessRows", "catch_up": "CatchUp", "catch_up_limit": "CatchUpLimit",
-	"retries": "Retries", "retry_backoff": "RetryBackoff", "jitter": "Jitter", "dst": "DST",
+	"retries": "Retries", "retry_backoff": "RetryBackoff", "jitter": "Jitter", "dst": "DST", "overlap": "Overlap",
 }
 
 // JobField returns the field of a job's key, such as "jobs[2].sql", or

@@ -8,7 +8,7 @@ import (
 )
 
 // reliability reads a job's catch_up, catch_up_limit, retries,
-// retry_backoff, jitter and dst into j; the bounds are those of internal/jobs.
+// retry_backoff, jitter, dst and overlap into j; the bounds are those of internal/jobs.
 // The jitter is checked against the schedule by job, once it is parsed.
 func (fj *FileJob) reliability(field string, j *Job) error {
 	if err := jobs.CheckCatchUp(jobs.CatchUp(fj.CatchUp)); err != nil {
@@ -49,5 +49,14 @@ func (fj *FileJob) reliability(field string, j *Job) error {
 		return fmt.Errorf("%s.dst: %w", field, err)
 	}
 	j.DST = schedule.DST(fj.DST)
+	return fj.readOverlap(field, j)
+}
+
+// overlap reads a job's overlap into j.
+func (fj *FileJob) readOverlap(field string, j *Job) error {
+	if err := jobs.CheckOverlap(jobs.Overlap(fj.Overlap)); err != nil {
+		return fmt.Errorf("%s.overlap: %w", field, err)
+	}
+	j.Overlap = jobs.Overlap(fj.Overlap)
 	return nil
 }

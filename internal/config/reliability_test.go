@@ -81,3 +81,23 @@ jobs:
 		})
 	}
 }
+
+// Ensure overlap is read into each job, built-ins included, defaults to
+// "" (skip), and a bad one is refused naming the field.
+func TestConfig_Overlap(t *testing.T) {
+	c := mustParse(t, `builtin:
+  heartbeat: {overlap: buffer_one}
+jobs:
+  - {name: rep, schedule: '* * * * * *', sql: SELECT 1, overlap: replace}
+  - {name: plain, schedule: '* * * * * *', sql: SELECT 1}
+`)
+	for name, want := range map[string]jobs.Overlap{"heartbeat": jobs.OverlapBufferOne, "rep": jobs.OverlapReplace, "plain": ""} {
+		if got := jobByName(t, c, name).Overlap; got != want {
+			t.Errorf("%s: got overlap %q, want %q", name, got, want)
+		}
+	}
+	_, err := Parse([]byte(job("overlap: allow")))
+	if want := `jobs[0].overlap: must be skip, buffer_one or replace, got "allow"`; err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %v", err, want)
+	}
+}

@@ -309,3 +309,30 @@ func DuplicateTicks(ctx context.Context, db *sql.DB) (map[string]int, error) {
 	}
 	return out, nil
 }
+
+// SucceededTicks returns the scheduled times in [from, to] of the job's
+// runs that have a success row in job_runs, for a backfill to leave alone.
+func SucceededTicks(ctx context.Context, db *sql.DB, job string, from, to time.Time) (map[time.Time]bool, error) {
+	rows, err := db.QueryContext(ctx, bind(db, `SELECT DISTINCT scheduled_at FROM job_runs
+WHERE job = ? AND result = 'success' AND scheduled_at >= ? AND scheduled_at <= ?`), job, FormatTime(from), FormatTime(to))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the succeeded ticks of job %q: %w", job, err)
+	}
+	defer func() { _ = rows.Close() }()
+	out := make(map[time.Time]bool)
+	for rows.Next() {
+		var v any
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("cannot read the succeeded ticks of job %q: %w", job, err)
+		}
+		t, err := scanTime(v)
+		if err != nil {
+			return nil, fmt.Errorf("job_runs.scheduled_at of job %q: %w", job, err)
+		}
+		out[t] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot read the succeeded ticks of job %q: %w", job, err)
+	}
+	return out, nil
+}

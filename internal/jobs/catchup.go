@@ -190,7 +190,7 @@ func holdSlot(e *entry) bool { return e.running.CompareAndSwap(false, true) }
 
 func releaseSlot(e *entry, held bool) {
 	if held {
-		e.running.Store(false)
+		e.release()
 	}
 }
 

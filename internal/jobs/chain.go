@@ -13,7 +13,8 @@ import (
 )
 
 // The chain every run goes through, outermost first (see New): record
-// (metrics, log, history), skipIfPaused, skipIfRunning, coordinate (the claim among
+// (metrics, log, history), skipIfPaused, overlap (the job's running slot,
+// see Overlap), coordinate (the claim among
 // replicas, see Coordinator), track, recoverPanic, withTimeout, then runJob
 // (the idempotent Init, then the job).
 
@@ -37,11 +38,12 @@ func chain(final handler, mws ...middleware) handler {
 func (s *Scheduler) record(next handler) handler {
 	return func(ctx context.Context, e *entry, r *Run) error {
 		err := next(ctx, e, r)
+		defer s.freeSlot(e, r)
 		if errors.Is(err, ErrNotClaimed) {
 			return err // another replica runs and records it
 		}
-		if !r.recorded {
-			r.EndedAt = time.Now() // a recorded run keeps its row's
+		if !r.recorded && r.EndedAt.IsZero() {
+			r.EndedAt = time.Now() // a recorded run keeps its row's, a run in the slot its end there
 		}
 		r.Err = err
 		r.Result = s.classify(err)
@@ -65,6 +67,8 @@ func (s *Scheduler) classify(err error) Result {
 		return Panic
 	case errors.Is(err, errTimeout):
 		return Timeout
+	case errors.Is(err, ErrReplaced):
+		return Cancelled
 	case s.runCtx.Err() != nil:
 		return Cancelled
 	}
@@ -174,24 +178,6 @@ func (s *Scheduler) log(r *Run) {
 		s.logger.Error("Job run panicked", append(attrs, "err", r.Err)...)
 	default:
 		s.logger.Warn("Job run failed", append(attrs, "err", r.Err)...)
-	}
-}
-
-// skipIfRunning skips a run while the previous run of the job is going. A
-// Skipper records a scheduled tick skipped once across the replicas.
-func (s *Scheduler) skipIfRunning(next handler) handler {
-	return func(ctx context.Context, e *entry, r *Run) error {
-		if r.slotHeld {
-			return next(ctx, e, r) // its catch-up sequence took the slot for all its runs
-		}
-		if !e.running.CompareAndSwap(false, true) {
-			if sk, ok := s.cfg.Coordinator.(Skipper); ok && !r.manual && !e.job.PerReplica && r.takenOver == nil && r.Attempt <= 1 {
-				return sk.Skip(ctx, Tick{Job: e.job.Name, ScheduledAt: r.ScheduledAt, Schedule: e.job.Schedule, Attempt: 1})
-			}
-			return ErrSkipped
-		}
-		defer e.running.Store(false)
-		return next(ctx, e, r)
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 // RunOnce runs (Tick.RunNow), so that a run-now on one replica answers
 // "running" while another runs the job; RunAtStart runs, and every run of
 // a Job.PerReplica, are not.
-// A tick goes: Acquire before the chain's track step (after skipIfRunning),
+// A tick goes: Acquire before the chain's track step (after overlap),
 // Keep for the run's context, which the Coordinator cancels when the claim
 // is lost, the body, then Release with the body's error before the run is
 // recorded (a Recorder's release writes the run's job_runs row itself). A
@@ -44,7 +44,7 @@ type Scanner interface {
 }
 
 // Skipper is a Coordinator that records a tick skipped once across the
-// replicas. skipIfRunning calls Skip, instead of recording the skip here
+// replicas. overlap calls Skip, instead of recording the skip here
 // alone, for a scheduled tick (not a retry, nor a taken-over or manual run)
 // that finds the job's previous run still going on this replica. Skip
 // returns an error wrapping ErrSkipped when this replica is to record the
@@ -66,6 +66,22 @@ type Tick struct {
 	// at a time across the replicas: it is no tick of the schedule, and
 	// the Coordinator checks no earlier tick for it.
 	RunNow bool
+	// Overlap is the job's policy: under buffer_one and replace, a tick
+	// that finds another run of the job going on another replica waits
+	// for it (replace asking it to stop) rather than being skipped.
+	Overlap Overlap
+	// Backfill marks a past tick asked for through Backfill: the
+	// Coordinator checks no earlier tick for it, and may run it when its
+	// tick was marked missed or skipped, or failed.
+	Backfill bool
+	// Rerun, with Backfill, lets a tick that succeeded before run again.
+	Rerun bool
+}
+
+// tick is the Tick of the run r of e.
+func (s *Scheduler) tick(e *entry, r *Run) Tick {
+	return Tick{Job: e.job.Name, ScheduledAt: r.ScheduledAt, Schedule: e.job.Schedule, Attempt: max(1, r.Attempt),
+		RunNow: r.runNow, Overlap: overlapPolicy(e.job), Backfill: r.backfill, Rerun: r.rerun}
 }
 
 // Claim is this replica's claim on a tick.
@@ -114,7 +130,7 @@ func (s *Scheduler) coordinate(next handler) handler {
 			c = r.takenOver
 		} else {
 			var err error
-			c, err = s.cfg.Coordinator.Acquire(ctx, Tick{Job: e.job.Name, ScheduledAt: r.ScheduledAt, Schedule: e.job.Schedule, Attempt: max(1, r.Attempt), RunNow: r.runNow})
+			c, err = s.acquireClaim(ctx, e, r)
 			switch {
 			case r.runNow && errors.Is(err, ErrNotClaimed):
 				// Another replica has the run's own time: it runs the job.
@@ -126,16 +142,21 @@ func (s *Scheduler) coordinate(next handler) handler {
 			}
 		}
 		r.ScheduledAt = c.ScheduledAt()
+		if overlapPolicy(e.job) != OverlapSkip && r.takenOver == nil {
+			s.restart(r) // its claim may have waited for another replica's run
+		}
 		r.claimedAt = time.Now()
 		runCtx := c.Keep(ctx)
 		err := next(runCtx, e, r)
-		if cause := context.Cause(runCtx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) && ctx.Err() == nil {
+		// A replaced run's cause is ErrReplaced, here or from the claim.
+		if cause := context.Cause(runCtx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(err, cause) &&
+			(ctx.Err() == nil || errors.Is(cause, ErrReplaced)) {
 			err = fmt.Errorf("%w: %w", cause, err)
 		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 		defer cancel()
 		released := err
-		if err != nil && ctx.Err() != nil {
+		if err != nil && ctx.Err() != nil && !errors.Is(context.Cause(ctx), ErrReplaced) {
 			released = fmt.Errorf("%w: %w", ErrStopped, err) // cut off by Stop: the Coordinator may hand it on
 		} else if rec, ok := c.(Recorder); ok {
 			if done, rerr := s.releaseRecording(rctx, ctx, rec, e, r, err); done || rerr != nil {
@@ -147,6 +168,25 @@ func (s *Scheduler) coordinate(next handler) handler {
 		}
 		return err
 	}
+}
+
+// acquireClaim claims r's tick. A tick that may wait for another
+// replica's run (buffer_one, replace) stops waiting when Stop begins.
+func (s *Scheduler) acquireClaim(ctx context.Context, e *entry, r *Run) (Claim, error) {
+	t := s.tick(e, r)
+	if t.Overlap == OverlapSkip {
+		return s.cfg.Coordinator.Acquire(ctx, t)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return s.cfg.Coordinator.Acquire(ctx, t)
 }
 
 // releaseRecording releases the claim of the run r, which ended with runErr,

@@ -62,6 +62,9 @@ func (s *Scheduler) quitting() bool {
 // checkJob returns an error naming the setting of j that is out of bounds
 // (catch-up, retries, jitter); the config refuses them earlier, by field.
 func checkJob(j Job) error {
+	if err := CheckOverlap(j.Overlap); err != nil {
+		return fmt.Errorf("overlap: %w", err)
+	}
 	if err := CheckCatchUp(j.CatchUp); err != nil {
 		return fmt.Errorf("catch-up: %w", err)
 	}

@@ -1,6 +1,6 @@
 // Package jobs schedules the worker's jobs with robfig/cron and runs each one
 // through one middleware chain: run-history record, metrics and logging,
-// skip-if-still-running, the claim of the tick among replicas when a
+// the job's overlap policy (skip, buffer_one or replace), the claim of the tick among replicas when a
 // Coordinator is set, panic recovery, a per-run timeout, and the idempotent
 // database Init whose handle the job then uses.
 package jobs
@@ -61,6 +61,9 @@ type Job struct {
 	// liveness (the heartbeat): a check claimed by one replica says nothing
 	// of the others.
 	PerReplica bool
+	// Overlap is what happens to a run that comes while the job's previous
+	// run is still going (see Overlap); "" is OverlapSkip.
+	Overlap Overlap
 }
 
 // Result is the outcome of a run, as recorded in history and metrics.
@@ -119,7 +122,10 @@ type Run struct {
 
 	manual     bool          // RunOnce or RunAtStart: no tick of the schedule
 	runNow     bool          // RunOnce: claimed as a Tick.RunNow, one run at a time across replicas
+	backfill   bool          // Backfill: a past tick asked for, claimed as a Tick.Backfill
+	rerun      bool          // Backfill with Rerun: its tick may have succeeded before
 	slotHeld   bool          // its catch-up sequence holds the job's running slot (see holdSlot)
+	holdsSlot  bool          // overlap took the job's running slot for it: record frees it (freeSlot)
 	claimedAt  time.Time     // when a Coordinator's claim was won: the body starts then
 	takenOver  *trackedClaim // the claim, when the Coordinator's scan took the tick over
 	ownsRecord bool          // coordinate took the recording from Stop's abandon

@@ -189,6 +189,14 @@ func (s *Scheduler) exec(e *entry, r *Run, a *active) *Run {
 
 type activeKey struct{}
 
+// restart sets r's start to now: a run that waited for its turn (overlap
+// buffer_one or replace) starts when it gets it, not when it was asked for.
+func (s *Scheduler) restart(r *Run) {
+	s.mu.Lock()
+	r.StartedAt = time.Now()
+	s.mu.Unlock()
+}
+
 func (s *Scheduler) numInflight() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -213,8 +221,10 @@ func (s *Scheduler) waitIdle(cronDone context.Context) <-chan struct{} {
 func (s *Scheduler) abandon() {
 	s.mu.Lock()
 	var runs []*active
+	starts := make(map[*active]time.Time) // read under mu: a run that waited for its turn sets it again (see restart)
 	for a := range s.inflight {
 		runs = append(runs, a)
+		starts[a] = a.run.StartedAt
 	}
 	s.mu.Unlock()
 	// Recorded side by side: each history write may wait for a connection,
@@ -228,7 +238,7 @@ func (s *Scheduler) abandon() {
 		r := &Run{
 			Job:         a.run.Job,
 			ScheduledAt: a.run.ScheduledAt,
-			StartedAt:   a.run.StartedAt,
+			StartedAt:   starts[a],
 			EndedAt:     time.Now(),
 			Result:      Cancelled,
 			Err:         ErrAbandoned,

@@ -131,7 +131,7 @@ func (s *Scheduler) retryAfter(e *entry, r *Run) (*Run, *active) {
 		s.giveUp(r)
 		return nil, nil
 	}
-	next := &Run{Job: r.Job, ScheduledAt: r.ScheduledAt, Attempt: max(1, r.Attempt) + 1, Jitter: r.Jitter, CatchUp: r.CatchUp, manual: r.manual, runNow: r.runNow, slotHeld: r.slotHeld}
+	next := &Run{Job: r.Job, ScheduledAt: r.ScheduledAt, Attempt: max(1, r.Attempt) + 1, Jitter: r.Jitter, CatchUp: r.CatchUp, manual: r.manual, runNow: r.runNow, slotHeld: r.slotHeld, backfill: r.backfill, rerun: r.rerun}
 	a := s.beginLocked(next)
 	s.mu.Unlock()
 	s.metrics.retries.WithLabelValues(r.Job).Inc()

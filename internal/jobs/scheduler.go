@@ -110,6 +110,8 @@ type state struct {
 	running     atomic.Bool
 	lastSuccess atomic.Int64 // Unix nanoseconds of the newest successful run's end; 0 before
 	removed     atomic.Bool  // Replace removed the job: its series go once its runs end
+	slot                     // waits for running, and the cancel of the run holding it
+	backfill    sync.Mutex   // held by a Backfill that runs: this worker's backfills of the job go one at a time
 }
 
 // active is a run in progress; recorded guards against recording it twice
@@ -180,7 +182,7 @@ func New(cfg Config, jobs []Job) (*Scheduler, error) {
 			}
 		}
 	}
-	s.handle = chain(s.runJob, s.record, s.skipIfPaused, s.skipIfRunning, s.coordinate, s.track, recoverPanic, s.withTimeout)
+	s.handle = chain(s.runJob, s.record, s.skipIfPaused, s.overlap, s.coordinate, s.track, recoverPanic, s.withTimeout)
 	return s, nil
 }
 
@@ -229,7 +231,9 @@ func (s *Scheduler) Overdue(name string, intervals int) error {
 }
 
 // RunOnce runs a job now, through the same chain as a scheduled run, and
-// returns its record: that of its last attempt when it was retried.
+// returns its record: that of its last attempt when it was retried. While
+// the job runs, its Overlap policy decides whether it is skipped, waits,
+// or replaces the running run.
 func (s *Scheduler) RunOnce(name string) (*Run, error) {
 	e, ok := s.lookup(name)
 	if !ok {

@@ -58,6 +58,9 @@ type JobStatus struct {
 	RetryBackoff string `json:"retry_backoff"`
 	// Jitter bounds the random delay of each scheduled run; "0s" is none.
 	Jitter string `json:"jitter"`
+	// Overlap is the policy for a run that comes while the job's previous
+	// run is going: skip, buffer_one or replace.
+	Overlap string `json:"overlap"`
 	// NextRun is the next scheduled time; null when disabled or before
 	// scheduling starts.
 	NextRun *time.Time `json:"next_run"`
@@ -136,14 +139,8 @@ func handleAdmin(mux *http.ServeMux, a Admin) {
 			writeJSON(w, http.StatusOK, run)
 		case errors.Is(err, ErrJobRunning) && run != nil:
 			writeJSON(w, http.StatusConflict, run)
-		case errors.Is(err, ErrJobRunning), errors.Is(err, ErrJobPaused):
-			writeJSON(w, http.StatusConflict, errorBody{err.Error()})
-		case errors.Is(err, ErrUnknownJob):
-			writeJSON(w, http.StatusNotFound, errorBody{err.Error()})
-		case errors.Is(err, ErrUnavailable):
-			writeJSON(w, http.StatusServiceUnavailable, errorBody{err.Error()})
 		default:
-			writeJSON(w, http.StatusInternalServerError, errorBody{err.Error()})
+			writeError(w, err)
 		}
 	})
 }

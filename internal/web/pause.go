@@ -26,7 +26,8 @@ const maxPauseBody = 8 * MaxPauseReason
 var ErrJobPaused = errors.New("job is paused")
 
 // ErrBadRequest is a request the admin API refuses as written: a reason
-// too long, a body that is not JSON. 400.
+// too long, a body that is not JSON, a backfill range reversed, in the
+// future or too large. 400.
 var ErrBadRequest = errors.New("bad request")
 
 // JobState is what GET /api/v1/jobs shows of a job's run in progress and

@@ -236,6 +236,7 @@ func handleJobs(mux *http.ServeMux, c Config) {
 		if p, ok := c.Admin.(Pauser); ok {
 			handlePause(mux, p)
 		}
+		handleBackfill(mux, c.Admin)
 	}
 	if c.Jobs != nil {
 		handlePage(mux, c.Jobs, c.Admin)

@@ -28,7 +28,12 @@ func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
 // api sends method path with c and decodes the JSON answer into v when
 // the status is want; it returns the status.
 func api(c *http.Client, w *workertest.Worker, method, path string, v any) (int, error) {
-	req, err := http.NewRequest(method, w.URL(path), nil)
+	return apiBody(c, w, method, path, nil, v)
+}
+
+// apiBody is api with a request body (nil: none).
+func apiBody(c *http.Client, w *workertest.Worker, method, path string, body io.Reader, v any) (int, error) {
+	req, err := http.NewRequest(method, w.URL(path), body)
 	if err != nil {
 		return 0, err
 	}
