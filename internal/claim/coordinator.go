@@ -118,16 +118,18 @@ func waitDue(ctx context.Context, nd *NotDueError) error {
 }
 
 // Skip records a tick skipped, once across the replicas, because the job
-// is still running on this replica or is paused; see jobs.Skipper. A tick
-// not due by the server's clock yet (this replica's runs ahead) is waited
-// for, as Acquire does, up to MaxNotDueWait: when every replica skips the
-// tick (a paused job), one of them must record it, or the tick would later
-// be marked missed. When the database cannot be reached the tick is
-// skipped here, as on a single node.
+// is still running on this replica or is paused; see jobs.Skipper. A
+// paused tick not due by the server's clock yet (this replica's runs
+// ahead) is waited for, as Acquire does, up to MaxNotDueWait: every
+// replica skips it, so one of them must record it, or the tick would
+// later be marked missed. A tick skipped because the job runs here is
+// not: another replica, whose clock is not ahead, may run it. When the
+// database cannot be reached the tick is skipped here, as on a single
+// node.
 func (co *Coordinator) Skip(ctx context.Context, t jobs.Tick) error {
 	err := co.c.Skip(ctx, t.Job, t.ScheduledAt)
 	deadline := time.Now().Add(MaxNotDueWait)
-	for nd := (*NotDueError)(nil); errors.As(err, &nd) && time.Until(deadline) > nd.Wait; {
+	for nd := (*NotDueError)(nil); t.Paused && errors.As(err, &nd) && time.Until(deadline) > nd.Wait; {
 		if waitDue(ctx, nd) != nil {
 			break // stopping: as not due, below
 		}

@@ -419,17 +419,25 @@ func TestCoordinator_WaitsForTheServerClock(t *testing.T) {
 	}
 }
 
-// Ensure that a skip of a tick not due by the server's clock yet (a
-// replica whose clock runs ahead, skipping a paused job's tick) waits for
-// the tick, and records it skipped, rather than leave it to replicas that
-// may all skip it too.
+// Ensure that a skip of a paused job's tick not due by the server's clock
+// yet (a replica whose clock runs ahead) waits for the tick, and records
+// it skipped, rather than leave it to replicas that may all skip it too;
+// and that a tick skipped because the job runs here is left to the other
+// replicas, which may run it (TestReplicas_ClockSkew).
 func TestCoordinator_SkipWaitsForTheServerClock(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	c := replica(t, dsn, "ahead", claim.Config{})
-	co := claim.NewCoordinator(c, []string{"paused"})
+	co := claim.NewCoordinator(c, []string{"paused", "busy"})
+	// A tick skipped because the job runs here is not waited for: another
+	// replica, whose clock is not ahead, may run it.
+	busy := time.Now().Add(500 * time.Millisecond).Truncate(time.Millisecond)
+	if err := co.Skip(context.Background(), jobs.Tick{Job: "busy", ScheduledAt: busy}); !errors.Is(err, jobs.ErrNotClaimed) {
+		t.Fatalf("Skip of a busy tick 500 ms ahead: got %v, want it left to the others (ErrNotClaimed)", err)
+	}
 	tick := time.Now().Add(500 * time.Millisecond).Truncate(time.Millisecond)
-	if err := co.Skip(context.Background(), jobs.Tick{Job: "paused", ScheduledAt: tick}); !errors.Is(err, jobs.ErrSkipped) {
-		t.Fatalf("Skip of a tick 500 ms ahead: got %v, want it recorded skipped here (ErrSkipped)", err)
+	if err := co.Skip(context.Background(), jobs.Tick{Job: "paused", ScheduledAt: tick, Paused: true}); !errors.Is(err, jobs.ErrSkipped) {
+		t.Fatalf("Skip of a paused tick 500 ms ahead: got %v, want it recorded skipped here (ErrSkipped)", err)
 	}
 	var status string
 	var early bool
@@ -438,6 +446,13 @@ func TestCoordinator_SkipWaitsForTheServerClock(t *testing.T) {
 	}
 	if status != "skipped" || early {
 		t.Errorf("claim row: got status %q, before its tick %v; want skipped, not before", status, early)
+	}
+	var n int
+	if err := open(t, dsn).QueryRow(`SELECT count(*) FROM job_claims WHERE job = 'busy'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("claim rows of the busy tick: got %d, want 0", n)
 	}
 }
 

@@ -44,6 +44,7 @@ func waitStatus(t *testing.T, dsn, job string, tick time.Time, status string) {
 // buffer_one is buffered and runs once that run ended, and that a third
 // tick, while one is buffered, is skipped (ErrSkipped, a 'skipped' row).
 func TestCoordinator_BufferOne(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	cfg := claim.Config{Lease: time.Second}
 	co := func(owner string) *claim.Coordinator {
@@ -88,6 +89,7 @@ func TestCoordinator_BufferOne(t *testing.T) {
 // the new tick runs once the old one was released; a newer tick under
 // replace displaces a buffered one, which is skipped.
 func TestCoordinator_Replace(t *testing.T) {
+	t.Parallel()
 	dsn := server(t)
 	cfg := claim.Config{Lease: time.Second}
 	co := func(owner string) *claim.Coordinator {

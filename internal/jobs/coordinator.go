@@ -76,6 +76,13 @@ type Tick struct {
 	Backfill bool
 	// Rerun, with Backfill, lets a tick that succeeded before run again.
 	Rerun bool
+	// Paused marks a tick skipped because its job is paused, which every
+	// replica skips: the Skipper waits for it to be due by the server's
+	// clock, so that one replica records it even when every replica's
+	// clock runs ahead. A tick skipped because the job runs here is not
+	// waited for: a replica whose clock runs ahead leaves it to the
+	// others, which may run it.
+	Paused bool
 }
 
 // tick is the Tick of the run r of e.

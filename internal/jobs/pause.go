@@ -242,7 +242,7 @@ func (s *Scheduler) skipIfPaused(next handler) handler {
 		err := pausedError(p)
 		tick := !r.manual && r.Attempt <= 1
 		if sk, ok := s.cfg.Coordinator.(Skipper); ok && tick && !e.job.PerReplica {
-			serr := sk.Skip(ctx, Tick{Job: e.job.Name, ScheduledAt: r.ScheduledAt, Schedule: e.job.Schedule, Attempt: 1})
+			serr := sk.Skip(ctx, Tick{Job: e.job.Name, ScheduledAt: r.ScheduledAt, Schedule: e.job.Schedule, Attempt: 1, Paused: true})
 			if errors.Is(serr, ErrNotClaimed) {
 				return serr // another replica has the tick, and records it
 			}
