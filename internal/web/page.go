@@ -133,8 +133,7 @@ func handlePage(mux *http.ServeMux, src JobSource, a Admin) {
 		return
 	}
 	p, _ := a.(Pauser)
-	cop := http.NewCrossOriginProtection()
-	mux.Handle("POST "+PagePath+"/{name}/{action}", cop.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+PagePath+"/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
 		name, action := r.PathValue("name"), r.PathValue("action")
 		q := url.Values{"job": {name}, "action": {action}}
 		var err error
@@ -156,7 +155,7 @@ func handlePage(mux *http.ServeMux, src JobSource, a Admin) {
 		}
 		q.Set("status", outcome(err))
 		http.Redirect(w, r, PagePath+"?"+q.Encode(), http.StatusSeeOther)
-	})))
+	})
 }
 
 // pageRun runs the job now, waiting pageRunWait for it to end; a run that

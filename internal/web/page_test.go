@@ -260,7 +260,7 @@ func TestPauseAPI(t *testing.T) {
 		}
 	}
 	// A form that another site posts, with the operator's credentials.
-	for _, path := range []string{"/api/v1/jobs/rollup/pause", "/api/v1/jobs/rollup/resume"} {
+	for _, path := range []string{"/api/v1/jobs/rollup/pause", "/api/v1/jobs/rollup/resume", "/api/v1/jobs/rollup/run", "/api/v1/jobs/rollup/backfill"} {
 		code, _ := postForm(t, noRedirect, srv.URL+path, nil, http.Header{"Origin": {"https://evil.example"}, "Sec-Fetch-Site": {"cross-site"}})
 		if code != http.StatusForbidden {
 			t.Errorf("cross-site POST %s: got %d, want 403", path, code)

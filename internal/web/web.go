@@ -230,15 +230,29 @@ func NewHandler(c Config) (http.Handler, error) {
 
 // handleJobs serves what c asks for of the jobs: the admin API with its
 // pause and resume, and the status page.
+//
+// Every one of their POSTs refuses a cross-origin request from a browser
+// (403, http.CrossOriginProtection): behind basic auth, a browser would
+// send the operator's credentials with a form that another site posts
+// here. curl and other clients that send no Origin or Sec-Fetch-Site are
+// not affected.
 func handleJobs(mux *http.ServeMux, c Config) {
+	if c.Admin == nil && c.Jobs == nil {
+		return
+	}
+	jobs := http.NewServeMux()
 	if c.Admin != nil {
-		handleAdmin(mux, c.Admin)
+		handleAdmin(jobs, c.Admin)
 		if p, ok := c.Admin.(Pauser); ok {
-			handlePause(mux, p)
+			handlePause(jobs, p)
 		}
-		handleBackfill(mux, c.Admin)
+		handleBackfill(jobs, c.Admin)
 	}
 	if c.Jobs != nil {
-		handlePage(mux, c.Jobs, c.Admin)
+		handlePage(jobs, c.Jobs, c.Admin)
+	}
+	h := http.NewCrossOriginProtection().Handler(jobs)
+	for _, prefix := range []string{"/api/v1/", PagePath, PagePath + "/"} {
+		mux.Handle(prefix, h)
 	}
 }
