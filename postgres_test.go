@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/sqlworker/worker"
-	"github.com/sqlworker/worker/internal/claim"
 	"github.com/sqlworker/worker/internal/pgtest"
 	"github.com/sqlworker/worker/internal/web"
 )
@@ -168,7 +167,7 @@ func TestWorker_PostgresHistoryPrunePrunesClaims(t *testing.T) {
 	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	// Before any tick was claimed: job_claims may not exist yet.
+	// Before any tick was claimed: the handle created job_claims on open.
 	var run web.RunRecord
 	if got, want := call(t, hs, "POST", "/api/v1/jobs/history_prune/run", &run), 200; got != want || run.Result != "success" {
 		t.Fatalf("history_prune before any claim: got %v %+v, want %v and success", got, run, want)
@@ -179,9 +178,6 @@ func TestWorker_PostgresHistoryPrunePrunesClaims(t *testing.T) {
 	}
 	db := sql.OpenDB(stdlib.GetConnector(*pc))
 	defer db.Close()
-	if err := claim.Migrate(context.Background(), db); err != nil {
-		t.Fatal(err)
-	}
 	for _, hours := range []int{5, 3, 0} {
 		if _, err := db.Exec(`INSERT INTO job_claims (job, scheduled_at, owner, attempt, lease_until, status, started_at)
 VALUES ('a', now() - $1 * interval '1 hour', 'x', 1, now(), 'succeeded', now())`, hours); err != nil {

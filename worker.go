@@ -3,7 +3,6 @@ package worker
 import (
 	"cmp"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -161,14 +160,9 @@ func New(opts Options) (*Worker, error) {
 	w.builtins.HistoryMaxRowsPerJob = cfg.HistoryMaxRowsPerJob
 	w.builtins.NoCheckpoint = cfg.Checkpoint == config.CheckpointExternal
 	if w.handle.Postgres() {
-		// Migrate first: a manual history_prune may run before any claim
-		// created the table.
-		w.builtins.PruneClaims = func(ctx context.Context, d *sql.DB, olderThan time.Duration) (int64, error) {
-			if err := claim.Migrate(ctx, d); err != nil {
-				return 0, err
-			}
-			return claim.Prune(ctx, d, olderThan)
-		}
+		// The handle's migrations created job_claims on open, so a manual
+		// history_prune may run before any claim.
+		w.builtins.PruneClaims = claim.Prune
 	}
 	w.readiness.AddCheck("database", w.handle.Health)
 	if opts.OnRun != nil {

@@ -69,7 +69,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -160,13 +159,10 @@ type Claimer struct {
 	logger  *slog.Logger
 	metrics *metrics
 	now     func() time.Time // the local clock; skewed in tests
-
-	migrateMu sync.Mutex
-	migrated  atomic.Bool // Migrate ran on the handle
 }
 
-// New returns a Claimer and registers its metrics. The Claimer runs
-// Migrate once, before its first statement.
+// New returns a Claimer and registers its metrics. Its database must have
+// job_claims: the worker's handle creates it on open (internal/schema).
 func New(cfg Config) (*Claimer, error) {
 	if cfg.DB == nil {
 		return nil, errors.New("claim: Config.DB is nil")
@@ -213,23 +209,11 @@ func (c *Claimer) Lease() time.Duration { return c.cfg.Lease }
 // MissedGrace returns how long a tick may go unclaimed before it is missed.
 func (c *Claimer) MissedGrace() time.Duration { return c.cfg.MissedGrace }
 
-// db returns the handle for a statement, having run Migrate on it once, so
-// that a Claimer works on a database no one migrated for it yet.
+// db returns the handle for a statement.
 func (c *Claimer) db(ctx context.Context) (*sql.DB, error) {
 	d, err := c.cfg.DB.Init(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the database: %w", err)
-	}
-	if c.migrated.Load() {
-		return d, nil
-	}
-	c.migrateMu.Lock()
-	defer c.migrateMu.Unlock()
-	if !c.migrated.Load() {
-		if err := Migrate(ctx, d); err != nil {
-			return nil, err
-		}
-		c.migrated.Store(true)
 	}
 	return d, nil
 }

@@ -19,8 +19,10 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sqlworker/worker/internal/claim"
+	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/jobs"
 	"github.com/sqlworker/worker/internal/pgtest"
+	"github.com/sqlworker/worker/internal/schema"
 )
 
 func TestMain(m *testing.M) {
@@ -33,7 +35,7 @@ func server(t testing.TB) string {
 	t.Helper()
 	dsn := pgtest.Start(t)
 	db := open(t, dsn)
-	if err := claim.Migrate(context.Background(), db); err != nil {
+	if err := schema.MigrateClaims(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}
 	return dsn
@@ -516,15 +518,21 @@ func TestClaimer_Reclaim(t *testing.T) {
 	}
 }
 
-// Ensure that a Claimer creates job_claims itself on a database that no
-// one migrated.
-func TestClaimer_MigratesOnFirstUse(t *testing.T) {
+// Ensure that a Claimer works on a database that only the worker's handle
+// migrated: the handle's open creates job_claims.
+func TestClaimer_OnTheHandlesSchema(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Start(t)
-	c := replica(t, dsn, "a", claim.Config{})
+	srv := pgtest.New(t)
+	srv.Start(t)
+	h := db.New(db.Config{URL: srv.URL(), ReplicaID: "a"})
+	defer h.Close(context.Background())
+	c, err := claim.New(claim.Config{DB: h, Owner: "a", Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	l, err := c.Claim(context.Background(), "j", time.Now().Add(-time.Second))
 	if err != nil {
-		t.Fatalf("Claim on an unmigrated database: %v", err)
+		t.Fatalf("Claim on the handle's database: %v", err)
 	}
 	if err := l.Finish(context.Background(), true); err != nil {
 		t.Fatal(err)
@@ -605,7 +613,7 @@ func TestClaim_NoOverlap(t *testing.T) {
 	}
 }
 
-// Ensure that Migrate widens the status check of a job_claims made before
+// Ensure that schema.MigrateClaims widens the status check of a job_claims made before
 // 'skipped' existed, keeping its rows, and is a no-op after.
 func TestMigrate_AddsSkippedToAnOldTable(t *testing.T) {
 	t.Parallel()
@@ -620,12 +628,12 @@ INSERT INTO job_claims VALUES ('j', now() - interval '1 minute', 'x', 1, now(), 
 		t.Fatal(err)
 	}
 	for range 2 {
-		if err := claim.Migrate(ctx, db); err != nil {
+		if err := schema.MigrateClaims(ctx, db); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if _, err := db.Exec(`INSERT INTO job_claims VALUES ('j', now(), 'x', 0, now(), 'skipped', now(), now())`); err != nil {
-		t.Fatalf("a skipped row after Migrate: got %v, want nil", err)
+		t.Fatalf("a skipped row after MigrateClaims: got %v, want nil", err)
 	}
 	if _, err := db.Exec(`INSERT INTO job_claims VALUES ('j', now() + interval '1 second', 'x', 0, now(), 'bogus', now(), now())`); err == nil {
 		t.Fatal("a row of an unknown status: got nil, want a check violation")
@@ -642,8 +650,8 @@ func TestMigrate_OneRunningClaimPerJob(t *testing.T) {
 	t.Parallel()
 	dsn := server(t)
 	db := open(t, dsn)
-	if err := claim.Migrate(context.Background(), db); err != nil {
-		t.Fatalf("second Migrate: got %v, want nil", err)
+	if err := schema.MigrateClaims(context.Background(), db); err != nil {
+		t.Fatalf("second MigrateClaims: got %v, want nil", err)
 	}
 	const insert = `INSERT INTO job_claims (job, scheduled_at, owner, attempt, lease_until, status, started_at)
 VALUES ('j', $1, 'x', 1, now(), $2, now())`

@@ -18,7 +18,7 @@ import (
 )
 
 // serverWithRuns is server with the worker's own tables too, job_runs
-// among them, as the worker's handle migrates them.
+// among them, as the worker's handle migrates them (job_claims included).
 func serverWithRuns(t testing.TB) string {
 	t.Helper()
 	srv := pgtest.New(t)
@@ -28,9 +28,6 @@ func serverWithRuns(t testing.TB) string {
 		t.Fatal(err)
 	}
 	h.Close(context.Background())
-	if err := claim.Migrate(context.Background(), open(t, srv.DSN())); err != nil {
-		t.Fatal(err)
-	}
 	return srv.DSN()
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/sqlworker/worker/internal/schema"
 	"github.com/sqlworker/worker/internal/workertest"
 
 	"github.com/sqlworker/worker/fdstat"
@@ -264,10 +265,10 @@ func TestMigrate(t *testing.T) {
 	if err := d.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := v, db.SchemaVersion; got != want {
+	if got, want := v, schema.SQLiteVersion; got != want {
 		t.Fatalf("user_version: got %d, want %d", got, want)
 	}
-	if err := db.Migrate(context.Background(), d); err != nil {
+	if err := schema.MigrateSQLite(context.Background(), d); err != nil {
 		t.Fatalf("second Migrate: %v", err)
 	}
 	for _, table := range []string{"job_runs", "heartbeat"} {
@@ -279,7 +280,7 @@ func TestMigrate(t *testing.T) {
 	if _, err := d.Exec("PRAGMA user_version = 99"); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Migrate(context.Background(), d); err == nil || !strings.Contains(err.Error(), "newer") {
+	if err := schema.MigrateSQLite(context.Background(), d); err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Fatalf("Migrate on a newer schema: got %v, want an error", err)
 	}
 }

@@ -65,20 +65,6 @@ func SetOrigins(kinds ...sqlcount.Kind) { accounting.SetOrigins(kinds...) }
 // counted into Accounting (see SQLite3Name).
 func SQLite3Counted() bool { return sqlite3Counted }
 
-// rawConnector is go-sqlite3 without counting, whatever "sqlite3" is: for
-// the handles that must stay out of the counts (the read-only inspection,
-// the leak build's bypass).
-type rawConnector struct{ dsn string }
-
-func (c rawConnector) Connect(context.Context) (driver.Conn, error) {
-	return (&sqlite3.SQLiteDriver{}).Open(c.dsn)
-}
-
-func (rawConnector) Driver() driver.Driver { return &sqlite3.SQLiteDriver{} }
-
-// openRaw opens dsn on go-sqlite3 around the counting driver.
-func openRaw(dsn string) *sql.DB { return sql.OpenDB(rawConnector{dsn: dsn}) }
-
 // Counts is a snapshot of the process-wide driver accounting.
 type Counts = sqlcount.Counts
 

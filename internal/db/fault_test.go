@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/schema"
 	"github.com/sqlworker/worker/internal/workertest"
 )
 
@@ -91,8 +92,8 @@ func TestHandle_Verify_DirectoryRemoved(t *testing.T) {
 		t.Fatalf("Init after the directory is back: got %v, want success", err)
 	}
 	var version int
-	if err := d.QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != db.SchemaVersion {
-		t.Fatalf("user_version of the new database: got %d (%v), want %d", version, err, db.SchemaVersion)
+	if err := d.QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != schema.SQLiteVersion {
+		t.Fatalf("user_version of the new database: got %d (%v), want %d", version, err, schema.SQLiteVersion)
 	}
 	if err := h.Health(); err != nil {
 		t.Fatalf("Health after reopening: got %v, want nil", err)

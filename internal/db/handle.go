@@ -1,10 +1,11 @@
 // Package db owns the worker's one shared database handle, on SQLite by
 // default or on PostgreSQL (postgres.go): an idempotent Init that opens it
 // once, a driver that counts every handle and connection of the process,
-// and the worker's own tables: their migrations, and every write to them
-// with their time format (history.go). On SQLite it also guards the files:
-// one worker per database file (lock.go), nothing changed in a file it
-// refuses and dropped tables repaired (schema.go), a removed -wal or -shm
+// and the worker's own tables: their migrations (run from internal/schema
+// at every open), and every write to them with their time format
+// (history.go). On SQLite it also guards the files: one worker per database
+// file (lock.go), nothing changed in a file it refuses and dropped tables
+// repaired (internal/schema's Inspect and Repair), a removed -wal or -shm
 // recovered from (wal.go), and corruption reported loudly.
 package db
 
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/sqlworker/worker/internal/faultinject/leak"
+	"github.com/sqlworker/worker/internal/schema"
 	"github.com/sqlworker/worker/sqlcount"
 )
 
@@ -335,7 +337,7 @@ func (h *Handle) leakOpenRaw() (*sql.DB, error) {
 		}
 		return sql.OpenDB(p.connector(cfg)), nil
 	}
-	return openRaw(h.DSN()), nil
+	return schema.OpenRaw(h.DSN()), nil
 }
 
 // Health reports whether the handle is open on the file that is at the

@@ -11,9 +11,9 @@ import (
 )
 
 // The worker's own tables, job_runs and heartbeat, are created by the
-// migrations (migrate.go, and pgMigrations for PostgreSQL), repaired by
-// schema.go and written here only: their columns and their time format have
-// this one owner. Each statement is written once, with ? placeholders;
+// migrations of internal/schema, repaired by its Repair and written here
+// only: their columns and their time format have this one owner. Each
+// statement is written once, with ? placeholders;
 // bind turns them into PostgreSQL's $n on a pool of pgx's. Times are passed
 // as TimeFormat text either way: SQLite stores it, PostgreSQL parses it into
 // its timestamptz columns.

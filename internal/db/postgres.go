@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/sqlworker/worker/internal/regularfile"
+	"github.com/sqlworker/worker/internal/schema"
 	"github.com/sqlworker/worker/sqlcount"
 )
 
@@ -27,8 +28,7 @@ import (
 // checks and its masking, the application_name that tells the replicas
 // apart on the server, the pool made of pgx's database/sql connector (not
 // pgxpool's: each Connect and Close is then a real connection, which the
-// counting sees), and the migrations under a transaction-scoped advisory
-// lock. The server owns its files, so there is no checkpoint and no file
+// counting sees), and the migrations (internal/schema's) on every open. The server owns its files, so there is no checkpoint and no file
 // check; Health reads instead the last result of a check of the server that
 // runs in the background while the handle is open (watch).
 
@@ -238,104 +238,6 @@ func URLSecrets(s string) []string {
 
 func oneLineErr(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
 
-// migrationLock is the key of the advisory lock the migrations run under.
-const migrationLock int64 = 0x776f726b65720001 // "worker", 1
-
-// pgMigrations are PostgreSQL's migrations, applied in order; the version
-// is in worker_schema_version. Append only: never edit one that has shipped.
-// The tables have the columns and indexes of SQLite's migrations, all of
-// them, with timestamptz times; the heartbeat has one row per replica, keyed
-// by its id.
-var pgMigrations = []string{
-	// 1: run history (with SQLite's migration 2: attempt, jitter_ms and the
-	// catch-up index) and the liveness rows.
-	`CREATE TABLE job_runs (
-		id            bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-		job           text        NOT NULL,
-		scheduled_at  timestamptz NOT NULL,
-		started_at    timestamptz NOT NULL,
-		ended_at      timestamptz NOT NULL,
-		result        text        NOT NULL CHECK (result IN ('success','failure','skipped','panic','timeout','cancelled')),
-		error         text        NOT NULL DEFAULT '',
-		rows_affected bigint      NOT NULL DEFAULT 0,
-		attempt       integer     NOT NULL DEFAULT 1,
-		jitter_ms     bigint      NOT NULL DEFAULT 0
-	);
-	CREATE INDEX job_runs_job_started ON job_runs (job, started_at);
-	CREATE INDEX job_runs_ended ON job_runs (ended_at);
-	CREATE INDEX job_runs_job_scheduled ON job_runs (job, scheduled_at);
-	CREATE TABLE heartbeat (
-		id         text        PRIMARY KEY,
-		pid        integer     NOT NULL,
-		hostname   text        NOT NULL,
-		version    text        NOT NULL,
-		started_at timestamptz NOT NULL,
-		beat_at    timestamptz NOT NULL
-	);`,
-	// 2: paused jobs (SQLite's migration 3).
-	`CREATE TABLE job_pauses (
-		job       text        PRIMARY KEY,
-		reason    text        NOT NULL DEFAULT '',
-		paused_at timestamptz NOT NULL,
-		paused_by text        NOT NULL DEFAULT ''
-	);`,
-}
-
-// PGSchemaVersion is the worker_schema_version of a fully migrated
-// PostgreSQL database.
-var PGSchemaVersion = len(pgMigrations)
-
-// migratePG applies the migrations the database has not seen, each in its
-// own transaction that first takes the advisory lock: replicas that start
-// together wait for each other, and each sees the version the one before
-// it committed. The lock is the transaction's (pg_advisory_xact_lock), so
-// it goes with the commit or rollback on whichever pooled connection ran
-// it; a session lock would stay with the connection.
-func migratePG(ctx context.Context, d *sql.DB) error {
-	for {
-		done, err := migratePGOne(ctx, d)
-		if err != nil || done {
-			return err
-		}
-	}
-}
-
-func migratePGOne(ctx context.Context, d *sql.DB) (done bool, err error) {
-	tx, err := d.BeginTx(ctx, nil)
-	if err != nil {
-		return false, err
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLock); err != nil {
-		return false, err
-	}
-	if _, err := tx.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS worker_schema_version (version integer NOT NULL)"); err != nil {
-		return false, err
-	}
-	var v int
-	switch err := tx.QueryRowContext(ctx, "SELECT version FROM worker_schema_version").Scan(&v); {
-	case errors.Is(err, sql.ErrNoRows):
-		if _, err := tx.ExecContext(ctx, "INSERT INTO worker_schema_version (version) VALUES (0)"); err != nil {
-			return false, err
-		}
-	case err != nil:
-		return false, err
-	}
-	switch {
-	case v == len(pgMigrations):
-		return true, nil
-	case v > len(pgMigrations):
-		return false, fmt.Errorf("schema version %d is newer than this worker's %d", v, len(pgMigrations))
-	}
-	if _, err := tx.ExecContext(ctx, pgMigrations[v]); err != nil {
-		return false, fmt.Errorf("migration %d: %w", v+1, err)
-	}
-	if _, err := tx.ExecContext(ctx, "UPDATE worker_schema_version SET version = $1", v+1); err != nil {
-		return false, fmt.Errorf("migration %d: %w", v+1, err)
-	}
-	return false, tx.Commit()
-}
-
 // postgres is the PostgreSQL backend of a Handle.
 type postgres struct {
 	h *Handle
@@ -486,7 +388,7 @@ func (p *postgres) open(ctx context.Context) (_ *sql.DB, err error) {
 	if err := db.PingContext(ctx); err != nil {
 		return nil, fmt.Errorf("cannot open database %s: %s", where, oneLineErr(err))
 	}
-	if err := migratePG(ctx, db); err != nil {
+	if err := schema.MigratePostgres(ctx, db); err != nil {
 		return nil, fmt.Errorf("cannot migrate database %s: %s", where, oneLineErr(err))
 	}
 	p.stop() // a watch of an earlier pool, were there one

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/pgtest"
+	"github.com/sqlworker/worker/internal/schema"
 	"github.com/sqlworker/worker/internal/workertest"
 )
 
@@ -77,8 +78,8 @@ func TestPostgres_MigrateRace(t *testing.T) {
 		if err := d.QueryRow("SELECT version, (SELECT count(*) FROM worker_schema_version) FROM worker_schema_version").Scan(&v, &n); err != nil {
 			t.Fatal(err)
 		}
-		if v != db.PGSchemaVersion || n != 1 {
-			t.Fatalf("round %d: worker_schema_version: got version %d in %d rows, want %d in 1", round, v, n, db.PGSchemaVersion)
+		if v != schema.PostgresVersion || n != 1 {
+			t.Fatalf("round %d: worker_schema_version: got version %d in %d rows, want %d in 1", round, v, n, schema.PostgresVersion)
 		}
 		for _, h := range hs {
 			if err := h.Health(); err != nil {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/schema"
 	"github.com/sqlworker/worker/internal/workertest"
 )
 
@@ -104,8 +105,8 @@ func TestHandle_Init_RefusedUnchanged(t *testing.T) {
 	}{
 		{"OtherJobRuns", "CREATE TABLE job_runs (id INTEGER PRIMARY KEY, name TEXT)", "table job_runs has columns (id, name), want (id, job, scheduled_at, started_at, ended_at, result, error, rows_affected, attempt, jitter_ms)"},
 		{"OtherIndex", "CREATE TABLE t (x); CREATE INDEX job_runs_ended ON t (x)", "index job_runs_ended is on t (x), want job_runs (ended_at)"},
-		{"NewerVersion", "CREATE TABLE t (x); PRAGMA user_version = 7", fmt.Sprintf("schema version 7 is newer than this worker's %d", db.SchemaVersion)},
-		{"WALModeNewerVersion", "PRAGMA journal_mode = WAL; CREATE TABLE t (x); PRAGMA user_version = 7", fmt.Sprintf("schema version 7 is newer than this worker's %d", db.SchemaVersion)},
+		{"NewerVersion", "CREATE TABLE t (x); PRAGMA user_version = 7", fmt.Sprintf("schema version 7 is newer than this worker's %d", schema.SQLiteVersion)},
+		{"WALModeNewerVersion", "PRAGMA journal_mode = WAL; CREATE TABLE t (x); PRAGMA user_version = 7", fmt.Sprintf("schema version 7 is newer than this worker's %d", schema.SQLiteVersion)},
 		{"NotSQLite", "", "not an SQLite database"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sqlworker/worker/internal/schema"
 	"github.com/sqlworker/worker/sqlcount"
 )
 
@@ -22,7 +23,7 @@ import (
 // its -wal and -shm are still the ones open, with the recovery when they
 // are not. The lifecycle around it (handle.go), the counting (sqlcount) and
 // the history writes (history.go) are every backend's; the migrations are
-// each engine's (migrate.go here, pgMigrations in postgres.go); backend says
+// each engine's (both in internal/schema); backend says
 // what PostgreSQL provides instead (postgres.go).
 
 // backend is the seam between the shared lifecycle of a Handle and what is
@@ -142,7 +143,7 @@ func (h *Handle) open(ctx context.Context) (_ *sql.DB, err error) {
 	}
 	// Read-only, before anything can change the file: a file this worker
 	// must refuse is left as it was.
-	missing, err := inspect(ctx, h.cfg.Path, lock)
+	missing, err := schema.Inspect(ctx, h.cfg.Path, lock)
 	if err != nil {
 		return nil, err
 	}
@@ -191,16 +192,16 @@ func (h *Handle) open(ctx context.Context) (_ *sql.DB, err error) {
 
 // prepare pings a new pool, repairs the tables inspect found missing and
 // migrates the schema.
-func (h *Handle) prepare(ctx context.Context, db *sql.DB, missing []schemaObject) error {
+func (h *Handle) prepare(ctx context.Context, db *sql.DB, missing []schema.Object) error {
 	if err := db.PingContext(ctx); err != nil {
 		return fmt.Errorf("cannot open database %s: %w", h.cfg.Path, err)
 	}
-	if created, err := repairSchema(ctx, db, missing); err != nil {
+	if created, err := schema.Repair(ctx, db, missing); err != nil {
 		return fmt.Errorf("cannot repair database %s: %w", h.cfg.Path, err)
 	} else if len(created) > 0 {
 		h.logger.Warn("Database schema repaired", "path", h.cfg.Path, "created", strings.Join(created, ","))
 	}
-	if err := Migrate(ctx, db); err != nil {
+	if err := schema.MigrateSQLite(ctx, db); err != nil {
 		return fmt.Errorf("cannot migrate database %s: %w", h.cfg.Path, err)
 	}
 	return nil
@@ -301,11 +302,11 @@ func (h *Handle) Verify() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.BusyTimeout+5*time.Second)
 	defer cancel()
-	missing, err := checkSchema(ctx, db)
+	missing, err := schema.Check(ctx, db)
 	if err != nil {
 		return fmt.Errorf("cannot check the schema of %s: %w", h.cfg.Path, err)
 	}
-	created, err := repairSchema(ctx, db, missing)
+	created, err := schema.Repair(ctx, db, missing)
 	if err != nil {
 		return fmt.Errorf("cannot repair the schema of %s: %w", h.cfg.Path, err)
 	}

@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/schema"
 	"github.com/sqlworker/worker/internal/workertest"
 )
 
@@ -296,7 +296,7 @@ func TestDBSafety_RefusedUnchanged(t *testing.T) {
 		{"OtherJobRuns", "CREATE TABLE job_runs (id INTEGER PRIMARY KEY, name TEXT, payload BLOB); INSERT INTO job_runs VALUES (1, 'theirs', x'00');",
 			"table job_runs has columns (id, name, payload), want (id, job, scheduled_at, started_at, ended_at, result, error, rows_affected, attempt, jitter_ms)"},
 		{"NewerVersion", "CREATE TABLE notes (x); INSERT INTO notes VALUES (1); PRAGMA user_version = 99;",
-			fmt.Sprintf("schema version 99 is newer than this worker's %d", db.SchemaVersion)},
+			fmt.Sprintf("schema version 99 is newer than this worker's %d", schema.SQLiteVersion)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -1,9 +1,17 @@
-package db
+// Package schema owns the worker's tables: the migrations of each backend
+// (SQLite's, recorded in PRAGMA user_version; PostgreSQL's, job_claims
+// among them, recorded in worker_schema_version under one advisory lock),
+// and the inspection and repair of an SQLite file's schema before the
+// worker writes to it.
+package schema
 
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
+
+	"github.com/mattn/go-sqlite3"
 )
 
 // migrations are applied in order; PRAGMA user_version records how many
@@ -35,7 +43,7 @@ var migrations = []string{
 	`ALTER TABLE job_runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
 	ALTER TABLE job_runs ADD COLUMN jitter_ms INTEGER NOT NULL DEFAULT 0;
 	CREATE INDEX job_runs_job_scheduled ON job_runs (job, scheduled_at);`,
-	// 3: paused jobs (pause.go): one row per paused job, gone on resume.
+	// 3: paused jobs (internal/db/pause.go): one row per paused job, gone on resume.
 	`CREATE TABLE job_pauses (
 		job       TEXT PRIMARY KEY,
 		reason    TEXT NOT NULL DEFAULT '',
@@ -44,12 +52,12 @@ var migrations = []string{
 	);`,
 }
 
-// SchemaVersion is the user_version of a fully migrated database.
-var SchemaVersion = len(migrations)
+// SQLiteVersion is the user_version of a fully migrated SQLite database.
+var SQLiteVersion = len(migrations)
 
-// Migrate applies the migrations that the database has not seen, each in its
+// MigrateSQLite applies the migrations that the database has not seen, each in its
 // own transaction, so a crash leaves the database at a whole version.
-func Migrate(ctx context.Context, db *sql.DB) error {
+func MigrateSQLite(ctx context.Context, db *sql.DB) error {
 	for {
 		done, err := migrateOne(ctx, db)
 		if err != nil || done {
@@ -82,3 +90,17 @@ func migrateOne(ctx context.Context, db *sql.DB) (done bool, err error) {
 	}
 	return false, tx.Commit()
 }
+
+// rawConnector is go-sqlite3 without counting, whatever "sqlite3" is: for
+// the handles that must stay out of the counts (the read-only inspection,
+// the leak build's bypass).
+type rawConnector struct{ dsn string }
+
+func (c rawConnector) Connect(context.Context) (driver.Conn, error) {
+	return (&sqlite3.SQLiteDriver{}).Open(c.dsn)
+}
+
+func (rawConnector) Driver() driver.Driver { return &sqlite3.SQLiteDriver{} }
+
+// OpenRaw opens dsn on go-sqlite3 without internal/db's counting driver.
+func OpenRaw(dsn string) *sql.DB { return sql.OpenDB(rawConnector{dsn: dsn}) }

@@ -1,4 +1,4 @@
-package db
+package schema
 
 import (
 	"bytes"
@@ -12,15 +12,15 @@ import (
 	"sync"
 )
 
-// schemaObject is one table or index of the worker's schema as SQLite
+// Object is one table or index of the worker's schema as SQLite
 // describes it, which is what a database's objects are compared with.
-type schemaObject struct {
+type Object struct {
 	typ, name, table string
 	sql              string   // the CREATE statement that makes it
 	columns          []string // "name type notnull pk" per column, or the indexed columns
 }
 
-func (o schemaObject) columnNames() string {
+func (o Object) columnNames() string {
 	names := make([]string, len(o.columns))
 	for i, c := range o.columns {
 		names[i], _, _ = strings.Cut(c, " ")
@@ -29,17 +29,17 @@ func (o schemaObject) columnNames() string {
 }
 
 // expectedSchemas caches expectedSchema by version.
-var expectedSchemas sync.Map // int → []schemaObject
+var expectedSchemas sync.Map // int → []Object
 
 // expectedSchema returns the objects that the first version migrations
 // create, in creation order, as SQLite itself describes them: the
 // migrations are run on an in-memory database, so the schema is written
 // once, in migrations, and never restated.
-func expectedSchema(ctx context.Context, version int) ([]schemaObject, error) {
+func expectedSchema(ctx context.Context, version int) ([]Object, error) {
 	if v, ok := expectedSchemas.Load(version); ok {
-		return v.([]schemaObject), nil
+		return v.([]Object), nil
 	}
-	mem := openRaw(":memory:")
+	mem := OpenRaw(":memory:")
 	defer mem.Close()
 	mem.SetMaxOpenConns(1) // one connection: one in-memory database
 	for _, m := range migrations[:version] {
@@ -57,15 +57,15 @@ func expectedSchema(ctx context.Context, version int) ([]schemaObject, error) {
 
 // readSchema returns the tables and explicit indexes of d, with their
 // columns, in creation order.
-func readSchema(ctx context.Context, d *sql.DB) ([]schemaObject, error) {
+func readSchema(ctx context.Context, d *sql.DB) ([]Object, error) {
 	rows, err := d.QueryContext(ctx, `SELECT type, name, tbl_name, sql FROM sqlite_schema
 		WHERE type IN ('table', 'index') AND sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid`)
 	if err != nil {
 		return nil, err
 	}
-	var objs []schemaObject
+	var objs []Object
 	for rows.Next() {
-		var o schemaObject
+		var o Object
 		if err := rows.Scan(&o.typ, &o.name, &o.table, &o.sql); err != nil {
 			rows.Close()
 			return nil, err
@@ -111,12 +111,12 @@ func strings1(ctx context.Context, d *sql.DB, q string, args ...any) ([]string, 
 // have: it returns the expected objects that are missing, which can be
 // created, or an error naming an object of the same name with another
 // shape, which cannot be repaired without touching someone's data.
-func diffSchema(have, want []schemaObject) ([]schemaObject, error) {
-	byName := make(map[string]schemaObject, len(have))
+func diffSchema(have, want []Object) ([]Object, error) {
+	byName := make(map[string]Object, len(have))
 	for _, o := range have {
 		byName[o.name] = o
 	}
-	var missing []schemaObject
+	var missing []Object
 	for _, w := range want {
 		h, ok := byName[w.name]
 		switch {
@@ -155,7 +155,7 @@ func article(typ string) string {
 // errNotWorkerDB is the remedy given with a schema the worker cannot use.
 const notWorkerRemedy = "not this worker's database? point database.path at another file, or rename the object"
 
-// inspect reads the database file at path without changing it, so that a
+// Inspect reads the database file at path without changing it, so that a
 // file the worker is going to refuse is left exactly as it was: no journal
 // mode switch, no -journal, no migration. It returns the objects of the
 // worker's schema that are missing and will be created once the database is
@@ -167,7 +167,7 @@ const notWorkerRemedy = "not this worker's database? point database.path at anot
 // transactions still in the -wal count; one without is read with
 // immutable=1, which makes SQLite create no -wal or -shm beside it (nothing
 // can be in a -wal that does not exist).
-func inspect(ctx context.Context, path string, f *os.File) (missing []schemaObject, err error) {
+func Inspect(ctx context.Context, path string, f *os.File) (missing []Object, err error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("cannot open database %s: %w", path, err)
@@ -189,7 +189,7 @@ func inspect(ctx context.Context, path string, f *os.File) (missing []schemaObje
 	if walErr == nil || journalErr == nil {
 		params = "mode=ro" // what is in the -wal or -journal counts
 	}
-	ro := openRaw("file:" + (&url.URL{Path: path}).EscapedPath() + "?" + params)
+	ro := OpenRaw("file:" + (&url.URL{Path: path}).EscapedPath() + "?" + params)
 	defer ro.Close() // SQLite's own descriptors: closing them keeps f's flock
 	ro.SetMaxOpenConns(1)
 	var version int
@@ -215,10 +215,10 @@ func inspect(ctx context.Context, path string, f *os.File) (missing []schemaObje
 			return nil, err
 		}
 		for _, o := range have {
-			if slices.ContainsFunc(later, func(l schemaObject) bool { return l.name == o.name }) &&
-				!slices.ContainsFunc(done, func(d schemaObject) bool { return d.name == o.name }) {
-				w := later[slices.IndexFunc(later, func(l schemaObject) bool { return l.name == o.name })]
-				if _, err := diffSchema([]schemaObject{o}, []schemaObject{w}); err != nil {
+			if slices.ContainsFunc(later, func(l Object) bool { return l.name == o.name }) &&
+				!slices.ContainsFunc(done, func(d Object) bool { return d.name == o.name }) {
+				w := later[slices.IndexFunc(later, func(l Object) bool { return l.name == o.name })]
+				if _, err := diffSchema([]Object{o}, []Object{w}); err != nil {
 					return nil, fmt.Errorf("cannot open database %s: %w: %s", path, err, notWorkerRemedy)
 				}
 				return nil, fmt.Errorf("cannot open database %s: %s %s exists, but user_version %d says the worker never created it: %s", path, o.typ, o.name, version, notWorkerRemedy)
@@ -236,10 +236,10 @@ func inspect(ctx context.Context, path string, f *os.File) (missing []schemaObje
 	return missing, nil
 }
 
-// repairSchema creates the objects of missing that d does not have, in one
+// Repair creates the objects of missing that d does not have, in one
 // transaction, and returns the names it created. Another process may have
 // created them meanwhile: each is checked again inside the transaction.
-func repairSchema(ctx context.Context, d *sql.DB, missing []schemaObject) ([]string, error) {
+func Repair(ctx context.Context, d *sql.DB, missing []Object) ([]string, error) {
 	if len(missing) == 0 {
 		return nil, nil
 	}
@@ -265,10 +265,10 @@ func repairSchema(ctx context.Context, d *sql.DB, missing []schemaObject) ([]str
 	return created, tx.Commit()
 }
 
-// checkSchema is the cheap check Verify runs before every heartbeat: one
+// Check is the cheap check Verify runs before every heartbeat: one
 // query of sqlite_schema for the names of the worker's objects. It returns
 // those that are missing.
-func checkSchema(ctx context.Context, d *sql.DB) ([]schemaObject, error) {
+func Check(ctx context.Context, d *sql.DB) ([]Object, error) {
 	want, err := expectedSchema(ctx, len(migrations))
 	if err != nil {
 		return nil, err
@@ -277,7 +277,7 @@ func checkSchema(ctx context.Context, d *sql.DB) ([]schemaObject, error) {
 	if err != nil {
 		return nil, err
 	}
-	var missing []schemaObject
+	var missing []Object
 	for _, w := range want {
 		if !slices.Contains(names, w.name) {
 			missing = append(missing, w)
@@ -287,7 +287,7 @@ func checkSchema(ctx context.Context, d *sql.DB) ([]schemaObject, error) {
 }
 
 // schemaNames returns the names of objs as a JSON array.
-func schemaNames(objs []schemaObject) string {
+func schemaNames(objs []Object) string {
 	var b strings.Builder
 	b.WriteByte('[')
 	for i, o := range objs {
