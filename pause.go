@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 	"github.com/sqlworker/worker/internal/jobs"
 	webpkg "github.com/sqlworker/worker/internal/web"
 )
@@ -130,7 +130,7 @@ func (a admin) RecentRuns(ctx context.Context, name string, n int) ([]webpkg.Run
 	if err != nil {
 		return nil, err
 	}
-	rows, err := db.RecentRuns(ctx, d, name, n)
+	rows, err := jobhistory.RecentRuns(ctx, d, name, n)
 	if err != nil {
 		return nil, err
 	}

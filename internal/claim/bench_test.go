@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/sqlworker/worker/internal/claim"
-	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 )
 
 // BenchmarkClaim compares a tick's coordination with one bare INSERT ...
@@ -39,8 +39,8 @@ func BenchmarkClaim(b *testing.B) {
 	base := time.Now().Add(-24 * time.Hour).Truncate(time.Second)
 	i := 0 // a new key at each call, across the repeated calls of a sub-benchmark
 	next := func() time.Time { i++; return base.Add(time.Duration(i) * time.Millisecond) }
-	runOf := func(job string, tick time.Time) db.RunRow {
-		return db.RunRow{Job: job, ScheduledAt: tick, StartedAt: tick, EndedAt: tick.Add(time.Millisecond), Result: "success", RowsAffected: 1, Attempt: 1}
+	runOf := func(job string, tick time.Time) jobhistory.RunRow {
+		return jobhistory.RunRow{Job: job, ScheduledAt: tick, StartedAt: tick, EndedAt: tick.Add(time.Millisecond), Result: "success", RowsAffected: 1, Attempt: 1}
 	}
 
 	for _, bc := range []struct {
@@ -62,7 +62,7 @@ func BenchmarkClaim(b *testing.B) {
 				t1 := time.Now()
 				bare += t1.Sub(t0)
 				if bc.recording { // the run's own row, which an uncoordinated run writes too
-					if err := db.InsertRuns(ctx, d, []db.RunRow{runOf("plain", next())}); err != nil {
+					if err := jobhistory.InsertRuns(ctx, d, []jobhistory.RunRow{runOf("plain", next())}); err != nil {
 						b.Fatal(err)
 					}
 					t2 := time.Now()

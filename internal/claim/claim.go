@@ -74,8 +74,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/faultinject/clockskew"
+	"github.com/sqlworker/worker/internal/jobhistory"
 	"github.com/sqlworker/worker/internal/jobs"
 	"github.com/sqlworker/worker/internal/metricopt"
 )
@@ -265,7 +265,7 @@ const finishSQL = `UPDATE job_claims SET status = $5, finished_at = now()
 // marked missed.
 var finishSQLs = func() (q [2][2]string) {
 	const done = `WITH done AS (` + finishSQL + ` RETURNING 1)`
-	run := func(first int) string { return db.InsertRunWhereSQL(first, `EXISTS (SELECT 1 FROM done)`) }
+	run := func(first int) string { return jobhistory.InsertRunWhereSQL(first, `EXISTS (SELECT 1 FROM done)`) }
 	q[0][0] = finishSQL
 	q[0][1] = done + "\n" + run(6)
 	checking := done + `, ` + missedCTE("$3", "$6", "$7")
@@ -752,11 +752,11 @@ func (l *Lease) Finish(ctx context.Context, success bool) error {
 // in the same statement, when the finish is accepted: so a row is written
 // exactly when the claim is finished, and a fenced run writes none (its
 // caller records it as a failure). It returns nil when it wrote the row.
-func (l *Lease) FinishRecording(ctx context.Context, success bool, row db.RunRow) error {
+func (l *Lease) FinishRecording(ctx context.Context, success bool, row jobhistory.RunRow) error {
 	return l.finish(ctx, success, &row)
 }
 
-func (l *Lease) finish(ctx context.Context, success bool, row *db.RunRow) error {
+func (l *Lease) finish(ctx context.Context, success bool, row *jobhistory.RunRow) error {
 	l.stopRenewing()
 	status := "failed"
 	if success {
@@ -770,7 +770,7 @@ func (l *Lease) finish(ctx context.Context, success bool, row *db.RunRow) error 
 		checking, args = 1, append(args, l.earlier, l.c.cfg.MissedGrace.Microseconds())
 	}
 	if row != nil {
-		recording, args = 1, append(args, db.RunArgs(*row)...)
+		recording, args = 1, append(args, jobhistory.RunArgs(*row)...)
 	}
 	d, err := l.c.db(ctx)
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 	"github.com/sqlworker/worker/internal/jobs"
 )
 
@@ -257,7 +257,7 @@ func handedOn(runErr error) bool {
 // and writes no row here. When the statement fails other than by fencing
 // (job_runs refused the row, say), the claim is finished alone, so that a
 // run done is not run again by a takeover for want of its history row.
-func (h held) ReleaseRecording(ctx context.Context, runErr error, row db.RunRow) (bool, error) {
+func (h held) ReleaseRecording(ctx context.Context, runErr error, row jobhistory.RunRow) (bool, error) {
 	if handedOn(runErr) {
 		return false, h.l.Abandon(ctx)
 	}

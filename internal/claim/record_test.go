@@ -13,6 +13,7 @@ import (
 
 	"github.com/sqlworker/worker/internal/claim"
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 	"github.com/sqlworker/worker/internal/jobs"
 	"github.com/sqlworker/worker/internal/pgtest"
 )
@@ -73,8 +74,8 @@ func TestLease_FinishRecording(t *testing.T) {
 	a := replica(t, dsn, "a", claim.Config{})
 	b := replica(t, dsn, "b", claim.Config{})
 	tick := time.Now().Add(-time.Minute).Truncate(time.Second)
-	runOf := func(tick time.Time, result string) db.RunRow {
-		return db.RunRow{Job: "rec", ScheduledAt: tick, StartedAt: tick, EndedAt: tick.Add(time.Millisecond), Result: result, Attempt: 1}
+	runOf := func(tick time.Time, result string) jobhistory.RunRow {
+		return jobhistory.RunRow{Job: "rec", ScheduledAt: tick, StartedAt: tick, EndedAt: tick.Add(time.Millisecond), Result: result, Attempt: 1}
 	}
 
 	l, err := a.Claim(ctx, "rec", tick)

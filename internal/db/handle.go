@@ -1,10 +1,9 @@
 // Package db owns the worker's one shared database handle, on SQLite by
 // default or on PostgreSQL (postgres.go): an idempotent Init that opens it
-// once, a driver that counts every handle and connection of the process,
-// and the worker's own tables: their migrations (run from internal/schema
-// at every open), and every write to them with their time format
-// (history.go). On SQLite it also guards the files: one worker per database
-// file (lock.go), nothing changed in a file it refuses and dropped tables
+// once, and a driver that counts every handle and connection of the
+// process; every open runs the migrations of internal/schema, and
+// internal/jobhistory writes the worker's rows. On SQLite it also guards
+// the files: one worker per database file (lock.go), nothing changed in a file it refuses and dropped tables
 // repaired (internal/schema's Inspect and Repair), a removed -wal or -shm
 // recovered from (wal.go), and corruption reported loudly.
 package db

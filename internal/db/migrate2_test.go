@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 	"github.com/sqlworker/worker/internal/workertest"
 )
 
@@ -56,7 +57,7 @@ func TestMigrate_AttemptJitter(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
-	if err := db.InsertRuns(ctx, d, []db.RunRow{{Job: "old", ScheduledAt: at, StartedAt: at, EndedAt: at, Result: "failure",
+	if err := jobhistory.InsertRuns(ctx, d, []jobhistory.RunRow{{Job: "old", ScheduledAt: at, StartedAt: at, EndedAt: at, Result: "failure",
 		Attempt: 3, Jitter: 1500 * time.Millisecond}}); err != nil {
 		t.Fatal(err)
 	}
@@ -64,11 +65,11 @@ func TestMigrate_AttemptJitter(t *testing.T) {
 	if want := []string{"2026-01-01T00:00:00.000Z 1 0", "2026-01-02T00:00:00.000Z 3 1500"}; len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
 		t.Fatalf("rows: got %q, want %q", got, want)
 	}
-	last, ok, err := db.LastScheduled(ctx, d, "old")
+	last, ok, err := jobhistory.LastScheduled(ctx, d, "old")
 	if err != nil || !ok || !last.Equal(at) {
 		t.Fatalf("LastScheduled: got %v %v %v, want %v true nil", last, ok, err, at)
 	}
-	if _, ok, err := db.LastScheduled(ctx, d, "none"); err != nil || ok {
+	if _, ok, err := jobhistory.LastScheduled(ctx, d, "none"); err != nil || ok {
 		t.Fatalf("LastScheduled of a job with no row: got %v %v, want false nil", ok, err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 	"github.com/sqlworker/worker/internal/pgtest"
 	"github.com/sqlworker/worker/internal/schema"
 	"github.com/sqlworker/worker/internal/workertest"
@@ -102,15 +103,15 @@ func TestPostgres_History(t *testing.T) {
 	ctx := context.Background()
 	d := mustInit(t, pgHandle(t, startPG(t), "a"))
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	var rows []db.RunRow
+	var rows []jobhistory.RunRow
 	for job, n := range map[string]int{"a": 10, "b": 3} {
 		for i := n - 1; i >= 0; i-- {
 			at := base.Add(time.Duration(i) * time.Minute)
-			rows = append(rows, db.RunRow{Job: job, ScheduledAt: at, StartedAt: at, EndedAt: at.Add(1500 * time.Microsecond),
+			rows = append(rows, jobhistory.RunRow{Job: job, ScheduledAt: at, StartedAt: at, EndedAt: at.Add(1500 * time.Microsecond),
 				Result: "success", RowsAffected: int64(i)})
 		}
 	}
-	if err := db.InsertRuns(ctx, d, rows); err != nil {
+	if err := jobhistory.InsertRuns(ctx, d, rows); err != nil {
 		t.Fatal(err)
 	}
 	var ended time.Time
@@ -120,11 +121,11 @@ func TestPostgres_History(t *testing.T) {
 	if want := base.Add(9*time.Minute + time.Millisecond); !ended.Equal(want) {
 		t.Errorf("ended_at: got %v, want %v (to the millisecond)", ended, want)
 	}
-	n, err := db.PruneRuns(ctx, d, base.Add(2*time.Minute)) // ends at 0:00.0015 and 1:00.0015 of both jobs
+	n, err := jobhistory.PruneRuns(ctx, d, base.Add(2*time.Minute)) // ends at 0:00.0015 and 1:00.0015 of both jobs
 	if err != nil || n != 4 {
 		t.Fatalf("PruneRuns: got %d (%v), want 4", n, err)
 	}
-	n, err = db.CapRuns(ctx, d, 3)
+	n, err = jobhistory.CapRuns(ctx, d, 3)
 	if err != nil || n != 5 {
 		t.Fatalf("CapRuns: got %d (%v), want 5 (a's 8 rows less 3)", n, err)
 	}
@@ -135,13 +136,13 @@ func TestPostgres_History(t *testing.T) {
 	if want := "a7,a8,a9,b2"; kept != want {
 		t.Errorf("rows kept: got %v, want %v", kept, want)
 	}
-	if last, ok, err := db.LastScheduled(ctx, d, "a"); err != nil || !ok || !last.Equal(base.Add(9*time.Minute)) {
+	if last, ok, err := jobhistory.LastScheduled(ctx, d, "a"); err != nil || !ok || !last.Equal(base.Add(9*time.Minute)) {
 		t.Errorf("LastScheduled(a): got %v, %v, %v, want %v", last, ok, err, base.Add(9*time.Minute))
 	}
-	if _, ok, err := db.LastScheduled(ctx, d, "none"); err != nil || ok {
+	if _, ok, err := jobhistory.LastScheduled(ctx, d, "none"); err != nil || ok {
 		t.Errorf("LastScheduled(none): got %v, %v, want false, nil", ok, err)
 	}
-	if err := db.InsertRuns(ctx, d, []db.RunRow{{Job: "r", ScheduledAt: base, StartedAt: base, EndedAt: base,
+	if err := jobhistory.InsertRuns(ctx, d, []jobhistory.RunRow{{Job: "r", ScheduledAt: base, StartedAt: base, EndedAt: base,
 		Result: "failure", Attempt: 3, Jitter: 1250 * time.Millisecond}}); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +190,7 @@ func TestPostgres_HeartbeatPerReplica(t *testing.T) {
 	for _, id := range []string{"a", "b", "a"} {
 		d := mustInit(t, pgHandle(t, srv, id))
 		at = at.Add(time.Second)
-		if n, err := db.WriteHeartbeat(ctx, d, db.Beat{ReplicaID: id, PID: 1, Hostname: "h", Version: "v", StartedAt: at, BeatAt: at}); err != nil || n != 1 {
+		if n, err := jobhistory.WriteHeartbeat(ctx, d, jobhistory.Beat{ReplicaID: id, PID: 1, Hostname: "h", Version: "v", StartedAt: at, BeatAt: at}); err != nil || n != 1 {
 			t.Fatalf("WriteHeartbeat %s: got %d (%v), want 1", id, n, err)
 		}
 	}
@@ -201,7 +202,7 @@ func TestPostgres_HeartbeatPerReplica(t *testing.T) {
 	if want := "a@3,b@2"; got != want {
 		t.Errorf("heartbeat rows: got %v, want %v", got, want)
 	}
-	if _, err := db.WriteHeartbeat(ctx, d, db.Beat{}); err == nil {
+	if _, err := jobhistory.WriteHeartbeat(ctx, d, jobhistory.Beat{}); err == nil {
 		t.Error("WriteHeartbeat without a replica id: got nil, want an error")
 	}
 }
@@ -473,11 +474,11 @@ func TestPruneHeartbeats(t *testing.T) {
 	d := mustInit(t, pgHandle(t, startPG(t), "a"))
 	now := time.Now()
 	for id, at := range map[string]time.Time{"gone": now.Add(-2 * time.Hour), "live": now} {
-		if _, err := db.WriteHeartbeat(ctx, d, db.Beat{ReplicaID: id, PID: 1, Hostname: "h", Version: "v", StartedAt: at, BeatAt: at}); err != nil {
+		if _, err := jobhistory.WriteHeartbeat(ctx, d, jobhistory.Beat{ReplicaID: id, PID: 1, Hostname: "h", Version: "v", StartedAt: at, BeatAt: at}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n, err := db.PruneHeartbeats(ctx, d, now.Add(-time.Hour)); err != nil || n != 1 {
+	if n, err := jobhistory.PruneHeartbeats(ctx, d, now.Add(-time.Hour)); err != nil || n != 1 {
 		t.Fatalf("PruneHeartbeats: got %d (%v), want 1", n, err)
 	}
 	var got string
@@ -490,10 +491,10 @@ func TestPruneHeartbeats(t *testing.T) {
 
 	s := mustSQLite(t)
 	old := now.Add(-2 * time.Hour)
-	if _, err := db.WriteHeartbeat(ctx, s, db.Beat{PID: 1, Hostname: "h", Version: "v", StartedAt: old, BeatAt: old}); err != nil {
+	if _, err := jobhistory.WriteHeartbeat(ctx, s, jobhistory.Beat{PID: 1, Hostname: "h", Version: "v", StartedAt: old, BeatAt: old}); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := db.PruneHeartbeats(ctx, s, now); err != nil || n != 0 {
+	if n, err := jobhistory.PruneHeartbeats(ctx, s, now); err != nil || n != 0 {
 		t.Errorf("PruneHeartbeats on SQLite: got %d (%v), want 0", n, err)
 	}
 }

@@ -22,9 +22,9 @@ import (
 // first write, the WAL checkpoint at close, and the checks that the file and
 // its -wal and -shm are still the ones open, with the recovery when they
 // are not. The lifecycle around it (handle.go), the counting (sqlcount) and
-// the history writes (history.go) are every backend's; the migrations are
-// each engine's (both in internal/schema); backend says
-// what PostgreSQL provides instead (postgres.go).
+// the history writes (internal/jobhistory) are every backend's; the
+// migrations are each engine's (both in internal/schema); backend says what
+// PostgreSQL provides instead (postgres.go).
 
 // backend is the seam between the shared lifecycle of a Handle and what is
 // the engine's own. Here the Handle's methods in this file implement it for

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 )
 
 // MaxBackfillTicks bounds the ticks of one Backfill: a larger range is
@@ -122,7 +122,7 @@ func (s *Scheduler) succeeded(ctx context.Context, name string, from, to time.Ti
 	if err != nil {
 		return nil, fmt.Errorf("cannot read job_runs: %w", err)
 	}
-	return db.SucceededTicks(ctx, sdb, name, from, to)
+	return jobhistory.SucceededTicks(ctx, sdb, name, from, to)
 }
 
 // backfillStatus is what became of a backfilled tick whose run returned r

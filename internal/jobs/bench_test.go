@@ -14,6 +14,7 @@ import (
 
 	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/floorbench"
+	"github.com/sqlworker/worker/internal/jobhistory"
 	"github.com/sqlworker/worker/internal/jobs"
 	"github.com/sqlworker/worker/internal/workertest"
 	"github.com/sqlworker/worker/sqlcount"
@@ -133,7 +134,7 @@ func (f *runFloor) run(b *testing.B) {
 		b.Fatal(err)
 	}
 	end := time.Now()
-	if _, err := f.insert.ExecContext(ctx, "load", db.FormatTime(start), db.FormatTime(start), db.FormatTime(end),
+	if _, err := f.insert.ExecContext(ctx, "load", jobhistory.FormatTime(start), jobhistory.FormatTime(start), jobhistory.FormatTime(end),
 		"success", "", rows); err != nil {
 		b.Fatal(err)
 	}

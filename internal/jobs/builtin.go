@@ -14,19 +14,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 )
 
 // Builtins holds what the built-in jobs need and the gauge quick_check sets.
 type Builtins struct {
 	Version          string        // recorded by heartbeat
-	ReplicaID        string        // heartbeat's row on PostgreSQL (db.Beat.ReplicaID)
+	ReplicaID        string        // heartbeat's row on PostgreSQL (jobhistory.Beat.ReplicaID)
 	HistoryRetention time.Duration // history_prune deletes runs that ended before now minus this
 	// NoCheckpoint: another process checkpoints the WAL (the config's
 	// database.checkpoint: external); wal_checkpoint then refuses to run,
 	// with ErrNoCheckpoint, should a config built in Go enable it.
 	NoCheckpoint bool
 	// HistoryMaxRowsPerJob, when positive, is how many job_runs rows
-	// history_prune keeps of each job, the newest (db.CapRuns); 0 keeps
+	// history_prune keeps of each job, the newest (jobhistory.CapRuns); 0 keeps
 	// every row the retention keeps.
 	HistoryMaxRowsPerJob int
 	// Verify, when set, is called by heartbeat before it writes: it checks
@@ -151,7 +152,7 @@ func (b *Builtins) heartbeat(ctx context.Context, sdb *sql.DB) (int64, error) {
 		}
 	}
 	host, _ := os.Hostname()
-	return db.WriteHeartbeat(ctx, sdb, db.Beat{
+	return jobhistory.WriteHeartbeat(ctx, sdb, jobhistory.Beat{
 		ReplicaID: b.ReplicaID, PID: os.Getpid(), Hostname: host, Version: b.Version, StartedAt: b.started, BeatAt: time.Now(),
 	})
 }
@@ -241,11 +242,11 @@ func (b *Builtins) quickCheck(ctx context.Context, db *sql.DB) (int64, error) {
 
 // historyPrune deletes runs that ended before the retention, on PostgreSQL
 // the heartbeat rows of replicas that have not beaten for
-// db.HeartbeatRetentions retentions, then, with a row cap, each job's oldest
+// jobhistory.HeartbeatRetentions retentions, then, with a row cap, each job's oldest
 // rows beyond it; it reports the rows deleted.
 func (b *Builtins) historyPrune(ctx context.Context, sdb *sql.DB) (int64, error) {
 	now := time.Now()
-	n, err := db.PruneRuns(ctx, sdb, now.Add(-b.HistoryRetention))
+	n, err := jobhistory.PruneRuns(ctx, sdb, now.Add(-b.HistoryRetention))
 	if err != nil {
 		return n, err
 	}
@@ -256,8 +257,8 @@ func (b *Builtins) historyPrune(ctx context.Context, sdb *sql.DB) (int64, error)
 			return n, err
 		}
 	}
-	if b.HistoryRetention <= math.MaxInt64/db.HeartbeatRetentions { // else no row is that old
-		beats, err := db.PruneHeartbeats(ctx, sdb, now.Add(-db.HeartbeatRetentions*b.HistoryRetention))
+	if b.HistoryRetention <= math.MaxInt64/jobhistory.HeartbeatRetentions { // else no row is that old
+		beats, err := jobhistory.PruneHeartbeats(ctx, sdb, now.Add(-jobhistory.HeartbeatRetentions*b.HistoryRetention))
 		n += beats
 		if err != nil {
 			return n, err
@@ -266,7 +267,7 @@ func (b *Builtins) historyPrune(ctx context.Context, sdb *sql.DB) (int64, error)
 	if b.HistoryMaxRowsPerJob <= 0 {
 		return n, err
 	}
-	capped, err := db.CapRuns(ctx, sdb, b.HistoryMaxRowsPerJob)
+	capped, err := jobhistory.CapRuns(ctx, sdb, b.HistoryMaxRowsPerJob)
 	return n + capped, err
 }
 

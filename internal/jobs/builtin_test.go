@@ -10,7 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 	"github.com/sqlworker/worker/internal/jobs"
 	"github.com/sqlworker/worker/internal/workertest"
 )
@@ -99,7 +99,7 @@ worker_db_quick_check_ok 1
 		}
 	})
 	t.Run("HistoryPrune", func(t *testing.T) {
-		old := db.FormatTime(time.Now().Add(-2 * time.Hour))
+		old := jobhistory.FormatTime(time.Now().Add(-2 * time.Hour))
 		if _, err := d.Exec(`INSERT INTO job_runs (job, scheduled_at, started_at, ended_at, result) VALUES ('x', ?, ?, ?, 'success')`, old, old, old); err != nil {
 			t.Fatal(err)
 		}

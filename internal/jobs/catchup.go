@@ -7,7 +7,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
-	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 )
 
 // CatchUp is a job's policy for the ticks it missed while the worker was
@@ -126,7 +126,7 @@ func (s *Scheduler) missedAtStart(now time.Time) map[*entry][]time.Time {
 	}
 	out := make(map[*entry][]time.Time)
 	for _, e := range s.entries {
-		last, ok, err := db.LastScheduled(ctx, sdb, e.job.Name)
+		last, ok, err := jobhistory.LastScheduled(ctx, sdb, e.job.Name)
 		if err != nil {
 			s.logger.Error("Cannot read the job's last tick: missed ticks are neither run nor counted", "job", e.job.Name, "err", err)
 			continue

@@ -9,7 +9,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
-	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 )
 
 // Coordinator makes replicas that share one database run each scheduled
@@ -116,7 +116,7 @@ type Recorder interface {
 	// whether it wrote it. When it did not (the release was refused, or
 	// failed, or is a hand-over to another replica, which writes no row
 	// here), the run is recorded the usual way, with the error.
-	ReleaseRecording(ctx context.Context, runErr error, row db.RunRow) (recorded bool, err error)
+	ReleaseRecording(ctx context.Context, runErr error, row jobhistory.RunRow) (recorded bool, err error)
 }
 
 // ErrNotClaimed is wrapped by a Coordinator's error when another replica

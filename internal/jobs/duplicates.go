@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 )
 
 // DefaultDuplicateCheck is Config.DuplicateCheck's default: how often the
@@ -38,7 +38,7 @@ func (s *Scheduler) countDuplicates(ctx context.Context, seen map[string]int) {
 	d, err := s.cfg.DB.Init(qctx)
 	var counts map[string]int
 	if err == nil {
-		counts, err = db.DuplicateTicks(qctx, d)
+		counts, err = jobhistory.DuplicateTicks(qctx, d)
 	}
 	if err != nil {
 		if ctx.Err() == nil {

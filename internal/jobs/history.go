@@ -10,7 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 )
 
 // History buffer bounds and timings.
@@ -54,8 +54,8 @@ func (e *HistoryError) Error() string {
 func (e *HistoryError) Unwrap() error { return e.Err }
 
 // newHistoryRow is what job_runs stores of a run.
-func newHistoryRow(r *Run) db.RunRow {
-	row := db.RunRow{
+func newHistoryRow(r *Run) jobhistory.RunRow {
+	row := jobhistory.RunRow{
 		Job: r.Job, ScheduledAt: r.ScheduledAt, StartedAt: r.StartedAt, EndedAt: r.EndedAt,
 		Result: string(r.Result), RowsAffected: r.RowsAffected, Attempt: max(1, r.Attempt), Jitter: r.Jitter,
 	}
@@ -80,12 +80,12 @@ type history struct {
 	limit   int
 	pending prometheus.Gauge
 	dropped prometheus.Counter
-	kick    chan struct{}  // a write failed: wake the retry loop
-	ins     db.RunInserter // used by the one writer (flushing)
+	kick    chan struct{}          // a write failed: wake the retry loop
+	ins     jobhistory.RunInserter // used by the one writer (flushing)
 
 	mu       sync.Mutex
 	idle     *sync.Cond // signalled when flushing ends
-	queue    []db.RunRow
+	queue    []jobhistory.RunRow
 	flushing bool
 	lastErr  error // of the last failed write; nil once the queue is empty
 	dropping bool  // dropping since the last successful write (logged once)
@@ -173,7 +173,7 @@ func (h *history) flush(ctx context.Context) error {
 			}
 			return nil
 		}
-		batch := append([]db.RunRow(nil), h.queue[:min(len(h.queue), historyBatch)]...)
+		batch := append([]jobhistory.RunRow(nil), h.queue[:min(len(h.queue), historyBatch)]...)
 		h.mu.Unlock()
 
 		err := h.write(ctx, batch)
@@ -270,10 +270,10 @@ func (h *history) drain(ctx context.Context) error {
 	return fmt.Errorf("%w: %d runs: %w", ErrHistoryLost, n, err)
 }
 
-// write inserts rows into job_runs (db.InsertRuns), so the batch is
+// write inserts rows into job_runs (jobhistory.InsertRuns), so the batch is
 // written whole or not at all. It has its own timeout: a run cancelled at
 // shutdown must still be recorded.
-func (h *history) write(ctx context.Context, rows []db.RunRow) error {
+func (h *history) write(ctx context.Context, rows []jobhistory.RunRow) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), historyWriteTimeout)
 	defer cancel()
 	sdb, err := h.db.Init(ctx)

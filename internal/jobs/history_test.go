@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 	"github.com/sqlworker/worker/internal/jobs"
 	"github.com/sqlworker/worker/internal/web"
 	"github.com/sqlworker/worker/internal/workertest"
@@ -103,7 +104,7 @@ func TestScheduler_HistoryBuffer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want = append(want, db.FormatTime(r.StartedAt))
+		want = append(want, jobhistory.FormatTime(r.StartedAt))
 	}
 	var he *jobs.HistoryError
 	if err := s.HistoryErr(); !errors.As(err, &he) || he.Pending != 3 || !strings.Contains(err.Error(), "database is locked") {
@@ -121,7 +122,7 @@ func TestScheduler_HistoryBuffer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = append(want, db.FormatTime(r.StartedAt))
+	want = append(want, jobhistory.FormatTime(r.StartedAt))
 	if err := errs[len(errs)-1]; err != nil {
 		t.Fatalf("OnFinish history error after release: got %v, want nil", err)
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 	"github.com/sqlworker/worker/internal/jobs"
 )
 
@@ -57,14 +57,14 @@ func TestBuiltins_HistoryPrune_MaxRowsPerJob(t *testing.T) {
 	ctx := context.Background()
 	d, _ := h.Init(ctx)
 	now := time.Now()
-	var rows []db.RunRow
+	var rows []jobhistory.RunRow
 	for i := range 5 {
 		at := now.Add(time.Duration(i-5) * time.Minute)
-		rows = append(rows, db.RunRow{Job: "x", ScheduledAt: at, StartedAt: at, EndedAt: at, Result: "success"})
+		rows = append(rows, jobhistory.RunRow{Job: "x", ScheduledAt: at, StartedAt: at, EndedAt: at, Result: "success"})
 	}
 	old := now.Add(-2 * time.Hour)
-	rows = append(rows, db.RunRow{Job: "y", ScheduledAt: old, StartedAt: old, EndedAt: old, Result: "success"})
-	if err := db.InsertRuns(ctx, d, rows); err != nil {
+	rows = append(rows, jobhistory.RunRow{Job: "y", ScheduledAt: old, StartedAt: old, EndedAt: old, Result: "success"})
+	if err := jobhistory.InsertRuns(ctx, d, rows); err != nil {
 		t.Fatal(err)
 	}
 	r, err := s.RunOnce(jobs.HistoryPrune)
@@ -75,7 +75,7 @@ func TestBuiltins_HistoryPrune_MaxRowsPerJob(t *testing.T) {
 		t.Fatalf("history_prune: got %s with %d rows (%v), want success with 3 (1 by age, 2 by the cap)", r.Result, r.RowsAffected, r.Err)
 	}
 	want := []string{
-		db.FormatTime(now.Add(-3 * time.Minute)), db.FormatTime(now.Add(-2 * time.Minute)), db.FormatTime(now.Add(-1 * time.Minute)),
+		jobhistory.FormatTime(now.Add(-3 * time.Minute)), jobhistory.FormatTime(now.Add(-2 * time.Minute)), jobhistory.FormatTime(now.Add(-1 * time.Minute)),
 	}
 	if got := startedTimes(t, h, "x"); !reflect.DeepEqual(got, want) {
 		t.Fatalf("rows of x kept: got %v, want %v (the newest 3)", got, want)

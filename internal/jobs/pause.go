@@ -9,7 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 )
 
 // A paused job's ticks are not run: each is recorded skipped (a job_runs
@@ -104,7 +104,7 @@ func (s *Scheduler) Pause(ctx context.Context, name, reason, by string) (Pause, 
 		return Pause{}, err
 	}
 	p := Pause{Reason: reason, At: time.Now().UTC().Truncate(time.Millisecond), By: by}
-	if err := db.SetPause(ctx, d, db.PauseRow{Job: name, Reason: reason, PausedAt: p.At, PausedBy: by}); err != nil {
+	if err := jobhistory.SetPause(ctx, d, jobhistory.PauseRow{Job: name, Reason: reason, PausedAt: p.At, PausedBy: by}); err != nil {
 		return Pause{}, err
 	}
 	s.pauses.set(name, p, true)
@@ -123,7 +123,7 @@ func (s *Scheduler) Resume(ctx context.Context, name string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	was, err := db.DeletePause(ctx, d, name)
+	was, err := jobhistory.DeletePause(ctx, d, name)
 	if err != nil {
 		return false, err
 	}
@@ -163,7 +163,7 @@ func (s *Scheduler) loadPauses(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rows, err := db.Pauses(ctx, d)
+	rows, err := jobhistory.Pauses(ctx, d)
 	if err != nil {
 		return err
 	}

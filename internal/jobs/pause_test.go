@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 	"github.com/sqlworker/worker/internal/jobs"
 	"github.com/sqlworker/worker/internal/workertest"
 )
@@ -147,7 +148,7 @@ func TestScheduler_Pause_Refresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.SetPause(context.Background(), d, db.PauseRow{Job: "tick", Reason: "elsewhere", PausedAt: time.Now(), PausedBy: "r2"}); err != nil {
+	if err := jobhistory.SetPause(context.Background(), d, jobhistory.PauseRow{Job: "tick", Reason: "elsewhere", PausedAt: time.Now(), PausedBy: "r2"}); err != nil {
 		t.Fatal(err)
 	}
 	nextRun(t, finished, "paused", pausedRun)
@@ -157,7 +158,7 @@ func TestScheduler_Pause_Refresh(t *testing.T) {
 	if got := counter(t, reg, "worker_job_paused", "tick"); got != 1 {
 		t.Errorf("worker_job_paused: got %v, want 1", got)
 	}
-	if was, err := db.DeletePause(context.Background(), d, "tick"); err != nil || !was {
+	if was, err := jobhistory.DeletePause(context.Background(), d, "tick"); err != nil || !was {
 		t.Fatalf("DeletePause: got %v, %v, want true, nil", was, err)
 	}
 	nextRun(t, finished, "successful", func(r jobs.Run) bool { return r.Result == jobs.Success })

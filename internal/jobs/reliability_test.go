@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 	"github.com/sqlworker/worker/internal/jobs"
 )
 
@@ -50,8 +51,8 @@ func seedRun(t *testing.T, h *db.Handle, job string, at time.Time) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	row := db.RunRow{Job: job, ScheduledAt: at, StartedAt: at, EndedAt: at, Result: string(jobs.Success)}
-	if err := db.InsertRuns(context.Background(), d, []db.RunRow{row}); err != nil {
+	row := jobhistory.RunRow{Job: job, ScheduledAt: at, StartedAt: at, EndedAt: at, Result: string(jobs.Success)}
+	if err := jobhistory.InsertRuns(context.Background(), d, []jobhistory.RunRow{row}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -105,9 +106,9 @@ func TestScheduler_CatchUp(t *testing.T) {
 			if got := counter(t, reg, "worker_job_ticks_caught_up_total", "rollup"); got != float64(tt.run) {
 				t.Errorf("ticks_caught_up_total: got %v, want %d", got, tt.run)
 			}
-			wantRows := []string{db.FormatTime(last)}
+			wantRows := []string{jobhistory.FormatTime(last)}
 			for _, at := range want {
-				wantRows = append(wantRows, db.FormatTime(at))
+				wantRows = append(wantRows, jobhistory.FormatTime(at))
 			}
 			if got := column(t, h, "scheduled_at", "rollup"); strings.Join(got, ",") != strings.Join(wantRows, ",") {
 				t.Errorf("job_runs scheduled_at: got %v, want %v", got, wantRows)
@@ -487,10 +488,10 @@ func TestScheduler_DuplicateTicks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	row := func(job string, at time.Time, result jobs.Result) db.RunRow {
-		return db.RunRow{Job: job, ScheduledAt: at, StartedAt: at, EndedAt: at, Result: string(result)}
+	row := func(job string, at time.Time, result jobs.Result) jobhistory.RunRow {
+		return jobhistory.RunRow{Job: job, ScheduledAt: at, StartedAt: at, EndedAt: at, Result: string(result)}
 	}
-	if err := db.InsertRuns(context.Background(), d, []db.RunRow{
+	if err := jobhistory.InsertRuns(context.Background(), d, []jobhistory.RunRow{
 		row("a", at, jobs.Success), row("a", at, jobs.Success), // ran twice
 		row("a", at.Add(time.Minute), jobs.Success),
 		row("b", at, jobs.Failure), row("b", at, jobs.Success), // a retry

@@ -43,7 +43,7 @@ var migrations = []string{
 	`ALTER TABLE job_runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
 	ALTER TABLE job_runs ADD COLUMN jitter_ms INTEGER NOT NULL DEFAULT 0;
 	CREATE INDEX job_runs_job_scheduled ON job_runs (job, scheduled_at);`,
-	// 3: paused jobs (internal/db/pause.go): one row per paused job, gone on resume.
+	// 3: paused jobs (internal/jobhistory/pause.go): one row per paused job, gone on resume.
 	`CREATE TABLE job_pauses (
 		job       TEXT PRIMARY KEY,
 		reason    TEXT NOT NULL DEFAULT '',

@@ -12,7 +12,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 	"github.com/sqlworker/worker/internal/workertest"
 )
 
@@ -173,7 +173,7 @@ func runHistoryFault(t *testing.T, f historyFault) {
 	// the fault cleared, although their rows were written after.
 	var early int
 	if err := d.QueryRow("SELECT count(*) FROM job_runs WHERE result != 'success' AND ended_at < ?",
-		db.FormatTime(cleared)).Scan(&early); err != nil {
+		jobhistory.FormatTime(cleared)).Scan(&early); err != nil {
 		t.Fatal(err)
 	}
 	if float64(early) < failed {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 	"github.com/sqlworker/worker/internal/workertest"
 )
 
@@ -76,7 +76,7 @@ func TestCatchUp_MissedTicks(t *testing.T) {
 			top := time.Now().Truncate(time.Hour)
 			last := top.Add(-5 * time.Hour)
 			d := workertest.OpenDB(t, w.DBPath, "_busy_timeout=5000")
-			if err := db.InsertRuns(workertest.CtxTimeout(t, 10*time.Second), d, []db.RunRow{{
+			if err := jobhistory.InsertRuns(workertest.CtxTimeout(t, 10*time.Second), d, []jobhistory.RunRow{{
 				Job: "hourly", ScheduledAt: last, StartedAt: last, EndedAt: last, Result: "success",
 			}}); err != nil {
 				t.Fatal(err)
@@ -94,9 +94,9 @@ func TestCatchUp_MissedTicks(t *testing.T) {
 				t.Errorf("worker_job_start_delay_seconds_count: got %v, want 0 (caught-up runs are late on purpose)", got)
 			}
 			stopWorker(t, w)
-			want := []string{db.FormatTime(last)}
+			want := []string{jobhistory.FormatTime(last)}
 			for i := tt.run - 1; i >= 0; i-- {
-				want = append(want, db.FormatTime(top.Add(-time.Duration(i)*time.Hour)))
+				want = append(want, jobhistory.FormatTime(top.Add(-time.Duration(i)*time.Hour)))
 			}
 			got := strings1(t, d, "SELECT scheduled_at FROM job_runs WHERE job = 'hourly' ORDER BY id")
 			if strings.Join(got, ",") != strings.Join(want, ",") {
@@ -124,7 +124,7 @@ func TestCatchUp_AllAfterDowntime(t *testing.T) {
 		return len(strings1(t, d, "SELECT id FROM job_runs WHERE job = 'tick'")) > 0
 	})
 	stopWorker(t, w)
-	last, err := time.Parse(db.TimeFormat, strings1(t, d, "SELECT max(scheduled_at) FROM job_runs WHERE job = 'tick'")[0])
+	last, err := time.Parse(jobhistory.TimeFormat, strings1(t, d, "SELECT max(scheduled_at) FROM job_runs WHERE job = 'tick'")[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,9 +141,9 @@ func TestCatchUp_AllAfterDowntime(t *testing.T) {
 		t.Errorf("worker_job_ticks_skipped_total: got %v, want 0", got)
 	}
 	stopWorker(t, w)
-	ticks := strings1(t, d, "SELECT scheduled_at FROM job_runs WHERE job = 'tick' AND scheduled_at > ? ORDER BY scheduled_at", db.FormatTime(last))
+	ticks := strings1(t, d, "SELECT scheduled_at FROM job_runs WHERE job = 'tick' AND scheduled_at > ? ORDER BY scheduled_at", jobhistory.FormatTime(last))
 	for i, s := range ticks {
-		at, err := time.Parse(db.TimeFormat, s)
+		at, err := time.Parse(jobhistory.TimeFormat, s)
 		if err != nil {
 			t.Fatal(err)
 		}

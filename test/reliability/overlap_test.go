@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 	"github.com/sqlworker/worker/internal/web"
 	"github.com/sqlworker/worker/internal/workertest"
 )
@@ -115,7 +115,7 @@ func anyTime(t *testing.T, v any) time.Time {
 	case time.Time:
 		return v
 	case string:
-		tm, err := time.Parse(db.TimeFormat, v)
+		tm, err := time.Parse(jobhistory.TimeFormat, v)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,7 +14,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 	"github.com/sqlworker/worker/internal/workertest"
 )
 
@@ -131,9 +131,9 @@ func TestReload_SIGHUP(t *testing.T) {
 	startTS := gaugeOf(mfs, "worker_config_last_reload_success_timestamp_seconds")
 
 	writeConfig(t, path, reloadAfter)
-	sent := db.FormatTime(time.Now())
+	sent := jobhistory.FormatTime(time.Now())
 	hup(t, w, `msg="Config reloaded"`, 1)
-	reloaded := db.FormatTime(time.Now())
+	reloaded := jobhistory.FormatTime(time.Now())
 
 	w.WaitFor(t, "c run twice, a run its new SQL, slow run its new SQL", 30*time.Second, func() bool {
 		return count("SELECT count(*) FROM c_v") >= 2 && count("SELECT count(*) FROM a_v WHERE v = 2") >= 1 &&

@@ -1,4 +1,4 @@
-package db_test
+package jobhistory_test
 
 import (
 	"context"
@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/floorbench"
+	"github.com/sqlworker/worker/internal/jobhistory"
 	"github.com/sqlworker/worker/internal/workertest"
 )
 
@@ -34,20 +34,20 @@ func TestPauses(t *testing.T) {
 func testPauses(t *testing.T, d *sql.DB) {
 	ctx := context.Background()
 	at := time.Date(2026, 12, 7, 23, 0, 0, 123e6, time.UTC)
-	for _, p := range []db.PauseRow{
+	for _, p := range []jobhistory.PauseRow{
 		{Job: "a", Reason: "first", PausedAt: at, PausedBy: "r1"},
 		{Job: "a", Reason: "second 'quoted'", PausedAt: at.Add(time.Second), PausedBy: "r2"},
 		{Job: "b", PausedAt: at},
 	} {
-		if err := db.SetPause(ctx, d, p); err != nil {
+		if err := jobhistory.SetPause(ctx, d, p); err != nil {
 			t.Fatal(err)
 		}
 	}
-	got, err := db.Pauses(ctx, d)
+	got, err := jobhistory.Pauses(ctx, d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := db.PauseRow{Job: "a", Reason: "second 'quoted'", PausedAt: at.Add(time.Second), PausedBy: "r2"}
+	want := jobhistory.PauseRow{Job: "a", Reason: "second 'quoted'", PausedAt: at.Add(time.Second), PausedBy: "r2"}
 	if len(got) != 2 || got["a"] != want || got["b"].Reason != "" || !got["b"].PausedAt.Equal(at) {
 		t.Fatalf("Pauses: got %+v, want a: %+v and b", got, want)
 	}
@@ -55,11 +55,11 @@ func testPauses(t *testing.T, d *sql.DB) {
 		job string
 		was bool
 	}{{"a", true}, {"a", false}, {"nope", false}} {
-		if was, err := db.DeletePause(ctx, d, tc.job); err != nil || was != tc.was {
+		if was, err := jobhistory.DeletePause(ctx, d, tc.job); err != nil || was != tc.was {
 			t.Errorf("DeletePause(%s): got %v, %v, want %v", tc.job, was, err, tc.was)
 		}
 	}
-	if got, err := db.Pauses(ctx, d); err != nil || len(got) != 1 {
+	if got, err := jobhistory.Pauses(ctx, d); err != nil || len(got) != 1 {
 		t.Errorf("Pauses after resuming a: got %v, %v, want b only", got, err)
 	}
 }
@@ -67,17 +67,17 @@ func testPauses(t *testing.T, d *sql.DB) {
 func testRecentRuns(t *testing.T, d *sql.DB) {
 	ctx := context.Background()
 	at := time.Date(2026, 12, 7, 23, 0, 0, 0, time.UTC)
-	var rows []db.RunRow
+	var rows []jobhistory.RunRow
 	for i := range 5 {
 		start := at.Add(time.Duration(i) * time.Minute)
-		rows = append(rows, db.RunRow{Job: "r", ScheduledAt: start, StartedAt: start, EndedAt: start.Add(time.Second),
+		rows = append(rows, jobhistory.RunRow{Job: "r", ScheduledAt: start, StartedAt: start, EndedAt: start.Add(time.Second),
 			Result: "failure", Error: "boom", Attempt: 1, Jitter: 5 * time.Millisecond})
 	}
-	rows = append(rows, db.RunRow{Job: "other", ScheduledAt: at, StartedAt: at, EndedAt: at, Result: "success"})
-	if err := db.InsertRuns(ctx, d, rows); err != nil {
+	rows = append(rows, jobhistory.RunRow{Job: "other", ScheduledAt: at, StartedAt: at, EndedAt: at, Result: "success"})
+	if err := jobhistory.InsertRuns(ctx, d, rows); err != nil {
 		t.Fatal(err)
 	}
-	got, err := db.RecentRuns(ctx, d, "r", 3)
+	got, err := jobhistory.RecentRuns(ctx, d, "r", 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func testRecentRuns(t *testing.T, d *sql.DB) {
 			t.Errorf("RecentRuns(r, 3)[%d]: got %+v, want %+v", i, r, want)
 		}
 	}
-	if got, err := db.RecentRuns(ctx, d, "r", 1000); err != nil || len(got) != 5 {
+	if got, err := jobhistory.RecentRuns(ctx, d, "r", 1000); err != nil || len(got) != 5 {
 		t.Errorf("RecentRuns(r, 1000): got %d rows (%v), want 5", len(got), err)
 	}
 }
@@ -110,7 +110,7 @@ func BenchmarkPauses(b *testing.B) {
 			}
 			ctx := context.Background()
 			for i := range 10 {
-				if err := db.SetPause(ctx, d, db.PauseRow{Job: fmt.Sprint("job_", i), Reason: "bench", PausedAt: time.Now()}); err != nil {
+				if err := jobhistory.SetPause(ctx, d, jobhistory.PauseRow{Job: fmt.Sprint("job_", i), Reason: "bench", PausedAt: time.Now()}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -120,7 +120,7 @@ func BenchmarkPauses(b *testing.B) {
 					b.Fatal(err)
 				}
 			}, func(b *testing.B) {
-				if p, err := db.Pauses(ctx, d); err != nil || len(p) != 10 {
+				if p, err := jobhistory.Pauses(ctx, d); err != nil || len(p) != 10 {
 					b.Fatalf("Pauses: got %d rows, %v", len(p), err)
 				}
 			})

@@ -1,4 +1,7 @@
-package db
+// Package jobhistory writes and reads the rows the worker keeps about its
+// jobs, on either backend: the runs (job_runs), each replica's heartbeat,
+// and the pauses (job_pauses).
+package jobhistory
 
 import (
 	"context"
@@ -8,15 +11,21 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sqlworker/worker/internal/db"
 )
 
-// The worker's own tables, job_runs and heartbeat, are created by the
-// migrations of internal/schema, repaired by its Repair and written here
-// only: their columns and their time format have this one owner. Each
-// statement is written once, with ? placeholders;
-// bind turns them into PostgreSQL's $n on a pool of pgx's. Times are passed
+// The worker's own tables, job_runs, heartbeat and job_pauses, are created
+// by the migrations of internal/schema, repaired by its Repair and written
+// here only: their columns and their time format have this one owner. Each
+// statement is written once, with ? placeholders; bind turns them into
+// PostgreSQL's $n on a pool of pgx's. Times are passed
 // as TimeFormat text either way: SQLite stores it, PostgreSQL parses it into
 // its timestamptz columns.
+
+// isPostgres reports whether d is a pool of pgx's, whose placeholders are
+// $n.
+func isPostgres(d *sql.DB) bool { return db.IsPostgres(d) }
 
 // bind returns q for d's engine: ? placeholders become $1, $2, ... on
 // PostgreSQL. q must have no ? but its placeholders.

@@ -1,4 +1,4 @@
-package db_test
+package jobhistory_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/jobhistory"
 	"github.com/sqlworker/worker/internal/workertest"
 )
 
@@ -21,18 +21,18 @@ func TestCapRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	var rows []db.RunRow
+	var rows []jobhistory.RunRow
 	// Inserted newest first, so that id order is not started_at order.
 	for job, n := range map[string]int{"a": 10, "b": 3, "c": 5} {
 		for i := n - 1; i >= 0; i-- {
 			at := base.Add(time.Duration(i) * time.Minute)
-			rows = append(rows, db.RunRow{Job: job, ScheduledAt: at, StartedAt: at, EndedAt: at, Result: "success"})
+			rows = append(rows, jobhistory.RunRow{Job: job, ScheduledAt: at, StartedAt: at, EndedAt: at, Result: "success"})
 		}
 	}
-	if err := db.InsertRuns(ctx, d, rows); err != nil {
+	if err := jobhistory.InsertRuns(ctx, d, rows); err != nil {
 		t.Fatal(err)
 	}
-	deleted, err := db.CapRuns(ctx, d, 4)
+	deleted, err := jobhistory.CapRuns(ctx, d, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestCapRuns(t *testing.T) {
 			if err := r.Scan(&s); err != nil {
 				t.Fatal(err)
 			}
-			at, err := time.Parse(db.TimeFormat, s)
+			at, err := time.Parse(jobhistory.TimeFormat, s)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -71,10 +71,10 @@ func TestCapRuns(t *testing.T) {
 			t.Errorf("job %s: minutes of the rows kept: got %v, want %v", job, got, want)
 		}
 	}
-	if deleted, err := db.CapRuns(ctx, d, 4); err != nil || deleted != 0 {
+	if deleted, err := jobhistory.CapRuns(ctx, d, 4); err != nil || deleted != 0 {
 		t.Fatalf("second CapRuns: got %d (%v), want 0", deleted, err)
 	}
-	if _, err := db.CapRuns(ctx, d, 0); err == nil {
+	if _, err := jobhistory.CapRuns(ctx, d, 0); err == nil {
 		t.Fatalf("CapRuns(0): got nil, want an error")
 	}
 }
