@@ -18,6 +18,7 @@ import (
 	"github.com/sqlworker/worker/internal/claim"
 	"github.com/sqlworker/worker/internal/config"
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/dbmetrics"
 	"github.com/sqlworker/worker/internal/jobs"
 	"github.com/sqlworker/worker/internal/metricopt"
 	"github.com/sqlworker/worker/internal/schedule"
@@ -284,15 +285,15 @@ func (w *Worker) openLocked(ctx context.Context) error {
 		w.fds = fdstat.NewCounter(files...)
 		cs := []prometheus.Collector{
 			// Reads the handle open at scrape time: Verify can replace it.
-			db.NewDBStatsCollector(w.handle, "main"),
-			db.NewCollector(DefaultNamespace, w.handle),
+			dbmetrics.NewDBStatsCollector(w.handle, "main"),
+			dbmetrics.NewCollector(DefaultNamespace, w.handle),
 			fdstat.NewCollector(w.fds, fdstat.WithNamespace(DefaultNamespace)),
 			w.builtins,
 			w.reloads.successful,
 			w.reloads.timestamp,
 		}
 		if w.handle.Postgres() {
-			cs = append(cs, db.NewServerCollector(DefaultNamespace, w.handle))
+			cs = append(cs, dbmetrics.NewServerCollector(DefaultNamespace, w.handle))
 		}
 		for _, c := range cs {
 			if err := w.reg.Register(c); err != nil {

@@ -56,6 +56,10 @@ func init() {
 	}
 }
 
+// AccountingCounter returns the process-wide accounting itself, for its
+// collector (internal/dbmetrics).
+func AccountingCounter() *sqlcount.Counter { return &accounting }
+
 // SetOrigins sets the kinds of object whose origins the process-wide
 // accounting records (sqlcount's Counter.SetOrigins; by default handles and
 // connections), for the benchmark of their cost.

@@ -12,6 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/dbmetrics"
 	"github.com/sqlworker/worker/internal/drivertest"
 	"github.com/sqlworker/worker/internal/workertest"
 )
@@ -78,7 +79,7 @@ func TestConnector_OptionalInterfaces(t *testing.T) {
 // docs/metrics.md now that sqlcount's Collector makes them.
 func TestCollector_DriverMetrics(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(db.NewCollector("worker", workertest.MustOpenHandle(t)))
+	reg.MustRegister(dbmetrics.NewCollector("worker", workertest.MustOpenHandle(t)))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

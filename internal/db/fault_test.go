@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/dbmetrics"
 	"github.com/sqlworker/worker/internal/schema"
 	"github.com/sqlworker/worker/internal/workertest"
 )
@@ -235,11 +236,11 @@ func TestDBStatsCollector(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(db.NewDBStatsCollector(h, "main"))
+	reg.MustRegister(dbmetrics.NewDBStatsCollector(h, "main"))
 	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
 		t.Fatalf("lint: %v %v", problems, err)
 	}
-	if got, want := testutil.CollectAndCount(db.NewDBStatsCollector(h, "main")), 9; got != want {
+	if got, want := testutil.CollectAndCount(dbmetrics.NewDBStatsCollector(h, "main")), 9; got != want {
 		t.Fatalf("series: got %d, want %d", got, want)
 	}
 	if err := d.Ping(); err != nil {

@@ -388,6 +388,16 @@ func (h *Handle) retire(db *sql.DB) {
 	h.retired.MaxLifetimeClosed += s.MaxLifetimeClosed
 }
 
+// OpenPool returns the pool of the handle open now, or nil while it is not
+// open; it never opens one. The collectors' queries run on it.
+func (h *Handle) OpenPool() *sql.DB {
+	d := h.pool.Load()
+	if d == nil || h.db.Load() == nil {
+		return nil
+	}
+	return d
+}
+
 // Stats returns the pool statistics of the handle open now, with the
 // counters of the handles it replaced added, so that they never go down.
 // When no handle is open, the gauges are 0.

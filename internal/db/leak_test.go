@@ -15,6 +15,7 @@ import (
 
 	"github.com/sqlworker/worker/fdstat"
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/dbmetrics"
 	"github.com/sqlworker/worker/internal/floorbench"
 	"github.com/sqlworker/worker/internal/workertest"
 )
@@ -52,7 +53,7 @@ func newRegistry(t testing.TB, h *db.Handle) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewDBStatsCollector(d, "main"),
-		db.NewCollector("worker", h),
+		dbmetrics.NewCollector("worker", h),
 		fdstat.NewCollector(fdstat.NewCounter(h.Path())),
 	)
 	return reg

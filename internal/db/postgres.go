@@ -466,12 +466,12 @@ func (p *postgres) check(ctx context.Context, d *sql.DB, conns *sqlcount.Counter
 	}
 }
 
-// ownBackends selects this replica's client backends in pg_stat_activity,
+// OwnBackends selects this replica's client backends in pg_stat_activity,
 // $1 being its application_name: those of its database and user too, as
 // the same replica id may be used against another database of the server
 // (a staging and a production worker, say), whose backends are not this
 // pool's.
-const ownBackends = `application_name = $1 AND datname = current_database() AND usename = session_user AND backend_type = 'client backend'`
+const OwnBackends = `application_name = $1 AND datname = current_database() AND usename = session_user AND backend_type = 'client backend'`
 
 // count returns this replica's backends in pg_stat_activity and the pool's
 // open connections, counted before and after the query, the smaller: a
@@ -481,7 +481,7 @@ func (p *postgres) count(ctx context.Context, d *sql.DB, conns *sqlcount.Counter
 	ctx, cancel := context.WithTimeout(ctx, DefaultServerCheckTimeout)
 	defer cancel()
 	before := conns.Counts().ConnectionsOpen()
-	err = d.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE `+ownBackends, p.h.ApplicationName()).Scan(&server)
+	err = d.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE `+OwnBackends, p.h.ApplicationName()).Scan(&server)
 	return server, min(before, conns.Counts().ConnectionsOpen()), err
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/dbmetrics"
 	"github.com/sqlworker/worker/internal/jobhistory"
 	"github.com/sqlworker/worker/internal/pgtest"
 	"github.com/sqlworker/worker/internal/schema"
@@ -345,7 +346,7 @@ func TestServerCollector(t *testing.T) {
 	srv := startPG(t)
 	h := pgHandle(t, srv, "sc")
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(db.NewServerCollector("worker", h))
+	reg.MustRegister(dbmetrics.NewServerCollector("worker", h))
 	if n, err := testutil.GatherAndCount(reg); err != nil || n != 0 {
 		t.Fatalf("before Init: got %d series (%v), want 0", n, err)
 	}
@@ -368,8 +369,8 @@ func TestServerCollector(t *testing.T) {
 		got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
 		sum += m.GetGauge().GetValue()
 	}
-	if len(got) != len(db.ServerStates) {
-		t.Errorf("states: got %v, want each of %v", got, db.ServerStates)
+	if len(got) != len(dbmetrics.ServerStates) {
+		t.Errorf("states: got %v, want each of %v", got, dbmetrics.ServerStates)
 	}
 	if want := float64(d.Stats().OpenConnections); sum != want || got["active"] != 1 || got["idle"] != want-1 {
 		t.Errorf("server connections: got %v (sum %v), want %v open: the scrape's active, the rest idle", got, sum, want)

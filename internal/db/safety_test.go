@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sqlworker/worker/internal/db"
+	"github.com/sqlworker/worker/internal/dbmetrics"
 	"github.com/sqlworker/worker/internal/schema"
 	"github.com/sqlworker/worker/internal/workertest"
 )
@@ -462,7 +463,7 @@ func testHandleCorrupt(t *testing.T, lastPage bool, read func(d *sql.DB) error) 
 		t.Fatalf("Init: got %v, want %v", err, db.ErrCorrupt)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(db.NewCollector("worker", h))
+	reg.MustRegister(dbmetrics.NewCollector("worker", h))
 	if got := value(t, reg, "worker_db_corrupt"); got != 1 {
 		t.Fatalf("worker_db_corrupt: got %v, want 1", got)
 	}

@@ -1,4 +1,4 @@
-package db
+package dbmetrics
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sqlworker/worker/internal/db"
 )
 
 // DefaultServerQueryTimeout bounds ServerCollector's query of
@@ -29,7 +31,7 @@ var ServerStates = []string{
 // the pool's connections, which is then one of the active backends it
 // counts. It exports nothing while the handle is not open.
 type ServerCollector struct {
-	h       *Handle
+	h       *db.Handle
 	timeout time.Duration
 	desc    *prometheus.Desc
 }
@@ -37,7 +39,7 @@ type ServerCollector struct {
 var _ prometheus.Collector = (*ServerCollector)(nil)
 
 // NewServerCollector returns a ServerCollector for h, a PostgreSQL handle.
-func NewServerCollector(namespace string, h *Handle) *ServerCollector {
+func NewServerCollector(namespace string, h *db.Handle) *ServerCollector {
 	return &ServerCollector{
 		h:       h,
 		timeout: DefaultServerQueryTimeout,
@@ -52,14 +54,14 @@ func (c *ServerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 // Collect implements prometheus.Collector.
 func (c *ServerCollector) Collect(ch chan<- prometheus.Metric) {
-	d := c.h.pool.Load()
-	if d == nil || c.h.db.Load() == nil {
+	d := c.h.OpenPool()
+	if d == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	rows, err := d.QueryContext(ctx, `SELECT coalesce(state, ''), count(*) FROM pg_stat_activity
-		WHERE `+ownBackends+` GROUP BY 1`, c.h.ApplicationName())
+		WHERE `+db.OwnBackends+` GROUP BY 1`, c.h.ApplicationName())
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(c.desc, err)
 		return

@@ -1,4 +1,8 @@
-package db
+// Package dbmetrics exports the shared database handle as worker_db_*: its
+// Init calls, the driver's accounting and the database's size (Collector),
+// database/sql's pool statistics (DBStatsCollector), and on PostgreSQL the
+// replica's backends as the server sees them (ServerCollector).
+package dbmetrics
 
 import (
 	"context"
@@ -7,6 +11,8 @@ import (
 	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sqlworker/worker/internal/db"
 
 	"github.com/sqlworker/worker/sqlcount"
 )
@@ -17,7 +23,7 @@ import (
 // worker_db_*, with the process's handles of any driver (sqlcount's
 // ProcessCollector).
 type Collector struct {
-	h          *Handle
+	h          *db.Handle
 	accounting *sqlcount.Collector
 	process    *sqlcount.ProcessCollector
 
@@ -30,13 +36,13 @@ type Collector struct {
 var _ prometheus.Collector = (*Collector)(nil)
 
 // NewCollector returns a Collector for h.
-func NewCollector(namespace string, h *Handle) *Collector {
+func NewCollector(namespace string, h *db.Handle) *Collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "db", name), help, labels, nil)
 	}
 	return &Collector{
 		h:            h,
-		accounting:   sqlcount.NewCollector(&accounting, sqlcount.WithNamespace(namespace)),
+		accounting:   sqlcount.NewCollector(db.AccountingCounter(), sqlcount.WithNamespace(namespace)),
 		process:      sqlcount.NewProcessCollector(sqlcount.WithNamespace(namespace)),
 		initCalls:    d("init_calls_total", "Calls of the idempotent database Init by result (opened, reused, failed).", "result"),
 		sizeBytes:    d("size_bytes", "Size of the database: the SQLite file, or on PostgreSQL pg_database_size(current_database())."),
@@ -81,8 +87,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 // connected to, bounded like ServerCollector's query; nothing while the
 // handle is not open.
 func (c *Collector) collectServerSize(ch chan<- prometheus.Metric) {
-	d := c.h.pool.Load()
-	if d == nil || c.h.db.Load() == nil {
+	d := c.h.OpenPool()
+	if d == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultServerQueryTimeout)
@@ -114,7 +120,7 @@ func (c *Collector) collectSize(ch chan<- prometheus.Metric, d *prometheus.Desc,
 // collectors.NewDBStatsCollector. That one is bound to one *sql.DB; this one
 // reads the handle open at scrape time, because Verify can replace it.
 type DBStatsCollector struct {
-	h *Handle
+	h *db.Handle
 
 	maxOpenConnections *prometheus.Desc
 	openConnections    *prometheus.Desc
@@ -131,7 +137,7 @@ var _ prometheus.Collector = (*DBStatsCollector)(nil)
 
 // NewDBStatsCollector returns a DBStatsCollector for h, labelled
 // db_name=dbName.
-func NewDBStatsCollector(h *Handle, dbName string) *DBStatsCollector {
+func NewDBStatsCollector(h *db.Handle, dbName string) *DBStatsCollector {
 	d := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc("go_sql_"+name, help, nil, prometheus.Labels{"db_name": dbName})
 	}
