@@ -9,37 +9,26 @@ import (
 
 	"github.com/sqlworker/worker/internal/db"
 	"github.com/sqlworker/worker/internal/pgtest"
+	"github.com/sqlworker/worker/internal/workertest"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// pgHandle returns a Handle on srv as replica id, closed at cleanup.
-func pgHandle(t testing.TB, srv *pgtest.Server, id string) *db.Handle {
-	t.Helper()
-	h := db.New(db.Config{URL: srv.URL(), ReplicaID: id, MaxOpenConns: 3})
-	t.Cleanup(func() {
-		if err := h.Close(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
-	return h
-}
-
-// startPG returns a running server for t.
-func startPG(t testing.TB) *pgtest.Server {
-	t.Helper()
-	srv := pgtest.New(t)
-	srv.Start(t)
-	return srv
-}
-
-func mustInit(t testing.TB, h *db.Handle) *sql.DB {
-	t.Helper()
-	d, err := h.Init(context.Background())
+// open returns the pool of a worker's handle, migrated, on a new database
+// of backend ("sqlite" or "postgres"), closed at cleanup.
+func open(tb testing.TB, backend string) *sql.DB {
+	tb.Helper()
+	var cfg db.Config
+	if backend == "postgres" {
+		srv := pgtest.New(tb)
+		srv.Start(tb)
+		cfg = db.Config{URL: srv.URL(), ReplicaID: "a", MaxOpenConns: 3}
+	}
+	d, err := workertest.MustOpenHandleWith(tb, cfg).Init(context.Background())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return d
 }

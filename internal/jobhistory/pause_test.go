@@ -9,7 +9,6 @@ import (
 
 	"github.com/sqlworker/worker/internal/floorbench"
 	"github.com/sqlworker/worker/internal/jobhistory"
-	"github.com/sqlworker/worker/internal/workertest"
 )
 
 // Ensure job_pauses round-trips on both backends: a pause is read back
@@ -19,12 +18,7 @@ import (
 func TestPauses(t *testing.T) {
 	for _, backend := range []string{"sqlite", "postgres"} {
 		t.Run(backend, func(t *testing.T) {
-			var d *sql.DB
-			if backend == "sqlite" {
-				d = mustInit(t, workertest.MustOpenHandle(t))
-			} else {
-				d = mustInit(t, pgHandle(t, startPG(t), "a"))
-			}
+			d := open(t, backend)
 			testPauses(t, d)
 			testRecentRuns(t, d)
 		})
@@ -102,12 +96,7 @@ func testRecentRuns(t *testing.T, d *sql.DB) {
 func BenchmarkPauses(b *testing.B) {
 	for _, backend := range []string{"sqlite", "postgres"} {
 		b.Run(backend, func(b *testing.B) {
-			var d *sql.DB
-			if backend == "sqlite" {
-				d = mustInit(b, workertest.MustOpenHandle(b))
-			} else {
-				d = mustInit(b, pgHandle(b, startPG(b), "a"))
-			}
+			d := open(b, backend)
 			ctx := context.Background()
 			for i := range 10 {
 				if err := jobhistory.SetPause(ctx, d, jobhistory.PauseRow{Job: fmt.Sprint("job_", i), Reason: "bench", PausedAt: time.Now()}); err != nil {

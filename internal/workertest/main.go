@@ -108,10 +108,10 @@ func MustOpenHandle(tb testing.TB) *db.Handle {
 }
 
 // MustOpenHandleWith is MustOpenHandle with cfg; an empty cfg.Path is a new
-// database in tb.TempDir().
+// database in tb.TempDir(), unless cfg.URL names a PostgreSQL one.
 func MustOpenHandleWith(tb testing.TB, cfg db.Config) *db.Handle {
 	tb.Helper()
-	if cfg.Path == "" {
+	if cfg.Path == "" && cfg.URL == "" {
 		cfg.Path = filepath.Join(tb.TempDir(), "worker.db")
 	}
 	h := db.New(cfg)
