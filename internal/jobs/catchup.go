@@ -177,7 +177,7 @@ func (s *Scheduler) catchUp(e *entry, ticks []time.Time, r *Run, a *active) {
 			s.mu.Unlock()
 		}
 		r.slotHeld = held
-		s.countCaughtUp(e, s.exec(e, r, a))
+		s.exec(e, r, a) // counted by finishEntry (countCaughtUp)
 	}
 }
 
@@ -197,7 +197,9 @@ func releaseSlot(e *entry, held bool) {
 // countCaughtUp counts a caught-up tick by what its run did: one that was
 // skipped (another run of the job held it) did not run and counts as a
 // skipped tick, so that worker_job_ticks_caught_up_total counts the runs
-// that job_runs has.
+// that job_runs has. finishEntry calls it for a tick's last attempt, before
+// OnFinish and before the run leaves flight, so that Stop and OnFinish see
+// it counted.
 func (s *Scheduler) countCaughtUp(e *entry, r *Run) {
 	if r.Result == Skipped {
 		s.metrics.ticksSkipped.WithLabelValues(e.job.Name).Inc()
@@ -229,11 +231,9 @@ func (s *Scheduler) runTick(e *entry, scheduled, now time.Time) {
 	held := holdSlot(e)
 	defer releaseSlot(e, held)
 	for i, t := range run {
-		r, err := s.run(e, &Run{Job: e.job.Name, ScheduledAt: t, CatchUp: true, slotHeld: held})
-		if err != nil {
+		if _, err := s.run(e, &Run{Job: e.job.Name, ScheduledAt: t, CatchUp: true, slotHeld: held}); err != nil {
 			s.metrics.ticksSkipped.WithLabelValues(e.job.Name).Add(float64(len(run) - i))
 			return
 		}
-		s.countCaughtUp(e, r)
 	}
 }

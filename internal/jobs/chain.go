@@ -97,6 +97,9 @@ func (s *Scheduler) finishEntry(e *entry, r *Run) {
 	if r.gaveUp {
 		s.metrics.retriesGivenUp.WithLabelValues(r.Job).Inc()
 	}
+	if r.CatchUp && r.retryIn == 0 && e != nil {
+		s.countCaughtUp(e, r)
+	}
 	if r.Result != Skipped {
 		jm.duration.Observe(r.EndedAt.Sub(r.StartedAt).Seconds())
 		// Caught-up runs and retries are late on purpose: their delay

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sys/unix"
 
 	"github.com/sqlworker/worker/internal/schema"
@@ -263,11 +264,17 @@ jobs:
 		code, body, _ = w.Get("/readyz")
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "database: database is corrupt: "+path+": database disk image is malformed")
 	})
-	mfs := w.Scrape(t)
+	// Jobs stop writing to it: no run that starts from now on succeeds. A
+	// run that began before the corruption was seen may still end, so the
+	// count is taken once none is going.
+	var mfs map[string]*dto.MetricFamily
+	w.WaitFor(t, "the runs going when the corruption was seen to end", 30*time.Second, func() bool {
+		mfs = w.Scrape(t)
+		return workertest.Sum(mfs["worker_job_running"], nil) == 0
+	})
 	if got := workertest.Sum(mfs["worker_db_corrupt"], nil); got != 1 {
 		t.Errorf("worker_db_corrupt: got %v, want 1", got)
 	}
-	// Jobs stop writing to it: no run succeeds from now on.
 	successes := runs(mfs, "heartbeat", "success") + runs(mfs, "read", "success")
 	failed := runs(mfs, "heartbeat", "failure")
 	w.WaitFor(t, "heartbeats failing", 30*time.Second, func() bool { return runs(w.Scrape(t), "heartbeat", "failure") >= failed+2 })
