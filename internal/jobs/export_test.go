@@ -15,5 +15,5 @@ func (s *Scheduler) Waiting(name string) bool {
 	e, _ := s.lookup(name)
 	e.slot.mu.Lock()
 	defer e.slot.mu.Unlock()
-	return e.slot.waiter != nil
+	return e.waiter != nil
 }

@@ -92,7 +92,7 @@ func (e *entry) hold(cancel context.CancelCauseFunc) {
 
 func (e *entry) unhold() {
 	e.slot.mu.Lock()
-	e.slot.cancel = nil
+	e.cancel = nil
 	e.slot.mu.Unlock()
 }
 
