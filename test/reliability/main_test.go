@@ -6,6 +6,9 @@ package reliability_test
 
 import (
 	"database/sql"
+	"flag"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -18,7 +21,22 @@ import (
 // The worker built once for the package: clean, and with -tags leak.
 var workerBin, leakBin string
 
+// minParallel is how many of this package's parallel tests run at once
+// unless -test.parallel says otherwise: they spend their time waiting on
+// the built worker (its ticks, its shutdown grace and force timeout), not
+// on the CPU, so three at a time on two cores keep the cores busy and the
+// package, make test's longest, 30–40 s shorter (docs/performance.md,
+// "Test time"). The replica tests stay serial: a lease misjudged under
+// CPU contention would be a false failure.
+const minParallel = 3
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set && runtime.GOMAXPROCS(0) < minParallel { // -test.parallel's default is GOMAXPROCS
+		_ = flag.Set("test.parallel", strconv.Itoa(minParallel))
+	}
 	workertest.RunMain(m,
 		workertest.Binary{Path: &workerBin},
 		workertest.Binary{Path: &leakBin, Tags: "leak"},
