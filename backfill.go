@@ -56,7 +56,7 @@ func (w *Worker) Backfill(ctx context.Context, name string, from, to time.Time, 
 	ticks, err := sched.Backfill(ctx, name, from, to, opts)
 	switch {
 	case errors.Is(err, jobs.ErrUnknownJob):
-		return nil, fmt.Errorf("%w: %s is not scheduled (no such job, or disabled)", ErrUnknownJob, webpkg.Quote(name))
+		return nil, unknownJob(name, err)
 	case errors.Is(err, ErrBackfillRange):
 		return nil, fmt.Errorf("%w: %w", webpkg.ErrBadRequest, err)
 	}

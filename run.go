@@ -134,7 +134,7 @@ func await(ctx context.Context, name string, run func() (*jobs.Run, error)) (Run
 	r, err := res.r, res.err
 	switch {
 	case errors.Is(err, jobs.ErrUnknownJob):
-		return RunRecord{}, fmt.Errorf("%w: %s is not scheduled (no such job, or disabled)", ErrUnknownJob, webpkg.Quote(name))
+		return RunRecord{}, unknownJob(name, err)
 	case errors.Is(err, jobs.ErrStopped):
 		return RunRecord{}, fmt.Errorf("%w: shutting down", ErrNotRunning)
 	case err != nil:
